@@ -1,0 +1,392 @@
+//! The front door of the library: [`Engine::builder`] starts one supervision tree and
+//! returns an [`EngineHandle`]. Nothing is global: two engines in one process share
+//! nothing, and every actor is reached through the handle.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorRef};
+use serde::Serialize;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, Randomness, ThreadRandomness, TokioClock};
+use crate::config::{ConfigError, EngineConfig};
+use crate::env::{Env, Refs};
+use crate::limiter::{Lane, LimiterMsg, LimiterSnapshot};
+use crate::model::{RemoteId, TaskRef};
+use crate::poll::{CollectError, Target};
+use crate::remotes::{Job, ReloadReport, RemotesMsg, TriggerResults};
+use crate::scheduler::{SchedulerMsg, SchedulerStats};
+use crate::status::RemoteStatus;
+use crate::storage::{StorageMsg, StorageStats, Stores};
+use crate::store::{MetricStore, TaskStore};
+use crate::supervision::TreeNode;
+use crate::supervisor::{ShutdownReport, Supervisor, SupervisorArgs, SupervisorMsg};
+
+/// Why the engine could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The config was rejected as a whole; the running config stays.
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    /// The builder lacks a part.
+    #[error("engine builder: {0}")]
+    Incomplete(&'static str),
+    /// The named remote is not configured.
+    #[error("no remote named {0:?} is configured")]
+    UnknownRemote(RemoteId),
+    /// The engine is shutting down and accepts no new work.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// The engine stopped (shut down, or its supervisor escalated a failure).
+    #[error("the engine is not running: {0}")]
+    NotRunning(String),
+    /// An actor did not answer in time.
+    #[error("the engine did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The answer to a trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TriggerReport {
+    /// Per remote, the collection's outcome. Without `wait`, only the remotes that could
+    /// not be asked at all (failed, stopping) appear.
+    pub results: TriggerResults,
+}
+
+/// Builds and starts an engine.
+#[derive(Debug)]
+pub struct EngineBuilder {
+    config: EngineConfig,
+    metrics: Option<Arc<dyn MetricStore>>,
+    tasks: Option<Arc<dyn TaskStore>>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Randomness>,
+    parent: Option<ActorCell>,
+}
+
+/// Entry point of the library.
+#[derive(Debug)]
+pub struct Engine;
+
+impl Engine {
+    /// A builder for an engine running `config`.
+    pub fn builder(config: EngineConfig) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            metrics: None,
+            tasks: None,
+            clock: Arc::new(TokioClock::system()),
+            rng: Arc::new(ThreadRandomness),
+            parent: None,
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// The metric store (required).
+    pub fn metric_store(mut self, store: Arc<dyn MetricStore>) -> Self {
+        self.metrics = Some(store);
+        self
+    }
+
+    /// The task store (required).
+    pub fn task_store(mut self, store: Arc<dyn TaskStore>) -> Self {
+        self.tasks = Some(store);
+        self
+    }
+
+    /// The wall clock (default: the system time advanced by tokio's clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The randomness for offsets, delays and jitter (default: thread-local RNG).
+    pub fn randomness(mut self, rng: Arc<dyn Randomness>) -> Self {
+        self.rng = rng;
+        self
+    }
+
+    /// An actor of the embedding application that supervises the engine: it receives
+    /// the engine supervisor's failure when a core actor exceeds its restart intensity.
+    pub fn supervised_by(mut self, parent: ActorCell) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// Validates the config and starts the supervision tree.
+    pub async fn start(self) -> Result<EngineHandle, EngineError> {
+        self.config.validate()?;
+        let stores = Stores {
+            metrics: self
+                .metrics
+                .ok_or(EngineError::Incomplete("no metric store was given"))?,
+            tasks: self
+                .tasks
+                .ok_or(EngineError::Incomplete("no task store was given"))?,
+        };
+        let (refs_tx, refs_rx) = watch::channel(Refs::default());
+        let args = SupervisorArgs {
+            config: self.config.clone(),
+            stores,
+            env: Env {
+                clock: self.clock,
+                rng: self.rng,
+            },
+            refs: refs_tx,
+        };
+        let spawned = match self.parent {
+            Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,
+            None => Actor::spawn(None, Supervisor, args).await,
+        };
+        let (supervisor, join) = spawned
+            .map_err(|e| EngineError::NotRunning(format!("the engine failed to start: {e}")))?;
+        Ok(EngineHandle {
+            inner: Arc::new(Inner {
+                supervisor,
+                refs: refs_rx,
+                accepting: AtomicBool::new(true),
+                join: std::sync::Mutex::new(Some(join)),
+                ask_timeout: Duration::from_secs(30),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    supervisor: ActorRef<SupervisorMsg>,
+    refs: watch::Receiver<Refs>,
+    accepting: AtomicBool,
+    join: std::sync::Mutex<Option<JoinHandle<()>>>,
+    ask_timeout: Duration,
+}
+
+/// A running engine. Cheap to clone; every clone talks to the same tree.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    inner: Arc<Inner>,
+}
+
+impl EngineHandle {
+    fn refs(&self) -> Result<Refs, EngineError> {
+        if !self.is_running() {
+            return Err(EngineError::NotRunning("the supervisor has stopped".into()));
+        }
+        Ok(self.inner.refs.borrow().clone())
+    }
+
+    fn remotes(&self) -> Result<ActorRef<RemotesMsg>, EngineError> {
+        self.refs()?
+            .remotes
+            .ok_or_else(|| EngineError::NotRunning("the remote supervisor is restarting".into()))
+    }
+
+    fn accepting(&self) -> Result<(), EngineError> {
+        if self.inner.accepting.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(EngineError::ShuttingDown)
+        }
+    }
+
+    /// Whether the supervision tree is up.
+    pub fn is_running(&self) -> bool {
+        !matches!(
+            self.inner.supervisor.get_status(),
+            ractor::ActorStatus::Stopped | ractor::ActorStatus::Stopping
+        )
+    }
+
+    async fn run(
+        &self,
+        target: Target,
+        job: Job,
+        wait: bool,
+    ) -> Result<TriggerReport, EngineError> {
+        self.accepting()?;
+        let remotes = self.remotes()?;
+        let (tx, rx) = oneshot::channel();
+        remotes
+            .send_message(RemotesMsg::Run {
+                target,
+                job,
+                lane: Lane::Manual,
+                wait,
+                reply: Some(tx),
+            })
+            .map_err(|_| EngineError::NotRunning("the remote supervisor stopped".into()))?;
+        match rx.await {
+            Ok(Ok(results)) => Ok(TriggerReport { results }),
+            Ok(Err(CollectError::UnknownRemote(id))) => Err(EngineError::UnknownRemote(id)),
+            Ok(Err(other)) => Err(EngineError::NotRunning(other.to_string())),
+            Err(_) => Err(EngineError::NotRunning(
+                "the remote supervisor stopped before answering".into(),
+            )),
+        }
+    }
+
+    /// Collect metrics of one remote or all now, in the priority lane. With `wait`, returns
+    /// once each addressed remote's batch is stored (or why not). A trigger of one remote
+    /// bypasses its backoff.
+    pub async fn trigger(&self, target: Target, wait: bool) -> Result<TriggerReport, EngineError> {
+        let bypass_backoff = matches!(target, Target::Remote(_));
+        self.run(target, Job::Metrics { bypass_backoff }, wait)
+            .await
+    }
+
+    /// Fetch the task lists of one remote or all now; with `wait`, returns once merged.
+    pub async fn refresh_tasks(
+        &self,
+        target: Target,
+        wait: bool,
+    ) -> Result<TriggerReport, EngineError> {
+        self.run(
+            target,
+            Job::Tasks {
+                running_only: false,
+            },
+            wait,
+        )
+        .await
+    }
+
+    /// Track a task the manager started: polled every task tick until it finishes, then
+    /// its remote's task list is fetched. Persisted across restarts.
+    pub async fn track_task(&self, task: TaskRef) -> Result<(), EngineError> {
+        self.accepting()?;
+        let exists = self.status().await?.iter().any(|s| s.remote == task.remote);
+        if !exists {
+            return Err(EngineError::UnknownRemote(task.remote));
+        }
+        let scheduler = self
+            .refs()?
+            .scheduler
+            .ok_or_else(|| EngineError::NotRunning("the scheduler is restarting".into()))?;
+        self.ask(async move { ractor::call!(scheduler, |reply| SchedulerMsg::Track(task, reply)) })
+            .await
+    }
+
+    /// The tasks currently tracked.
+    pub async fn tracked_tasks(&self) -> Result<Vec<TaskRef>, EngineError> {
+        let scheduler = self
+            .refs()?
+            .scheduler
+            .ok_or_else(|| EngineError::NotRunning("the scheduler is restarting".into()))?;
+        self.ask(async move { ractor::call!(scheduler, SchedulerMsg::Tracked) })
+            .await
+    }
+
+    /// Every remote's status, in config order.
+    pub async fn status(&self) -> Result<Vec<RemoteStatus>, EngineError> {
+        let remotes = self.remotes()?;
+        self.ask(async move { ractor::call!(remotes, RemotesMsg::Status) })
+            .await
+    }
+
+    /// One remote's status.
+    pub async fn remote_status(&self, id: &RemoteId) -> Result<RemoteStatus, EngineError> {
+        self.status()
+            .await?
+            .into_iter()
+            .find(|s| &s.remote == id)
+            .ok_or_else(|| EngineError::UnknownRemote(id.clone()))
+    }
+
+    /// The supervision tree with each actor's state and restart count.
+    pub async fn tree(&self) -> Result<TreeNode, EngineError> {
+        let sup = self.inner.supervisor.clone();
+        self.ask(async move { ractor::call!(sup, SupervisorMsg::Tree) })
+            .await
+    }
+
+    /// The rate limiter's books (permits in use, queue depths).
+    pub async fn limiter(&self) -> Result<LimiterSnapshot, EngineError> {
+        let limiter = self
+            .refs()?
+            .limiter
+            .ok_or_else(|| EngineError::NotRunning("the rate limiter is restarting".into()))?;
+        self.ask(async move { ractor::call!(limiter, LimiterMsg::Snapshot) })
+            .await
+    }
+
+    /// The storage writer's counters.
+    pub async fn storage(&self) -> Result<StorageStats, EngineError> {
+        let storage = self
+            .refs()?
+            .storage
+            .ok_or_else(|| EngineError::NotRunning("storage is restarting".into()))?;
+        self.ask(async move { ractor::call!(storage, StorageMsg::Stats) })
+            .await
+    }
+
+    /// The scheduler's counters.
+    pub async fn scheduler(&self) -> Result<SchedulerStats, EngineError> {
+        let scheduler = self
+            .refs()?
+            .scheduler
+            .ok_or_else(|| EngineError::NotRunning("the scheduler is restarting".into()))?;
+        self.ask(async move { ractor::call!(scheduler, SchedulerMsg::Stats) })
+            .await
+    }
+
+    /// Apply a new config as a diff: added remotes start and collect at once, removed
+    /// ones stop (their data stays), changed ones restart, timers reset when intervals
+    /// change. An invalid config is rejected whole and the running one stays.
+    pub async fn reload(&self, config: EngineConfig) -> Result<ReloadReport, EngineError> {
+        self.accepting()?;
+        config.validate()?;
+        let sup = self.inner.supervisor.clone();
+        self.ask(async move {
+            ractor::call!(sup, |reply| SupervisorMsg::Reload(Box::new(config), reply))
+        })
+        .await
+    }
+
+    /// Stop accepting work, let in-flight polls finish within `grace`, flush the stores
+    /// and stop the tree. Returns what was cut short.
+    pub async fn shutdown(&self, grace: Duration) -> Result<ShutdownReport, EngineError> {
+        self.inner.accepting.store(false, Ordering::Release);
+        let sup = self.inner.supervisor.clone();
+        let report = tokio::time::timeout(grace + Duration::from_secs(60), async move {
+            ractor::call!(sup, |reply| SupervisorMsg::Shutdown(grace, reply))
+        })
+        .await
+        .map_err(|_| EngineError::Timeout(grace))?
+        .map_err(|e| EngineError::NotRunning(e.to_string()))?;
+        let join = self.inner.join.lock().ok().and_then(|mut j| j.take());
+        if let Some(join) = join {
+            let _ = join.await;
+        }
+        Ok(report)
+    }
+
+    /// Waits until the supervision tree has stopped (after `shutdown`, or an escalation).
+    pub async fn stopped(&self) {
+        let join = self.inner.join.lock().ok().and_then(|mut j| j.take());
+        match join {
+            Some(join) => {
+                let _ = join.await;
+            }
+            None => {
+                while self.is_running() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    async fn ask<T, E: std::fmt::Display>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, EngineError> {
+        match tokio::time::timeout(self.inner.ask_timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(EngineError::NotRunning(e.to_string())),
+            Err(_) => Err(EngineError::Timeout(self.inner.ask_timeout)),
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The RateLimiter actor: a global connection cap and a per-remote cap, granted as
+//! leases in FIFO order with a priority lane for manual triggers.
+//!
+//! A lease is returned by message (the [`Lease`] guard sends it when dropped, so a
+//! poller that panics returns its leases as its state unwinds) and is reclaimed when
+//! its deadline passes or its holder is reported gone. A large request at the head of a
+//! lane may be passed by smaller ones for `head_wait_limit`; after that the limiter holds
+//! capacity back until it fits, so neither large nor small requests starve.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
+use tokio::time::Instant;
+
+use crate::config::LimitSettings;
+use crate::model::RemoteId;
+
+/// Which queue a request waits in. Manual requests are always served first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Caused by a manual trigger ("collect now").
+    Manual,
+    /// Caused by the scheduler or a retry.
+    Scheduled,
+}
+
+/// Callback that hands a granted lease to its requester (usually a message send).
+pub type GrantFn = Box<dyn FnOnce(Lease) + Send>;
+
+/// Permits held by one poller. Dropping the lease returns the permits.
+pub struct Lease {
+    id: u64,
+    permits: u32,
+    limiter: ActorRef<LimiterMsg>,
+}
+
+impl Lease {
+    /// How many connections this lease allows.
+    pub fn permits(&self) -> u32 {
+        self.permits
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("id", &self.id)
+            .field("permits", &self.permits)
+            .finish()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // The limiter may already be gone (shutdown); then there is nothing to return.
+        let _ = self
+            .limiter
+            .send_message(LimiterMsg::Release { lease: self.id });
+    }
+}
+
+/// One permit request.
+pub struct Acquire {
+    /// Who asks; its death reclaims what it holds and cancels what it waits for.
+    pub holder: ActorCell,
+    /// The holder's own number for this request (to cancel or promote it).
+    pub ticket: u64,
+    /// The remote the connections go to.
+    pub remote: RemoteId,
+    /// The remote's own cap.
+    pub remote_cap: u32,
+    /// How many connections are wanted (clamped to both caps).
+    pub permits: u32,
+    /// Which queue to wait in.
+    pub lane: Lane,
+    /// Called with the lease once granted.
+    pub grant: GrantFn,
+}
+
+impl fmt::Debug for Acquire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acquire")
+            .field("holder", &self.holder.get_id())
+            .field("ticket", &self.ticket)
+            .field("remote", &self.remote)
+            .field("permits", &self.permits)
+            .field("lane", &self.lane)
+            .finish()
+    }
+}
+
+/// What the limiter holds and queues right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimiterSnapshot {
+    /// Permits currently leased.
+    pub in_use: u32,
+    /// The global cap.
+    pub global_cap: u32,
+    /// Requests waiting in the manual lane.
+    pub queued_manual: usize,
+    /// Requests waiting in the scheduled lane.
+    pub queued_scheduled: usize,
+    /// Leases currently out.
+    pub leases: usize,
+    /// Leases reclaimed because their deadline passed or their holder died.
+    pub reclaimed: u64,
+    /// Leases granted since start.
+    pub granted: u64,
+}
+
+/// Messages of the RateLimiter.
+#[derive(Debug)]
+pub enum LimiterMsg {
+    /// A poller asks for permits; the grant arrives through its callback.
+    Acquire(Acquire),
+    /// The poller no longer wants the request `ticket` (stopped, superseded).
+    Cancel {
+        /// The requester.
+        holder: ActorId,
+        /// Its request number.
+        ticket: u64,
+    },
+    /// A manual trigger arrived for a request already waiting in the scheduled lane.
+    Promote {
+        /// The requester.
+        holder: ActorId,
+        /// Its request number.
+        ticket: u64,
+    },
+    /// Sent by a dropped [`Lease`]: the permits are free again.
+    Release {
+        /// The lease's id.
+        lease: u64,
+    },
+    /// The remote supervisor saw this actor die: reclaim its leases and requests now.
+    HolderGone(ActorId),
+    /// Self-sent on a cadence: reclaim overdue leases and leases of dead holders.
+    Sweep,
+    /// A config reload changed the caps or deadlines.
+    Reconfigure(LimitSettings),
+    /// Reply with a snapshot of the limiter's books.
+    Snapshot(RpcReplyPort<LimiterSnapshot>),
+}
+
+struct Pending {
+    req: Acquire,
+    enqueued: Instant,
+}
+
+struct Active {
+    remote: RemoteId,
+    permits: u32,
+    holder: ActorCell,
+    deadline: Instant,
+}
+
+/// State of the RateLimiter.
+pub struct LimiterState {
+    settings: LimitSettings,
+    manual: VecDeque<Pending>,
+    scheduled: VecDeque<Pending>,
+    active: HashMap<u64, Active>,
+    per_remote: HashMap<RemoteId, u32>,
+    in_use: u32,
+    next_lease: u64,
+    reclaimed: u64,
+    granted: u64,
+}
+
+impl fmt::Debug for LimiterState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimiterState")
+            .field("in_use", &self.in_use)
+            .field("global_cap", &self.settings.global_connections)
+            .field("queued_manual", &self.manual.len())
+            .field("queued_scheduled", &self.scheduled.len())
+            .finish()
+    }
+}
+
+/// The RateLimiter actor.
+#[derive(Debug, Default)]
+pub struct RateLimiter;
+
+/// The sweep cadence: often enough that a dead holder's permits return quickly.
+fn sweep_period(settings: &LimitSettings) -> Duration {
+    (settings.lease_deadline / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+impl Actor for RateLimiter {
+    type Msg = LimiterMsg;
+    type State = LimiterState;
+    type Arguments = LimitSettings;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        settings: LimitSettings,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(sweep_period(&settings), || LimiterMsg::Sweep);
+        Ok(LimiterState {
+            settings,
+            manual: VecDeque::new(),
+            scheduled: VecDeque::new(),
+            active: HashMap::new(),
+            per_remote: HashMap::new(),
+            in_use: 0,
+            next_lease: 1,
+            reclaimed: 0,
+            granted: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            LimiterMsg::Acquire(mut req) => {
+                req.permits = req
+                    .permits
+                    .clamp(1, req.remote_cap.max(1))
+                    .min(state.settings.global_connections);
+                let pending = Pending {
+                    req,
+                    enqueued: Instant::now(),
+                };
+                match pending.req.lane {
+                    Lane::Manual => state.manual.push_back(pending),
+                    Lane::Scheduled => state.scheduled.push_back(pending),
+                }
+            }
+            LimiterMsg::Cancel { holder, ticket } => {
+                let matches =
+                    |p: &Pending| p.req.holder.get_id() == holder && p.req.ticket == ticket;
+                state.manual.retain(|p| !matches(p));
+                state.scheduled.retain(|p| !matches(p));
+            }
+            LimiterMsg::Promote { holder, ticket } => {
+                if let Some(pos) = state
+                    .scheduled
+                    .iter()
+                    .position(|p| p.req.holder.get_id() == holder && p.req.ticket == ticket)
+                {
+                    if let Some(mut p) = state.scheduled.remove(pos) {
+                        p.req.lane = Lane::Manual;
+                        state.manual.push_back(p);
+                    }
+                }
+            }
+            LimiterMsg::Release { lease } => {
+                state.release(lease);
+            }
+            LimiterMsg::HolderGone(holder) => {
+                state.reclaim_holder(holder);
+            }
+            LimiterMsg::Sweep => state.sweep(),
+            LimiterMsg::Reconfigure(settings) => state.settings = settings,
+            LimiterMsg::Snapshot(reply) => {
+                let _ = reply.send(state.snapshot());
+                return Ok(());
+            }
+        }
+        state.pump(&myself);
+        Ok(())
+    }
+}
+
+impl LimiterState {
+    fn snapshot(&self) -> LimiterSnapshot {
+        LimiterSnapshot {
+            in_use: self.in_use,
+            global_cap: self.settings.global_connections,
+            queued_manual: self.manual.len(),
+            queued_scheduled: self.scheduled.len(),
+            leases: self.active.len(),
+            reclaimed: self.reclaimed,
+            granted: self.granted,
+        }
+    }
+
+    fn release(&mut self, lease: u64) -> bool {
+        let Some(a) = self.active.remove(&lease) else {
+            // Already reclaimed (deadline or holder death): nothing to return twice.
+            return false;
+        };
+        self.in_use -= a.permits;
+        if let Some(held) = self.per_remote.get_mut(&a.remote) {
+            *held -= a.permits;
+            if *held == 0 {
+                self.per_remote.remove(&a.remote);
+            }
+        }
+        true
+    }
+
+    fn reclaim_holder(&mut self, holder: ActorId) {
+        let leases: Vec<u64> = self
+            .active
+            .iter()
+            .filter(|(_, a)| a.holder.get_id() == holder)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in leases {
+            if self.release(id) {
+                self.reclaimed += 1;
+                tracing::warn!(lease = id, holder = %holder, "lease reclaimed: its holder is gone");
+            }
+        }
+        self.manual.retain(|p| p.req.holder.get_id() != holder);
+        self.scheduled.retain(|p| p.req.holder.get_id() != holder);
+    }
+
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let overdue: Vec<(u64, bool)> = self
+            .active
+            .iter()
+            .filter_map(|(id, a)| {
+                let dead = matches!(
+                    a.holder.get_status(),
+                    ActorStatus::Stopped | ActorStatus::Stopping
+                );
+                (dead || a.deadline <= now).then_some((*id, dead))
+            })
+            .collect();
+        for (id, dead) in overdue {
+            if self.release(id) {
+                self.reclaimed += 1;
+                if dead {
+                    tracing::warn!(lease = id, "lease reclaimed: its holder stopped");
+                } else {
+                    tracing::warn!(lease = id, "lease reclaimed: its deadline passed");
+                }
+            }
+        }
+        let alive = |p: &Pending| {
+            !matches!(
+                p.req.holder.get_status(),
+                ActorStatus::Stopped | ActorStatus::Stopping
+            )
+        };
+        self.manual.retain(alive);
+        self.scheduled.retain(alive);
+    }
+
+    /// Grants whatever fits, manual lane first, each lane in arrival order. A request
+    /// blocked only by its own remote's cap never holds up others; one blocked by the
+    /// global cap is passed by smaller requests until it has waited `head_wait_limit`,
+    /// then capacity is held back for it.
+    fn pump(&mut self, myself: &ActorRef<LimiterMsg>) {
+        let now = Instant::now();
+        for lane in [Lane::Manual, Lane::Scheduled] {
+            let mut i = 0;
+            loop {
+                let free = self.settings.global_connections.saturating_sub(self.in_use);
+                if free == 0 {
+                    return;
+                }
+                let queue = match lane {
+                    Lane::Manual => &self.manual,
+                    Lane::Scheduled => &self.scheduled,
+                };
+                let Some(p) = queue.get(i) else { break };
+                let held = self.per_remote.get(&p.req.remote).copied().unwrap_or(0);
+                if held + p.req.permits > p.req.remote_cap.max(1) {
+                    i += 1;
+                    continue;
+                }
+                if p.req.permits > free {
+                    if now.duration_since(p.enqueued) >= self.settings.head_wait_limit {
+                        // Hold back what frees up until this request fits.
+                        return;
+                    }
+                    i += 1;
+                    continue;
+                }
+                let queue = match lane {
+                    Lane::Manual => &mut self.manual,
+                    Lane::Scheduled => &mut self.scheduled,
+                };
+                let Some(p) = queue.remove(i) else { break };
+                self.grant(myself, p.req, now);
+            }
+        }
+    }
+
+    fn grant(&mut self, myself: &ActorRef<LimiterMsg>, req: Acquire, now: Instant) {
+        let id = self.next_lease;
+        self.next_lease += 1;
+        self.in_use += req.permits;
+        *self.per_remote.entry(req.remote.clone()).or_default() += req.permits;
+        debug_assert!(self.in_use <= self.settings.global_connections);
+        self.granted += 1;
+        self.active.insert(
+            id,
+            Active {
+                remote: req.remote,
+                permits: req.permits,
+                holder: req.holder,
+                deadline: now + self.settings.lease_deadline,
+            },
+        );
+        let lease = Lease {
+            id,
+            permits: req.permits,
+            limiter: myself.clone(),
+        };
+        // If the holder is gone the lease is dropped with the failed message and
+        // returns itself through `Release`.
+        (req.grant)(lease);
+    }
+}

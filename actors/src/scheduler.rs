@@ -1,0 +1,329 @@
+//! The Scheduler actor: turns time into work. Metric cycles start on wall-clock
+//! multiples of the interval plus a random offset drawn per cycle (missed ticks are
+//! skipped, not caught up); the task tick polls tracked tasks every tick, asks remotes
+//! with running foreign tasks every `running_interval`, and fetches every task list
+//! every `full_interval`. A tracked task that finishes triggers a task fetch of its remote.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::time::Instant;
+
+use crate::clock::until_next_boundary;
+use crate::config::{CollectionSettings, TaskSettings};
+use crate::env::{Env, RefsRx};
+use crate::limiter::Lane;
+use crate::model::{RemoteId, TaskRef, TaskState};
+use crate::poll::{Target, TrackedResults};
+use crate::remotes::{Job, RemotesMsg};
+use crate::storage::{Housekeeping, StorageMsg, Stores};
+
+/// Messages of the Scheduler.
+#[derive(Debug)]
+pub enum SchedulerMsg {
+    /// Self-sent at an aligned metric tick of timer generation `generation`.
+    Tick {
+        /// Ticks of an older timer generation are ignored.
+        generation: u64,
+    },
+    /// Self-sent after the cycle's random start offset.
+    StartCycle {
+        /// Cycles of an older timer generation are ignored.
+        generation: u64,
+    },
+    /// Self-sent every task tick.
+    TaskTick {
+        /// Ticks of an older timer generation are ignored.
+        generation: u64,
+    },
+    /// The engine adds a task the manager started; replies once it is persisted.
+    Track(TaskRef, RpcReplyPort<()>),
+    /// A poller answered a tracked-task poll.
+    TrackedResults(RemoteId, TrackedResults),
+    /// A reload changed the timing; the timers restart from the next aligned tick.
+    Reconfigure(CollectionSettings, TaskSettings),
+    /// Reply with the tracked tasks.
+    Tracked(RpcReplyPort<Vec<TaskRef>>),
+    /// Reply with the scheduler's counters.
+    Stats(RpcReplyPort<SchedulerStats>),
+    /// Shutdown: start no further cycles.
+    Quiesce,
+}
+
+/// Counters of the Scheduler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchedulerStats {
+    /// Metric cycles started.
+    pub cycles: u64,
+    /// Wall time (Unix seconds, fractional) at which the last cycle started.
+    pub last_cycle_at: Option<Duration>,
+    /// Task ticks run.
+    pub task_ticks: u64,
+    /// Tracked tasks seen finished.
+    pub tracked_finished: u64,
+}
+
+/// Start arguments of the Scheduler.
+#[derive(Debug)]
+pub struct SchedulerArgs {
+    /// Metric timing.
+    pub collection: CollectionSettings,
+    /// Task timing.
+    pub tasks: TaskSettings,
+    /// Clock and randomness.
+    pub env: Env,
+    /// References to the remote supervisor and storage.
+    pub refs: RefsRx,
+    /// The task store, read for the saved tracked tasks.
+    pub stores: Stores,
+}
+
+/// State of the Scheduler.
+pub struct SchedulerState {
+    collection: CollectionSettings,
+    tasks: TaskSettings,
+    env: Env,
+    refs: RefsRx,
+    generation: u64,
+    tracked: BTreeSet<TaskRef>,
+    last_running_check: Option<Instant>,
+    last_full_fetch: Option<Instant>,
+    quiet: bool,
+    stats: SchedulerStats,
+}
+
+impl fmt::Debug for SchedulerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchedulerState")
+            .field("generation", &self.generation)
+            .field("tracked", &self.tracked.len())
+            .finish()
+    }
+}
+
+/// The Scheduler actor.
+#[derive(Debug, Default)]
+pub struct Scheduler;
+
+impl Actor for Scheduler {
+    type Msg = SchedulerMsg;
+    type State = SchedulerState;
+    type Arguments = SchedulerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SchedulerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let tracked = args.stores.tasks.load_tracked().into_iter().collect();
+        let mut state = SchedulerState {
+            collection: args.collection,
+            tasks: args.tasks,
+            env: args.env,
+            refs: args.refs,
+            generation: 0,
+            tracked,
+            last_running_check: None,
+            last_full_fetch: None,
+            quiet: false,
+            stats: SchedulerStats::default(),
+        };
+        state.arm(&myself);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SchedulerMsg::Tick { generation } => {
+                if generation != state.generation || state.quiet {
+                    return Ok(());
+                }
+                let offset = state.env.rng.between(
+                    state.collection.start_offset_min,
+                    state.collection.start_offset_max,
+                );
+                myself.send_after(offset, move || SchedulerMsg::StartCycle { generation });
+                state.arm_metric_tick(&myself);
+            }
+            SchedulerMsg::StartCycle { generation } => {
+                if generation != state.generation || state.quiet {
+                    return Ok(());
+                }
+                state.stats.cycles += 1;
+                state.stats.last_cycle_at = Some(state.env.clock.now());
+                tracing::info!(cycle = state.stats.cycles, "metric collection cycle starts");
+                state.send_remotes(RemotesMsg::Run {
+                    target: Target::All,
+                    job: Job::Metrics {
+                        bypass_backoff: false,
+                    },
+                    lane: Lane::Scheduled,
+                    wait: false,
+                    reply: None,
+                });
+            }
+            SchedulerMsg::TaskTick { generation } => {
+                if generation != state.generation || state.quiet {
+                    return Ok(());
+                }
+                state.task_tick(&myself);
+                let tick = state.tasks.tick;
+                myself.send_after(tick, move || SchedulerMsg::TaskTick { generation });
+            }
+            SchedulerMsg::Track(task, reply) => {
+                state.tracked.insert(task);
+                state.save_tracked();
+                let _ = reply.send(());
+            }
+            SchedulerMsg::TrackedResults(remote, results) => {
+                state.on_tracked(remote, results);
+            }
+            SchedulerMsg::Reconfigure(collection, tasks) => {
+                if collection != state.collection || tasks != state.tasks {
+                    state.collection = collection;
+                    state.tasks = tasks;
+                    state.arm(&myself);
+                }
+            }
+            SchedulerMsg::Tracked(reply) => {
+                let _ = reply.send(state.tracked.iter().cloned().collect());
+            }
+            SchedulerMsg::Stats(reply) => {
+                let _ = reply.send(state.stats.clone());
+            }
+            SchedulerMsg::Quiesce => state.quiet = true,
+        }
+        Ok(())
+    }
+}
+
+impl SchedulerState {
+    /// Starts a new timer generation: the next aligned metric tick and the task tick.
+    fn arm(&mut self, myself: &ActorRef<SchedulerMsg>) {
+        self.generation += 1;
+        self.arm_metric_tick(myself);
+        let generation = self.generation;
+        let first = until_next_boundary(self.env.clock.now(), self.tasks.tick);
+        myself.send_after(first, move || SchedulerMsg::TaskTick { generation });
+    }
+
+    fn arm_metric_tick(&self, myself: &ActorRef<SchedulerMsg>) {
+        let generation = self.generation;
+        let mut wait = until_next_boundary(self.env.clock.now(), self.collection.interval);
+        if wait.is_zero() {
+            // Exactly on a boundary (the tick that just fired): the next one is due.
+            wait = self.collection.interval;
+        }
+        myself.send_after(wait, move || SchedulerMsg::Tick { generation });
+    }
+
+    fn send_remotes(&self, msg: RemotesMsg) {
+        match &self.refs.borrow().remotes {
+            Some(remotes) => {
+                let _ = remotes.send_message(msg);
+            }
+            None => {
+                tracing::warn!("no remote supervisor is running; the scheduled work is skipped")
+            }
+        }
+    }
+
+    fn task_tick(&mut self, myself: &ActorRef<SchedulerMsg>) {
+        self.stats.task_ticks += 1;
+        let now = Instant::now();
+        let mut by_remote: BTreeMap<RemoteId, Vec<String>> = BTreeMap::new();
+        for t in &self.tracked {
+            by_remote
+                .entry(t.remote.clone())
+                .or_default()
+                .push(t.upid.clone());
+        }
+        for (remote, upids) in by_remote {
+            let me = myself.clone();
+            self.send_remotes(RemotesMsg::PollTracked {
+                remote,
+                upids,
+                respond: Box::new(move |remote, results| {
+                    let _ = me.send_message(SchedulerMsg::TrackedResults(remote, results));
+                }),
+            });
+        }
+        let full_due = self
+            .last_full_fetch
+            .is_none_or(|t| now.duration_since(t) >= self.tasks.full_interval);
+        let running_due = self
+            .last_running_check
+            .is_none_or(|t| now.duration_since(t) >= self.tasks.running_interval);
+        if full_due {
+            self.last_full_fetch = Some(now);
+            self.last_running_check = Some(now);
+            self.send_remotes(RemotesMsg::Run {
+                target: Target::All,
+                job: Job::Tasks {
+                    running_only: false,
+                },
+                lane: Lane::Scheduled,
+                wait: false,
+                reply: None,
+            });
+        } else if running_due {
+            self.last_running_check = Some(now);
+            self.send_remotes(RemotesMsg::Run {
+                target: Target::All,
+                job: Job::Tasks { running_only: true },
+                lane: Lane::Scheduled,
+                wait: false,
+                reply: None,
+            });
+        }
+    }
+
+    fn on_tracked(&mut self, remote: RemoteId, results: TrackedResults) {
+        let mut finished = 0;
+        for (upid, state) in results {
+            match state {
+                Ok(TaskState::Stopped { exit_status }) => {
+                    tracing::info!(remote = %remote, upid = %upid, exit_status = %exit_status,
+                        "tracked task finished");
+                    self.tracked.remove(&TaskRef {
+                        remote: remote.clone(),
+                        upid,
+                    });
+                    finished += 1;
+                }
+                Ok(TaskState::Running) => {}
+                Err(err) => {
+                    tracing::debug!(remote = %remote, upid = %upid, error = %err,
+                        "tracked task poll failed; retrying next tick");
+                }
+            }
+        }
+        if finished > 0 {
+            self.stats.tracked_finished += finished;
+            self.save_tracked();
+            self.send_remotes(RemotesMsg::Run {
+                target: Target::Remote(remote),
+                job: Job::Tasks {
+                    running_only: false,
+                },
+                lane: Lane::Manual,
+                wait: false,
+                reply: None,
+            });
+        }
+    }
+
+    fn save_tracked(&self) {
+        let list = self.tracked.iter().cloned().collect();
+        if let Some(storage) = &self.refs.borrow().storage {
+            let _ = storage.send_message(StorageMsg::Housekeep(Housekeeping::SaveTracked(list)));
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The Storage actor: the single writer in front of the store traits.
+//!
+//! Writes queue in the mailbox; one blocking operation runs at a time in
+//! `spawn_blocking`, and the actor learns of its end by message, so its mailbox stays
+//! open while the disk works. Metric (and task) writes that queued up behind a running
+//! operation are stored together as one group — one journal sync for many remotes.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::model::{Cursor, TaskRef, UnixTime};
+use crate::store::{MetricStore, MetricWrite, StoreError, TaskStore, TaskWrite};
+
+/// Callback that receives the outcome of a metric write.
+pub type MetricResponder = Box<dyn FnOnce(Result<Cursor, StoreError>) + Send>;
+/// Callback that receives the outcome of a task write.
+pub type TaskResponder = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// The stores the engine writes to.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Metric storage.
+    pub metrics: Arc<dyn MetricStore>,
+    /// Task cache.
+    pub tasks: Arc<dyn TaskStore>,
+}
+
+/// Housekeeping operations, sent by the Rotation actor and on shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Housekeeping {
+    /// Apply the metric journal to the files.
+    CommitMetrics,
+    /// Fold the task journal into the active file.
+    ApplyTaskJournal,
+    /// Rotate the task archive if a UTC day has passed.
+    RotateTasks(UnixTime),
+    /// Persist the tracked-task set.
+    SaveTracked(Vec<TaskRef>),
+}
+
+/// Messages of the Storage actor.
+pub enum StorageMsg {
+    /// A poller stores a metric batch; the responder gets the new cursor once durable.
+    StoreMetrics(MetricWrite, MetricResponder),
+    /// A poller merges a task batch; the responder hears when it is durable.
+    StoreTasks(TaskWrite, TaskResponder),
+    /// The Rotation actor (or the scheduler) asks for housekeeping; no reply.
+    Housekeep(Housekeeping),
+    /// Shutdown: write everything queued, commit the journals, then reply.
+    Flush(RpcReplyPort<Result<(), StoreError>>),
+    /// Reply with counters and the queue depth.
+    Stats(RpcReplyPort<StorageStats>),
+    /// Self-sent when the blocking operation finished, or with the panic text if the
+    /// store panicked (the actor then fails and its supervisor restarts it).
+    Done(Result<Completion, String>),
+}
+
+impl fmt::Debug for StorageMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageMsg::StoreMetrics(w, _) => write!(f, "StoreMetrics({})", w.remote),
+            StorageMsg::StoreTasks(w, _) => write!(f, "StoreTasks({})", w.remote),
+            StorageMsg::Housekeep(h) => write!(f, "Housekeep({h:?})"),
+            StorageMsg::Flush(_) => f.write_str("Flush"),
+            StorageMsg::Stats(_) => f.write_str("Stats"),
+            StorageMsg::Done(_) => f.write_str("Done"),
+        }
+    }
+}
+
+/// Counters of the Storage actor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Points handed to the metric store.
+    pub points_stored: u64,
+    /// Metric write groups (journal syncs).
+    pub metric_groups: u64,
+    /// Task batches merged.
+    pub task_batches: u64,
+    /// Operations waiting behind the running one.
+    pub queue_depth: usize,
+    /// Failed store operations.
+    pub errors: u64,
+}
+
+enum Op {
+    Metrics(MetricWrite, MetricResponder),
+    Tasks(TaskWrite, TaskResponder),
+    Housekeep(Housekeeping),
+    Flush(RpcReplyPort<Result<(), StoreError>>),
+}
+
+/// The outcome of one blocking operation.
+pub struct Completion(CompletionKind);
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Completion")
+    }
+}
+
+enum CompletionKind {
+    Metrics(Vec<MetricResponder>, Vec<Result<Cursor, StoreError>>, u64),
+    Tasks(Vec<TaskResponder>, Vec<Result<(), StoreError>>),
+    Housekeep(Housekeeping, Result<(), StoreError>),
+    Flush(RpcReplyPort<Result<(), StoreError>>, Result<(), StoreError>),
+}
+
+/// State of the Storage actor.
+pub struct StorageState {
+    stores: Stores,
+    queue: VecDeque<Op>,
+    busy: bool,
+    stats: StorageStats,
+}
+
+impl fmt::Debug for StorageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageState")
+            .field("queue", &self.queue.len())
+            .field("busy", &self.busy)
+            .finish()
+    }
+}
+
+/// The Storage actor.
+#[derive(Debug, Default)]
+pub struct Storage;
+
+/// The most writes stored as one group.
+const MAX_GROUP: usize = 4096;
+
+impl Actor for Storage {
+    type Msg = StorageMsg;
+    type State = StorageState;
+    type Arguments = Stores;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        stores: Stores,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(StorageState {
+            stores,
+            queue: VecDeque::new(),
+            busy: false,
+            stats: StorageStats::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StorageMsg::StoreMetrics(w, r) => state.queue.push_back(Op::Metrics(w, r)),
+            StorageMsg::StoreTasks(w, r) => state.queue.push_back(Op::Tasks(w, r)),
+            StorageMsg::Housekeep(h) => state.queue.push_back(Op::Housekeep(h)),
+            StorageMsg::Flush(reply) => state.queue.push_back(Op::Flush(reply)),
+            StorageMsg::Stats(reply) => {
+                let mut stats = state.stats.clone();
+                stats.queue_depth = state.queue.len();
+                let _ = reply.send(stats);
+            }
+            StorageMsg::Done(Ok(Completion(kind))) => {
+                state.busy = false;
+                state.complete(kind);
+            }
+            StorageMsg::Done(Err(panic)) => {
+                return Err(format!("a store operation panicked: {panic}").into());
+            }
+        }
+        if !state.busy {
+            state.start_next(&myself);
+        }
+        Ok(())
+    }
+}
+
+impl StorageState {
+    fn complete(&mut self, kind: CompletionKind) {
+        match kind {
+            CompletionKind::Metrics(responders, results, points) => {
+                self.stats.metric_groups += 1;
+                self.stats.points_stored += points;
+                for (respond, result) in responders.into_iter().zip(results) {
+                    if result.is_err() {
+                        self.stats.errors += 1;
+                    }
+                    respond(result);
+                }
+            }
+            CompletionKind::Tasks(responders, results) => {
+                for (respond, result) in responders.into_iter().zip(results) {
+                    match &result {
+                        Ok(()) => self.stats.task_batches += 1,
+                        Err(_) => self.stats.errors += 1,
+                    }
+                    respond(result);
+                }
+            }
+            CompletionKind::Housekeep(op, result) => {
+                if let Err(err) = result {
+                    self.stats.errors += 1;
+                    tracing::error!(operation = ?op, error = %err, "storage housekeeping failed");
+                }
+            }
+            CompletionKind::Flush(reply, result) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn start_next(&mut self, myself: &ActorRef<StorageMsg>) {
+        let Some(first) = self.queue.pop_front() else {
+            return;
+        };
+        let stores = self.stores.clone();
+        let job: Box<dyn FnOnce() -> CompletionKind + Send> = match first {
+            Op::Metrics(w, r) => {
+                let mut writes = vec![w];
+                let mut responders = vec![r];
+                while writes.len() < MAX_GROUP {
+                    match self.queue.front() {
+                        Some(Op::Metrics(..)) => {
+                            if let Some(Op::Metrics(w, r)) = self.queue.pop_front() {
+                                writes.push(w);
+                                responders.push(r);
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                Box::new(move || {
+                    let points = writes.iter().map(|w| w.batch.len() as u64).sum();
+                    let results = stores.metrics.store_metrics(&writes);
+                    CompletionKind::Metrics(responders, results, points)
+                })
+            }
+            Op::Tasks(w, r) => {
+                let mut writes = vec![w];
+                let mut responders = vec![r];
+                while writes.len() < MAX_GROUP {
+                    match self.queue.front() {
+                        Some(Op::Tasks(..)) => {
+                            if let Some(Op::Tasks(w, r)) = self.queue.pop_front() {
+                                writes.push(w);
+                                responders.push(r);
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                Box::new(move || {
+                    let results = stores.tasks.store_tasks(&writes);
+                    CompletionKind::Tasks(responders, results)
+                })
+            }
+            Op::Housekeep(op) => Box::new(move || {
+                let result = match &op {
+                    Housekeeping::CommitMetrics => stores.metrics.commit(),
+                    Housekeeping::ApplyTaskJournal => stores.tasks.apply_journal(),
+                    Housekeeping::RotateTasks(now) => stores.tasks.rotate(*now).map(|_| ()),
+                    Housekeeping::SaveTracked(list) => stores.tasks.save_tracked(list),
+                };
+                CompletionKind::Housekeep(op, result)
+            }),
+            Op::Flush(reply) => Box::new(move || {
+                let result = stores
+                    .metrics
+                    .commit()
+                    .and_then(|()| stores.tasks.apply_journal());
+                CompletionKind::Flush(reply, result)
+            }),
+        };
+        self.busy = true;
+        let me = myself.clone();
+        let blocking = tokio::task::spawn_blocking(job);
+        tokio::spawn(async move {
+            let done = match blocking.await {
+                Ok(kind) => Ok(Completion(kind)),
+                Err(err) => Err(err.to_string()),
+            };
+            // If the actor is gone the responders are dropped and their waiters see it.
+            let _ = me.send_message(StorageMsg::Done(done));
+        });
+    }
+}
