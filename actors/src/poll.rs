@@ -65,6 +65,9 @@ pub enum CollectError {
     /// The remote's poller crashed too often and was given up (reload the config to retry).
     #[error("the poller of this remote was given up after repeated crashes: {0}")]
     Failed(String),
+    /// The remote's poller crashed and waits for its restart delay.
+    #[error("the poller of this remote is restarting after a crash; try again shortly")]
+    Restarting,
     /// The engine is shutting down or the poller stopped before the collection finished.
     #[error("the collection was cut short: the poller stopped")]
     Stopped,

@@ -432,8 +432,10 @@ impl RemotesState {
             let Some(poller) = slot.poller.as_ref().filter(|_| !self.draining) else {
                 let err = if slot.failed {
                     CollectError::Failed(slot.status.last_error.clone().unwrap_or_default())
-                } else {
+                } else if self.draining {
                     CollectError::Stopped
+                } else {
+                    CollectError::Restarting
                 };
                 immediate.push((id, Err(err)));
                 continue;

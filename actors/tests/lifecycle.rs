@@ -1,0 +1,313 @@
+//! The engine handle's contracts: a waited trigger returns only once the batch is
+//! stored; backoff grows, is bounded, resets, and is bypassed by an explicit trigger;
+//! reloads apply as a diff or are rejected whole; shutdown lets in-flight polls finish
+//! within the grace period; two engines in one process share nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_until, Fleet, T0};
+use fleetpoll_actors::testing::CallKind;
+use fleetpoll_actors::{
+    CollectOutcome, Cursor, EngineError, ErrorClass, PollState, RemoteId, Skipped, Target,
+};
+
+#[tokio::test(start_paused = true)]
+async fn a_waited_trigger_returns_only_after_the_store_has_the_batch() {
+    let fleet = Fleet::new(2);
+    fleet.seed_fresh();
+    fleet.source("r0").set_latency(Duration::from_millis(300));
+    let engine = fleet.start().await;
+    // The store takes real time, as a disk would.
+    fleet.metrics.set_write_delay(Duration::from_millis(150));
+    let report = engine
+        .trigger(Target::Remote(RemoteId::new("r0")), true)
+        .await
+        .unwrap();
+    let stored = fleet.metrics.stored("r0");
+    assert_eq!(
+        stored.batches, 1,
+        "the batch is in the store when trigger returns"
+    );
+    match &report.results[0].1 {
+        Ok(CollectOutcome::Stored { points, cursor }) => {
+            assert_eq!(*points, 1);
+            assert_eq!(*cursor, stored.cursor);
+            assert!(cursor.0.unwrap() > T0 as i64);
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    let status = engine.remote_status(&RemoteId::new("r0")).await.unwrap();
+    assert_eq!(status.state, PollState::Ok);
+    assert_eq!(status.newest_datapoint, stored.cursor.0);
+    // From lease to stored; the paused clock does not see the store's real-time sleep.
+    assert!(status.last_duration_ms.is_some_and(|ms| ms >= 300));
+
+    // Without wait the call returns at once, before anything is stored.
+    let queued = engine
+        .trigger(Target::Remote(RemoteId::new("r1")), false)
+        .await
+        .unwrap();
+    assert!(queued.results.is_empty());
+    assert_eq!(fleet.metrics.stored("r1").batches, 0);
+    wait_until(Duration::from_secs(2), "r1 is stored", || async {
+        fleet.metrics.stored("r1").batches == 1
+    })
+    .await;
+    assert!(matches!(
+        engine
+            .trigger(Target::Remote(RemoteId::new("nope")), true)
+            .await,
+        Err(EngineError::UnknownRemote(_))
+    ));
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_store_leaves_the_cursor_where_it_was() {
+    let fleet = Fleet::new(1);
+    fleet.seed_fresh();
+    let engine = fleet.start().await;
+    fleet.metrics.fail_next(1);
+    let r = engine
+        .trigger(Target::Remote(RemoteId::new("r0")), true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        r.results[0].1,
+        Err(fleetpoll_actors::CollectError::Store(_))
+    ));
+    assert_eq!(fleet.metrics.stored("r0").cursor, Cursor(Some(T0 as i64)));
+    let status = engine.remote_status(&RemoteId::new("r0")).await.unwrap();
+    assert_eq!(status.state, PollState::Backoff);
+    assert_eq!(status.newest_datapoint, Some(T0 as i64));
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_grows_within_its_bounds_resets_on_success_and_yields_to_a_trigger() {
+    let fleet = Fleet::new(2);
+    fleet.seed_fresh();
+    let engine = fleet.start().await;
+    let src = fleet.source("r0");
+    src.fail_next(6, ErrorClass::Unreachable);
+    engine
+        .trigger(Target::Remote(RemoteId::new("r0")), true)
+        .await
+        .unwrap();
+    // Retries follow by themselves: base 10 s doubling to the 180 s cap, full jitter.
+    wait_until(
+        Duration::from_secs(2000),
+        "six failures and a success",
+        || async { fleet.probe.calls_to("r0", CallKind::Metrics).len() >= 7 },
+    )
+    .await;
+    let calls = fleet.probe.calls_to("r0", CallKind::Metrics);
+    for (n, pair) in calls.windows(2).take(6).enumerate() {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        let ceiling = Duration::from_secs((10u64 << n).min(180));
+        assert!(
+            gap <= ceiling,
+            "retry {} came after {gap:?} > {ceiling:?}",
+            n + 1
+        );
+    }
+    wait_until(Duration::from_secs(5), "r0 is ok again", || async {
+        engine
+            .remote_status(&RemoteId::new("r0"))
+            .await
+            .unwrap()
+            .state
+            == PollState::Ok
+    })
+    .await;
+    let ok = engine.remote_status(&RemoteId::new("r0")).await.unwrap();
+    assert_eq!(ok.consecutive_failures, 0);
+    assert_eq!(ok.next_attempt, None);
+
+    // Fail again: the status shows the failure count and the next attempt; a cycle
+    // skips the remote, an explicit trigger of it goes ahead at once.
+    src.fail_next(1, ErrorClass::Auth);
+    let failed = engine
+        .trigger(Target::Remote(RemoteId::new("r0")), true)
+        .await
+        .unwrap();
+    assert!(failed.results[0].1.is_err());
+    let st = engine.remote_status(&RemoteId::new("r0")).await.unwrap();
+    assert_eq!(st.state, PollState::Backoff);
+    assert_eq!(st.consecutive_failures, 1);
+    assert_eq!(st.last_error_class, Some(ErrorClass::Auth));
+    let next = st.next_attempt.expect("next attempt is shown");
+    assert!(next >= fleet.now() as i64);
+    let all = engine.trigger(Target::All, true).await.unwrap();
+    let r0 = all
+        .results
+        .iter()
+        .find(|(id, _)| id.as_str() == "r0")
+        .unwrap();
+    assert!(matches!(
+        r0.1,
+        Ok(CollectOutcome::Skipped(Skipped::InBackoff { .. }))
+    ));
+    let before = fleet.probe.calls_to("r0", CallKind::Metrics).len();
+    let bypass = engine
+        .trigger(Target::Remote(RemoteId::new("r0")), true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        bypass.results[0].1,
+        Ok(CollectOutcome::Stored { .. })
+    ));
+    assert_eq!(
+        fleet.probe.calls_to("r0", CallKind::Metrics).len(),
+        before + 1
+    );
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_applies_a_diff_and_rejects_an_invalid_config_whole() {
+    let fleet = Fleet::new(3);
+    fleet.seed_fresh();
+    let engine = fleet.start().await;
+    engine.trigger(Target::All, true).await.unwrap();
+    let r2_before = engine.remote_status(&RemoteId::new("r2")).await.unwrap();
+
+    // r0 removed, r1 changed, r2 unchanged, r3 added.
+    let mut config = fleet.config.clone();
+    let mut extra = Fleet::new(0);
+    extra.probe = fleet.probe.clone();
+    extra.clock = fleet.clock.clone();
+    extra.add_remote("r3", 1);
+    config.remotes.remove(0);
+    config.remotes[0].revision = 7;
+    config.remotes.push(extra.config.remotes[0].clone());
+    let report = engine.reload(config.clone()).await.unwrap();
+    assert_eq!(report.added, vec![RemoteId::new("r3")]);
+    assert_eq!(report.removed, vec![RemoteId::new("r0")]);
+    assert_eq!(report.changed, vec![RemoteId::new("r1")]);
+    assert!(!report.timers_reset);
+
+    // The added remote is collected at once; the removed one's data stays.
+    wait_until(Duration::from_secs(2), "r3 is collected", || async {
+        fleet.metrics.stored("r3").batches == 1
+    })
+    .await;
+    assert_eq!(fleet.metrics.stored("r0").batches, 1);
+    let ids: Vec<String> = engine
+        .status()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.remote.to_string())
+        .collect();
+    assert_eq!(ids, vec!["r1", "r2", "r3"]);
+    // The unchanged remote kept its poller and its status.
+    let r2_after = engine.remote_status(&RemoteId::new("r2")).await.unwrap();
+    assert_eq!(r2_after.last_success, r2_before.last_success);
+    assert_eq!(fleet.probe.calls_to("r2", CallKind::Metrics).len(), 1);
+
+    // Invalid: rejected whole, naming the key; the running config stays.
+    let mut bad = config.clone();
+    bad.remotes.push(bad.remotes[0].clone());
+    bad.remotes.remove(1);
+    match engine.reload(bad).await {
+        Err(EngineError::InvalidConfig(e)) => {
+            assert_eq!(e.key, "remotes[2].id");
+            assert!(e.message.contains("used twice"));
+        }
+        other => panic!("expected a rejected config, got {other:?}"),
+    }
+    let mut bad_timing = config.clone();
+    bad_timing.collection.start_offset_max = Duration::from_secs(900);
+    assert!(matches!(
+        engine.reload(bad_timing).await,
+        Err(EngineError::InvalidConfig(e)) if e.key == "collection.start_offset_max"
+    ));
+    let still: Vec<String> = engine
+        .status()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.remote.to_string())
+        .collect();
+    assert_eq!(still, vec!["r1", "r2", "r3"]);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_in_flight_polls_finish_within_the_grace_period() {
+    let fleet = Fleet::new(5);
+    fleet.seed_fresh();
+    for s in fleet.sources.values() {
+        s.set_latency(Duration::from_secs(2));
+    }
+    let engine = fleet.start().await;
+    engine.trigger(Target::All, false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let commits_before = fleet.metrics.commits();
+    let started = tokio::time::Instant::now();
+    let report = engine.shutdown(Duration::from_secs(5)).await.unwrap();
+    let took = started.elapsed();
+    assert!(report.cut_short.is_empty(), "{report:?}");
+    assert!(report.flush_error.is_none());
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "it waited for the polls: {took:?}"
+    );
+    for i in 0..5 {
+        assert_eq!(fleet.metrics.stored(&format!("r{i}")).batches, 1);
+    }
+    assert!(
+        fleet.metrics.commits() > commits_before,
+        "the stores were flushed"
+    );
+    assert!(!engine.is_running());
+    assert!(matches!(
+        engine.trigger(Target::All, true).await,
+        Err(EngineError::ShuttingDown)
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_cuts_polls_short_at_the_end_of_the_grace_period() {
+    let fleet = Fleet::new(3);
+    fleet.seed_fresh();
+    fleet.source("r1").set_latency(Duration::from_secs(60));
+    let engine = fleet.start().await;
+    engine.trigger(Target::All, false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = tokio::time::Instant::now();
+    let report = engine.shutdown(Duration::from_secs(2)).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(report.cut_short, vec![RemoteId::new("r1")]);
+    assert!(took < Duration::from_secs(10), "bounded: {took:?}");
+    assert_eq!(fleet.metrics.stored("r0").batches, 1);
+    assert_eq!(fleet.metrics.stored("r1").batches, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_engines_in_one_process_share_nothing() {
+    let a = Fleet::new(2);
+    a.seed_fresh();
+    let b = Fleet::new(2);
+    b.seed_fresh();
+    let ea = a.start().await;
+    let eb = b.start().await;
+    ea.trigger(Target::All, true).await.unwrap();
+    assert_eq!(a.metrics.total_points(), 2);
+    assert_eq!(
+        b.metrics.total_points(),
+        0,
+        "b's store saw nothing of a's trigger"
+    );
+    assert!(b.probe.calls().iter().all(|c| c.kind != CallKind::Metrics));
+    ea.shutdown(Duration::from_secs(1)).await.unwrap();
+    // b keeps running after a is gone.
+    eb.trigger(Target::All, true).await.unwrap();
+    assert_eq!(b.metrics.total_points(), 2);
+    assert!(eb.is_running() && !ea.is_running());
+    eb.shutdown(Duration::from_secs(1)).await.unwrap();
+}
