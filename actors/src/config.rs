@@ -95,6 +95,10 @@ pub struct LimitSettings {
     /// How long the head of the queue may be passed by smaller requests before the
     /// limiter holds capacity back for it.
     pub head_wait_limit: Duration,
+    /// Permits that only manual triggers may use. With 0 (the default) a trigger takes
+    /// the next permit that frees up; with a reserve it usually finds one free at once,
+    /// and scheduled cycles run on `global_connections − manual_reserve`.
+    pub manual_reserve: u32,
 }
 
 impl Default for LimitSettings {
@@ -103,6 +107,7 @@ impl Default for LimitSettings {
             global_connections: 20,
             lease_deadline: Duration::from_secs(120),
             head_wait_limit: Duration::from_secs(5),
+            manual_reserve: 0,
         }
     }
 }
@@ -251,6 +256,12 @@ impl EngineConfig {
             return Err(err(
                 "limits.global_connections",
                 "must be at least 1 connection",
+            ));
+        }
+        if self.limits.manual_reserve >= self.limits.global_connections {
+            return Err(err(
+                "limits.manual_reserve",
+                "must be smaller than limits.global_connections, or scheduled polls never run",
             ));
         }
         if self.limits.lease_deadline.is_zero() {

@@ -207,6 +207,16 @@ impl EngineHandle {
         job: Job,
         wait: bool,
     ) -> Result<TriggerReport, EngineError> {
+        self.run_in(target, job, Lane::Manual, wait).await
+    }
+
+    async fn run_in(
+        &self,
+        target: Target,
+        job: Job,
+        lane: Lane,
+        wait: bool,
+    ) -> Result<TriggerReport, EngineError> {
         self.accepting()?;
         let remotes = self.remotes()?;
         let (tx, rx) = oneshot::channel();
@@ -214,7 +224,7 @@ impl EngineHandle {
             .send_message(RemotesMsg::Run {
                 target,
                 job,
-                lane: Lane::Manual,
+                lane,
                 wait,
                 reply: Some(tx),
             })
@@ -236,6 +246,16 @@ impl EngineHandle {
         let bypass_backoff = matches!(target, Target::Remote(_));
         self.run(target, Job::Metrics { bypass_backoff }, wait)
             .await
+    }
+
+    /// Start a regular collection cycle of every remote now, exactly as the scheduler's
+    /// tick would: scheduled lane, per-connection delay, skip window and backoff apply.
+    /// With `wait`, returns once every remote answered.
+    pub async fn cycle(&self, wait: bool) -> Result<TriggerReport, EngineError> {
+        let job = Job::Metrics {
+            bypass_backoff: false,
+        };
+        self.run_in(Target::All, job, Lane::Scheduled, wait).await
     }
 
     /// Fetch the task lists of one remote or all now; with `wait`, returns once merged.

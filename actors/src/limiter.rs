@@ -356,8 +356,16 @@ impl LimiterState {
         let now = Instant::now();
         for lane in [Lane::Manual, Lane::Scheduled] {
             let mut i = 0;
+            let reserve = match lane {
+                Lane::Manual => 0,
+                Lane::Scheduled => self.settings.manual_reserve,
+            };
             loop {
-                let free = self.settings.global_connections.saturating_sub(self.in_use);
+                let free = self
+                    .settings
+                    .global_connections
+                    .saturating_sub(self.in_use)
+                    .saturating_sub(reserve);
                 if free == 0 {
                     return;
                 }

@@ -211,7 +211,6 @@ struct Job {
     lane: Lane,
     work: Work,
     waiters: Vec<Waiter>,
-    lease: Option<Lease>,
     fetch: Option<AbortOnDrop>,
     started: Option<Instant>,
     points: usize,
@@ -558,7 +557,6 @@ impl PollerState {
             lane,
             work,
             waiters: waiter.into_iter().collect(),
-            lease: None,
             fetch: None,
             started: None,
             points: 0,
@@ -629,9 +627,10 @@ impl PollerState {
                     return Ok(());
                 }
                 job.phase = Phase::Fetching;
-                job.lease = Some(lease);
                 job.started = Some(Instant::now());
-                let handle = self.spawn_fetch(myself, kind, seq);
+                // The fetch task owns the lease and returns it the moment the remote
+                // has answered, without a detour through this mailbox.
+                let handle = self.spawn_fetch(myself, kind, seq, lease);
                 if let Some(job) = self.slots[idx].current.as_mut() {
                     job.fetch = Some(AbortOnDrop(handle));
                 }
@@ -641,7 +640,6 @@ impl PollerState {
                 }
             }
             Step::Fetched(fetched) => {
-                job.lease = None;
                 job.fetch = None;
                 match fetched {
                     Fetched::Panicked(text) => {
@@ -712,7 +710,13 @@ impl PollerState {
         Ok(())
     }
 
-    fn spawn_fetch(&self, myself: &ActorRef<PollerMsg>, kind: JobKind, seq: u64) -> JoinHandle<()> {
+    fn spawn_fetch(
+        &self,
+        myself: &ActorRef<PollerMsg>,
+        kind: JobKind,
+        seq: u64,
+        lease: Lease,
+    ) -> JoinHandle<()> {
         let source = self.source.clone();
         let me = myself.clone();
         let cursor = self.cursor;
@@ -754,6 +758,7 @@ impl PollerState {
                 Ok(f) => f,
                 Err(panic) => Fetched::Panicked(panic_text(&panic)),
             };
+            drop(lease);
             let _ = me.send_message(PollerMsg::Step {
                 kind,
                 seq,

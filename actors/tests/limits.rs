@@ -29,10 +29,19 @@ impl Actor for Holder {
 type Grants = Arc<Mutex<Vec<(u64, Lease)>>>;
 
 async fn limiter(global: u32, head_wait: Duration) -> ActorRef<LimiterMsg> {
+    limiter_with_reserve(global, head_wait, 0).await
+}
+
+async fn limiter_with_reserve(
+    global: u32,
+    head_wait: Duration,
+    reserve: u32,
+) -> ActorRef<LimiterMsg> {
     let settings = LimitSettings {
         global_connections: global,
         lease_deadline: Duration::from_secs(60),
         head_wait_limit: head_wait,
+        manual_reserve: reserve,
     };
     Actor::spawn(None, RateLimiter, settings).await.unwrap().0
 }
@@ -92,6 +101,31 @@ async fn grants_are_fifo_and_manual_requests_go_first() {
         settle().await;
         assert_eq!(granted(&grants), vec![expected], "grant order");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_manual_reserve_is_kept_free_for_triggers() {
+    let lim = limiter_with_reserve(3, Duration::from_secs(5), 1).await;
+    let h = holder().await;
+    let grants: Grants = Default::default();
+    for t in 1..=4 {
+        ask(&lim, &h, t, &format!("s{t}"), 1, Lane::Scheduled, &grants);
+    }
+    settle().await;
+    assert_eq!(
+        granted(&grants),
+        vec![1, 2],
+        "scheduled polls leave the reserve alone"
+    );
+    ask(&lim, &h, 100, "urgent", 1, Lane::Manual, &grants);
+    settle().await;
+    assert_eq!(
+        granted(&grants),
+        vec![1, 2, 100],
+        "a trigger finds the reserve free"
+    );
+    let s = ractor::call!(lim, LimiterMsg::Snapshot).unwrap();
+    assert_eq!(s.in_use, 3);
 }
 
 #[tokio::test(start_paused = true)]

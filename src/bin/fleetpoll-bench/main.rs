@@ -1,0 +1,30 @@
+//! `fleetpoll-bench`: one benchmark scenario per subcommand. Each prints progress to
+//! stderr and one JSON object with its figures as the last line of stdout.
+
+mod engine;
+mod measure;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "fleetpoll-bench", about = "fleetpoll's benchmark scenarios")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// The engine alone: in-process fake remotes with a fixed latency, one full cycle,
+    /// idle memory per poller, and trigger latency during a running cycle.
+    Engine(engine::EngineArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let result = match cli.scenario {
+        Scenario::Engine(args) => engine::run(args)?,
+    };
+    println!("{result}");
+    Ok(())
+}
