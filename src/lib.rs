@@ -2,6 +2,9 @@
 //!
 //! # Layout
 //!
-//! - `fleetpoll_actors` (re-exported as [`engine`]): the supervised collection engine.
+//! - [`engine`]: the supervised collection engine (the `fleetpoll-actors` crate).
+//! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
+
+pub mod demo;
 
 pub use fleetpoll_actors as engine;

@@ -1,6 +1,109 @@
 //! The `fleetpoll` command: daemon, demo, simulator and tools.
 
-fn main() {
-    eprintln!("fleetpoll: no command yet");
-    std::process::exit(64);
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for bad usage or configuration (sysexits' EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetpoll",
+    version,
+    about = "Keeps a datacenter manager's view of its remotes fresh"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the engine on a simulated fleet, no configuration needed.
+    Demo {
+        /// Number of simulated remotes.
+        #[arg(long, default_value_t = 36)]
+        remotes: usize,
+        /// Collection interval in seconds.
+        #[arg(long, default_value_t = 10)]
+        interval_secs: u64,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration_secs: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    // The demo's progress line says what failing remotes do; its log stays quiet.
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "error",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("fleetpoll: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo {
+                remotes,
+                interval_secs,
+                duration_secs,
+            } => {
+                if remotes == 0 || interval_secs == 0 {
+                    return Err(
+                        Usage("--remotes and --interval-secs must be at least 1".into()).into(),
+                    );
+                }
+                fleetpoll::demo::run(fleetpoll::demo::DemoOptions {
+                    remotes,
+                    interval: Duration::from_secs(interval_secs),
+                    duration: duration_secs.map(Duration::from_secs),
+                })
+                .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("fleetpoll: {err:#}");
+            if err.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// A usage error found after parsing (exit code 64).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
