@@ -26,7 +26,7 @@
 //! - [`poller`], [`poll`], [`backoff`], [`status`]: one remote's collection and what it reports.
 //! - [`scheduler`], [`rotation`]: everything driven by time.
 //! - [`storage`]: the single writer in front of the store traits.
-//! - [`model`], [`source`], [`store`], [`clock`], [`config`], [`env`]: vocabulary and seams.
+//! - [`model`], [`source`], [`store`], [`clock`], [`config`], [`mod@env`]: vocabulary and seams.
 //! - [`testing`]: in-memory stores and an instrumented fake remote for tests and benchmarks.
 
 pub mod backoff;
