@@ -24,6 +24,12 @@ impl Backoff {
         }
     }
 
+    /// New bounds (a reload); the failure count is kept.
+    pub fn reconfigure(&mut self, base: Duration, cap: Duration) {
+        self.base = base;
+        self.cap = cap.max(base);
+    }
+
     /// Consecutive failures since the last success.
     pub fn failures(&self) -> u32 {
         self.failures

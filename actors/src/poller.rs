@@ -383,11 +383,9 @@ impl Actor for Poller {
                 }
             }
             PollerMsg::Reconfigure(settings) => {
-                let failures = state.backoff.failures();
-                state.backoff = Backoff::new(settings.backoff_base, settings.backoff_cap);
-                for _ in 0..failures {
-                    state.backoff.fail(false, &NoJitter);
-                }
+                state
+                    .backoff
+                    .reconfigure(settings.backoff_base, settings.backoff_cap);
                 state.settings = settings;
             }
             PollerMsg::Drain(reply) => {
@@ -402,16 +400,6 @@ impl Actor for Poller {
             }
         }
         Ok(())
-    }
-}
-
-/// Keeps the failure count when the backoff settings change, without drawing jitter.
-#[derive(Debug)]
-struct NoJitter;
-
-impl crate::clock::Randomness for NoJitter {
-    fn between(&self, low: Duration, _high: Duration) -> Duration {
-        low
     }
 }
 
@@ -736,35 +724,39 @@ impl PollerState {
             Some(Work::Tracked { upids, .. }) => upids.clone(),
             _ => Vec::new(),
         };
-        tokio::spawn(async move {
-            let fut = async move {
-                match kind {
-                    JobKind::Metrics => Fetched::Metrics(source.fetch_metrics(cursor).await),
-                    JobKind::Tasks => {
-                        let query = work.unwrap_or_default();
-                        Fetched::Tasks(source.list_tasks(&query).await, query)
-                    }
-                    JobKind::Tracked => {
-                        let mut results = Vec::with_capacity(upids.len());
-                        for upid in upids {
-                            let state = source.task_status(&upid).await;
-                            results.push((upid, state));
+        let span = tracing::info_span!("poll", remote = %self.id, job = ?kind, seq);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let fut = async move {
+                    match kind {
+                        JobKind::Metrics => Fetched::Metrics(source.fetch_metrics(cursor).await),
+                        JobKind::Tasks => {
+                            let query = work.unwrap_or_default();
+                            Fetched::Tasks(source.list_tasks(&query).await, query)
                         }
-                        Fetched::Tracked(results)
+                        JobKind::Tracked => {
+                            let mut results = Vec::with_capacity(upids.len());
+                            for upid in upids {
+                                let state = source.task_status(&upid).await;
+                                results.push((upid, state));
+                            }
+                            Fetched::Tracked(results)
+                        }
                     }
-                }
-            };
-            let fetched = match AssertUnwindSafe(fut).catch_unwind().await {
-                Ok(f) => f,
-                Err(panic) => Fetched::Panicked(panic_text(&panic)),
-            };
-            drop(lease);
-            let _ = me.send_message(PollerMsg::Step {
-                kind,
-                seq,
-                step: Step::Fetched(fetched),
-            });
-        })
+                };
+                let fetched = match AssertUnwindSafe(fut).catch_unwind().await {
+                    Ok(f) => f,
+                    Err(panic) => Fetched::Panicked(panic_text(&panic)),
+                };
+                drop(lease);
+                let _ = me.send_message(PollerMsg::Step {
+                    kind,
+                    seq,
+                    step: Step::Fetched(fetched),
+                });
+            },
+            span,
+        ))
     }
 
     /// Ends the current job of `kind` with `result`, updates status and backoff, answers

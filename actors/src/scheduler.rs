@@ -38,7 +38,8 @@ pub enum SchedulerMsg {
         /// Ticks of an older timer generation are ignored.
         generation: u64,
     },
-    /// The engine adds a task the manager started; replies once it is persisted.
+    /// The engine adds a task the manager started; replies once it is tracked and its
+    /// persisting is queued with Storage.
     Track(TaskRef, RpcReplyPort<()>),
     /// A poller answered a tracked-task poll.
     TrackedResults(RemoteId, TrackedResults),
