@@ -3,12 +3,24 @@
 //! - [`upid`]: task ids (UPIDs) of both kinds, parsed and formatted.
 //! - [`metrics`]: the metric export reply parsed into a [`fleetpoll_actors::MetricBatch`].
 //! - [`tls`]: certificate trust: system roots, else the pinned fingerprint.
+//! - [`endpoint`]: how to reach a remote (nodes, token, timeouts, limits).
+//! - `http`: the shared transport (pools, failover, timeouts, body cap, error classes).
+//! - `reply`: node lists, task lists and task status replies.
+//! - [`pve`]: [`PveClient`], a [`fleetpoll_actors::RemoteSource`] for a PVE cluster.
+//! - [`pbs`]: [`PbsClient`], a [`fleetpoll_actors::RemoteSource`] for a PBS.
 
+pub mod endpoint;
+mod http;
 pub mod metrics;
+pub mod pbs;
+pub mod pve;
+mod reply;
+pub mod tls;
 pub mod upid;
 
+pub use endpoint::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
 pub use metrics::{parse_metric_reply, MAX_FUTURE_SECS};
-pub use upid::{Upid, UpidError};
-pub mod tls;
-
+pub use pbs::PbsClient;
+pub use pve::PveClient;
 pub use tls::Fingerprint;
+pub use upid::{Upid, UpidError};

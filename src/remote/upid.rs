@@ -65,10 +65,12 @@ impl Upid {
             match fields.as_slice() {
                 [n, p, ps, st, ty, id, u] => (*n, *p, *ps, None, *st, *ty, *id, *u),
                 [n, p, ps, tid, st, ty, id, u] => (*n, *p, *ps, Some(*tid), *st, *ty, *id, *u),
-                _ => return Err(fail(format!(
+                _ => {
+                    return Err(fail(format!(
                     "has {} fields between 'UPID:' and the final ':'; expected 7 (PVE) or 8 (PBS)",
                     fields.len()
-                ))),
+                )))
+                }
             };
         if node.is_empty()
             || !node
