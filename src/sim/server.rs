@@ -83,6 +83,8 @@ pub(crate) struct SimState {
     pub(crate) clock: Arc<dyn Clock>,
     /// Requests seen per remote; the fault dice are a hash of this count.
     pub(crate) requests: Vec<AtomicU64>,
+    /// TCP connections accepted on both listeners.
+    pub(crate) connections: AtomicU64,
 }
 
 /// A running simulator. Dropping it without [`Simulator::shutdown`] also stops it.
@@ -126,6 +128,7 @@ impl Simulator {
             fleet,
             clock,
             requests,
+            connections: AtomicU64::new(0),
         });
         let (acceptor, fingerprint) = self_signed()?;
         let (alt_acceptor, alt_fingerprint) = self_signed()?;
@@ -203,6 +206,11 @@ impl Simulator {
             .collect()
     }
 
+    /// How many TCP connections the simulator accepted so far (shows pooling at work).
+    pub fn connections_accepted(&self) -> u64 {
+        self.state.connections.load(Ordering::Relaxed)
+    }
+
     /// One remote by id.
     pub fn remote(&self, id: &str) -> Option<SimRemoteInfo> {
         self.remotes().into_iter().find(|r| r.id == id)
@@ -259,6 +267,7 @@ async fn serve(
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
+                state.connections.fetch_add(1, Ordering::Relaxed);
                 let acceptor = acceptor.clone();
                 let state = state.clone();
                 connections.spawn(async move {
