@@ -104,9 +104,44 @@ impl SimRemote {
         }
     }
 
-    /// The boot time of node `node` (fixed by the seed, before any simulated time).
-    pub(crate) fn boot_time(&self, seed: u64, node: usize) -> i64 {
-        1_600_000_000 + (hash(&[seed, self.index, node as u64, 0xB007]) % 8_000_000) as i64
+    /// When node `node` reboots: every 60 to 120 days, at a seeded moment.
+    pub(crate) fn node_boots(&self, seed: u64, node: usize) -> Boots {
+        Boots::new(hash(&[seed, self.index, node as u64, 0xB007]), 60, 120)
+    }
+}
+
+/// A schedule of (re)boots: one every `period` seconds, shifted by `offset`. Uptimes
+/// and counters restart at each boot, so they stay plausible whatever the date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Boots {
+    period: i64,
+    offset: i64,
+}
+
+impl Boots {
+    /// A schedule with a period of `min_days..max_days` drawn from `h`.
+    pub(crate) fn new(h: u64, min_days: u64, max_days: u64) -> Boots {
+        let period = (min_days * 86_400 + h % ((max_days - min_days).max(1) * 86_400)) as i64;
+        Boots {
+            period,
+            offset: ((h >> 32) % period as u64) as i64,
+        }
+    }
+
+    /// Something that is not running: it never booted.
+    pub(crate) fn never() -> Boots {
+        Boots {
+            period: 0,
+            offset: 0,
+        }
+    }
+
+    /// The last boot at or before `ts` (`i64::MAX` for [`Boots::never`]).
+    pub(crate) fn last_at(&self, ts: i64) -> i64 {
+        if self.period == 0 {
+            return i64::MAX;
+        }
+        ts - (ts - self.offset).rem_euclid(self.period)
     }
 }
 
@@ -235,6 +270,17 @@ mod tests {
         assert_eq!(a.remotes[0].guests.len(), 30);
         let c = Fleet::build(&SimConfig { seed: 2, ..config });
         assert_ne!(a.remotes[0].secret, c.remotes[0].secret);
+    }
+
+    #[test]
+    fn boots_recur_within_their_period() {
+        let boots = Boots::new(12_345, 60, 120);
+        let ts = 1_800_000_000;
+        let last = boots.last_at(ts);
+        assert!(last <= ts && ts - last < 120 * 86_400);
+        assert_eq!(boots.last_at(last), last);
+        assert_eq!(boots.last_at(last - 1), last - boots.period);
+        assert_eq!(Boots::never().last_at(ts), i64::MAX);
     }
 
     #[test]

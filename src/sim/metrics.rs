@@ -6,7 +6,7 @@ use std::io::Write;
 
 use fleetpoll_actors::MetricKind;
 
-use super::fleet::{hash, unit, Fleet, SimConfig, SimRemote};
+use super::fleet::{hash, unit, Boots, Fleet, SimConfig, SimRemote};
 
 /// Seconds between two generations of the remotes' metric loop.
 pub const GENERATION_SECS: i64 = 10;
@@ -100,8 +100,8 @@ struct Entity {
     id: String,
     key: u64,
     metrics: &'static [(&'static str, MetricKind)],
-    /// When it (re)started: uptime and counters count from here.
-    boot: i64,
+    /// When it (re)starts: uptime and counters count from the last boot.
+    boots: Boots,
     cpus: f64,
     mem_total: f64,
     disk_total: f64,
@@ -114,7 +114,7 @@ impl Entity {
         remote: &SimRemote,
         id: String,
         metrics: &'static [(&'static str, MetricKind)],
-        boot: i64,
+        boots: Boots,
         big: bool,
     ) -> Entity {
         let key = hash(&[seed, remote.index, fnv(&id)]);
@@ -128,7 +128,7 @@ impl Entity {
             id,
             key,
             metrics,
-            boot,
+            boots,
         }
     }
 
@@ -139,7 +139,7 @@ impl Entity {
             0.5 + 0.5 * (TAU * (ts as f64 / period + unit(&[self.key, 9]) + shift)).sin()
         };
         let cpu = |lag: f64| (0.02 + self.load * wave(3600.0, lag) + 0.05 * noise).min(1.0);
-        let up = (ts - self.boot).max(0) as f64;
+        let up = (ts - self.boots.last_at(ts)).max(0) as f64;
         let counter = |salt: u64| {
             let rate = 1e3 * (1.0 + 1e4 * unit(&[self.key, salt]));
             let period = 600.0;
@@ -191,13 +191,12 @@ fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
     let mut out = Vec::new();
     if remote.datastores.is_empty() {
         for (n, node) in remote.nodes.iter().enumerate() {
-            let boot = remote.boot_time(seed, n);
             out.push(Entity::new(
                 seed,
                 remote,
                 format!("node/{node}"),
                 NODE_METRICS,
-                boot,
+                remote.node_boots(seed, n),
                 true,
             ));
         }
@@ -209,18 +208,17 @@ fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
                 (true, false) => LXC_STOPPED,
                 (true, true) => LXC_RUNNING,
             };
-            let node_boot = remote.boot_time(seed, guest.node);
-            let boot = if guest.running {
-                node_boot + (hash(&[seed, remote.index, u64::from(guest.vmid)]) % 86_400) as i64
+            let boots = if guest.running {
+                Boots::new(hash(&[seed, remote.index, u64::from(guest.vmid)]), 5, 60)
             } else {
-                i64::MAX
+                Boots::never()
             };
             out.push(Entity::new(
                 seed,
                 remote,
                 format!("{kind}/{}", guest.vmid),
                 metrics,
-                boot,
+                boots,
                 false,
             ));
         }
@@ -230,7 +228,7 @@ fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
                 remote,
                 format!("storage/{}/{}", remote.nodes[storage.node], storage.name),
                 STORAGE_METRICS,
-                0,
+                Boots::never(),
                 true,
             ));
         }
@@ -240,7 +238,7 @@ fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
             remote,
             "host".to_string(),
             HOST_METRICS,
-            remote.boot_time(seed, 0),
+            remote.node_boots(seed, 0),
             true,
         ));
         for store in &remote.datastores {
@@ -249,7 +247,7 @@ fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
                 remote,
                 format!("datastore/{store}"),
                 DATASTORE_METRICS,
-                remote.boot_time(seed, 0),
+                remote.node_boots(seed, 0),
                 true,
             ));
         }

@@ -124,15 +124,19 @@ pub(crate) fn task_in_slot(
             .cloned()
             .unwrap_or_default()
     } else {
-        match remote
+        // A guest of this node.
+        let here: Vec<u32> = remote
             .guests
-            .get(((h >> 20) % remote.guests.len().max(1) as u64) as usize)
-        {
-            Some(guest) => guest.vmid.to_string(),
+            .iter()
+            .filter(|g| g.node == node)
+            .map(|g| g.vmid)
+            .collect();
+        match here.get(((h >> 20) % here.len().max(1) as u64) as usize) {
+            Some(vmid) => vmid.to_string(),
             None => String::new(),
         }
     };
-    let boot = remote.boot_time(seed, node);
+    let boot = remote.node_boots(seed, node).last_at(start);
     let user = if (h >> 50) % 4 == 0 {
         "admin@pve".to_string()
     } else {
