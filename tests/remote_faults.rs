@@ -236,3 +236,62 @@ async fn a_remote_that_went_away_is_unreachable_despite_pooled_connections() {
         "{err}"
     );
 }
+
+/// A loopback listener that never accepts and whose accept queue is already full, so
+/// further connection attempts get no answer: the way a node that is down but not
+/// refusing looks. Returns the listener and the connections filling its queue.
+async fn silent_listener() -> (tokio::net::TcpListener, u16, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut fillers = Vec::new();
+    // Fill the queue; once full, the kernel drops further SYNs.
+    for _ in 0..8 {
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        match tokio::time::timeout(Duration::from_millis(200), connect).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    (listener, port, fillers)
+}
+
+#[tokio::test]
+async fn a_node_that_does_not_answer_connects_is_skipped_after_the_connect_timeout() {
+    let sim = common::start(faulty_fleet()).await;
+    let info = sim.remote("pve-1").unwrap();
+    let (_listener, port, _fillers) = silent_listener().await;
+    let mut endpoint = common::endpoint(&info);
+    let silent = NodeAddress::new("127.0.0.1", port, Some(info.fingerprint));
+    endpoint.nodes.insert(0, silent.clone());
+    endpoint.options.connect_timeout = Duration::from_millis(300);
+
+    let started = Instant::now();
+    let batch = PveClient::new(endpoint.clone())
+        .unwrap()
+        .fetch_metrics(Cursor::START)
+        .await
+        .unwrap();
+    assert!(!batch.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "waited for the first node"
+    );
+
+    endpoint.nodes = vec![silent];
+    let started = Instant::now();
+    let err = PveClient::new(endpoint)
+        .unwrap()
+        .fetch_metrics(Cursor::START)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Unreachable, "{err}");
+    assert!(err.message.contains("no connection within"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    sim.shutdown().await;
+}

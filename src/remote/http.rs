@@ -271,9 +271,9 @@ impl HttpClient {
             sender
                 .ready()
                 .await
-                .map_err(|e| Attempt::Unreachable(format!("connection lost: {e}")))?;
+                .map_err(|e| Attempt::Unreachable(format!("connection lost: {}", chain(&e))))?;
             let response = sender.send_request(request).await.map_err(|e| {
-                Attempt::Unreachable(format!("connection closed without a reply: {e}"))
+                Attempt::Unreachable(format!("connection closed without a reply: {}", chain(&e)))
             })?;
             let status = response.status();
             let cap = if status.is_success() {
@@ -292,7 +292,7 @@ impl HttpClient {
                     BodyError::Broken(e) => self.fail(
                         ErrorClass::BadReply,
                         node,
-                        format_args!("reply cut off: {e}"),
+                        format_args!("reply cut off: {}", chain(&e)),
                     ),
                 })?;
             Ok::<_, Attempt>((status, body))
@@ -360,6 +360,21 @@ fn error_message(body: &[u8], status: StatusCode) -> String {
             .to_string(),
         _ => excerpt(body, 0),
     }
+}
+
+/// An error with its causes, `outer: inner: innermost`.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Percent-encodes one path segment (everything but unreserved characters, `:` and `@`).
