@@ -97,7 +97,9 @@ pub struct ClientOptions {
     /// Put before `/api2/json` in every path (empty for real remotes; the simulator
     /// serves each remote under `/{remote-id}`).
     pub path_prefix: String,
-    /// The trust store tried before the pinned fingerprint; `None` loads the system's.
+    /// The trust store tried before the pinned fingerprint; `None` loads the system's
+    /// store when the client is built. With many remotes, load it once with
+    /// [`system_roots`](super::tls::system_roots) and share the `Arc`.
     pub roots: Option<Arc<RootCertStore>>,
     /// The wall clock; decides which metric points lie too far in the future.
     pub clock: Arc<dyn Clock>,

@@ -1,6 +1,19 @@
 //! The HTTPS transport shared by the PVE and PBS clients: per-node connection pools,
 //! failover to the next node when one cannot be reached, connect and request timeouts,
 //! a body cap enforced while the body streams in, and errors classified for the engine.
+//!
+//! | what happened | class | next node tried? |
+//! |---|---|---|
+//! | connection refused, no connection within the connect timeout | `Unreachable` (when every node failed) | yes |
+//! | connection closed or reset before a reply | `Unreachable` (when every node failed) | yes |
+//! | TLS handshake failed, certificate neither trusted nor pinned | `Tls` | no |
+//! | no complete reply within the request timeout (hang, trickle, latency) | `Timeout` | no |
+//! | HTTP 401 / 403 | `Auth` | no |
+//! | any other non-2xx status, with the API's message | `Remote` | no |
+//! | body over the cap, cut off, or not the promised JSON | `BadReply` | no |
+//!
+//! A timeout is not retried on another node: the request may be running there already,
+//! and a second full timeout would double the time the poll holds its permits.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -150,7 +163,17 @@ impl HttpClient {
         for step in 0..count {
             let index = (first + step) % count;
             let node = &self.nodes[index];
-            match self.get_on(node, path).await {
+            let started = Instant::now();
+            let outcome = self.get_on(node, path).await;
+            tracing::debug!(
+                remote = %self.remote,
+                node = %node.address,
+                path,
+                ok = outcome.is_ok(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+            match outcome {
                 Ok(body) => {
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(body);
