@@ -248,3 +248,57 @@ async fn connections_are_one_per_node_up_to_five_for_pve_and_one_for_pbs() {
     assert_eq!(pbs.connections(), 1);
     sim.shutdown().await;
 }
+
+/// A wall clock the test moves by hand.
+#[derive(Debug)]
+struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl fleetpoll_actors::Clock for ManualClock {
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn running_tasks_finish_and_new_ones_appear_as_time_passes() {
+    let start = 1_750_000_000;
+    let clock = std::sync::Arc::new(ManualClock(start.into()));
+    let sim = fleetpoll::sim::Simulator::start_with_clock(
+        small_fleet(),
+        "127.0.0.1:0".parse().unwrap(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let client = common::pve(&sim, "pve-1");
+    let query = TaskQuery {
+        default_since: start as i64 - 86_400,
+        ..TaskQuery::default()
+    };
+    let before = client.list_tasks(&query).await.unwrap();
+    let running = before
+        .tasks
+        .iter()
+        .find(|t| t.is_running())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        client.task_status(&running.upid).await.unwrap(),
+        TaskState::Running
+    );
+
+    clock
+        .0
+        .fetch_add(4 * 3600, std::sync::atomic::Ordering::SeqCst);
+
+    assert!(matches!(
+        client.task_status(&running.upid).await.unwrap(),
+        TaskState::Stopped { .. }
+    ));
+    let after = client.list_tasks(&query).await.unwrap();
+    let newest = |b: &fleetpoll_actors::TaskBatch| b.tasks.iter().map(|t| t.start_time).max();
+    assert!(newest(&after) > Some(start as i64), "new tasks started");
+    let same = after.tasks.iter().find(|t| t.upid == running.upid).unwrap();
+    assert!(!same.is_running() && same.end_time.unwrap() > running.start_time);
+    sim.shutdown().await;
+}
