@@ -172,7 +172,7 @@ impl Query<'_> {
             .split('&')
             .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
             .find(|(key, _)| *key == name)
-            .map(|(_, value)| percent_decode(value))
+            .map(|(_, value)| percent_decode(value, true))
     }
 
     fn int(&self, name: &str) -> Result<Option<i64>, (StatusCode, String)> {
@@ -199,8 +199,9 @@ impl Query<'_> {
     }
 }
 
-/// Decodes `%XX` escapes and `+`; invalid escapes stay as they are.
-pub(crate) fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (query strings, not
+/// paths); invalid escapes stay as they are.
+fn percent_decode(text: &str, plus_is_space: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -214,7 +215,7 @@ pub(crate) fn percent_decode(text: &str) -> String {
                 }
                 _ => out.push(b'%'),
             },
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b => out.push(b),
         }
         i += 1;
@@ -255,7 +256,7 @@ fn api(state: &SimState, remote: &SimRemote, path: &str, query: &Query<'_>, now:
         }
         ["nodes", node, "tasks", upid, "status"] => {
             node_index(remote, node)?;
-            let upid = Upid::parse(&percent_decode(upid))
+            let upid = Upid::parse(&percent_decode(upid, false))
                 .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
             let task = find_task(seed, state.fleet.task_interval_secs, remote, &upid, now)
                 .ok_or((StatusCode::NOT_FOUND, format!("no such task: {upid}")))?;
@@ -350,11 +351,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percent_decoding_handles_escapes_plus_and_broken_escapes() {
-        assert_eq!(percent_decode("UPID%3Apve%3A"), "UPID:pve:");
-        assert_eq!(percent_decode("a+b"), "a b");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+    fn percent_decoding_handles_escapes_plus_in_queries_only_and_broken_escapes() {
+        assert_eq!(percent_decode("UPID%3Apve%3A", false), "UPID:pve:");
+        assert_eq!(percent_decode("a+b", true), "a b");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("100%", true), "100%");
+        assert_eq!(percent_decode("%zz", true), "%zz");
     }
 
     #[test]
