@@ -349,6 +349,134 @@ fn task_list(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::fleet::{Fleet, SimConfig};
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    const NOW: i64 = 1_750_000_000;
+
+    fn state() -> SimState {
+        let fleet = Fleet::build(&SimConfig {
+            task_interval_secs: 60,
+            ..SimConfig::default()
+        });
+        SimState {
+            requests: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
+            fleet,
+            clock: Arc::new(fleetpoll_actors::TokioClock::system()),
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    fn get(state: &SimState, remote: &str, path: &str, query: &str) -> Value {
+        let remote = state.fleet.remote(remote).unwrap();
+        let body = api(state, remote, path, &Query(query), NOW).unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn tasks(reply: &Value) -> Vec<Value> {
+        reply["data"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn pve_task_list_defaults_to_50_finished_tasks() {
+        let state = state();
+        let reply = get(&state, "pve-1", "nodes/pve-1-n1/tasks", "");
+        let items = tasks(&reply);
+        assert_eq!(items.len(), 50);
+        assert!(items
+            .iter()
+            .all(|t| t["status"].is_string() && t["endtime"].is_i64()));
+        assert!(reply["total"].as_u64().unwrap() > 50);
+    }
+
+    #[test]
+    fn pve_task_sources_split_running_and_finished() {
+        let state = state();
+        let q = "since=1749990000&limit=5000";
+        let all = tasks(&get(
+            &state,
+            "pve-1",
+            "nodes/pve-1-n1/tasks",
+            &format!("{q}&source=all"),
+        ));
+        let active = tasks(&get(
+            &state,
+            "pve-1",
+            "nodes/pve-1-n1/tasks",
+            &format!("{q}&source=active"),
+        ));
+        let archive = tasks(&get(&state, "pve-1", "nodes/pve-1-n1/tasks", q));
+        assert!(!active.is_empty());
+        assert!(active.iter().all(|t| t.get("status").is_none()));
+        assert_eq!(all.len(), active.len() + archive.len());
+        assert!(all
+            .iter()
+            .all(|t| t["starttime"].as_i64().unwrap() >= 1_749_990_000));
+    }
+
+    #[test]
+    fn start_until_and_limit_page_through_the_list() {
+        let state = state();
+        let path = "nodes/pve-1-n2/tasks";
+        let whole = tasks(&get(
+            &state,
+            "pve-1",
+            path,
+            "source=all&since=1749900000&limit=5000",
+        ));
+        let page = tasks(&get(
+            &state,
+            "pve-1",
+            path,
+            "source=all&since=1749900000&start=10&limit=5",
+        ));
+        assert_eq!(page, whole[10..15].to_vec());
+        let until = whole[20]["starttime"].as_i64().unwrap();
+        let older = tasks(&get(
+            &state,
+            "pve-1",
+            path,
+            &format!("source=all&since=1749900000&until={until}&limit=5000"),
+        ));
+        assert_eq!(older, whole[20..].to_vec());
+    }
+
+    #[test]
+    fn pbs_lists_running_tasks_too_unless_asked_for_running_only() {
+        let state = state();
+        let path = "nodes/localhost/tasks";
+        let all = tasks(&get(&state, "pbs-1", path, "since=1749990000&limit=5000"));
+        let running = tasks(&get(&state, "pbs-1", path, "running=1&limit=5000"));
+        assert!(all.iter().any(|t| t.get("status").is_none()));
+        assert!(all
+            .iter()
+            .all(|t| t["worker_type"].is_string() && t.get("type").is_none()));
+        assert!(!running.is_empty());
+        assert!(running.iter().all(|t| t.get("endtime").is_none()));
+    }
+
+    #[test]
+    fn unknown_paths_nodes_and_bad_parameters_are_errors() {
+        let state = state();
+        let pve = state.fleet.remote("pve-1").unwrap();
+        let err =
+            |path: &str, query: &str| api(&state, pve, path, &Query(query), NOW).unwrap_err().0;
+        assert_eq!(err("status/metrics", ""), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(err("nodes/elsewhere/tasks", ""), StatusCode::NOT_FOUND);
+        assert_eq!(
+            err("nodes/pve-1-n1/tasks", "source=some"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            err("cluster/metrics/export", "history=maybe"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            err("nodes/pve-1-n1/tasks/UPID:x/status", ""),
+            StatusCode::BAD_REQUEST
+        );
+    }
 
     #[test]
     fn percent_decoding_handles_escapes_plus_in_queries_only_and_broken_escapes() {
