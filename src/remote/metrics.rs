@@ -4,7 +4,9 @@
 //! The reply is `{"data":[{"timestamp":…,"id":…,"metric":…,"value":…,"type":…},…]}`.
 //! The parser streams over the points with serde visitors, borrows every string from the
 //! reply and interns `(id, metric, type)` into a series index, so a point costs a hash
-//! lookup and a push; only the first point of each series allocates.
+//! lookup and a push; only the first point of each series allocates. A byte scanner
+//! (`metrics_scan`) takes the canonical shape faster and hands anything unusual back
+//! to the serde parser, which stays the reference and writes the error messages.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,6 +18,8 @@ use fleetpoll_actors::{
     ErrorClass, MetricBatch, MetricKind, MetricPoint, RemoteId, SeriesKey, SourceError, UnixTime,
 };
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::metrics_scan::scan;
 
 /// Points dated more than this many seconds after the request time are dropped: one
 /// future point would otherwise hold back every later point of its series.
@@ -34,21 +38,32 @@ pub fn parse_metric_reply(
     body: &[u8],
     request_time: UnixTime,
 ) -> Result<MetricBatch, SourceError> {
-    let mut batch = MetricBatch::default();
-    // A point takes about 90 bytes of JSON; reserving avoids regrowing a large vector.
-    batch.points.reserve(body.len() / 96);
-    let mut builder = Builder {
-        series: HashMap::default(),
-        metrics: HashMap::default(),
-        batch,
-        newest_allowed: request_time.saturating_add(MAX_FUTURE_SECS),
-    };
+    match scanned(body, request_time) {
+        Some(batch) => Ok(batch),
+        None => parse_with_serde(remote, body, request_time),
+    }
+}
+
+/// The reference parser: serde visitors over the whole reply.
+pub(super) fn parse_with_serde(
+    remote: &RemoteId,
+    body: &[u8],
+    request_time: UnixTime,
+) -> Result<MetricBatch, SourceError> {
+    let mut builder = Builder::new(body, request_time);
     let mut de = serde_json::Deserializer::from_slice(body);
     ReplySeed(&mut builder)
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(|err| bad_json(remote, body, &err))?;
     Ok(builder.batch)
+}
+
+/// The fast path: the scanner's batch, if the reply has the canonical shape.
+pub(super) fn scanned(body: &[u8], request_time: UnixTime) -> Option<MetricBatch> {
+    let mut builder = Builder::new(body, request_time);
+    scan(body, &mut builder)?;
+    Some(builder.batch)
 }
 
 /// Builds the `BadReply` error for a JSON error, quoting the reply around its position.
@@ -127,15 +142,33 @@ impl FxHasher {
 type FxBuild = BuildHasherDefault<FxHasher>;
 
 /// The state of one parse: the interning maps and the batch being filled.
-struct Builder<'de> {
+pub(super) struct Builder<'de> {
     series: HashMap<(Cow<'de, str>, Cow<'de, str>, MetricKind), u32, FxBuild>,
     metrics: HashMap<Cow<'de, str>, Arc<str>, FxBuild>,
     batch: MetricBatch,
     newest_allowed: UnixTime,
+    /// The series the next point most likely belongs to: every generation lists the
+    /// series in the same order, so after the first one the series follow each other.
+    guess: usize,
 }
 
 impl<'de> Builder<'de> {
-    fn push(
+    fn new(body: &[u8], request_time: UnixTime) -> Self {
+        let mut batch = MetricBatch::default();
+        // A point takes about 90 bytes of JSON; reserving avoids regrowing a large vector.
+        batch.points.reserve(body.len() / 96);
+        Builder {
+            series: HashMap::default(),
+            metrics: HashMap::default(),
+            batch,
+            newest_allowed: request_time.saturating_add(MAX_FUTURE_SECS),
+            guess: 0,
+        }
+    }
+
+    /// Adds one point, interning its series; drops it if it lies too far ahead.
+    #[inline]
+    pub(super) fn push(
         &mut self,
         id: Cow<'de, str>,
         metric: Cow<'de, str>,
@@ -147,10 +180,22 @@ impl<'de> Builder<'de> {
             self.batch.dropped_future += 1;
             return;
         }
-        let series = match self.series.get(&(id.clone(), metric.clone(), kind)) {
-            Some(&index) => index,
-            None => self.new_series(id, metric, kind),
+        let guessed = self
+            .batch
+            .series
+            .get(self.guess)
+            .filter(|key| key.kind == kind && *key.entity == *id && *key.metric == *metric);
+        let series = match guessed {
+            Some(_) => self.guess as u32,
+            None => match self.series.get(&(id.clone(), metric.clone(), kind)) {
+                Some(&index) => index,
+                None => self.new_series(id, metric, kind),
+            },
         };
+        self.guess = series as usize + 1;
+        if self.guess == self.batch.series.len() {
+            self.guess = 0;
+        }
         self.batch.points.push(MetricPoint {
             series,
             timestamp,

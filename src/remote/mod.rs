@@ -2,6 +2,7 @@
 //!
 //! - [`upid`]: task ids (UPIDs) of both kinds, parsed and formatted.
 //! - [`metrics`]: the metric export reply parsed into a [`fleetpoll_actors::MetricBatch`].
+//! - `metrics_scan`: the fast path of that parser for the canonical reply shape.
 //! - [`tls`]: certificate trust: system roots, else the pinned fingerprint.
 //! - [`endpoint`]: how to reach a remote (nodes, token, timeouts, limits).
 //! - `http`: the shared transport (pools, failover, timeouts, body cap, error classes).
@@ -12,6 +13,7 @@
 pub mod endpoint;
 mod http;
 pub mod metrics;
+mod metrics_scan;
 pub mod pbs;
 pub mod pve;
 mod reply;
