@@ -218,7 +218,11 @@ impl HttpClient {
 
     /// A new TLS connection to `node`.
     async fn connect(&self, node: &Node, deadline: Instant) -> Result<Sender, Attempt> {
-        let connect_timeout = self.options.connect_timeout;
+        // The connect timeout, but never past the request's deadline.
+        let connect_timeout = self
+            .options
+            .connect_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
         let addr = (node.address.host.as_str(), node.address.port);
         let tcp = match timeout(connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
