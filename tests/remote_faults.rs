@@ -295,3 +295,26 @@ async fn a_node_that_does_not_answer_connects_is_skipped_after_the_connect_timeo
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reply_announced_longer_than_the_cap_is_refused() {
+    let sim = common::start(faulty_fleet()).await;
+    let info = sim.remote("pve-1").unwrap();
+    let mut endpoint = common::endpoint(&info);
+    endpoint.options.max_body_bytes = 1000;
+    let client = PveClient::new(endpoint).unwrap();
+
+    let err = client.fetch_metrics(Cursor::START).await.unwrap_err();
+
+    assert_eq!(err.class, ErrorClass::BadReply, "{err}");
+    assert!(err.message.contains("larger than the 1000 bytes"), "{err}");
+    // Small replies still fit.
+    let nodes = client
+        .list_tasks(&fleetpoll_actors::TaskQuery {
+            default_since: sim.now(),
+            ..Default::default()
+        })
+        .await;
+    assert!(nodes.is_ok(), "{nodes:?}");
+    sim.shutdown().await;
+}

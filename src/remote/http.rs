@@ -303,28 +303,37 @@ impl HttpClient {
                 Attempt::Unreachable(format!("connection closed without a reply: {}", chain(&e)))
             })?;
             let status = response.status();
-            let cap = if status.is_success() {
+            let success = status.is_success();
+            let cap = if success {
                 self.options.max_body_bytes
             } else {
                 MAX_ERROR_BODY
             };
-            let body = read_capped(response.into_body(), cap)
+            let too_large = || {
+                self.fail(
+                    ErrorClass::BadReply,
+                    node,
+                    format_args!("reply larger than the {cap} bytes allowed"),
+                )
+            };
+            let announced = hyper::body::Body::size_hint(response.body()).exact();
+            if success && announced.is_some_and(|len| len > cap) {
+                return Err(too_large());
+            }
+            // An error reply is only read for its message: a long one is cut, not refused.
+            let (body, complete) = read_capped(response.into_body(), cap, !success)
                 .await
                 .map_err(|e| match e {
-                    BodyError::TooLarge => self.fail(
-                        ErrorClass::BadReply,
-                        node,
-                        format_args!("reply larger than the {cap} bytes allowed"),
-                    ),
+                    BodyError::TooLarge => too_large(),
                     BodyError::Broken(e) => self.fail(
                         ErrorClass::BadReply,
                         node,
                         format_args!("reply cut off: {}", chain(&e)),
                     ),
                 })?;
-            Ok::<_, Attempt>((status, body))
+            Ok::<_, Attempt>((status, body, complete))
         };
-        let (status, body) = match timeout_at(deadline, exchange).await {
+        let (status, body, complete) = match timeout_at(deadline, exchange).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(self.fail(
@@ -337,7 +346,9 @@ impl HttpClient {
                 ))
             }
         };
-        node.put_idle(sender);
+        if complete {
+            node.put_idle(sender);
+        }
         if status.is_success() {
             return Ok(body);
         }
@@ -356,19 +367,30 @@ enum BodyError {
     Broken(hyper::Error),
 }
 
-/// Reads a body, giving up as soon as it grows past `cap` bytes.
-async fn read_capped(mut body: hyper::body::Incoming, cap: u64) -> Result<Bytes, BodyError> {
+/// Reads a body up to `cap` bytes. Past the cap it fails, or with `truncate` returns
+/// the first `cap` bytes and `false` (the rest is left unread, so the connection cannot
+/// be reused).
+async fn read_capped(
+    mut body: hyper::body::Incoming,
+    cap: u64,
+    truncate: bool,
+) -> Result<(Bytes, bool), BodyError> {
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(BodyError::Broken)?;
         if let Ok(data) = frame.into_data() {
-            if buffer.len() as u64 + data.len() as u64 > cap {
-                return Err(BodyError::TooLarge);
+            let room = cap.saturating_sub(buffer.len() as u64);
+            if data.len() as u64 > room {
+                if !truncate {
+                    return Err(BodyError::TooLarge);
+                }
+                buffer.extend_from_slice(&data[..room as usize]);
+                return Ok((buffer.freeze(), false));
             }
             buffer.extend_from_slice(&data);
         }
     }
-    Ok(buffer.freeze())
+    Ok((buffer.freeze(), true))
 }
 
 /// The message of an error reply: the API's `message` member, else a quote of the body.
