@@ -2,6 +2,7 @@
 //! an answer (latency, hangs, resets, errors, trickled, cut-off and oversized bodies).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,7 +40,7 @@ const TRICKLE_BYTES: usize = 16;
 const TRICKLE_PAUSE: Duration = Duration::from_millis(250);
 
 /// Routes one request.
-pub(crate) async fn route(state: &SimState, parts: &Parts) -> Reply {
+pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     let path = parts.uri.path();
     let Some((remote_id, rest)) = path
         .strip_prefix('/')
@@ -88,8 +89,21 @@ pub(crate) async fn route(state: &SimState, parts: &Parts) -> Reply {
         ));
     }
     let now = state.clock.now_secs() + faults.skew_secs;
-    let query = Query(parts.uri.query().unwrap_or(""));
-    let result = api(state, remote, rest, &query, now);
+    // A large cluster's history is megabytes of JSON: render it off the async workers.
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let rest = rest.to_string();
+    let shared = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let remote = &shared.fleet.remotes[index];
+        api(&shared, remote, &rest, &Query(&query), now)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("simulator bug: {e}"),
+        ))
+    });
     let (status, body) = match result {
         Ok(body) => (StatusCode::OK, body),
         Err((status, message)) => return respond(error(status, &message)),
@@ -351,7 +365,6 @@ mod tests {
     use super::*;
     use crate::sim::fleet::{Fleet, SimConfig};
     use std::sync::atomic::AtomicU64;
-    use std::sync::Arc;
 
     const NOW: i64 = 1_750_000_000;
 
