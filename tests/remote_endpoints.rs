@@ -302,3 +302,58 @@ async fn running_tasks_finish_and_new_ones_appear_as_time_passes() {
     assert!(!same.is_running() && same.end_time.unwrap() > running.start_time);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn fifty_remotes_polled_at_once_each_get_their_own_data() {
+    let sim = common::start(SimConfig {
+        pve_remotes: 40,
+        pbs_remotes: 10,
+        nodes_per_cluster: 1,
+        guests_per_cluster: 2,
+        ..small_fleet()
+    })
+    .await;
+    let remotes = sim.remotes();
+
+    let fetches = remotes.iter().map(|info| async move {
+        let endpoint = common::endpoint(info);
+        let batch = match info.kind {
+            fleetpoll_actors::RemoteKind::Pbs => {
+                PbsClient::new(endpoint)
+                    .unwrap()
+                    .fetch_metrics(Cursor::START)
+                    .await
+            }
+            _ => {
+                PveClient::new(endpoint)
+                    .unwrap()
+                    .fetch_metrics(Cursor::START)
+                    .await
+            }
+        };
+        (info, batch.unwrap())
+    });
+    let results = futures::future::join_all(fetches).await;
+
+    assert_eq!(results.len(), 50);
+    for (info, batch) in results {
+        let own = match info.kind {
+            fleetpoll_actors::RemoteKind::Pbs => "host".to_string(),
+            _ => format!("node/{}", info.nodes[0]),
+        };
+        assert!(
+            batch.series.iter().any(|s| *s.entity == *own),
+            "{}",
+            info.id
+        );
+        assert!(
+            batch
+                .series
+                .iter()
+                .all(|s| !s.entity.starts_with("node/") || *s.entity == *own),
+            "{} got another remote's nodes",
+            info.id
+        );
+    }
+    sim.shutdown().await;
+}
