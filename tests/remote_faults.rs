@@ -39,9 +39,14 @@ fn faulty_fleet() -> SimConfig {
     }
 }
 
-/// Fetches metrics of `id`, returning the outcome and how long it took.
+/// The request timeout of the fault tests.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Fetches metrics of `id` with a [`TIMEOUT`], returning the outcome and how long it took.
 async fn timed_fetch(sim: &Simulator, id: &str) -> (Result<usize, SourceError>, Duration) {
-    let client = common::pve(sim, id);
+    let mut endpoint = common::endpoint(&sim.remote(id).unwrap());
+    endpoint.options.request_timeout = TIMEOUT;
+    let client = PveClient::new(endpoint).unwrap();
     let started = Instant::now();
     let result = client.fetch_metrics(Cursor::START).await.map(|b| b.len());
     (result, started.elapsed())

@@ -20,11 +20,12 @@ pub async fn start(config: SimConfig) -> Simulator {
         .expect("simulator starts")
 }
 
-/// Options for tests: short timeouts, no system roots (only the pin counts).
+/// Options for tests: a timeout generous enough for a loaded CI machine (tests of
+/// timeouts shorten it), no system roots (only the pin counts).
 pub fn test_options(info: &SimRemoteInfo) -> ClientOptions {
     ClientOptions {
         connect_timeout: Duration::from_millis(500),
-        request_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(10),
         max_body_bytes: 4 << 20,
         path_prefix: info.path_prefix.clone(),
         roots: Some(Arc::new(RootCertStore::empty())),
