@@ -5,9 +5,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetpoll_actors::{Clock, RemoteId, TokioClock};
+use fleetpoll_actors::{
+    Clock, ErrorClass, RemoteId, RemoteKind, RemoteSource, SourceError, TokioClock,
+};
 use rustls::RootCertStore;
 
+use super::pbs::PbsClient;
+use super::pve::PveClient;
 use super::tls::Fingerprint;
 
 /// An API token: its id (`user@realm!tokenid`) and secret. The secret never shows in
@@ -143,6 +147,24 @@ pub struct RemoteEndpoint {
     pub options: ClientOptions,
 }
 
+impl RemoteEndpoint {
+    /// The client for a remote of `kind` at this endpoint, as the engine's seam.
+    /// Prometheus endpoints have no client here yet.
+    pub fn into_source(
+        self,
+        kind: RemoteKind,
+    ) -> Result<std::sync::Arc<dyn RemoteSource>, SourceError> {
+        match kind {
+            RemoteKind::Pve => Ok(std::sync::Arc::new(PveClient::new(self)?)),
+            RemoteKind::Pbs => Ok(std::sync::Arc::new(PbsClient::new(self)?)),
+            RemoteKind::Prometheus => Err(SourceError::new(
+                ErrorClass::Other,
+                format!("remote {}: no Prometheus client yet", self.remote),
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +189,26 @@ mod tests {
         let token = ApiToken::new("u@pve!t", "s");
         assert_eq!(token.pve_header(), "PVEAPIToken=u@pve!t=s");
         assert_eq!(token.pbs_header(), "PBSAPIToken=u@pve!t:s");
+    }
+
+    #[test]
+    fn each_kind_gets_its_client() {
+        let endpoint = RemoteEndpoint {
+            remote: RemoteId::new("lab"),
+            nodes: vec![NodeAddress::new("127.0.0.1", 8006, None)],
+            token: ApiToken::new("u@pve!t", "s"),
+            options: ClientOptions {
+                roots: Some(std::sync::Arc::new(RootCertStore::empty())),
+                ..ClientOptions::default()
+            },
+        };
+        let pve = endpoint.clone().into_source(RemoteKind::Pve).unwrap();
+        assert!(format!("{pve:?}").starts_with("PveClient"));
+        let pbs = endpoint.clone().into_source(RemoteKind::Pbs).unwrap();
+        assert!(format!("{pbs:?}").starts_with("PbsClient"));
+        assert_eq!(pbs.connections(), 1);
+        let err = endpoint.into_source(RemoteKind::Prometheus).unwrap_err();
+        assert_eq!(err.class, ErrorClass::Other);
     }
 
     #[test]
