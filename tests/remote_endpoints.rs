@@ -357,3 +357,28 @@ async fn fifty_remotes_polled_at_once_each_get_their_own_data() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pinned_fingerprint_survives_a_restart_of_the_simulator() {
+    let first = common::start(small_fleet()).await;
+    let pinned = first.fingerprint();
+    assert_ne!(pinned, first.wrong_fingerprint());
+    first.shutdown().await;
+
+    let again = common::start(small_fleet()).await;
+    let other_seed = common::start(SimConfig {
+        seed: 43,
+        ..small_fleet()
+    })
+    .await;
+
+    assert_eq!(again.fingerprint(), pinned);
+    assert_ne!(other_seed.fingerprint(), pinned);
+    let batch = common::pbs(&again, "pbs-1")
+        .fetch_metrics(Cursor::START)
+        .await
+        .unwrap();
+    assert!(!batch.is_empty(), "the Ed25519 certificate is accepted");
+    again.shutdown().await;
+    other_seed.shutdown().await;
+}

@@ -130,8 +130,8 @@ impl Simulator {
             requests,
             connections: AtomicU64::new(0),
         });
-        let (acceptor, fingerprint) = self_signed()?;
-        let (alt_acceptor, alt_fingerprint) = self_signed()?;
+        let (acceptor, fingerprint) = self_signed(config.seed, 1)?;
+        let (alt_acceptor, alt_fingerprint) = self_signed(config.seed, 2)?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -168,7 +168,8 @@ impl Simulator {
         self.addr
     }
 
-    /// The SHA-256 fingerprint of the main listener's certificate.
+    /// The SHA-256 fingerprint of the main listener's certificate; the same for the
+    /// same seed on every start.
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
@@ -231,15 +232,32 @@ impl Drop for Simulator {
     }
 }
 
-/// A fresh self-signed certificate and an acceptor presenting it.
-fn self_signed() -> Result<(TlsAcceptor, Fingerprint), SimError> {
+/// A self-signed Ed25519 certificate derived from `seed` and `salt`, and an acceptor
+/// presenting it. Ed25519 signatures and rcgen's defaults (serial from the key, fixed
+/// validity) are deterministic, so the same seed gives the same fingerprint on every
+/// start and a pinned fingerprint survives a restart of the simulator. The key is
+/// predictable by design: this is a loopback test fixture, not a server to trust.
+fn self_signed(seed: u64, salt: u64) -> Result<(TlsAcceptor, Fingerprint), SimError> {
     let tls = |e: &dyn fmt::Display| SimError::Tls(e.to_string());
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".into()])
-            .map_err(|e| tls(&e))?;
-    let der: CertificateDer<'static> = certified.cert.der().clone();
+    // PKCS#8 v1 for Ed25519: the fixed header, then the 32-byte private key.
+    let mut pkcs8 = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    for word in 0..4 {
+        pkcs8.extend_from_slice(&super::fleet::hash(&[seed, salt, word, 0xCE27]).to_le_bytes());
+    }
+    let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &PrivatePkcs8KeyDer::from(pkcs8.as_slice()),
+        &rcgen::PKCS_ED25519,
+    )
+    .map_err(|e| tls(&e))?;
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()])
+        .and_then(|params| params.self_signed(&key_pair))
+        .map_err(|e| tls(&e))?;
+    let der: CertificateDer<'static> = cert.der().clone();
     let fingerprint = Fingerprint::of_der(&der);
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8));
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&e))?
