@@ -3,8 +3,12 @@
 //! # Layout
 //!
 //! - [`engine`]: the supervised collection engine (the `fleetpoll-actors` crate).
+//! - [`remote`]: HTTPS clients of Proxmox VE and Proxmox Backup Server remotes.
+//! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
 
-pub mod demo;
-
 pub use fleetpoll_actors as engine;
+
+pub mod demo;
+pub mod remote;
+pub mod sim;

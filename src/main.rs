@@ -33,6 +33,13 @@ enum Command {
         #[arg(long)]
         duration_secs: Option<u64>,
     },
+    /// Serve a simulated fleet of PVE and PBS remotes over HTTPS (`fleetpoll sim --help`).
+    #[command(disable_help_flag = true)]
+    Sim {
+        /// Options of the simulator, passed through.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,9 +51,16 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Command::Sim { args } = cli.command {
+        // The simulator parses its own flags and runs its own runtime.
+        let mut full = vec!["fleetpoll".to_string(), "sim".to_string()];
+        full.extend(args);
+        return ExitCode::from(fleetpoll::sim::cli::run(full).clamp(0, 255) as u8);
+    }
     // The demo's progress line says what failing remotes do; its log stays quiet.
     let default_filter = match cli.command {
         Command::Demo { .. } => "error",
+        Command::Sim { .. } => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -81,6 +95,7 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Command::Sim { .. } => Ok(()),
         }
     });
     match result {

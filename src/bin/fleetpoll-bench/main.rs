@@ -3,6 +3,7 @@
 
 mod engine;
 mod measure;
+mod parse;
 
 use clap::{Parser, Subcommand};
 
@@ -18,12 +19,15 @@ enum Scenario {
     /// The engine alone: in-process fake remotes with a fixed latency, one full cycle,
     /// idle memory per poller, and trigger latency during a running cycle.
     Engine(engine::EngineArgs),
+    /// Metric reply parsing into the engine's batch type, on one core.
+    Parse(parse::ParseArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let result = match cli.scenario {
         Scenario::Engine(args) => engine::run(args)?,
+        Scenario::Parse(args) => parse::run(args)?,
     };
     println!("{result}");
     Ok(())

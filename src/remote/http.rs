@@ -1,0 +1,467 @@
+//! The HTTPS transport shared by the PVE and PBS clients: per-node connection pools,
+//! failover to the next node when one cannot be reached, connect and request timeouts,
+//! a body cap enforced while the body streams in, and errors classified for the engine.
+//!
+//! | what happened | class | next node tried? |
+//! |---|---|---|
+//! | connection refused, no connection within the connect timeout | `Unreachable` (when every node failed) | yes |
+//! | connection closed or reset before a reply | `Unreachable` (when every node failed) | yes |
+//! | TLS handshake failed, certificate neither trusted nor pinned | `Tls` | no |
+//! | no complete reply within the request timeout (hang, trickle, latency) | `Timeout` | no |
+//! | HTTP 401 / 403 | `Auth` | no |
+//! | any other non-2xx status, with the API's message | `Remote` | no |
+//! | body over the cap, cut off, or not the promised JSON | `BadReply` | no |
+//!
+//! A timeout is not retried on another node: the request may be running there already,
+//! and a second full timeout would double the time the poll holds its permits.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use fleetpoll_actors::{ErrorClass, RemoteId, SourceError};
+use http::{header, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_rustls::TlsConnector;
+
+use super::endpoint::{ClientOptions, NodeAddress, RemoteEndpoint};
+use super::metrics::excerpt;
+use super::tls::{client_config, system_roots};
+
+/// Idle connections kept per node.
+const MAX_IDLE_PER_NODE: usize = 8;
+/// Error replies are read up to this size for their message.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+type Sender = SendRequest<Empty<Bytes>>;
+
+/// One node: its address, TLS setup and idle connections.
+struct Node {
+    address: NodeAddress,
+    server_name: ServerName<'static>,
+    connector: TlsConnector,
+    idle: Mutex<Vec<Sender>>,
+}
+
+impl Node {
+    /// An idle connection that is still open, if any.
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() && sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_PER_NODE && !sender.is_closed() {
+            idle.push(sender);
+        }
+    }
+}
+
+/// How one attempt on one node failed.
+enum Attempt {
+    /// The node could not be reached: try the next one.
+    Unreachable(String),
+    /// The node answered (or TLS failed): report this.
+    Failed(SourceError),
+}
+
+/// An HTTPS client of one remote (all its nodes).
+pub(crate) struct HttpClient {
+    remote: RemoteId,
+    nodes: Vec<Node>,
+    authorization: HeaderValue,
+    options: ClientOptions,
+    /// The node that answered last; tried first next time.
+    preferred: AtomicUsize,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| n.address.to_string()).collect();
+        f.debug_struct("HttpClient")
+            .field("remote", &self.remote)
+            .field("nodes", &nodes)
+            .field("authorization", &"<redacted>")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl HttpClient {
+    /// A client for `endpoint` sending `authorization` with every request.
+    pub(crate) fn new(
+        endpoint: RemoteEndpoint,
+        authorization: String,
+    ) -> Result<Self, SourceError> {
+        let remote = endpoint.remote;
+        let other =
+            |what: String| SourceError::new(ErrorClass::Other, format!("remote {remote}: {what}"));
+        if endpoint.nodes.is_empty() {
+            return Err(other("no node address configured".into()));
+        }
+        let roots = endpoint.options.roots.clone().unwrap_or_else(system_roots);
+        let mut nodes = Vec::with_capacity(endpoint.nodes.len());
+        for address in endpoint.nodes {
+            let server_name = ServerName::try_from(address.host.clone())
+                .map_err(|_| other(format!("{:?} is not a valid host name", address.host)))?;
+            let mut config = client_config(roots.clone(), address.fingerprint)
+                .map_err(|e| other(format!("TLS setup failed: {e}")))?;
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            nodes.push(Node {
+                address,
+                server_name,
+                connector: TlsConnector::from(Arc::new(config)),
+                idle: Mutex::new(Vec::new()),
+            });
+        }
+        let mut authorization = HeaderValue::from_str(&authorization).map_err(|_| {
+            other("the API token contains characters not allowed in a header".into())
+        })?;
+        authorization.set_sensitive(true);
+        Ok(Self {
+            remote,
+            nodes,
+            authorization,
+            options: endpoint.options,
+            preferred: AtomicUsize::new(0),
+        })
+    }
+
+    /// The remote's name.
+    pub(crate) fn remote(&self) -> &RemoteId {
+        &self.remote
+    }
+
+    /// The client's options.
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// Number of configured nodes.
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `GET {prefix}/api2/json{path}` on the first node that can be reached, starting
+    /// with the one that answered last. Returns the body of a successful reply.
+    pub(crate) async fn get(&self, path: &str) -> Result<Bytes, SourceError> {
+        let count = self.nodes.len();
+        let first = self.preferred.load(Ordering::Relaxed) % count;
+        let mut failures = Vec::new();
+        for step in 0..count {
+            let index = (first + step) % count;
+            let node = &self.nodes[index];
+            let started = Instant::now();
+            let outcome = self.get_on(node, path).await;
+            tracing::debug!(
+                remote = %self.remote,
+                node = %node.address,
+                path,
+                ok = outcome.is_ok(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+            match outcome {
+                Ok(body) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(body);
+                }
+                Err(Attempt::Unreachable(why)) => {
+                    tracing::debug!(remote = %self.remote, node = %node.address, reason = %why, "node unreachable, trying the next");
+                    failures.push(format!("{}: {why}", node.address));
+                }
+                Err(Attempt::Failed(err)) => return Err(err),
+            }
+        }
+        Err(SourceError::new(
+            ErrorClass::Unreachable,
+            format!(
+                "remote {}: no node could be reached ({})",
+                self.remote,
+                failures.join("; ")
+            ),
+        ))
+    }
+
+    /// One request on one node, reusing an idle connection when there is one; a reused
+    /// connection that turns out closed is replaced by a fresh one once.
+    async fn get_on(&self, node: &Node, path: &str) -> Result<Bytes, Attempt> {
+        let deadline = Instant::now() + self.options.request_timeout;
+        if let Some(sender) = node.take_idle() {
+            match self.exchange(node, sender, path, deadline).await {
+                Err(Attempt::Unreachable(_)) => {}
+                other => return other,
+            }
+        }
+        let sender = self.connect(node, deadline).await?;
+        self.exchange(node, sender, path, deadline).await
+    }
+
+    fn fail(&self, class: ErrorClass, node: &Node, what: impl fmt::Display) -> Attempt {
+        Attempt::Failed(SourceError::new(
+            class,
+            format!("remote {} node {}: {what}", self.remote, node.address),
+        ))
+    }
+
+    /// A new TLS connection to `node`.
+    async fn connect(&self, node: &Node, deadline: Instant) -> Result<Sender, Attempt> {
+        // The connect timeout, but never past the request's deadline.
+        let connect_timeout = self
+            .options
+            .connect_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let addr = (node.address.host.as_str(), node.address.port);
+        let tcp = match timeout(connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(err)) => return Err(Attempt::Unreachable(format!("connect failed: {err}"))),
+            Err(_) => {
+                return Err(Attempt::Unreachable(format!(
+                    "no connection within {connect_timeout:?}"
+                )))
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = match timeout_at(
+            deadline,
+            node.connector.connect(node.server_name.clone(), tcp),
+        )
+        .await
+        {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(err)) => {
+                return Err(self.fail(
+                    ErrorClass::Tls,
+                    node,
+                    format_args!("TLS handshake failed: {err}"),
+                ))
+            }
+            Err(_) => {
+                return Err(self.fail(
+                    ErrorClass::Timeout,
+                    node,
+                    format_args!(
+                        "TLS handshake not done within {:?}",
+                        self.options.request_timeout
+                    ),
+                ))
+            }
+        };
+        let (sender, connection) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| {
+            self.fail(
+                ErrorClass::Other,
+                node,
+                format_args!("HTTP setup failed: {e}"),
+            )
+        })?;
+        tokio::spawn(async move {
+            // Errors surface on the request side; the connection just ends.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    /// Sends the request on `sender` and reads the reply within the deadline.
+    async fn exchange(
+        &self,
+        node: &Node,
+        mut sender: Sender,
+        path: &str,
+        deadline: Instant,
+    ) -> Result<Bytes, Attempt> {
+        let uri = format!("{}/api2/json{path}", self.options.path_prefix);
+        let request = Request::get(uri.as_str())
+            .header(header::HOST, node.address.to_string())
+            .header(header::AUTHORIZATION, self.authorization.clone())
+            .header(header::ACCEPT, "application/json")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| {
+                self.fail(
+                    ErrorClass::Other,
+                    node,
+                    format_args!("bad request {uri:?}: {e}"),
+                )
+            })?;
+        let exchange = async {
+            sender
+                .ready()
+                .await
+                .map_err(|e| Attempt::Unreachable(format!("connection lost: {}", chain(&e))))?;
+            let response = sender.send_request(request).await.map_err(|e| {
+                Attempt::Unreachable(format!("connection closed without a reply: {}", chain(&e)))
+            })?;
+            let status = response.status();
+            let success = status.is_success();
+            let cap = if success {
+                self.options.max_body_bytes
+            } else {
+                MAX_ERROR_BODY
+            };
+            let too_large = || {
+                self.fail(
+                    ErrorClass::BadReply,
+                    node,
+                    format_args!("reply larger than the {cap} bytes allowed"),
+                )
+            };
+            let announced = hyper::body::Body::size_hint(response.body()).exact();
+            if success && announced.is_some_and(|len| len > cap) {
+                return Err(too_large());
+            }
+            // An error reply is only read for its message: a long one is cut, not refused.
+            let (body, complete) = read_capped(response.into_body(), cap, !success)
+                .await
+                .map_err(|e| match e {
+                    BodyError::TooLarge => too_large(),
+                    BodyError::Broken(e) => self.fail(
+                        ErrorClass::BadReply,
+                        node,
+                        format_args!("reply cut off: {}", chain(&e)),
+                    ),
+                })?;
+            Ok::<_, Attempt>((status, body, complete))
+        };
+        let (status, body, complete) = match timeout_at(deadline, exchange).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(self.fail(
+                    ErrorClass::Timeout,
+                    node,
+                    format_args!(
+                        "no complete reply within {:?}",
+                        self.options.request_timeout
+                    ),
+                ))
+            }
+        };
+        if complete {
+            node.put_idle(sender);
+        }
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = error_message(&body, status);
+        let class = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorClass::Auth,
+            _ => ErrorClass::Remote,
+        };
+        Err(self.fail(class, node, format_args!("HTTP {status}: {message}")))
+    }
+}
+
+/// Why reading a body failed.
+enum BodyError {
+    TooLarge,
+    Broken(hyper::Error),
+}
+
+/// Reads a body up to `cap` bytes. Past the cap it fails, or with `truncate` returns
+/// the first `cap` bytes and `false` (the rest is left unread, so the connection cannot
+/// be reused).
+async fn read_capped(
+    mut body: hyper::body::Incoming,
+    cap: u64,
+    truncate: bool,
+) -> Result<(Bytes, bool), BodyError> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            let room = cap.saturating_sub(buffer.len() as u64);
+            if data.len() as u64 > room {
+                if !truncate {
+                    return Err(BodyError::TooLarge);
+                }
+                buffer.extend_from_slice(&data[..room as usize]);
+                return Ok((buffer.freeze(), false));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok((buffer.freeze(), true))
+}
+
+/// The message of an error reply: the API's `message` member, else a quote of the body.
+fn error_message(body: &[u8], status: StatusCode) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorReply {
+        message: Option<String>,
+    }
+    match serde_json::from_slice::<ErrorReply>(body) {
+        Ok(ErrorReply {
+            message: Some(message),
+        }) => message.trim().chars().take(300).collect(),
+        _ if body.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("no message")
+            .to_string(),
+        _ => excerpt(body, 0),
+    }
+}
+
+/// An error with its causes, `outer: inner: innermost`.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Percent-encodes one path segment (everything but unreserved characters, `:` and `@`).
+pub(crate) fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'@') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_escape_everything_but_safe_characters() {
+        assert_eq!(
+            encode_segment("UPID:pve:1:vzdump:100:u@pve!tok:"),
+            "UPID:pve:1:vzdump:100:u@pve%21tok:"
+        );
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn error_messages_prefer_the_api_message() {
+        assert_eq!(
+            error_message(
+                br#"{"data":null,"message":"no such task\n"}"#,
+                StatusCode::NOT_FOUND
+            ),
+            "no such task"
+        );
+        assert_eq!(error_message(b"", StatusCode::BAD_GATEWAY), "Bad Gateway");
+        assert!(error_message(b"<html>oops</html>", StatusCode::BAD_GATEWAY).contains("oops"));
+    }
+}

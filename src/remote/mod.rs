@@ -1,0 +1,28 @@
+//! Clients of the real remotes: Proxmox VE and Proxmox Backup Server over HTTPS.
+//!
+//! - [`upid`]: task ids (UPIDs) of both kinds, parsed and formatted.
+//! - [`metrics`]: the metric export reply parsed into a [`fleetpoll_actors::MetricBatch`].
+//! - `metrics_scan`: the fast path of that parser for the canonical reply shape.
+//! - [`tls`]: certificate trust: system roots, else the pinned fingerprint.
+//! - [`endpoint`]: how to reach a remote (nodes, token, timeouts, limits).
+//! - `http`: the shared transport (pools, failover, timeouts, body cap, error classes).
+//! - `reply`: node lists, task lists and task status replies.
+//! - [`pve`]: [`PveClient`], a [`fleetpoll_actors::RemoteSource`] for a PVE cluster.
+//! - [`pbs`]: [`PbsClient`], a [`fleetpoll_actors::RemoteSource`] for a PBS.
+
+pub mod endpoint;
+mod http;
+pub mod metrics;
+mod metrics_scan;
+pub mod pbs;
+pub mod pve;
+mod reply;
+pub mod tls;
+pub mod upid;
+
+pub use endpoint::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
+pub use metrics::{parse_metric_reply, MAX_FUTURE_SECS};
+pub use pbs::PbsClient;
+pub use pve::PveClient;
+pub use tls::Fingerprint;
+pub use upid::{Upid, UpidError};

@@ -1,0 +1,107 @@
+//! The Proxmox Backup Server client: metrics from `/status/metrics`, tasks from
+//! `/nodes/localhost/tasks`, task status by UPID.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use fleetpoll_actors::{
+    Cursor, ErrorClass, MetricBatch, RemoteSource, SourceError, TaskBatch, TaskQuery, TaskRecord,
+    TaskState,
+};
+
+use super::endpoint::RemoteEndpoint;
+use super::http::{encode_segment, HttpClient};
+use super::metrics::parse_metric_reply;
+use super::pve::TASK_PAGE_LIMIT;
+use super::reply::{parse_data, TaskItem, TaskStatusItem};
+use super::upid::Upid;
+
+/// The node name a PBS answers to in its API paths, and the key of its task cutoff.
+pub const PBS_NODE: &str = "localhost";
+/// Pages fetched per task listing at most.
+const MAX_PAGES: usize = 100;
+
+/// A Proxmox Backup Server.
+pub struct PbsClient {
+    http: HttpClient,
+}
+
+impl fmt::Debug for PbsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PbsClient")
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+impl PbsClient {
+    /// A client for the server `endpoint` describes; fails only on a bad configuration.
+    pub fn new(endpoint: RemoteEndpoint) -> Result<Self, SourceError> {
+        let authorization = endpoint.token.pbs_header();
+        Ok(Self {
+            http: HttpClient::new(endpoint, authorization)?,
+        })
+    }
+}
+
+#[async_trait]
+impl RemoteSource for PbsClient {
+    fn connections(&self) -> u32 {
+        1
+    }
+
+    async fn fetch_metrics(&self, since: Cursor) -> Result<MetricBatch, SourceError> {
+        let request_time = self.http.options().clock.now_secs();
+        let path = match since.0 {
+            Some(start) => format!("/status/metrics?history=1&start-time={start}"),
+            None => "/status/metrics?history=1".to_string(),
+        };
+        let body = self.http.get(&path).await?;
+        parse_metric_reply(self.http.remote(), &body, request_time)
+    }
+
+    /// Lists the server's tasks; the cutoff is looked up and reported under
+    /// [`PBS_NODE`], whatever host name the tasks carry.
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskBatch, SourceError> {
+        let remote = self.http.remote();
+        let since = query
+            .cutoffs
+            .get(PBS_NODE)
+            .copied()
+            .unwrap_or(query.default_since);
+        let filter = if query.running_only {
+            "running=1".to_string()
+        } else {
+            format!("since={since}")
+        };
+        let mut batch = TaskBatch::default();
+        for page in 0..MAX_PAGES {
+            let start = page * TASK_PAGE_LIMIT;
+            let path =
+                format!("/nodes/{PBS_NODE}/tasks?{filter}&limit={TASK_PAGE_LIMIT}&start={start}");
+            let items: Vec<TaskItem> = parse_data(remote, &self.http.get(&path).await?)?;
+            let count = items.len();
+            batch.tasks.extend(items.into_iter().map(TaskRecord::from));
+            if count < TASK_PAGE_LIMIT {
+                batch.complete_nodes.push(PBS_NODE.to_string());
+                return Ok(batch);
+            }
+        }
+        Err(SourceError::new(
+            ErrorClass::BadReply,
+            format!(
+                "remote {remote}: more than {} tasks listed",
+                MAX_PAGES * TASK_PAGE_LIMIT
+            ),
+        ))
+    }
+
+    async fn task_status(&self, upid: &str) -> Result<TaskState, SourceError> {
+        let remote = self.http.remote();
+        Upid::parse(upid)
+            .map_err(|e| SourceError::new(ErrorClass::Other, format!("remote {remote}: {e}")))?;
+        let path = format!("/nodes/{PBS_NODE}/tasks/{}/status", encode_segment(upid));
+        let status: TaskStatusItem = parse_data(remote, &self.http.get(&path).await?)?;
+        status.into_state(remote)
+    }
+}

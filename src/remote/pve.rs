@@ -1,0 +1,158 @@
+//! The Proxmox VE cluster client: metrics from `/cluster/metrics/export`, tasks from
+//! every node's `/nodes/{node}/tasks` (up to 5 nodes at once), task status by UPID.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use fleetpoll_actors::{
+    Cursor, ErrorClass, MetricBatch, RemoteSource, SourceError, TaskBatch, TaskQuery, TaskRecord,
+    TaskState,
+};
+use futures::stream::{self, StreamExt};
+
+use super::endpoint::RemoteEndpoint;
+use super::http::{encode_segment, HttpClient};
+use super::metrics::parse_metric_reply;
+use super::reply::{parse_data, NodeItem, TaskItem, TaskStatusItem};
+use super::upid::Upid;
+
+/// Nodes asked for their tasks at the same time (the reference manager's per-remote cap).
+pub const MAX_PARALLEL_NODES: usize = 5;
+/// Tasks asked for per request (the API's default is only 50).
+pub const TASK_PAGE_LIMIT: usize = 5000;
+/// Pages fetched per node and fetch at most, so a misbehaving remote cannot loop us.
+const MAX_PAGES: usize = 100;
+
+/// A Proxmox VE cluster reached through any of its nodes.
+pub struct PveClient {
+    http: HttpClient,
+}
+
+impl fmt::Debug for PveClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PveClient")
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+impl PveClient {
+    /// A client for the cluster `endpoint` describes; fails only on a bad configuration.
+    pub fn new(endpoint: RemoteEndpoint) -> Result<Self, SourceError> {
+        let authorization = endpoint.token.pve_header();
+        Ok(Self {
+            http: HttpClient::new(endpoint, authorization)?,
+        })
+    }
+
+    /// The tasks of one node that started at or after `since` (or those running now).
+    async fn node_tasks(
+        &self,
+        node: &str,
+        since: i64,
+        running_only: bool,
+    ) -> Result<Vec<TaskRecord>, SourceError> {
+        let remote = self.http.remote();
+        let mut tasks = Vec::new();
+        for page in 0..MAX_PAGES {
+            let start = page * TASK_PAGE_LIMIT;
+            let filter = if running_only {
+                "source=active".to_string()
+            } else {
+                format!("source=all&since={since}")
+            };
+            let path = format!(
+                "/nodes/{}/tasks?{filter}&limit={TASK_PAGE_LIMIT}&start={start}",
+                encode_segment(node)
+            );
+            let items: Vec<TaskItem> = parse_data(remote, &self.http.get(&path).await?)?;
+            let count = items.len();
+            tasks.extend(items.into_iter().map(TaskRecord::from));
+            if count < TASK_PAGE_LIMIT {
+                return Ok(tasks);
+            }
+        }
+        Err(SourceError::new(
+            ErrorClass::BadReply,
+            format!(
+                "remote {remote} node {node}: more than {} tasks listed",
+                MAX_PAGES * TASK_PAGE_LIMIT
+            ),
+        ))
+    }
+}
+
+#[async_trait]
+impl RemoteSource for PveClient {
+    fn connections(&self) -> u32 {
+        self.http.node_count().min(MAX_PARALLEL_NODES) as u32
+    }
+
+    async fn fetch_metrics(&self, since: Cursor) -> Result<MetricBatch, SourceError> {
+        let request_time = self.http.options().clock.now_secs();
+        let path = match since.0 {
+            Some(start) => format!("/cluster/metrics/export?history=1&start-time={start}"),
+            None => "/cluster/metrics/export?history=1".to_string(),
+        };
+        let body = self.http.get(&path).await?;
+        parse_metric_reply(self.http.remote(), &body, request_time)
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskBatch, SourceError> {
+        let remote = self.http.remote();
+        let nodes: Vec<NodeItem> = parse_data(remote, &self.http.get("/nodes").await?)?;
+        let online: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| n.status.as_deref() != Some("offline"))
+            .map(|n| n.node)
+            .collect();
+        let results: Vec<(String, Result<Vec<TaskRecord>, SourceError>)> = stream::iter(online)
+            .map(|node| async move {
+                let since = query
+                    .cutoffs
+                    .get(&node)
+                    .copied()
+                    .unwrap_or(query.default_since);
+                let result = self.node_tasks(&node, since, query.running_only).await;
+                (node, result)
+            })
+            .buffer_unordered(MAX_PARALLEL_NODES)
+            .collect()
+            .await;
+        let mut batch = TaskBatch::default();
+        let mut first_error = None;
+        let attempted = results.len();
+        for (node, result) in results {
+            match result {
+                Ok(tasks) => {
+                    batch.tasks.extend(tasks);
+                    batch.complete_nodes.push(node);
+                }
+                Err(err) => {
+                    tracing::warn!(remote = %remote, node = %node, error = %err, "task list of a node failed");
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        match first_error {
+            Some(err) if batch.complete_nodes.is_empty() && attempted > 0 => Err(err),
+            _ => {
+                batch.complete_nodes.sort();
+                Ok(batch)
+            }
+        }
+    }
+
+    async fn task_status(&self, upid: &str) -> Result<TaskState, SourceError> {
+        let remote = self.http.remote();
+        let parsed = Upid::parse(upid)
+            .map_err(|e| SourceError::new(ErrorClass::Other, format!("remote {remote}: {e}")))?;
+        let path = format!(
+            "/nodes/{}/tasks/{}/status",
+            encode_segment(&parsed.node),
+            encode_segment(upid)
+        );
+        let status: TaskStatusItem = parse_data(remote, &self.http.get(&path).await?)?;
+        status.into_state(remote)
+    }
+}

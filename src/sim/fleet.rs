@@ -1,0 +1,300 @@
+//! The simulated fleet: which remotes exist, their nodes, guests, storages and
+//! datastores, their API tokens and faults — all derived from the seed.
+
+use std::time::Duration;
+
+use fleetpoll_actors::RemoteKind;
+
+use super::faults::{FaultRule, Faults};
+
+/// A deterministic 64-bit mix (splitmix64's finaliser) of a running hash and a word.
+pub(crate) fn mix(hash: u64, word: u64) -> u64 {
+    let mut z = hash ^ word.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Hashes a list of words into one.
+pub(crate) fn hash(words: &[u64]) -> u64 {
+    words.iter().fold(0x5EED_F1EE_7B01_u64, |h, &w| mix(h, w))
+}
+
+/// A hash mapped onto `[0, 1)`.
+pub(crate) fn unit(words: &[u64]) -> f64 {
+    (hash(words) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How big the simulated fleet is and how it misbehaves.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Everything (names, tokens, values, tasks, fault selection) derives from it.
+    pub seed: u64,
+    /// Number of Proxmox VE clusters.
+    pub pve_remotes: usize,
+    /// Number of Proxmox Backup Servers.
+    pub pbs_remotes: usize,
+    /// Nodes per PVE cluster.
+    pub nodes_per_cluster: usize,
+    /// Guests (qemu and lxc) per PVE cluster.
+    pub guests_per_cluster: usize,
+    /// Storages per PVE node.
+    pub storages_per_node: usize,
+    /// Datastores per PBS.
+    pub datastores_per_pbs: usize,
+    /// Mean seconds between two task starts on one node.
+    pub task_interval_secs: i64,
+    /// Faults and whom they hit.
+    pub faults: Vec<FaultRule>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            pve_remotes: 2,
+            pbs_remotes: 1,
+            nodes_per_cluster: 3,
+            guests_per_cluster: 30,
+            storages_per_node: 2,
+            datastores_per_pbs: 2,
+            task_interval_secs: 600,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// One guest of a PVE cluster.
+#[derive(Clone, Debug)]
+pub(crate) struct Guest {
+    pub(crate) vmid: u32,
+    pub(crate) lxc: bool,
+    pub(crate) node: usize,
+    pub(crate) running: bool,
+}
+
+/// One storage of a PVE node.
+#[derive(Clone, Debug)]
+pub(crate) struct Storage {
+    pub(crate) node: usize,
+    pub(crate) name: String,
+}
+
+/// One simulated remote.
+#[derive(Clone, Debug)]
+pub(crate) struct SimRemote {
+    pub(crate) index: u64,
+    pub(crate) id: String,
+    pub(crate) kind: RemoteKind,
+    pub(crate) nodes: Vec<String>,
+    pub(crate) guests: Vec<Guest>,
+    pub(crate) storages: Vec<Storage>,
+    pub(crate) datastores: Vec<String>,
+    pub(crate) token_id: String,
+    pub(crate) secret: String,
+    pub(crate) faults: Faults,
+}
+
+impl SimRemote {
+    /// The exact `Authorization` header value the remote accepts.
+    pub(crate) fn expected_authorization(&self) -> String {
+        match self.kind {
+            RemoteKind::Pbs => format!("PBSAPIToken={}:{}", self.token_id, self.secret),
+            _ => format!("PVEAPIToken={}={}", self.token_id, self.secret),
+        }
+    }
+
+    /// When node `node` reboots: every 60 to 120 days, at a seeded moment.
+    pub(crate) fn node_boots(&self, seed: u64, node: usize) -> Boots {
+        Boots::new(hash(&[seed, self.index, node as u64, 0xB007]), 60, 120)
+    }
+}
+
+/// A schedule of (re)boots: one every `period` seconds, shifted by `offset`. Uptimes
+/// and counters restart at each boot, so they stay plausible whatever the date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Boots {
+    period: i64,
+    offset: i64,
+}
+
+impl Boots {
+    /// A schedule with a period of `min_days..max_days` drawn from `h`.
+    pub(crate) fn new(h: u64, min_days: u64, max_days: u64) -> Boots {
+        let period = (min_days * 86_400 + h % ((max_days - min_days).max(1) * 86_400)) as i64;
+        Boots {
+            period,
+            offset: ((h >> 32) % period as u64) as i64,
+        }
+    }
+
+    /// Something that is not running: it never booted.
+    pub(crate) fn never() -> Boots {
+        Boots {
+            period: 0,
+            offset: 0,
+        }
+    }
+
+    /// The last boot at or before `ts` (`i64::MAX` for [`Boots::never`]).
+    pub(crate) fn last_at(&self, ts: i64) -> i64 {
+        if self.period == 0 {
+            return i64::MAX;
+        }
+        ts - (ts - self.offset).rem_euclid(self.period)
+    }
+}
+
+/// The whole simulated fleet.
+#[derive(Clone, Debug)]
+pub(crate) struct Fleet {
+    pub(crate) seed: u64,
+    pub(crate) task_interval_secs: i64,
+    pub(crate) remotes: Vec<SimRemote>,
+}
+
+impl Fleet {
+    /// Builds the fleet described by `config`.
+    pub(crate) fn build(config: &SimConfig) -> Fleet {
+        let seed = config.seed;
+        let mut remotes = Vec::new();
+        for i in 0..config.pve_remotes + config.pbs_remotes {
+            let index = i as u64;
+            let pve = i < config.pve_remotes;
+            let (kind, id) = if pve {
+                (RemoteKind::Pve, format!("pve-{}", i + 1))
+            } else {
+                (
+                    RemoteKind::Pbs,
+                    format!("pbs-{}", i - config.pve_remotes + 1),
+                )
+            };
+            let secret = secret(seed, index);
+            let mut remote = SimRemote {
+                index,
+                id: id.clone(),
+                kind,
+                nodes: Vec::new(),
+                guests: Vec::new(),
+                storages: Vec::new(),
+                datastores: Vec::new(),
+                token_id: String::new(),
+                secret,
+                faults: Faults::default(),
+            };
+            if pve {
+                let nodes = config.nodes_per_cluster.max(1);
+                remote.token_id = "fleetpoll@pve!poll".into();
+                remote.nodes = (1..=nodes).map(|n| format!("{id}-n{n}")).collect();
+                remote.guests = (0..config.guests_per_cluster)
+                    .map(|g| {
+                        let h = hash(&[seed, index, g as u64, 0x6E57]);
+                        Guest {
+                            vmid: 100 + g as u32,
+                            lxc: h.is_multiple_of(3),
+                            node: g % nodes,
+                            running: !(h >> 8).is_multiple_of(5),
+                        }
+                    })
+                    .collect();
+                const STORAGE_NAMES: [&str; 4] = ["local", "local-lvm", "ceph-pool", "nfs-backup"];
+                for node in 0..nodes {
+                    for s in 0..config.storages_per_node {
+                        let name = match STORAGE_NAMES.get(s) {
+                            Some(name) => (*name).to_string(),
+                            None => format!("store{s}"),
+                        };
+                        remote.storages.push(Storage { node, name });
+                    }
+                }
+            } else {
+                remote.token_id = "fleetpoll@pbs!poll".into();
+                remote.nodes = vec![id.clone()];
+                remote.datastores = (1..=config.datastores_per_pbs)
+                    .map(|d| format!("store{d}"))
+                    .collect();
+            }
+            for (rule_index, rule) in config.faults.iter().enumerate() {
+                if rule.target.selects(seed, rule_index, &remote.id, index) {
+                    remote.faults.apply(&rule.fault);
+                }
+            }
+            remotes.push(remote);
+        }
+        Fleet {
+            seed,
+            task_interval_secs: config.task_interval_secs.max(10),
+            remotes,
+        }
+    }
+
+    /// The remote with this id.
+    pub(crate) fn remote(&self, id: &str) -> Option<&SimRemote> {
+        self.remotes.iter().find(|r| r.id == id)
+    }
+}
+
+/// A token secret in the UUID shape PVE and PBS hand out, derived from the seed.
+fn secret(seed: u64, index: u64) -> String {
+    let a = hash(&[seed, index, 0x5EC1]);
+    let b = hash(&[seed, index, 0x5EC2]);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xFFFF,
+        a & 0xFFFF,
+        b >> 48,
+        b & 0xFFFF_FFFF_FFFF
+    )
+}
+
+/// A duration in whole milliseconds drawn in `[base, base + jitter]` from a hash.
+pub(crate) fn jittered(base: Duration, jitter: Duration, h: u64) -> Duration {
+    if jitter.is_zero() {
+        return base;
+    }
+    base + Duration::from_millis(h % (jitter.as_millis() as u64 + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_builds_the_same_fleet_and_another_seed_another() {
+        let config = SimConfig::default();
+        let a = Fleet::build(&config);
+        let b = Fleet::build(&config);
+        assert_eq!(a.remotes.len(), 3);
+        assert_eq!(a.remotes[0].secret, b.remotes[0].secret);
+        assert_eq!(a.remotes[0].guests.len(), 30);
+        let c = Fleet::build(&SimConfig { seed: 2, ..config });
+        assert_ne!(a.remotes[0].secret, c.remotes[0].secret);
+    }
+
+    #[test]
+    fn boots_recur_within_their_period() {
+        let boots = Boots::new(12_345, 60, 120);
+        let ts = 1_800_000_000;
+        let last = boots.last_at(ts);
+        assert!(last <= ts && ts - last < 120 * 86_400);
+        assert_eq!(boots.last_at(last), last);
+        assert_eq!(boots.last_at(last - 1), last - boots.period);
+        assert_eq!(Boots::never().last_at(ts), i64::MAX);
+    }
+
+    #[test]
+    fn kinds_get_their_own_token_header_format() {
+        let fleet = Fleet::build(&SimConfig::default());
+        let pve = fleet.remote("pve-1").unwrap();
+        let pbs = fleet.remote("pbs-1").unwrap();
+        assert!(pve
+            .expected_authorization()
+            .starts_with("PVEAPIToken=fleetpoll@pve!poll="));
+        assert!(pbs
+            .expected_authorization()
+            .starts_with("PBSAPIToken=fleetpoll@pbs!poll:"));
+        assert_eq!(pbs.datastores, vec!["store1", "store2"]);
+        assert_eq!(pve.nodes, vec!["pve-1-n1", "pve-1-n2", "pve-1-n3"]);
+    }
+}

@@ -1,0 +1,23 @@
+//! The fleet simulator: many Proxmox VE clusters and Proxmox Backup Servers behind one
+//! HTTPS listener, with seeded metrics and tasks and injectable faults. Used in-process
+//! by the tests and as `fleetpoll sim`.
+//!
+//! - [`fleet`]: the simulated remotes, derived from [`SimConfig`].
+//! - [`faults`]: the faults and their `KIND[=VALUE][@TARGET]` syntax.
+//! - [`metrics`]: metric values as a function of the time, rendered as the API's reply.
+//! - `tasks`: tasks that start and finish over time.
+//! - `routes`: the API paths, token checks and fault injection.
+//! - [`server`]: the TLS listeners and [`Simulator`], the handle to a running fleet.
+//! - [`cli`]: the `fleetpoll sim` command.
+
+pub mod cli;
+pub mod faults;
+pub mod fleet;
+pub mod metrics;
+mod routes;
+pub mod server;
+mod tasks;
+
+pub use faults::{Fault, FaultRule, FaultTarget, Faults};
+pub use fleet::SimConfig;
+pub use server::{SimError, SimRemoteInfo, Simulator};

@@ -1,0 +1,512 @@
+//! The simulated API: which path answers what, token checks, and the faults that bend
+//! an answer (latency, hangs, resets, errors, trickled, cut-off and oversized bodies).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetpoll_actors::RemoteKind;
+use futures::stream;
+use http::request::Parts;
+use http::{header, Method, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use serde_json::{json, Value};
+
+use super::fleet::{jittered, SimRemote};
+use super::metrics::render_metrics;
+use super::server::{next_roll, SimState};
+use super::tasks::{find_task, tasks_between};
+use crate::remote::Upid;
+
+/// A response body: whole, trickled or streamed padding.
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// What to do with a request.
+pub(crate) enum Reply {
+    /// Send this response.
+    Respond(Response<Body>),
+    /// Close the connection without an answer.
+    Drop,
+}
+
+/// How long a hung request waits before the simulator gives up on it (the client's
+/// timeout is expected long before).
+const HANG: Duration = Duration::from_secs(3600);
+/// Bytes per piece and the pause between pieces of a trickled body.
+const TRICKLE_BYTES: usize = 16;
+const TRICKLE_PAUSE: Duration = Duration::from_millis(250);
+
+/// Routes one request.
+pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
+    let path = parts.uri.path();
+    let Some((remote_id, rest)) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once("/api2/json/"))
+    else {
+        return respond(error(StatusCode::NOT_FOUND, "no such path"));
+    };
+    let Some(index) = state.fleet.remotes.iter().position(|r| r.id == remote_id) else {
+        return respond(error(StatusCode::NOT_FOUND, "no such remote"));
+    };
+    let remote = &state.fleet.remotes[index];
+    let faults = &remote.faults;
+    let roll = next_roll(state, index);
+
+    let delay = jittered(faults.latency, faults.jitter, roll);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if faults.hang {
+        tokio::time::sleep(HANG).await;
+        return respond(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "hung request gave up",
+        ));
+    }
+    if faults.reset {
+        return Reply::Drop;
+    }
+    let authorized = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == remote.expected_authorization().as_bytes());
+    if !authorized {
+        return respond(error(StatusCode::UNAUTHORIZED, "authentication failure"));
+    }
+    if faults.error_rate > 0.0 && ((roll >> 11) as f64 / (1u64 << 53) as f64) < faults.error_rate {
+        return respond(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "simulated internal error",
+        ));
+    }
+    if parts.method != Method::GET {
+        return respond(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET is simulated",
+        ));
+    }
+    let now = state.clock.now_secs() + faults.skew_secs;
+    // A large cluster's history is megabytes of JSON: render it off the async workers.
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let rest = rest.to_string();
+    let shared = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let remote = &shared.fleet.remotes[index];
+        api(&shared, remote, &rest, &Query(&query), now)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("simulator bug: {e}"),
+        ))
+    });
+    let (status, body) = match result {
+        Ok(body) => (StatusCode::OK, body),
+        Err((status, message)) => return respond(error(status, &message)),
+    };
+    let body = Bytes::from(body);
+    let body: Body = if faults.malformed {
+        Full::new(body.slice(..body.len() / 2)).boxed()
+    } else if let Some(size) = faults.oversize {
+        padded(body, size)
+    } else if faults.trickle {
+        trickled(body)
+    } else {
+        Full::new(body).boxed()
+    };
+    let response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json;charset=UTF-8")
+        .body(body)
+        .expect("static response parts are valid");
+    respond(response)
+}
+
+fn respond(response: Response<Body>) -> Reply {
+    Reply::Respond(response)
+}
+
+/// An error reply in the API's shape.
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = json!({ "data": null, "message": format!("{message}\n") }).to_string();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json;charset=UTF-8")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .expect("static response parts are valid")
+}
+
+/// `body` followed by spaces up to `size` bytes, streamed without a length.
+fn padded(body: Bytes, size: u64) -> Body {
+    let pad = Bytes::from(vec![b' '; 64 * 1024]);
+    let left = size.saturating_sub(body.len() as u64);
+    let chunks = stream::unfold((Some(body), left), move |(first, left)| {
+        let pad = pad.clone();
+        async move {
+            if let Some(first) = first {
+                return Some((Ok(Frame::data(first)), (None, left)));
+            }
+            if left == 0 {
+                return None;
+            }
+            let n = left.min(pad.len() as u64);
+            Some((Ok(Frame::data(pad.slice(..n as usize))), (None, left - n)))
+        }
+    });
+    StreamBody::new(chunks).boxed()
+}
+
+/// `body` in small pieces with pauses between them.
+fn trickled(body: Bytes) -> Body {
+    let chunks = stream::unfold(0usize, move |pos| {
+        let body = body.clone();
+        async move {
+            if pos >= body.len() {
+                return None;
+            }
+            tokio::time::sleep(TRICKLE_PAUSE).await;
+            let end = (pos + TRICKLE_BYTES).min(body.len());
+            Some((Ok(Frame::data(body.slice(pos..end))), end))
+        }
+    });
+    StreamBody::new(chunks).boxed()
+}
+
+/// The query string of a request.
+struct Query<'a>(&'a str);
+
+impl Query<'_> {
+    /// The decoded value of `name`, if present.
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| percent_decode(value, true))
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>, (StatusCode, String)> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("parameter verification failed: {name}: not an integer"),
+                )
+            }),
+        }
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, (StatusCode, String)> {
+        match self.get(name).as_deref() {
+            None | Some("0" | "false" | "no" | "off") => Ok(false),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some(_) => Err((
+                StatusCode::BAD_REQUEST,
+                format!("parameter verification failed: {name}: not a boolean"),
+            )),
+        }
+    }
+}
+
+/// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (query strings, not
+/// paths); invalid escapes stay as they are.
+fn percent_decode(text: &str, plus_is_space: bool) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' if plus_is_space => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of one hex digit.
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+type ApiResult = Result<Vec<u8>, (StatusCode, String)>;
+
+/// The API of one remote.
+fn api(state: &SimState, remote: &SimRemote, path: &str, query: &Query<'_>, now: i64) -> ApiResult {
+    let seed = state.fleet.seed;
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let pbs = remote.kind == RemoteKind::Pbs;
+    match segments.as_slice() {
+        ["cluster", "metrics", "export"] if !pbs => metrics(seed, remote, query, now),
+        ["status", "metrics"] if pbs => metrics(seed, remote, query, now),
+        ["nodes"] => {
+            let nodes: Vec<Value> = if pbs {
+                vec![json!({ "node": "localhost" })]
+            } else {
+                remote
+                    .nodes
+                    .iter()
+                    .map(|n| json!({ "node": n, "status": "online", "type": "node" }))
+                    .collect()
+            };
+            Ok(json!({ "data": nodes }).to_string().into_bytes())
+        }
+        ["nodes", node, "tasks"] => {
+            let node = node_index(remote, node)?;
+            task_list(state, remote, node, query, now)
+        }
+        ["nodes", node, "tasks", upid, "status"] => {
+            node_index(remote, node)?;
+            let upid = Upid::parse(&percent_decode(upid, false))
+                .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+            let task = find_task(seed, state.fleet.task_interval_secs, remote, &upid, now)
+                .ok_or((StatusCode::NOT_FOUND, format!("no such task: {upid}")))?;
+            Ok(json!({ "data": task.status_reply(remote.kind, now) })
+                .to_string()
+                .into_bytes())
+        }
+        _ => Err((
+            StatusCode::NOT_IMPLEMENTED,
+            format!("no such API path: {path}"),
+        )),
+    }
+}
+
+/// The node index for a path's node name (PBS also answers to `localhost`).
+fn node_index(remote: &SimRemote, node: &str) -> Result<usize, (StatusCode, String)> {
+    if remote.kind == RemoteKind::Pbs && node == "localhost" {
+        return Ok(0);
+    }
+    remote
+        .nodes
+        .iter()
+        .position(|n| n == node)
+        .ok_or((StatusCode::NOT_FOUND, format!("no such node: {node}")))
+}
+
+fn metrics(seed: u64, remote: &SimRemote, query: &Query<'_>, now: i64) -> ApiResult {
+    let history = query.flag("history")?;
+    query.flag("local-only")?;
+    let start = query.int("start-time")?;
+    Ok(render_metrics(seed, remote, now, history, start))
+}
+
+/// `GET /nodes/{node}/tasks`: PVE's `source` (archive | active | all) or PBS's `running`,
+/// then `since`, `until`, `start`, `limit` (default 50).
+fn task_list(
+    state: &SimState,
+    remote: &SimRemote,
+    node: usize,
+    query: &Query<'_>,
+    now: i64,
+) -> ApiResult {
+    let (finished, running) = if remote.kind == RemoteKind::Pbs {
+        if query.flag("running")? {
+            (false, true)
+        } else {
+            (true, true)
+        }
+    } else {
+        match query.get("source").as_deref() {
+            None | Some("archive") => (true, false),
+            Some("active") => (false, true),
+            Some("all") => (true, true),
+            Some(other) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("parameter verification failed: source: value {other:?} is not archive, active or all"),
+                ))
+            }
+        }
+    };
+    let since = query.int("since")?.unwrap_or(0);
+    let until = query.int("until")?.unwrap_or(now);
+    let start = query.int("start")?.unwrap_or(0).max(0) as usize;
+    let limit = query.int("limit")?.unwrap_or(50).max(0) as usize;
+    let tasks: Vec<_> = tasks_between(
+        state.fleet.seed,
+        state.fleet.task_interval_secs,
+        remote,
+        node,
+        since,
+        until,
+        now,
+    )
+    .into_iter()
+    .filter(|t| if t.running(now) { running } else { finished })
+    .collect();
+    let total = tasks.len();
+    let items: Vec<Value> = tasks
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|t| t.list_item(remote.kind, now))
+        .collect();
+    Ok(json!({ "data": items, "total": total })
+        .to_string()
+        .into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::fleet::{Fleet, SimConfig};
+    use std::sync::atomic::AtomicU64;
+
+    const NOW: i64 = 1_750_000_000;
+
+    fn state() -> SimState {
+        let fleet = Fleet::build(&SimConfig {
+            task_interval_secs: 60,
+            ..SimConfig::default()
+        });
+        SimState {
+            requests: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
+            fleet,
+            clock: Arc::new(fleetpoll_actors::TokioClock::system()),
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    fn get(state: &SimState, remote: &str, path: &str, query: &str) -> Value {
+        let remote = state.fleet.remote(remote).unwrap();
+        let body = api(state, remote, path, &Query(query), NOW).unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn tasks(reply: &Value) -> Vec<Value> {
+        reply["data"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn pve_task_list_defaults_to_50_finished_tasks() {
+        let state = state();
+        let reply = get(&state, "pve-1", "nodes/pve-1-n1/tasks", "");
+        let items = tasks(&reply);
+        assert_eq!(items.len(), 50);
+        assert!(items
+            .iter()
+            .all(|t| t["status"].is_string() && t["endtime"].is_i64()));
+        assert!(reply["total"].as_u64().unwrap() > 50);
+    }
+
+    #[test]
+    fn pve_task_sources_split_running_and_finished() {
+        let state = state();
+        let q = "since=1749990000&limit=5000";
+        let all = tasks(&get(
+            &state,
+            "pve-1",
+            "nodes/pve-1-n1/tasks",
+            &format!("{q}&source=all"),
+        ));
+        let active = tasks(&get(
+            &state,
+            "pve-1",
+            "nodes/pve-1-n1/tasks",
+            &format!("{q}&source=active"),
+        ));
+        let archive = tasks(&get(&state, "pve-1", "nodes/pve-1-n1/tasks", q));
+        assert!(!active.is_empty());
+        assert!(active.iter().all(|t| t.get("status").is_none()));
+        assert_eq!(all.len(), active.len() + archive.len());
+        assert!(all
+            .iter()
+            .all(|t| t["starttime"].as_i64().unwrap() >= 1_749_990_000));
+    }
+
+    #[test]
+    fn start_until_and_limit_page_through_the_list() {
+        let state = state();
+        let path = "nodes/pve-1-n2/tasks";
+        let whole = tasks(&get(
+            &state,
+            "pve-1",
+            path,
+            "source=all&since=1749900000&limit=5000",
+        ));
+        let page = tasks(&get(
+            &state,
+            "pve-1",
+            path,
+            "source=all&since=1749900000&start=10&limit=5",
+        ));
+        assert_eq!(page, whole[10..15].to_vec());
+        let until = whole[20]["starttime"].as_i64().unwrap();
+        let older = tasks(&get(
+            &state,
+            "pve-1",
+            path,
+            &format!("source=all&since=1749900000&until={until}&limit=5000"),
+        ));
+        assert_eq!(older, whole[20..].to_vec());
+    }
+
+    #[test]
+    fn pbs_lists_running_tasks_too_unless_asked_for_running_only() {
+        let state = state();
+        let path = "nodes/localhost/tasks";
+        let all = tasks(&get(&state, "pbs-1", path, "since=1749990000&limit=5000"));
+        let running = tasks(&get(&state, "pbs-1", path, "running=1&limit=5000"));
+        assert!(all.iter().any(|t| t.get("status").is_none()));
+        assert!(all
+            .iter()
+            .all(|t| t["worker_type"].is_string() && t.get("type").is_none()));
+        assert!(!running.is_empty());
+        assert!(running.iter().all(|t| t.get("endtime").is_none()));
+    }
+
+    #[test]
+    fn unknown_paths_nodes_and_bad_parameters_are_errors() {
+        let state = state();
+        let pve = state.fleet.remote("pve-1").unwrap();
+        let err =
+            |path: &str, query: &str| api(&state, pve, path, &Query(query), NOW).unwrap_err().0;
+        assert_eq!(err("status/metrics", ""), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(err("nodes/elsewhere/tasks", ""), StatusCode::NOT_FOUND);
+        assert_eq!(
+            err("nodes/pve-1-n1/tasks", "source=some"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            err("cluster/metrics/export", "history=maybe"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            err("nodes/pve-1-n1/tasks/UPID:x/status", ""),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn percent_decoding_handles_escapes_plus_in_queries_only_and_broken_escapes() {
+        assert_eq!(percent_decode("UPID%3Apve%3A", false), "UPID:pve:");
+        assert_eq!(percent_decode("a+b", true), "a b");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("100%", true), "100%");
+        assert_eq!(percent_decode("%zz", true), "%zz");
+    }
+
+    #[test]
+    fn query_values_are_found_by_name() {
+        let q = Query("history=1&start-time=100&flag");
+        assert_eq!(q.get("start-time").as_deref(), Some("100"));
+        assert_eq!(q.int("start-time").unwrap(), Some(100));
+        assert!(q.flag("history").unwrap());
+        assert!(!q.flag("local-only").unwrap());
+        assert!(Query("since=x").int("since").is_err());
+    }
+}

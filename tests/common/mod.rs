@@ -1,0 +1,77 @@
+//! Shared helpers of the remote-client integration tests: a simulator on 127.0.0.1:0
+//! and clients pointed at its remotes with short timeouts.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetpoll::remote::{
+    ApiToken, ClientOptions, Fingerprint, NodeAddress, PbsClient, PveClient, RemoteEndpoint,
+};
+use fleetpoll::sim::{SimConfig, SimRemoteInfo, Simulator};
+use fleetpoll_actors::RemoteId;
+use rustls::RootCertStore;
+
+/// Starts a simulator on a free loopback port.
+pub async fn start(config: SimConfig) -> Simulator {
+    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts")
+}
+
+/// Options for tests: a timeout generous enough for a loaded CI machine (tests of
+/// timeouts shorten it), no system roots (only the pin counts).
+pub fn test_options(info: &SimRemoteInfo) -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(10),
+        max_body_bytes: 4 << 20,
+        path_prefix: info.path_prefix.clone(),
+        roots: Some(Arc::new(RootCertStore::empty())),
+        ..ClientOptions::default()
+    }
+}
+
+/// An endpoint with one node address per simulated node, pinned to `fingerprint`.
+pub fn endpoint_with(
+    info: &SimRemoteInfo,
+    fingerprint: Fingerprint,
+    token: ApiToken,
+) -> RemoteEndpoint {
+    RemoteEndpoint {
+        remote: RemoteId::new(&info.id),
+        nodes: info
+            .nodes
+            .iter()
+            .map(|_| NodeAddress::new("127.0.0.1", info.address.port(), Some(fingerprint)))
+            .collect(),
+        token,
+        options: test_options(info),
+    }
+}
+
+/// The endpoint a correctly configured client would use.
+pub fn endpoint(info: &SimRemoteInfo) -> RemoteEndpoint {
+    endpoint_with(
+        info,
+        info.fingerprint,
+        ApiToken::new(&info.token_id, &info.secret),
+    )
+}
+
+/// A PVE client of the simulated remote `id`.
+pub fn pve(sim: &Simulator, id: &str) -> PveClient {
+    PveClient::new(endpoint(&sim.remote(id).expect("remote exists"))).unwrap()
+}
+
+/// A PBS client of the simulated remote `id`.
+pub fn pbs(sim: &Simulator, id: &str) -> PbsClient {
+    PbsClient::new(endpoint(&sim.remote(id).expect("remote exists"))).unwrap()
+}
+
+/// A loopback port nobody listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

@@ -1,0 +1,91 @@
+//! `fleetpoll sim` as a separate process: it prints its port and fingerprint, and a
+//! client configured from that output gets metrics.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetpoll::remote::{
+    ApiToken, ClientOptions, Fingerprint, NodeAddress, PveClient, RemoteEndpoint,
+};
+use fleetpoll_actors::{Cursor, RemoteId, RemoteSource};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+#[tokio::test]
+async fn sim_command_prints_how_to_reach_its_remotes() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--pve",
+            "2",
+            "--pbs",
+            "1",
+            "--seed",
+            "5",
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut output = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            output.push(line);
+            if output.len() == 5 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the simulator prints its banner");
+
+    let port: u16 = output[0]
+        .strip_prefix("listening on 127.0.0.1:")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fingerprint: Fingerprint = output[1]
+        .strip_prefix("fingerprint ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pve = output
+        .iter()
+        .find(|l| l.starts_with("remote pve-1 "))
+        .unwrap();
+    let token = pve.split("token=").nth(1).unwrap();
+    let (id, secret) = token.rsplit_once('=').unwrap();
+    assert!(output.iter().any(|l| l.starts_with("remote pbs-1 pbs ")));
+
+    let client = PveClient::new(RemoteEndpoint {
+        remote: RemoteId::new("pve-1"),
+        nodes: vec![NodeAddress::new("127.0.0.1", port, Some(fingerprint))],
+        token: ApiToken::new(id, secret),
+        options: ClientOptions {
+            path_prefix: "/pve-1".into(),
+            roots: Some(Arc::new(rustls::RootCertStore::empty())),
+            request_timeout: Duration::from_secs(10),
+            ..ClientOptions::default()
+        },
+    })
+    .unwrap();
+    let batch = client.fetch_metrics(Cursor::START).await.unwrap();
+    assert!(!batch.is_empty());
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn sim_command_rejects_bad_flags_with_exit_code_64() {
+    let output = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args(["sim", "--pve", "lots"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--pve"));
+}
