@@ -1,20 +1,25 @@
-//! `fleetpoll demo`: the engine running on an embedded default, no configuration. It
-//! starts a mixed fleet of simulated remotes (a few of them faulty), runs the engine
-//! with short intervals, and prints one progress line per second until Ctrl-C (or until
-//! `--duration-secs` has passed), then shuts down gracefully.
+//! `fleetpoll demo`: the main job on an embedded default, no configuration. It starts
+//! the fleet simulator in-process (PVE clusters and PBS servers over HTTPS on loopback,
+//! a few of them faulty), points the engine's real PVE/PBS clients at it with pinned
+//! certificate fingerprints, and prints one progress line per second until Ctrl-C (or
+//! until `--duration-secs` has passed), then shuts down gracefully.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetpoll_actors::testing::{FakeSource, MemoryMetricStore, MemoryTaskStore, Probe};
-use fleetpoll_actors::{
-    Clock, Engine, EngineConfig, ErrorClass, PollState, RemoteConfig, RemoteKind, TokioClock,
-};
+use anyhow::Context;
+use fleetpoll_actors::testing::{MemoryMetricStore, MemoryTaskStore};
+use fleetpoll_actors::{Clock, Engine, EngineConfig, PollState, RemoteConfig, TokioClock};
+
+use crate::remote::tls::system_roots;
+use crate::remote::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
+use crate::sim::{SimConfig, Simulator};
 
 /// Options of the demo.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// How many remotes the simulated fleet has.
+    /// How many remotes the simulated fleet has (two thirds PVE clusters, the rest PBS).
     pub remotes: usize,
     /// Collection interval.
     pub interval: Duration,
@@ -32,12 +37,40 @@ impl Default for DemoOptions {
     }
 }
 
+/// The faults of the demo fleet: everyone has some latency, a few remotes fail half
+/// their requests, one in twenty hangs (and times out), one in twenty presents a
+/// certificate that does not match its pinned fingerprint.
+const DEMO_FAULTS: &[&str] = &[
+    "latency=20+150",
+    "error-rate=0.5@8%",
+    "hang@5%",
+    "wrong-cert@5%",
+];
+
 /// Runs the demo; returns when it was interrupted or its duration passed.
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
-    let probe = Probe::new();
+    let pbs = options.remotes / 3;
+    let sim_config = SimConfig {
+        seed: 42,
+        pve_remotes: options.remotes - pbs,
+        pbs_remotes: pbs,
+        nodes_per_cluster: 3,
+        guests_per_cluster: 12,
+        task_interval_secs: 120,
+        faults: DEMO_FAULTS
+            .iter()
+            .map(|f| f.parse())
+            .collect::<Result<_, _>>()
+            .context("the demo's fault list")?,
+        ..SimConfig::default()
+    };
+    let listen: SocketAddr = "127.0.0.1:0".parse().context("loopback address")?;
+    let sim = Simulator::start(sim_config, listen)
+        .await
+        .context("starting the simulator")?;
+
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
-    let metrics = MemoryMetricStore::new();
-    let tasks = MemoryTaskStore::new();
+    let roots = system_roots();
     let mut config = EngineConfig::default();
     config.collection.interval = options.interval;
     config.collection.start_offset_max = options.interval / 5;
@@ -45,37 +78,46 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     config.collection.backoff_base = Duration::from_secs(2);
     config.collection.backoff_cap = Duration::from_secs(30);
     config.collection.skip_recent = Duration::from_secs(2);
-    let mut faulty = Vec::new();
-    for i in 0..options.remotes {
-        let (kind, name) = if i % 3 == 2 {
-            (RemoteKind::Pbs, format!("pbs-{i:02}"))
-        } else {
-            (RemoteKind::Pve, format!("pve-{i:02}"))
+    for info in sim.remotes() {
+        let endpoint = RemoteEndpoint {
+            remote: info.id.as_str().into(),
+            nodes: vec![NodeAddress::new(
+                "127.0.0.1",
+                info.address.port(),
+                Some(info.fingerprint),
+            )],
+            token: ApiToken::new(info.token_id.clone(), info.secret.clone()),
+            options: ClientOptions {
+                request_timeout: Duration::from_secs(5),
+                connect_timeout: Duration::from_secs(2),
+                path_prefix: info.path_prefix.clone(),
+                roots: Some(roots.clone()),
+                clock: clock.clone(),
+                ..ClientOptions::default()
+            },
         };
-        let connections = kind.default_connection_cap().min(3);
-        let latency = Duration::from_millis(40 + (i as u64 * 37) % 260);
-        let source = Arc::new(
-            FakeSource::new(&name, probe.clone(), clock.clone())
-                .with_connections(connections)
-                .with_latency(latency),
-        );
-        if i % 11 == 5 {
-            faulty.push(source.clone());
-        }
+        let source = endpoint
+            .into_source(info.kind)
+            .with_context(|| format!("building the client of {}", info.id))?;
         config
             .remotes
-            .push(RemoteConfig::new(name.as_str(), kind, source));
+            .push(RemoteConfig::new(info.id.as_str(), info.kind, source));
     }
+    let metrics = MemoryMetricStore::new();
+    let tasks = MemoryTaskStore::new();
     let engine = Engine::builder(config)
         .metric_store(metrics.clone())
-        .task_store(tasks)
+        .task_store(tasks.clone())
         .clock(clock)
         .start()
         .await?;
     println!(
-        "fleetpoll demo: {} simulated remotes ({} faulty), collecting every {} s; Ctrl-C stops",
-        options.remotes,
-        faulty.len(),
+        "fleetpoll demo: simulator on https://{} ({} PVE clusters, {} PBS, faults: {}), \
+         collecting every {} s; Ctrl-C stops",
+        sim.addr(),
+        options.remotes - pbs,
+        pbs,
+        DEMO_FAULTS.join(", "),
         options.interval.as_secs()
     );
     let stop = async {
@@ -88,36 +130,45 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     };
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut round = 0u64;
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = tick.tick() => {
-                round += 1;
-                // Faulty remotes fail in bursts: they show backoff, then recover.
-                if round % 15 == 1 {
-                    for f in &faulty {
-                        f.fail_next(3, ErrorClass::Timeout);
-                    }
-                }
                 let status = engine.status().await?;
-                let ok = status.iter().filter(|s| s.state == PollState::Ok).count();
-                let failing = status
-                    .iter()
-                    .filter(|s| matches!(s.state, PollState::Failing | PollState::Backoff | PollState::Failed))
-                    .count();
+                let count = |f: &dyn Fn(PollState) -> bool| status.iter().filter(|s| f(s.state)).count();
+                let ok = count(&|s| s == PollState::Ok);
+                let failing = count(&|s| matches!(s, PollState::Failing | PollState::Backoff | PollState::Failed));
                 let limiter = engine.limiter().await?;
                 println!(
-                    "remotes ok {ok:>3} | failing {failing:>3} | pending {:>3} | points stored {:>7} | connections {:>2}/{}",
+                    "remotes ok {ok:>3} | failing {failing:>3} | pending {:>3} | points stored {:>8} | tasks cached {:>6} | connections {:>2}/{}",
                     status.len() - ok - failing,
                     metrics.total_points(),
+                    tasks.total_tasks(),
                     limiter.in_use,
                     limiter.global_cap,
                 );
             }
         }
     }
+    let failing: Vec<String> = engine
+        .status()
+        .await?
+        .into_iter()
+        .filter(|s| s.state != PollState::Ok)
+        .map(|s| {
+            format!(
+                "  {}: {:?} — {}",
+                s.remote,
+                s.state,
+                s.last_error.unwrap_or_default()
+            )
+        })
+        .collect();
+    if !failing.is_empty() {
+        println!("remotes not ok at the end:\n{}", failing.join("\n"));
+    }
     let report = engine.shutdown(Duration::from_secs(5)).await?;
+    sim.shutdown().await;
     println!(
         "fleetpoll demo: stopped in {} ms ({} polls cut short)",
         report.elapsed_ms,

@@ -463,6 +463,11 @@ impl MemoryTaskStore {
             .unwrap_or_default()
     }
 
+    /// How many tasks are cached over all remotes.
+    pub fn total_tasks(&self) -> usize {
+        lock(&self.tasks).values().map(BTreeMap::len).sum()
+    }
+
     /// The `now` of every rotation check.
     pub fn rotation_checks(&self) -> Vec<UnixTime> {
         lock(&self.rotations).clone()
