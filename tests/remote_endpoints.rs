@@ -229,23 +229,24 @@ async fn pbs_task_list_pages_past_5000_tasks_without_loss() {
 }
 
 #[tokio::test]
-async fn connections_are_one_per_node_up_to_five_for_pve_and_one_for_pbs() {
+async fn task_fetches_use_one_connection_per_node_up_to_five_and_metric_polls_one() {
     let sim = common::start(SimConfig {
         nodes_per_cluster: 7,
         ..small_fleet()
     })
     .await;
     let mut info = sim.remote("pve-1").unwrap();
-    assert_eq!(common::pve(&sim, "pve-1").connections(), 5);
+    let pve = common::pve(&sim, "pve-1");
+    assert_eq!((pve.metric_connections(), pve.task_connections()), (1, 5));
     info.nodes.truncate(2);
     assert_eq!(
         PveClient::new(common::endpoint(&info))
             .unwrap()
-            .connections(),
+            .task_connections(),
         2
     );
     let pbs: PbsClient = common::pbs(&sim, "pbs-1");
-    assert_eq!(pbs.connections(), 1);
+    assert_eq!((pbs.metric_connections(), pbs.task_connections()), (1, 1));
     sim.shutdown().await;
 }
 

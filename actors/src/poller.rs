@@ -569,7 +569,8 @@ impl PollerState {
         };
         let permits = match kind {
             JobKind::Tracked => 1,
-            JobKind::Metrics | JobKind::Tasks => self.source.connections(),
+            JobKind::Metrics => self.source.metric_connections(),
+            JobKind::Tasks => self.source.task_connections(),
         };
         let seq = job.seq;
         let me = myself.clone();

@@ -75,7 +75,13 @@ impl SourceError {
 #[async_trait]
 pub trait RemoteSource: Send + Sync + fmt::Debug + 'static {
     /// How many connections one metrics poll uses (leased from the rate limiter).
-    fn connections(&self) -> u32 {
+    fn metric_connections(&self) -> u32 {
+        1
+    }
+
+    /// How many connections one task-list fetch uses (a PVE cluster asks up to five
+    /// nodes at once).
+    fn task_connections(&self) -> u32 {
         1
     }
 

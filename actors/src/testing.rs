@@ -254,7 +254,11 @@ impl FakeSource {
 
 #[async_trait]
 impl RemoteSource for FakeSource {
-    fn connections(&self) -> u32 {
+    fn metric_connections(&self) -> u32 {
+        self.connections
+    }
+
+    fn task_connections(&self) -> u32 {
         self.connections
     }
 

@@ -206,7 +206,7 @@ mod tests {
         assert!(format!("{pve:?}").starts_with("PveClient"));
         let pbs = endpoint.clone().into_source(RemoteKind::Pbs).unwrap();
         assert!(format!("{pbs:?}").starts_with("PbsClient"));
-        assert_eq!(pbs.connections(), 1);
+        assert_eq!((pbs.metric_connections(), pbs.task_connections()), (1, 1));
         let err = endpoint.into_source(RemoteKind::Prometheus).unwrap_err();
         assert_eq!(err.class, ErrorClass::Other);
     }

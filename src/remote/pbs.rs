@@ -46,10 +46,6 @@ impl PbsClient {
 
 #[async_trait]
 impl RemoteSource for PbsClient {
-    fn connections(&self) -> u32 {
-        1
-    }
-
     async fn fetch_metrics(&self, since: Cursor) -> Result<MetricBatch, SourceError> {
         let request_time = self.http.options().clock.now_secs();
         let path = match since.0 {

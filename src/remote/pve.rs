@@ -84,7 +84,12 @@ impl PveClient {
 
 #[async_trait]
 impl RemoteSource for PveClient {
-    fn connections(&self) -> u32 {
+    fn metric_connections(&self) -> u32 {
+        // One request; the cluster gathers its members' metrics itself.
+        1
+    }
+
+    fn task_connections(&self) -> u32 {
         self.http.node_count().min(MAX_PARALLEL_NODES) as u32
     }
 
