@@ -2,6 +2,7 @@
 //! stderr and one JSON object with its figures as the last line of stdout.
 
 mod engine;
+mod fleet;
 mod measure;
 mod parse;
 
@@ -19,6 +20,8 @@ enum Scenario {
     /// The engine alone: in-process fake remotes with a fixed latency, one full cycle,
     /// idle memory per poller, and trigger latency during a running cycle.
     Engine(engine::EngineArgs),
+    /// One metrics cycle of a simulated fleet over HTTPS (simulator in its own process).
+    Fleet(fleet::FleetArgs),
     /// Metric reply parsing into the engine's batch type, on one core.
     Parse(parse::ParseArgs),
 }
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
     let result = match cli.scenario {
         Scenario::Engine(args) => engine::run(args)?,
         Scenario::Parse(args) => parse::run(args)?,
+        Scenario::Fleet(args) => fleet::run(args)?,
     };
     println!("{result}");
     Ok(())
