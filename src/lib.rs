@@ -3,12 +3,14 @@
 //! # Layout
 //!
 //! - [`engine`]: the supervised collection engine (the `fleetpoll-actors` crate).
+//! - [`config`]: the TOML configuration file: schema, validation, building the engine's config.
 //! - [`remote`]: HTTPS clients of Proxmox VE and Proxmox Backup Server remotes.
 //! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
 
 pub use fleetpoll_actors as engine;
 
+pub mod config;
 pub mod demo;
 pub mod remote;
 pub mod sim;

@@ -33,6 +33,12 @@ enum Command {
         #[arg(long)]
         duration_secs: Option<u64>,
     },
+    /// Check a configuration file; exit 64 with the key named when it is bad.
+    Validate {
+        /// The configuration file.
+        #[arg(long, short = 'c', default_value = "/etc/fleetpoll/fleetpoll.toml")]
+        config: std::path::PathBuf,
+    },
     /// Serve a simulated fleet of PVE and PBS remotes over HTTPS (`fleetpoll sim --help`).
     #[command(disable_help_flag = true)]
     Sim {
@@ -58,8 +64,27 @@ fn main() -> ExitCode {
         return ExitCode::from(fleetpoll::sim::cli::run(full).clamp(0, 255) as u8);
     }
     // The demo's progress line says what failing remotes do; its log stays quiet.
+    if let Command::Validate { config } = &cli.command {
+        let clock = std::sync::Arc::new(fleetpoll::engine::TokioClock::system());
+        return match fleetpoll::config::load_and_resolve(config, clock) {
+            Ok(resolved) => {
+                println!(
+                    "{}: valid, {} remotes, API on {}",
+                    config.display(),
+                    resolved.engine.remotes.len(),
+                    resolved.api_listen
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("fleetpoll: invalid config: {err}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        };
+    }
     let default_filter = match cli.command {
         Command::Demo { .. } => "error",
+        Command::Validate { .. } => "warn",
         Command::Sim { .. } => "warn",
     };
     tracing_subscriber::fmt()
@@ -95,7 +120,7 @@ fn main() -> ExitCode {
                 })
                 .await
             }
-            Command::Sim { .. } => Ok(()),
+            Command::Sim { .. } | Command::Validate { .. } => Ok(()),
         }
     });
     match result {

@@ -89,3 +89,35 @@ async fn sim_command_rejects_bad_flags_with_exit_code_64() {
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--pve"));
 }
+
+#[tokio::test]
+async fn sim_writes_a_config_that_validates_and_reaches_its_fleet() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args(["sim", "--listen", "127.0.0.1:0", "--pve", "2", "--pbs", "1"])
+        .arg("--write-config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the simulator starts")
+        .unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the config holds tokens");
+
+    let config = fleetpoll::config::load(&path).unwrap();
+    assert_eq!(config.remotes.len(), 3);
+    let clock = Arc::new(fleetpoll_actors::TokioClock::system());
+    let resolved = fleetpoll::config::resolve(&path, config, clock).unwrap();
+    // The pinned fingerprint and token in the file are right: a poll succeeds.
+    let pbs = &resolved.engine.remotes[2];
+    let batch = pbs.source.fetch_metrics(Cursor::START).await.unwrap();
+    assert!(!batch.is_empty());
+    let _ = child.kill().await;
+}

@@ -21,6 +21,7 @@ usage: fleetpoll sim [OPTIONS]
   --storages N             storages per PVE node (default 2)
   --datastores N           datastores per PBS (default 2)
   --task-interval-secs N   mean seconds between task starts per node (default 600)
+  --write-config FILE      write a fleetpoll config for this fleet (mode 0600)
   --fault KIND[=VALUE][@TARGET]   inject a fault (repeatable); TARGET is a remote id or a
                            share like 10%; KIND is latency=MS[+JITTER_MS], error-rate=SHARE,
                            hang, trickle, malformed, oversize[=BYTES], reset, wrong-cert,
@@ -34,6 +35,8 @@ pub struct SimArgs {
     pub listen: SocketAddr,
     /// The fleet to simulate.
     pub config: SimConfig,
+    /// Where to write a fleetpoll config for the fleet.
+    pub write_config: Option<std::path::PathBuf>,
 }
 
 /// Why the command line was rejected.
@@ -45,6 +48,7 @@ pub struct UsageError(String);
 pub fn parse_args(args: &[String]) -> Result<SimArgs, UsageError> {
     let mut listen: SocketAddr = "127.0.0.1:8006".parse().expect("valid default address");
     let mut config = SimConfig::default();
+    let mut write_config = None;
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
         let mut value = || {
@@ -76,11 +80,16 @@ pub fn parse_args(args: &[String]) -> Result<SimArgs, UsageError> {
                     .map_err(|e| UsageError(format!("--fault: {e}")))?;
                 config.faults.push(rule);
             }
+            "--write-config" => write_config = Some(std::path::PathBuf::from(value()?)),
             "-h" | "--help" => return Err(UsageError(String::new())),
             other => return Err(UsageError(format!("unknown option {other:?}"))),
         }
     }
-    Ok(SimArgs { listen, config })
+    Ok(SimArgs {
+        listen,
+        config,
+        write_config,
+    })
 }
 
 /// Runs `fleetpoll sim` with the full argument list (`args[0]` the program, `args[1]`
@@ -115,6 +124,17 @@ pub fn run(args: Vec<String>) -> i32 {
                 return 1;
             }
         };
+        if let Some(path) = &parsed.write_config {
+            if let Err(err) = super::write_config::write_config(&sim, path) {
+                eprintln!("fleetpoll sim: cannot write {}: {err}", path.display());
+                sim.shutdown().await;
+                return 1;
+            }
+            eprintln!(
+                "fleetpoll sim: wrote the fleet's config to {}",
+                path.display()
+            );
+        }
         println!("listening on {}", sim.addr());
         println!("fingerprint {}", sim.fingerprint());
         for remote in sim.remotes() {

@@ -17,6 +17,7 @@ pub mod metrics;
 mod routes;
 pub mod server;
 mod tasks;
+pub mod write_config;
 
 pub use faults::{Fault, FaultRule, FaultTarget, Faults};
 pub use fleet::SimConfig;

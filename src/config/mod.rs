@@ -1,0 +1,422 @@
+//! The configuration file: loading (TOML, unknown keys rejected), validation that names
+//! the file, the key and what is expected, and building the engine's config with one
+//! client per remote. A config that fails anywhere here is rejected whole.
+
+mod schema;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetpoll_actors::{Clock, EngineConfig, RemoteConfig, RemoteKind};
+
+use crate::remote::tls::system_roots;
+use crate::remote::{ApiToken, ClientOptions, Fingerprint, NodeAddress, RemoteEndpoint};
+
+pub use schema::{
+    ApiConfig, CollectionConfig, Config, LimitsConfig, LogConfig, LogFormat, NodeEntry,
+    RemoteEntry, Secret, StorageConfig, SupervisionConfig, TasksConfig,
+};
+
+/// A config that cannot be used: which file, which key, what is wrong and expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: `{key}`: {message}", file = file.display())]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// The dotted key (`remotes[2].token_file`), or `(file)` for the file as a whole.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+/// Everything `run` needs, resolved from a valid file (secrets read, clients built).
+#[derive(Debug)]
+pub struct Resolved {
+    /// The parsed file.
+    pub config: Config,
+    /// The engine's config, one client per remote.
+    pub engine: EngineConfig,
+    /// Where the API listens.
+    pub api_listen: SocketAddr,
+    /// The API's bearer token, if any.
+    pub api_token: Option<Secret>,
+}
+
+/// Reads and parses `path`; syntax errors and unknown keys name the key.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        key: "(file)".into(),
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Parses config text read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    toml::from_str::<Config>(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let (line, key) = key_at(text, offset);
+        ConfigError {
+            file: path.to_path_buf(),
+            key,
+            message: format!("{} (line {line})", e.message().trim()),
+        }
+    })
+}
+
+/// The dotted key at a byte offset of a TOML text, from the nearest table header and
+/// the key on that line; `[[remotes]]` headers are counted into an index.
+fn key_at(text: &str, offset: usize) -> (usize, String) {
+    let before = &text[..offset.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let mut table = String::new();
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for l in before.lines() {
+        let t = l.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = counts.entry(name.trim().to_string()).or_default();
+            table = format!("{}[{}]", name.trim(), *n);
+            *n += 1;
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.trim().to_string();
+        }
+    }
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.starts_with('['))
+        .unwrap_or_default();
+    let full = match (table.is_empty(), key.is_empty()) {
+        (true, true) => "(file)".to_string(),
+        (true, false) => key,
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    };
+    (line_no, full)
+}
+
+fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Reads a secret from exactly one of inline / file / environment.
+fn read_secret(
+    file: &Path,
+    key: &str,
+    inline: &Option<Secret>,
+    path: &Option<PathBuf>,
+    env: &Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    let given = [inline.is_some(), path.is_some(), env.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if given > 1 {
+        return Err(err(
+            file,
+            key.to_string(),
+            format!("set only one of `{key}`, `{key}_file` and `{key}_env`"),
+        ));
+    }
+    if let Some(s) = inline {
+        return Ok(Some(s.clone()));
+    }
+    if let Some(p) = path {
+        let text = std::fs::read_to_string(p).map_err(|e| {
+            err(
+                file,
+                format!("{key}_file"),
+                format!("cannot read {}: {e}", p.display()),
+            )
+        })?;
+        let secret = text.trim().to_string();
+        if secret.is_empty() {
+            return Err(err(
+                file,
+                format!("{key}_file"),
+                format!("{} is empty; it must hold the secret", p.display()),
+            ));
+        }
+        return Ok(Some(Secret(secret)));
+    }
+    if let Some(var) = env {
+        let value = std::env::var(var).map_err(|_| {
+            err(
+                file,
+                format!("{key}_env"),
+                format!("environment variable {var} is not set"),
+            )
+        })?;
+        return Ok(Some(Secret(value.trim().to_string())));
+    }
+    Ok(None)
+}
+
+fn parse_node(
+    file: &Path,
+    key: &str,
+    node: &NodeEntry,
+    default_port: u16,
+) -> Result<NodeAddress, ConfigError> {
+    let address = node.address.trim();
+    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+        // [v6]:port
+        let (host, tail) = rest.split_once(']').ok_or_else(|| {
+            err(
+                file,
+                format!("{key}.address"),
+                "an IPv6 address must be written [addr]:port",
+            )
+        })?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p.parse::<u16>().ok(),
+            None if tail.is_empty() => Some(default_port),
+            None => None,
+        };
+        (host.to_string(), port)
+    } else {
+        match address.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse::<u16>().ok()),
+            None => (address.to_string(), Some(default_port)),
+        }
+    };
+    let port = port.filter(|p| *p != 0).ok_or_else(|| {
+        err(
+            file,
+            format!("{key}.address"),
+            format!("{address:?} is not host[:port] with a port in 1..=65535"),
+        )
+    })?;
+    if host.is_empty() {
+        return Err(err(file, format!("{key}.address"), "the host is empty"));
+    }
+    let fingerprint = match &node.fingerprint {
+        None => None,
+        Some(text) => Some(text.parse::<Fingerprint>().map_err(|e| {
+            err(
+                file,
+                format!("{key}.fingerprint"),
+                format!("{e}; expected 32 hex pairs like AA:BB:…"),
+            )
+        })?),
+    };
+    Ok(NodeAddress::new(host, port, fingerprint))
+}
+
+fn secs(v: u64) -> Duration {
+    Duration::from_secs(v)
+}
+
+/// Checks a parsed config and builds the engine's config and clients from it. Secrets
+/// are read here, so a missing token file is reported before anything starts.
+pub fn resolve(
+    file: &Path,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Resolved, ConfigError> {
+    let c = &config;
+    let mut engine = EngineConfig::default();
+    engine.collection.interval = secs(c.collection.interval_secs);
+    engine.collection.start_offset_min = secs(c.collection.start_offset_min_secs);
+    engine.collection.start_offset_max = secs(c.collection.start_offset_max_secs);
+    engine.collection.connection_delay_min =
+        Duration::from_millis(c.collection.connection_delay_min_ms);
+    engine.collection.connection_delay_max =
+        Duration::from_millis(c.collection.connection_delay_max_ms);
+    engine.collection.skip_recent = secs(c.collection.skip_recent_secs);
+    engine.collection.backoff_base = secs(c.collection.backoff_base_secs);
+    engine.collection.backoff_cap = secs(c.collection.backoff_cap_secs);
+    engine.limits.global_connections = c.limits.global_connections;
+    engine.limits.manual_reserve = c.limits.manual_reserve;
+    engine.limits.lease_deadline = secs(c.limits.lease_deadline_secs);
+    engine.tasks.tick = secs(c.tasks.tick_secs);
+    engine.tasks.running_interval = secs(c.tasks.running_interval_secs);
+    engine.tasks.full_interval = secs(c.tasks.full_interval_secs);
+    engine.tasks.backfill = secs(c.tasks.backfill_days * 86_400);
+    engine.supervision.max_restarts = c.supervision.max_restarts;
+    engine.supervision.period = secs(c.supervision.period_secs);
+    engine.housekeeping.metric_commit_interval = secs(c.storage.metric_commit_interval_secs);
+    if c.limits.request_timeout_secs == 0 || c.limits.connect_timeout_secs == 0 {
+        return Err(err(
+            file,
+            "limits.request_timeout_secs",
+            "timeouts must be at least 1 second",
+        ));
+    }
+    if c.limits.max_body_mib == 0 {
+        return Err(err(file, "limits.max_body_mib", "must be at least 1 MiB"));
+    }
+    let api_listen: SocketAddr = c.api.listen.parse().map_err(|_| {
+        err(
+            file,
+            "api.listen",
+            format!("{:?} is not an address like 127.0.0.1:8450", c.api.listen),
+        )
+    })?;
+    let api_token = read_secret(
+        file,
+        "api.token",
+        &c.api.token,
+        &c.api.token_file,
+        &c.api.token_env,
+    )?;
+    if !api_listen.ip().is_loopback() && api_token.is_none() {
+        return Err(err(
+            file,
+            "api.listen",
+            format!(
+                "{api_listen} is reachable from other hosts, but no API token is set; \
+                 set api.token_file (or listen on 127.0.0.1)"
+            ),
+        ));
+    }
+
+    let roots = system_roots();
+    let mut seen = HashSet::new();
+    for (i, r) in c.remotes.iter().enumerate() {
+        let key = format!("remotes[{i}]");
+        if r.id.is_empty()
+            || !r
+                .id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        {
+            return Err(err(
+                file,
+                format!("{key}.id"),
+                format!("{:?} must be letters, digits, '-', '_' or '.'", r.id),
+            ));
+        }
+        if !seen.insert(r.id.clone()) {
+            return Err(err(
+                file,
+                format!("{key}.id"),
+                format!("remote id {:?} is used twice; ids must be unique", r.id),
+            ));
+        }
+        let kind = match r.kind.as_str() {
+            "pve" => RemoteKind::Pve,
+            "pbs" => RemoteKind::Pbs,
+            other => {
+                return Err(err(
+                    file,
+                    format!("{key}.type"),
+                    format!("{other:?} is not a remote type; expected \"pve\" or \"pbs\""),
+                ))
+            }
+        };
+        if r.nodes.is_empty() {
+            return Err(err(file, format!("{key}.nodes"), "list at least one node"));
+        }
+        let default_port = if kind == RemoteKind::Pbs { 8007 } else { 8006 };
+        let nodes = r
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(j, n)| parse_node(file, &format!("{key}.nodes[{j}]"), n, default_port))
+            .collect::<Result<Vec<_>, _>>()?;
+        let user_ok = r.auth_id.contains('@') && r.auth_id.contains('!');
+        if !user_ok {
+            return Err(err(
+                file,
+                format!("{key}.auth_id"),
+                format!(
+                    "{:?} is not an API token id like user@realm!tokenid",
+                    r.auth_id
+                ),
+            ));
+        }
+        let secret = read_secret(
+            file,
+            &format!("{key}.token"),
+            &r.token,
+            &r.token_file,
+            &r.token_env,
+        )?
+        .ok_or_else(|| {
+            err(
+                file,
+                format!("{key}.token_file"),
+                "the remote needs its API token secret: set token_file, token_env or token",
+            )
+        })?;
+        let cap = r.connection_cap.unwrap_or(kind.default_connection_cap());
+        if cap == 0 {
+            return Err(err(
+                file,
+                format!("{key}.connection_cap"),
+                "must be at least 1",
+            ));
+        }
+        let mut hasher = DefaultHasher::new();
+        format!("{r:?}").hash(&mut hasher);
+        secret.0.hash(&mut hasher);
+        c.limits.connect_timeout_secs.hash(&mut hasher);
+        c.limits.request_timeout_secs.hash(&mut hasher);
+        c.limits.max_body_mib.hash(&mut hasher);
+        let endpoint = RemoteEndpoint {
+            remote: r.id.as_str().into(),
+            nodes,
+            token: ApiToken::new(r.auth_id.clone(), secret.0.clone()),
+            options: ClientOptions {
+                connect_timeout: secs(c.limits.connect_timeout_secs),
+                request_timeout: secs(c.limits.request_timeout_secs),
+                max_body_bytes: c.limits.max_body_mib << 20,
+                path_prefix: r.path_prefix.clone(),
+                roots: Some(roots.clone()),
+                clock: clock.clone(),
+            },
+        };
+        let source = endpoint
+            .into_source(kind)
+            .map_err(|e| err(file, format!("{key}.nodes"), e.to_string()))?;
+        let mut rc = RemoteConfig::new(r.id.as_str(), kind, source);
+        rc.connection_cap = cap;
+        rc.enabled = r.enabled;
+        rc.revision = hasher.finish();
+        engine.remotes.push(rc);
+    }
+    engine
+        .validate()
+        .map_err(|e| err(file, engine_key_to_file_key(&e.key), e.message))?;
+    Ok(Resolved {
+        config,
+        engine,
+        api_listen,
+        api_token,
+    })
+}
+
+/// Maps a key of the engine's own validation back to the file's key.
+fn engine_key_to_file_key(key: &str) -> String {
+    match key {
+        "collection.interval" => "collection.interval_secs".into(),
+        "collection.start_offset_min" => "collection.start_offset_min_secs".into(),
+        "collection.start_offset_max" => "collection.start_offset_max_secs".into(),
+        "collection.connection_delay_min" => "collection.connection_delay_min_ms".into(),
+        "collection.backoff_base" => "collection.backoff_base_secs".into(),
+        "limits.lease_deadline" => "limits.lease_deadline_secs".into(),
+        "tasks.tick" => "tasks.tick_secs".into(),
+        "tasks.running_interval" => "tasks.running_interval_secs".into(),
+        "supervision.period" => "supervision.period_secs".into(),
+        "housekeeping.metric_commit_interval" => "storage.metric_commit_interval_secs".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Loads, validates and resolves a config file in one step.
+pub fn load_and_resolve(path: &Path, clock: Arc<dyn Clock>) -> Result<Resolved, ConfigError> {
+    let config = load(path)?;
+    resolve(path, config, clock)
+}

@@ -1,0 +1,61 @@
+//! `fleetpoll sim --write-config FILE`: a fleetpoll config for the simulated fleet —
+//! addresses, tokens and pinned fingerprints — so `fleetpoll run --config FILE` works
+//! against the simulator with no editing. The file holds the tokens, so it is created
+//! with mode 0600; the data directories sit next to it.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::config::{Config, NodeEntry, RemoteEntry, Secret};
+use crate::sim::Simulator;
+
+/// The config for `sim`'s fleet, storing data under `data_dir`.
+pub fn fleet_config(sim: &Simulator, data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.storage.state_dir = data_dir.join("state");
+    config.storage.cache_dir = data_dir.join("cache");
+    for info in sim.remotes() {
+        config.remotes.push(RemoteEntry {
+            id: info.id.clone(),
+            kind: info.kind.as_str().to_string(),
+            nodes: vec![NodeEntry {
+                address: info.address.to_string(),
+                fingerprint: Some(info.fingerprint.to_string()),
+            }],
+            auth_id: info.token_id.clone(),
+            token: Some(Secret(info.secret.clone())),
+            token_file: None,
+            token_env: None,
+            connection_cap: None,
+            enabled: true,
+            path_prefix: info.path_prefix.clone(),
+        });
+    }
+    config
+}
+
+/// Writes the fleet's config to `path` (mode 0600, replaced atomically).
+pub fn write_config(sim: &Simulator, path: &Path) -> std::io::Result<()> {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "fleetpoll".into(), |s| s.to_string_lossy().into_owned());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let data_dir = std::path::absolute(dir)?.join(format!("{stem}-data"));
+    let config = fleet_config(sim, &data_dir);
+    let text = toml::to_string_pretty(&config).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("toml.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(b"# Written by `fleetpoll sim --write-config`: the simulated fleet.\n")?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

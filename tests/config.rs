@@ -1,0 +1,210 @@
+//! The configuration file: the example in `deploy/` is valid, round-trips, and every
+//! kind of mistake is rejected with the file, the key and what is expected — by the
+//! library and by `fleetpoll validate` (exit 64).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use fleetpoll::config::{self, Config, ConfigError};
+use fleetpoll::engine::TokioClock;
+
+fn clock() -> Arc<TokioClock> {
+    Arc::new(TokioClock::system())
+}
+
+const REMOTE: &str = r#"
+[[remotes]]
+id = "a"
+type = "pve"
+nodes = [{ address = "10.1.1.1" }]
+auth_id = "mon@pve!poll"
+token = "s3cret-token-a"
+"#;
+
+fn resolve_text(text: &str) -> Result<config::Resolved, ConfigError> {
+    let path = Path::new("test.toml");
+    let parsed = config::parse(path, text)?;
+    config::resolve(path, parsed, clock())
+}
+
+fn error_of(text: &str) -> ConfigError {
+    resolve_text(text).expect_err("the config must be rejected")
+}
+
+#[test]
+fn the_example_config_in_deploy_is_valid_and_round_trips() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/fleetpoll.toml");
+    let parsed = config::load(&path).unwrap();
+    assert_eq!(parsed.remotes.len(), 2);
+    assert_eq!(parsed.collection.interval_secs, 600);
+    assert_eq!(parsed.api.listen, "127.0.0.1:8450");
+    // Serialized and parsed again, it is the same config.
+    let text = toml::to_string(&parsed).unwrap();
+    let again: Config = toml::from_str(&text).unwrap();
+    assert_eq!(again, parsed);
+
+    // With its secrets where it says they are, it resolves into an engine config.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("pbs-main");
+    std::fs::write(&token, "pbs-secret\n").unwrap();
+    let mut with_secrets = parsed.clone();
+    with_secrets.remotes[0].token_env = None;
+    with_secrets.remotes[0].token = Some(config::Secret("pve-secret".into()));
+    with_secrets.remotes[1].token_file = Some(token);
+    let resolved = config::resolve(&path, with_secrets, clock()).unwrap();
+    assert_eq!(resolved.engine.remotes.len(), 2);
+    assert_eq!(resolved.engine.remotes[1].connection_cap, 1);
+    assert_eq!(resolved.engine.remotes[0].connection_cap, 5);
+}
+
+#[test]
+fn an_empty_file_gives_the_documented_defaults() {
+    let resolved = resolve_text("").unwrap();
+    let e = &resolved.engine;
+    assert_eq!(e.collection.interval.as_secs(), 600);
+    assert_eq!(e.collection.backoff_base.as_secs(), 10);
+    assert_eq!(e.collection.backoff_cap.as_secs(), 180);
+    assert_eq!(e.limits.global_connections, 20);
+    assert_eq!(e.tasks.tick.as_secs(), 10);
+    assert_eq!(e.tasks.running_interval.as_secs(), 30);
+    assert_eq!(e.tasks.full_interval.as_secs(), 600);
+    assert_eq!(e.supervision.max_restarts, 5);
+    assert_eq!(e.housekeeping.metric_commit_interval.as_secs(), 1800);
+}
+
+#[test]
+fn mistakes_name_the_key_and_what_is_expected() {
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "[collection]\ninterval_secs = \"ten\"\n".into(),
+            "collection.interval_secs",
+            "expected u64",
+        ),
+        (
+            "[collection]\nintervall_secs = 60\n".into(),
+            "collection.intervall_secs",
+            "unknown field",
+        ),
+        (
+            format!("{REMOTE}colour = \"red\"\n"),
+            "remotes[0].colour",
+            "unknown field",
+        ),
+        (
+            "[collection]\ninterval_secs = 60\nstart_offset_max_secs = 60\n".into(),
+            "collection.start_offset_max_secs",
+            "shorter than the collection interval",
+        ),
+        (format!("{REMOTE}{REMOTE}"), "remotes[1].id", "used twice"),
+        (
+            REMOTE.replace("\"pve\"", "\"vmware\""),
+            "remotes[0].type",
+            "expected \"pve\" or \"pbs\"",
+        ),
+        (
+            REMOTE.replace("nodes = [{ address = \"10.1.1.1\" }]", "nodes = []"),
+            "remotes[0].nodes",
+            "at least one node",
+        ),
+        (
+            REMOTE.replace("10.1.1.1", "10.1.1.1:99999"),
+            "remotes[0].nodes[0].address",
+            "port",
+        ),
+        (
+            REMOTE.replace(
+                "address = \"10.1.1.1\"",
+                "address = \"h\", fingerprint = \"zz\"",
+            ),
+            "remotes[0].nodes[0].fingerprint",
+            "hex pairs",
+        ),
+        (
+            REMOTE.replace("mon@pve!poll", "mon"),
+            "remotes[0].auth_id",
+            "user@realm!tokenid",
+        ),
+        (
+            REMOTE.replace("token = \"s3cret-token-a\"", ""),
+            "remotes[0].token_file",
+            "needs its API token",
+        ),
+        (
+            REMOTE.replace(
+                "token = \"s3cret-token-a\"",
+                "token = \"x\"\ntoken_env = \"Y\"",
+            ),
+            "remotes[0].token",
+            "only one",
+        ),
+        (
+            REMOTE.replace(
+                "token = \"s3cret-token-a\"",
+                "token_file = \"/nonexistent/t\"",
+            ),
+            "remotes[0].token_file",
+            "cannot read /nonexistent/t",
+        ),
+        (
+            "[api]\nlisten = \"0.0.0.0:8450\"\n".into(),
+            "api.listen",
+            "no API token",
+        ),
+        (
+            "[api]\nlisten = \"everywhere\"\n".into(),
+            "api.listen",
+            "not an address",
+        ),
+        (
+            "[limits]\nglobal_connections = 0\n".into(),
+            "limits.global_connections",
+            "at least 1",
+        ),
+    ];
+    for (text, key, needle) in cases {
+        let e = error_of(&text);
+        assert_eq!(e.key, key, "for config:\n{text}\ngot {e}");
+        assert!(e.message.contains(needle), "{e} should say {needle:?}");
+        // Secrets never appear in an error.
+        assert!(!e.to_string().contains("s3cret-token-a"), "{e}");
+    }
+}
+
+#[test]
+fn secrets_do_not_appear_in_debug_output() {
+    let resolved = resolve_text(REMOTE).unwrap();
+    let shown = format!("{:?} {:?}", resolved.config, resolved.engine);
+    assert!(!shown.contains("s3cret-token-a"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+}
+
+#[test]
+fn validate_exits_64_naming_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[tasks]\ntick_secs = 0\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("tasks.tick_secs"), "{stderr}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, REMOTE).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args(["validate", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 remotes"));
+}
