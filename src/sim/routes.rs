@@ -55,11 +55,16 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     let faults = &remote.faults;
     let roll = next_roll(state, index);
 
+    // The configured latency is the remote's whole time to answer: the reply is
+    // rendered while it runs, not after it.
     let delay = jittered(faults.latency, faults.jitter, roll);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    let latency = async {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    };
     if faults.hang {
+        latency.await;
         tokio::time::sleep(HANG).await;
         return respond(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -67,6 +72,7 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
         ));
     }
     if faults.reset {
+        latency.await;
         return Reply::Drop;
     }
     let authorized = parts
@@ -74,15 +80,18 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
         .get(header::AUTHORIZATION)
         .is_some_and(|v| v.as_bytes() == remote.expected_authorization().as_bytes());
     if !authorized {
+        latency.await;
         return respond(error(StatusCode::UNAUTHORIZED, "authentication failure"));
     }
     if faults.error_rate > 0.0 && ((roll >> 11) as f64 / (1u64 << 53) as f64) < faults.error_rate {
+        latency.await;
         return respond(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "simulated internal error",
         ));
     }
     if parts.method != Method::GET {
+        latency.await;
         return respond(error(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET is simulated",
@@ -93,17 +102,20 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     let query = parts.uri.query().unwrap_or("").to_string();
     let rest = rest.to_string();
     let shared = state.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let remote = &shared.fleet.remotes[index];
-        api(&shared, remote, &rest, &Query(&query), now)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err((
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("simulator bug: {e}"),
-        ))
-    });
+    let render = async move {
+        tokio::task::spawn_blocking(move || {
+            let remote = &shared.fleet.remotes[index];
+            api(&shared, remote, &rest, &Query(&query), now)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("simulator bug: {e}"),
+            ))
+        })
+    };
+    let ((), result) = tokio::join!(latency, render);
     let (status, body) = match result {
         Ok(body) => (StatusCode::OK, body),
         Err((status, message)) => return respond(error(status, &message)),
