@@ -7,10 +7,14 @@
 //! - [`remote`]: HTTPS clients of Proxmox VE and Proxmox Backup Server remotes.
 //! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
+//! - [`daemon`]: `fleetpoll run`: signals, systemd notification, the API server.
+//! - [`api`]: the HTTP API.
 
 pub use fleetpoll_actors as engine;
 
+pub mod api;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod remote;
 pub mod sim;

@@ -33,6 +33,12 @@ enum Command {
         #[arg(long)]
         duration_secs: Option<u64>,
     },
+    /// Run the daemon: poll the configured remotes and serve the API.
+    Run {
+        /// The configuration file.
+        #[arg(long, short = 'c', default_value = "/etc/fleetpoll/fleetpoll.toml")]
+        config: std::path::PathBuf,
+    },
     /// Check a configuration file; exit 64 with the key named when it is bad.
     Validate {
         /// The configuration file.
@@ -82,8 +88,30 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Run { config } = cli.command {
+        // The daemon sets up its own logging from the config file.
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt,
+            Err(err) => {
+                eprintln!("fleetpoll: cannot start the async runtime: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match runtime.block_on(fleetpoll::daemon::run(config)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err @ fleetpoll::daemon::DaemonError::Config(_)) => {
+                eprintln!("fleetpoll: {err}");
+                ExitCode::from(EXIT_USAGE)
+            }
+            Err(err) => {
+                eprintln!("fleetpoll: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let default_filter = match cli.command {
         Command::Demo { .. } => "error",
+        Command::Run { .. } => "info",
         Command::Validate { .. } => "warn",
         Command::Sim { .. } => "warn",
     };
@@ -120,7 +148,7 @@ fn main() -> ExitCode {
                 })
                 .await
             }
-            Command::Sim { .. } | Command::Validate { .. } => Ok(()),
+            Command::Sim { .. } | Command::Validate { .. } | Command::Run { .. } => Ok(()),
         }
     });
     match result {

@@ -1,0 +1,159 @@
+//! `GET /metrics`: fleetpoll's own state in the Prometheus text exposition format —
+//! remotes by state, per-remote health, connection permits and queues, storage and
+//! scheduler counters.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use fleetpoll_actors::PollState;
+
+use super::{ApiResult, ApiState};
+
+/// Escapes a label value.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl IntoResponse> {
+    let status = state.engine.status().await?;
+    let limiter = state.engine.limiter().await?;
+    let storage = state.engine.storage().await?;
+    let scheduler = state.engine.scheduler().await?;
+    let mut out = String::with_capacity(256 + status.len() * 400);
+    let _ = writeln!(out, "# HELP fleetpoll_remotes Remotes by collection state.");
+    let _ = writeln!(out, "# TYPE fleetpoll_remotes gauge");
+    for (name, st) in [
+        ("pending", PollState::Pending),
+        ("ok", PollState::Ok),
+        ("failing", PollState::Failing),
+        ("backoff", PollState::Backoff),
+        ("failed", PollState::Failed),
+        ("disabled", PollState::Disabled),
+    ] {
+        let n = status.iter().filter(|s| s.state == st).count();
+        let _ = writeln!(out, "fleetpoll_remotes{{state=\"{name}\"}} {n}");
+    }
+    let series: [(&str, &str, &str); 5] = [
+        (
+            "fleetpoll_remote_consecutive_failures",
+            "gauge",
+            "Failures since the last success.",
+        ),
+        (
+            "fleetpoll_remote_last_success_timestamp_seconds",
+            "gauge",
+            "When the last collection succeeded.",
+        ),
+        (
+            "fleetpoll_remote_last_duration_seconds",
+            "gauge",
+            "How long the last collection took.",
+        ),
+        (
+            "fleetpoll_remote_points_stored_total",
+            "counter",
+            "Points stored since the poller started.",
+        ),
+        (
+            "fleetpoll_remote_restarts_total",
+            "counter",
+            "Restarts of the remote's poller.",
+        ),
+    ];
+    for (i, (name, kind, help)) in series.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for s in &status {
+            let value = match i {
+                0 => Some(s.consecutive_failures as f64),
+                1 => s.last_success.map(|t| t as f64),
+                2 => s.last_duration_ms.map(|ms| ms as f64 / 1000.0),
+                3 => Some(s.points_stored as f64),
+                _ => Some(s.restarts as f64),
+            };
+            if let Some(v) = value {
+                let _ = writeln!(out, "{name}{{remote=\"{}\"}} {v}", label(s.remote.as_str()));
+            }
+        }
+    }
+    let gauges = [
+        (
+            "fleetpoll_permits_in_use",
+            "Connection permits leased now.",
+            limiter.in_use as f64,
+        ),
+        (
+            "fleetpoll_permits_capacity",
+            "The global connection cap.",
+            limiter.global_cap as f64,
+        ),
+        (
+            "fleetpoll_limiter_queue_manual",
+            "Permit requests waiting in the manual lane.",
+            limiter.queued_manual as f64,
+        ),
+        (
+            "fleetpoll_limiter_queue_scheduled",
+            "Permit requests waiting in the scheduled lane.",
+            limiter.queued_scheduled as f64,
+        ),
+        (
+            "fleetpoll_storage_queue_depth",
+            "Storage operations waiting.",
+            storage.queue_depth as f64,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    let counters = [
+        (
+            "fleetpoll_leases_granted_total",
+            "Permit leases granted.",
+            limiter.granted as f64,
+        ),
+        (
+            "fleetpoll_leases_reclaimed_total",
+            "Leases reclaimed from dead or stuck holders.",
+            limiter.reclaimed as f64,
+        ),
+        (
+            "fleetpoll_points_stored_total",
+            "Metric points handed to the store.",
+            storage.points_stored as f64,
+        ),
+        (
+            "fleetpoll_storage_errors_total",
+            "Failed store operations.",
+            storage.errors as f64,
+        ),
+        (
+            "fleetpoll_cycles_total",
+            "Metric collection cycles started.",
+            scheduler.cycles as f64,
+        ),
+        (
+            "fleetpoll_tracked_tasks_finished_total",
+            "Tracked tasks seen finished.",
+            scheduler.tracked_finished as f64,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    ))
+}

@@ -1,0 +1,191 @@
+//! `fleetpoll run`: the daemon. It validates the config before binding anything (exit 64
+//! naming the key), opens the stores, starts the engine and the API, tells systemd it is
+//! ready, then waits for signals: SIGHUP reloads the config as a diff (a bad file is
+//! rejected, logged and shown by the API while the running config stays), SIGTERM and
+//! SIGINT shut down gracefully within the configured grace period. Under systemd the
+//! watchdog is pinged only while the supervision tree is healthy.
+
+pub mod notify;
+mod stores;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetpoll_actors::{Clock, Engine, EngineHandle, TokioClock};
+use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::api::{self, ApiState, ReloadRequest};
+use crate::config::{self, ConfigError, LogFormat};
+use notify::Notifier;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config file is bad (exit code 64).
+    #[error("invalid config: {0}")]
+    Config(#[from] ConfigError),
+    /// Anything else (exit code 1).
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+/// Sets up logging from the config (`RUST_LOG` wins over `log.filter`).
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
+    let resolved = config::load_and_resolve(&config_path, clock.clone())?;
+    init_logging(&resolved.config.log.filter, resolved.config.log.format);
+    let notifier = Notifier::from_env();
+    let grace = Duration::from_secs(resolved.config.supervision.shutdown_grace_secs);
+
+    let (metrics, tasks) = stores::open(&resolved.config.storage)?;
+    let listener = tokio::net::TcpListener::bind(resolved.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (api.listen)", resolved.api_listen))?;
+    let api_addr = listener.local_addr().context("the API's address")?;
+    let remotes = resolved.engine.remotes.len();
+    let engine = Engine::builder(resolved.engine)
+        .metric_store(metrics)
+        .task_store(tasks)
+        .clock(clock.clone())
+        .start()
+        .await
+        .context("starting the engine")?;
+
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let last_reload = Arc::new(Mutex::new(None));
+    let state = ApiState {
+        engine: engine.clone(),
+        token: resolved.api_token.clone(),
+        reload: reload_tx,
+        last_reload: last_reload.clone(),
+    };
+    let (stop_api_tx, stop_api_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        let mut stop = stop_api_rx;
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    tracing::info!(config = %config_path.display(), remotes, api = %api_addr, "fleetpoll is running");
+    println!("fleetpoll: API on http://{api_addr}");
+    notifier.ready(&format!("{remotes} remotes, API on {api_addr}"));
+
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut watchdog = notifier
+        .watchdog_interval()
+        .map(|every| tokio::time::interval(every));
+    loop {
+        let watchdog_tick = async {
+            match watchdog.as_mut() {
+                Some(w) => {
+                    w.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = hup.recv() => {
+                let outcome = reload(&config_path, &engine, clock.clone(), &notifier).await;
+                remember(&last_reload, &outcome);
+            }
+            Some(reply) = reload_rx.recv() => {
+                let outcome = reload(&config_path, &engine, clock.clone(), &notifier).await;
+                remember(&last_reload, &outcome);
+                let _ = reply.send(outcome);
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = watchdog_tick => {
+                if healthy(&engine).await {
+                    notifier.watchdog();
+                } else {
+                    tracing::warn!("supervision tree unhealthy; not pinging the systemd watchdog");
+                }
+            }
+        }
+    }
+    notifier.stopping();
+    let _ = stop_api_tx.send(true);
+    let report = engine
+        .shutdown(grace)
+        .await
+        .context("shutting the engine down")?;
+    if !report.cut_short.is_empty() {
+        tracing::warn!(remotes = ?report.cut_short, "polls cut short by the grace period");
+    }
+    if let Some(err) = &report.flush_error {
+        tracing::error!(error = %err, "flushing the stores failed");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!(elapsed_ms = report.elapsed_ms, "fleetpoll stopped");
+    Ok(())
+}
+
+fn remember(last: &Mutex<Option<serde_json::Value>>, outcome: &Result<serde_json::Value, String>) {
+    let entry = match outcome {
+        Ok(report) => json!({ "ok": true, "report": report }),
+        Err(err) => json!({ "ok": false, "error": err }),
+    };
+    if let Ok(mut l) = last.lock() {
+        *l = Some(entry);
+    }
+}
+
+/// Reloads the config file and applies it as a diff; a bad file changes nothing.
+async fn reload(
+    path: &Path,
+    engine: &EngineHandle,
+    clock: Arc<dyn Clock>,
+    notifier: &Notifier,
+) -> Result<serde_json::Value, String> {
+    notifier.reloading();
+    let outcome = match config::load_and_resolve(path, clock) {
+        Err(err) => {
+            tracing::error!(error = %err, "reload rejected; the running config stays");
+            Err(format!("reload rejected, the running config stays: {err}"))
+        }
+        Ok(resolved) => match engine.reload(resolved.engine).await {
+            Ok(report) => {
+                tracing::info!(added = ?report.added, removed = ?report.removed,
+                    changed = ?report.changed, timers_reset = report.timers_reset, "config reloaded");
+                Ok(serde_json::to_value(report).unwrap_or_default())
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "reload rejected; the running config stays");
+                Err(format!("reload rejected, the running config stays: {err}"))
+            }
+        },
+    };
+    notifier.ready("reloaded");
+    outcome
+}
+
+/// Whether every actor of the tree is running (the watchdog is pinged only then).
+async fn healthy(engine: &EngineHandle) -> bool {
+    match engine.tree().await {
+        Ok(tree) => tree.children.iter().all(|c| c.state == "running"),
+        Err(_) => false,
+    }
+}
