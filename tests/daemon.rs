@@ -1,0 +1,265 @@
+//! `fleetpoll run` end to end: the daemon binary against `fleetpoll sim` over HTTPS,
+//! both as real processes, driven through the HTTP API and signals.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fleetpoll")
+}
+
+/// A plain HTTP/1.1 request; returns the status code and the body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the API accepts connections");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw[9..12].parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    // Chunked bodies: keep the JSON between the chunk sizes.
+    let body = if raw
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body.lines()
+            .filter(|l| !l.chars().all(|c| c.is_ascii_hexdigit()) || l.is_empty())
+            .collect::<Vec<_>>()
+            .join("")
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn json(port: u16, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, text) = http(port, method, path, body);
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    (status, value)
+}
+
+fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_sim(config: &Path) -> Proc {
+    let child = Command::new(bin())
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--pve",
+            "3",
+            "--pbs",
+            "2",
+            "--seed",
+            "3",
+        ])
+        .arg("--write-config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let p = Proc(child);
+    wait_until(
+        Duration::from_secs(20),
+        "the simulator wrote its config",
+        || config.exists(),
+    );
+    p
+}
+
+fn states(port: u16) -> Vec<(String, String)> {
+    let (_, v) = json(port, "GET", "/api/v1/remotes", "");
+    v["remotes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["remote"].as_str().unwrap().to_string(),
+                r["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_daemon_polls_the_fleet_reloads_on_sighup_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.toml");
+    let _sim = start_sim(&full);
+    let text = std::fs::read_to_string(&full).unwrap();
+    let secrets: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("token = \""))
+        .map(|s| s.trim_end_matches('"').to_string())
+        .collect();
+    assert_eq!(secrets.len(), 5);
+
+    // Start with pbs-2 left out; the API on a free port.
+    let port = free_port();
+    let base = text.replace("127.0.0.1:8450", &format!("127.0.0.1:{port}"));
+    let (first, pbs2) = base.split_at(base.rfind("[[remotes]]").unwrap());
+    let config = dir.path().join("fleetpoll.toml");
+    std::fs::write(&config, first).unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = Proc(
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(Duration::from_secs(30), "every remote is ok", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && states(port).iter().all(|(_, s)| s == "ok")
+    });
+    assert_eq!(states(port).len(), 4);
+
+    // A waited collection returns once stored.
+    let (status, v) = json(
+        port,
+        "POST",
+        "/api/v1/collect",
+        r#"{"remote":"pve-1","wait":true}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["results"][0]["ok"], true, "{v}");
+    let (status, _) = json(port, "POST", "/api/v1/collect", r#"{"remote":"ghost"}"#);
+    assert_eq!(status, 404);
+
+    // SIGHUP: pbs-2 added, pve-3 removed, pve-2 changed.
+    let without_pve3 = {
+        let start = first.find("id = \"pve-3\"").unwrap();
+        let block_start = first[..start].rfind("[[remotes]]").unwrap();
+        let block_end = first[start..]
+            .find("[[remotes]]")
+            .map_or(first.len(), |i| start + i);
+        format!("{}{}", &first[..block_start], &first[block_end..])
+    };
+    let changed = without_pve3.replacen("id = \"pve-2\"", "id = \"pve-2\"\nconnection_cap = 2", 1);
+    std::fs::write(&config, format!("{changed}{pbs2}")).unwrap();
+    let pid = daemon.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until(Duration::from_secs(20), "the reload is applied", || {
+        let (_, d) = json(port, "GET", "/api/v1/daemon", "");
+        d["last_reload"]["ok"] == true
+    });
+    let (_, d) = json(port, "GET", "/api/v1/daemon", "");
+    let report = &d["last_reload"]["report"];
+    assert_eq!(report["added"], serde_json::json!(["pbs-2"]), "{d}");
+    assert_eq!(report["removed"], serde_json::json!(["pve-3"]), "{d}");
+    assert_eq!(report["changed"], serde_json::json!(["pve-2"]), "{d}");
+    wait_until(Duration::from_secs(30), "the added remote is ok", || {
+        states(port)
+            .iter()
+            .any(|(id, s)| id == "pbs-2" && s == "ok")
+    });
+
+    // SIGHUP with a broken file: rejected, the daemon keeps running its config.
+    std::fs::write(&config, "[collection]\ninterval_secs = \"soon\"\n").unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until(
+        Duration::from_secs(20),
+        "the bad reload is reported",
+        || {
+            let (_, d) = json(port, "GET", "/api/v1/daemon", "");
+            d["last_reload"]["ok"] == false
+        },
+    );
+    let (_, d) = json(port, "GET", "/api/v1/daemon", "");
+    let err = d["last_reload"]["error"].as_str().unwrap();
+    assert!(err.contains("collection.interval_secs"), "{err}");
+    assert_eq!(states(port).len(), 4, "the running config stays");
+
+    // Secrets appear in no API output.
+    for path in [
+        "/api/v1/remotes",
+        "/api/v1/tree",
+        "/api/v1/daemon",
+        "/metrics",
+    ] {
+        let (_, body) = http(port, "GET", path, "");
+        for s in &secrets {
+            assert!(!body.contains(s.as_str()), "{path} leaks a token");
+        }
+    }
+
+    // SIGTERM: exit 0 within the grace period.
+    let stopped = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = daemon.0.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(stopped.elapsed() < Duration::from_secs(15));
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("config reloaded"), "{logs}");
+    for s in &secrets {
+        assert!(!logs.contains(s.as_str()), "the log leaks a token");
+    }
+}
+
+#[test]
+fn run_with_a_bad_config_exits_64_before_binding_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[api]\nlisten = \"0.0.0.0:8450\"\n").unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("api.listen") && stderr.contains("token"),
+        "{stderr}"
+    );
+}
