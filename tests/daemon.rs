@@ -266,3 +266,122 @@ fn run_with_a_bad_config_exits_64_before_binding_anything() {
         "{stderr}"
     );
 }
+
+/// Starts the simulator and a daemon on its full config; returns both and the API port.
+fn start_fleet(dir: &Path) -> (Proc, Proc, u16) {
+    let full = dir.join("full.toml");
+    let sim = start_sim(&full);
+    let port = free_port();
+    let text = std::fs::read_to_string(&full)
+        .unwrap()
+        .replace("127.0.0.1:8450", &format!("127.0.0.1:{port}"));
+    let config = dir.join("fleetpoll.toml");
+    std::fs::write(&config, text).unwrap();
+    let daemon = Proc(
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(Duration::from_secs(30), "every remote is ok", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && states(port).iter().all(|(_, s)| s == "ok")
+    });
+    (sim, daemon, port)
+}
+
+#[test]
+fn a_live_stream_follows_from_since_without_gap_and_sees_new_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, _daemon, port) = start_fleet(dir.path());
+    let (_, st) = json(port, "GET", "/api/v1/remotes/pbs-1", "");
+    let cursor = st["newest_datapoint"].as_i64().unwrap();
+
+    // Follow pbs-1 from a point 60 s before its cursor: the replay delivers exactly the
+    // stored samples after it, then a new collection arrives live.
+    let since = cursor - 60;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /api/v1/live?remote=pbs-1&since={since} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut triggered = false;
+    let mut live_ts = 0;
+    while Instant::now() < deadline {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let timestamps: Vec<i64> = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .flat_map(|v| {
+                v["points"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["ts"].as_i64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if !triggered && !timestamps.is_empty() {
+            assert!(
+                timestamps.iter().all(|t| *t > since),
+                "replay starts after since"
+            );
+            assert!(timestamps.contains(&cursor), "replay reaches the cursor");
+            triggered = true;
+            // Wait for a new generation, then collect it.
+            std::thread::spawn(move || {
+                #[allow(clippy::disallowed_methods)] // reason: the simulator's 10 s generations
+                std::thread::sleep(Duration::from_secs(11));
+                http(
+                    port,
+                    "POST",
+                    "/api/v1/collect",
+                    r#"{"remote":"pbs-1","wait":true}"#,
+                );
+            });
+        }
+        if let Some(max) = timestamps.iter().max() {
+            if *max > cursor {
+                live_ts = *max;
+                break;
+            }
+        }
+    }
+    assert!(live_ts > cursor, "no new samples arrived live:\n{seen}");
+    // No sample is delivered twice.
+    let mut triples: Vec<(String, String, i64)> = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .flat_map(|v| {
+            let entity = v["entity"].as_str().unwrap().to_string();
+            v["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        entity.clone(),
+                        p["metric"].as_str().unwrap().to_string(),
+                        p["ts"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let total = triples.len();
+    triples.sort();
+    triples.dedup();
+    assert_eq!(triples.len(), total, "a sample was delivered twice");
+}

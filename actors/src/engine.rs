@@ -15,6 +15,7 @@ use crate::clock::{Clock, Randomness, ThreadRandomness, TokioClock};
 use crate::config::{ConfigError, EngineConfig};
 use crate::env::{Env, Refs};
 use crate::limiter::{Lane, LimiterMsg, LimiterSnapshot};
+use crate::live::{LiveFeed, Subscription};
 use crate::model::{RemoteId, TaskRef};
 use crate::poll::{CollectError, Target};
 use crate::remotes::{Job, ReloadReport, RemotesMsg, TriggerResults};
@@ -66,6 +67,9 @@ pub struct EngineBuilder {
     rng: Arc<dyn Randomness>,
     parent: Option<ActorCell>,
 }
+
+/// Stored batches kept for replay to new live subscribers (a few cycles of a fleet).
+const LIVE_REPLAY_BATCHES: usize = 4096;
 
 /// Entry point of the library.
 #[derive(Debug)]
@@ -129,6 +133,7 @@ impl EngineBuilder {
                 .ok_or(EngineError::Incomplete("no task store was given"))?,
         };
         let (refs_tx, refs_rx) = watch::channel(Refs::default());
+        let live = LiveFeed::new(LIVE_REPLAY_BATCHES);
         let args = SupervisorArgs {
             config: self.config.clone(),
             stores,
@@ -137,6 +142,7 @@ impl EngineBuilder {
                 rng: self.rng,
             },
             refs: refs_tx,
+            live: live.clone(),
         };
         let spawned = match self.parent {
             Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,
@@ -148,6 +154,7 @@ impl EngineBuilder {
             inner: Arc::new(Inner {
                 supervisor,
                 refs: refs_rx,
+                live,
                 accepting: AtomicBool::new(true),
                 join: std::sync::Mutex::new(Some(join)),
                 ask_timeout: Duration::from_secs(30),
@@ -160,6 +167,7 @@ impl EngineBuilder {
 struct Inner {
     supervisor: ActorRef<SupervisorMsg>,
     refs: watch::Receiver<Refs>,
+    live: Arc<LiveFeed>,
     accepting: AtomicBool,
     join: std::sync::Mutex<Option<JoinHandle<()>>>,
     ask_timeout: Duration,
@@ -298,6 +306,12 @@ impl EngineHandle {
             .ok_or_else(|| EngineError::NotRunning("the scheduler is restarting".into()))?;
         self.ask(async move { ractor::call!(scheduler, SchedulerMsg::Tracked) })
             .await
+    }
+
+    /// Follow stored metric batches live: first those already stored with a point newer
+    /// than `since` (from a short replay buffer), then each new one as it is stored.
+    pub fn subscribe(&self, since: Option<crate::model::UnixTime>) -> Subscription {
+        self.inner.live.subscribe(since)
     }
 
     /// Every remote's status, in config order.

@@ -25,7 +25,8 @@
 //! - [`limiter`]: the RateLimiter and its [`Lease`](limiter::Lease).
 //! - [`poller`], [`poll`], [`backoff`], [`status`]: one remote's collection and what it reports.
 //! - [`scheduler`], [`rotation`]: everything driven by time.
-//! - [`storage`]: the single writer in front of the store traits.
+//! - [`storage`], [`live`]: the single writer in front of the store traits, and the feed
+//!   of what it stored.
 //! - [`model`], [`source`], [`store`], [`clock`], [`config`], [`mod@env`]: vocabulary and seams.
 //! - [`testing`]: in-memory stores and an instrumented fake remote for tests and benchmarks.
 
@@ -35,6 +36,7 @@ pub mod config;
 pub mod engine;
 pub mod env;
 pub mod limiter;
+pub mod live;
 pub mod model;
 pub mod poll;
 pub mod poller;

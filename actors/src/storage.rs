@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::live::LiveFeed;
 use crate::model::{Cursor, TaskRef, UnixTime};
 use crate::store::{MetricStore, MetricWrite, StoreError, TaskStore, TaskWrite};
 
@@ -26,6 +27,15 @@ pub struct Stores {
     pub metrics: Arc<dyn MetricStore>,
     /// Task cache.
     pub tasks: Arc<dyn TaskStore>,
+}
+
+/// Start arguments of the Storage actor.
+#[derive(Debug, Clone)]
+pub struct StorageArgs {
+    /// The stores.
+    pub stores: Stores,
+    /// Where stored metric batches are published.
+    pub live: Arc<LiveFeed>,
 }
 
 /// Housekeeping operations, sent by the Rotation actor and on shutdown.
@@ -103,7 +113,11 @@ impl fmt::Debug for Completion {
 }
 
 enum CompletionKind {
-    Metrics(Vec<MetricResponder>, Vec<Result<Cursor, StoreError>>, u64),
+    Metrics(
+        Vec<MetricResponder>,
+        Vec<Result<Cursor, StoreError>>,
+        Vec<MetricWrite>,
+    ),
     Tasks(Vec<TaskResponder>, Vec<Result<(), StoreError>>),
     Housekeep(Housekeeping, Result<(), StoreError>),
     Flush(RpcReplyPort<Result<(), StoreError>>, Result<(), StoreError>),
@@ -112,6 +126,7 @@ enum CompletionKind {
 /// State of the Storage actor.
 pub struct StorageState {
     stores: Stores,
+    live: Arc<LiveFeed>,
     queue: VecDeque<Op>,
     busy: bool,
     stats: StorageStats,
@@ -136,15 +151,16 @@ const MAX_GROUP: usize = 4096;
 impl Actor for Storage {
     type Msg = StorageMsg;
     type State = StorageState;
-    type Arguments = Stores;
+    type Arguments = StorageArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        stores: Stores,
+        args: StorageArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(StorageState {
-            stores,
+            stores: args.stores,
+            live: args.live,
             queue: VecDeque::new(),
             busy: false,
             stats: StorageStats::default(),
@@ -185,12 +201,16 @@ impl Actor for Storage {
 impl StorageState {
     fn complete(&mut self, kind: CompletionKind) {
         match kind {
-            CompletionKind::Metrics(responders, results, points) => {
+            CompletionKind::Metrics(responders, results, writes) => {
                 self.stats.metric_groups += 1;
-                self.stats.points_stored += points;
-                for (respond, result) in responders.into_iter().zip(results) {
-                    if result.is_err() {
-                        self.stats.errors += 1;
+                for ((respond, result), write) in responders.into_iter().zip(results).zip(writes) {
+                    match &result {
+                        Ok(cursor) => {
+                            self.stats.points_stored += write.batch.len() as u64;
+                            self.live
+                                .publish(write.remote, Arc::new(write.batch), *cursor);
+                        }
+                        Err(_) => self.stats.errors += 1,
                     }
                     respond(result);
                 }
@@ -237,9 +257,8 @@ impl StorageState {
                     }
                 }
                 Box::new(move || {
-                    let points = writes.iter().map(|w| w.batch.len() as u64).sum();
                     let results = stores.metrics.store_metrics(&writes);
-                    CompletionKind::Metrics(responders, results, points)
+                    CompletionKind::Metrics(responders, results, writes)
                 })
             }
             Op::Tasks(w, r) => {

@@ -9,6 +9,7 @@
 //! children in reverse start order.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -19,11 +20,12 @@ use tokio::time::Instant;
 use crate::config::EngineConfig;
 use crate::env::{Env, Refs};
 use crate::limiter::{LimiterMsg, RateLimiter};
+use crate::live::LiveFeed;
 use crate::model::RemoteId;
 use crate::remotes::{ReloadReport, RemoteSupervisor, RemotesArgs, RemotesMsg};
 use crate::rotation::{Rotation, RotationArgs, RotationMsg};
 use crate::scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
-use crate::storage::{Storage, StorageMsg, Stores};
+use crate::storage::{Storage, StorageArgs, StorageMsg, Stores};
 use crate::supervision::{ChildRecord, Decision, Exit, Restart, Strategy, TreeNode};
 
 /// The supervisor's children, in start order.
@@ -101,6 +103,8 @@ pub struct SupervisorArgs {
     pub env: Env,
     /// Where the current child references are published.
     pub refs: watch::Sender<Refs>,
+    /// Where stored batches are published (outlives Storage's restarts).
+    pub live: Arc<LiveFeed>,
 }
 
 struct Slot {
@@ -112,6 +116,7 @@ struct Slot {
 pub struct SupervisorState {
     config: EngineConfig,
     stores: Stores,
+    live: Arc<LiveFeed>,
     env: Env,
     refs: watch::Sender<Refs>,
     slots: Vec<Slot>,
@@ -148,6 +153,7 @@ impl Actor for Supervisor {
         let mut state = SupervisorState {
             config: args.config,
             stores: args.stores,
+            live: args.live,
             env: args.env,
             refs: args.refs,
             slots: CHILDREN
@@ -273,7 +279,11 @@ impl SupervisorState {
                 r.get_cell()
             }
             Child::Storage => {
-                let (r, _) = Actor::spawn_linked(None, Storage, self.stores.clone(), sup).await?;
+                let args = StorageArgs {
+                    stores: self.stores.clone(),
+                    live: self.live.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, Storage, args, sup).await?;
                 self.refs.send_modify(|refs| refs.storage = Some(r.clone()));
                 r.get_cell()
             }

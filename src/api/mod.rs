@@ -3,6 +3,7 @@
 //! Prometheus text format. Errors are JSON with a message and the status code that fits;
 //! mutating endpoints require the bearer token when one is configured.
 
+mod live;
 mod metrics;
 
 use std::sync::Arc;
@@ -81,6 +82,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tasks/track", post(track_task))
         .route("/api/v1/tasks/tracked", get(tracked_tasks))
         .route("/api/v1/tree", get(tree))
+        .route("/api/v1/live", get(live::live))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/daemon", get(daemon))
         .route("/metrics", get(metrics::prometheus))
