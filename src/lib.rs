@@ -8,11 +8,12 @@
 //! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
 //! - [`daemon`]: `fleetpoll run`: signals, systemd notification, the API server.
-//! - [`api`]: the HTTP API.
+//! - [`api`]: the HTTP API; [`client`]: the command-line clients of it.
 
 pub use fleetpoll_actors as engine;
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -39,6 +39,21 @@ enum Command {
         #[arg(long, short = 'c', default_value = "/etc/fleetpoll/fleetpoll.toml")]
         config: std::path::PathBuf,
     },
+    /// Show every remote's status (a client of the daemon's API).
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Collect one remote, or all, now (a client of the daemon's API).
+    Trigger {
+        /// The remote; all remotes when omitted.
+        remote: Option<String>,
+        /// Return only once the data is stored.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Check a configuration file; exit 64 with the key named when it is bad.
     Validate {
         /// The configuration file.
@@ -52,6 +67,61 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// How the command-line clients reach the API.
+#[derive(Debug, clap::Args)]
+struct ApiArgs {
+    /// The daemon's API.
+    #[arg(long, default_value = "http://127.0.0.1:8450")]
+    api: String,
+    /// File with the API token (for commands that change something); the
+    /// FLEETPOLL_API_TOKEN environment variable works too.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ApiArgs {
+    fn client(&self) -> anyhow::Result<fleetpoll::client::ApiClient> {
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("FLEETPOLL_API_TOKEN").ok(),
+        };
+        fleetpoll::client::ApiClient::new(&self.api, token)
+    }
+}
+
+/// Runs one API client command.
+fn client_command(command: &Command) -> anyhow::Result<()> {
+    match command {
+        Command::Status { api } => {
+            let value = api.client()?.call("GET", "/api/v1/remotes", None)?;
+            if api.json {
+                println!("{value:#}");
+            } else {
+                fleetpoll::client::print_status(&value);
+            }
+        }
+        Command::Trigger { remote, wait, api } => {
+            let body = serde_json::json!({ "remote": remote, "wait": wait });
+            let value = api.client()?.call("POST", "/api/v1/collect", Some(&body))?;
+            if api.json {
+                println!("{value:#}");
+            } else {
+                fleetpoll::client::print_trigger(&value, *wait);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -88,6 +158,18 @@ fn main() -> ExitCode {
             }
         };
     }
+    if matches!(
+        cli.command,
+        Command::Status { .. } | Command::Trigger { .. }
+    ) {
+        return match client_command(&cli.command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("fleetpoll: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Run { config } = cli.command {
         // The daemon sets up its own logging from the config file.
         let runtime = match tokio::runtime::Runtime::new() {
@@ -111,7 +193,7 @@ fn main() -> ExitCode {
     }
     let default_filter = match cli.command {
         Command::Demo { .. } => "error",
-        Command::Run { .. } => "info",
+        Command::Run { .. } | Command::Status { .. } | Command::Trigger { .. } => "info",
         Command::Validate { .. } => "warn",
         Command::Sim { .. } => "warn",
     };
@@ -148,7 +230,7 @@ fn main() -> ExitCode {
                 })
                 .await
             }
-            Command::Sim { .. } | Command::Validate { .. } | Command::Run { .. } => Ok(()),
+            _ => Ok(()),
         }
     });
     match result {

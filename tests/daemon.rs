@@ -385,3 +385,53 @@ fn a_live_stream_follows_from_since_without_gap_and_sees_new_samples() {
     triples.dedup();
     assert_eq!(triples.len(), total, "a sample was delivered twice");
 }
+
+#[test]
+fn status_and_trigger_commands_talk_to_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, _daemon, port) = start_fleet(dir.path());
+    let api = format!("http://127.0.0.1:{port}");
+    let out = Command::new(bin())
+        .args(["status", "--api", &api])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("REMOTE"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" ok ")).count(),
+        5,
+        "{table}"
+    );
+
+    let out = Command::new(bin())
+        .args(["trigger", "pve-2", "--wait", "--json", "--api", &api])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cursor = v["results"][0]["result"]["cursor"].as_i64().unwrap();
+    // Once trigger --wait returns, the data is there.
+    let (_, st) = json(port, "GET", "/api/v1/remotes/pve-2", "");
+    assert_eq!(st["newest_datapoint"].as_i64(), Some(cursor));
+
+    let out = Command::new(bin())
+        .args(["trigger", "nope", "--api", &api])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    let out = Command::new(bin())
+        .args(["status", "--api", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the fleetpoll API"));
+}
