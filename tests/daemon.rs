@@ -435,3 +435,62 @@ fn status_and_trigger_commands_talk_to_the_daemon() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the fleetpoll API"));
 }
+
+#[test]
+fn under_systemd_the_daemon_reports_ready_pings_the_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.toml");
+    let _sim = start_sim(&full);
+    let port = free_port();
+    let text = std::fs::read_to_string(&full)
+        .unwrap()
+        .replace("127.0.0.1:8450", &format!("127.0.0.1:{port}"));
+    let config = dir.path().join("fleetpoll.toml");
+    std::fs::write(&config, text).unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut daemon = Proc(
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 512];
+    let mut recv = || {
+        let n = socket.recv(&mut buf).expect("a notification arrives");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = recv();
+    assert!(first.starts_with("READY=1"), "{first}");
+    // Pinged every 200 ms while the tree is healthy.
+    let mut pings = 0;
+    while pings < 3 {
+        if recv() == "WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    let pid = daemon.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut stopping = false;
+    for _ in 0..20 {
+        if recv() == "STOPPING=1" {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "STOPPING=1 was not sent");
+    assert!(daemon.0.wait().unwrap().success());
+}
