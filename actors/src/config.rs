@@ -278,8 +278,14 @@ impl EngineConfig {
         }
         let h = &self.housekeeping;
         for (key, value) in [
-            ("housekeeping.metric_commit_interval", h.metric_commit_interval),
-            ("housekeeping.task_journal_interval", h.task_journal_interval),
+            (
+                "housekeeping.metric_commit_interval",
+                h.metric_commit_interval,
+            ),
+            (
+                "housekeeping.task_journal_interval",
+                h.task_journal_interval,
+            ),
             (
                 "housekeeping.rotation_check_interval",
                 h.rotation_check_interval,
