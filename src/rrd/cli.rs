@@ -10,7 +10,7 @@ use super::def::{Cf, DsDef, RraDef};
 use super::fetch::FetchRequest;
 use super::file::RrdFile;
 use super::text;
-use super::value::RawValue;
+use super::value::parse_update;
 use super::Rrd;
 
 /// The command line was wrong; `main` exits with 64 for it.
@@ -141,31 +141,6 @@ fn create(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `T:v1:v2…` with `ds_count` values.
-fn parse_update(text: &str, ds_count: usize) -> anyhow::Result<(i64, Vec<RawValue>)> {
-    let mut parts = text.split(':');
-    let time = parts.next().unwrap_or_default();
-    let time = match time {
-        "N" => now(),
-        _ => time
-            .parse::<i64>()
-            .with_context(|| format!("update {text:?}: the time must be seconds or N"))?,
-    };
-    let values = parts
-        .map(|v| {
-            RawValue::parse(v)
-                .with_context(|| format!("update {text:?}: {v:?} is neither a number nor U"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if values.len() != ds_count {
-        anyhow::bail!(
-            "update {text:?}: expected {ds_count} values (one per data source), got {}",
-            values.len()
-        );
-    }
-    Ok((time, values))
-}
-
 fn update(args: &[String]) -> anyhow::Result<()> {
     let Some((file, updates)) = args.split_first() else {
         return Err(usage("update needs a FILE"));
@@ -181,11 +156,11 @@ fn update(args: &[String]) -> anyhow::Result<()> {
             for line in std::io::stdin().lock().lines() {
                 let line = line.context("reading updates from stdin")?;
                 for item in line.split_whitespace() {
-                    parsed.push(parse_update(item, ds_count)?);
+                    parsed.push(parse_update(item, now(), ds_count)?);
                 }
             }
         } else {
-            parsed.push(parse_update(word, ds_count)?);
+            parsed.push(parse_update(word, now(), ds_count)?);
         }
     }
     let ignored = rrd.update(&parsed)?;

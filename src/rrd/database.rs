@@ -218,7 +218,7 @@ impl Rrd {
         let proc_step_start = self.last_update - self.last_update.rem_euclid(step);
         let occu_step_start = time - time.rem_euclid(step);
         if occu_step_start == proc_step_start {
-            for (prep, &amount) in self.pdp.iter_mut().zip(&pdp_new) {
+            for ((def, prep), &amount) in self.ds.iter().zip(self.pdp.iter_mut()).zip(&pdp_new) {
                 if amount.is_nan() {
                     prep.unknown_sec += interval as u64;
                 } else if prep.value.is_nan() {
@@ -246,8 +246,13 @@ impl Rrd {
                 }
                 prep.value += amount / interval * pre_int;
             }
+            // Only the unknown time accumulated before this update counts against the
+            // first PDP, not the unknown tail this update closes it with. An update
+            // beyond the heartbeat voids the PDP only when it closes just that one
+            // (rrdtool 1.7 keeps the known share when it closes several).
             let too_unknown = self.step as f64 / 2.0 < prep.unknown_sec as f64;
-            first.push(if interval > def.heartbeat as f64 || too_unknown {
+            let beyond_heartbeat = elapsed == 1 && interval > def.heartbeat as f64;
+            first.push(if too_unknown || beyond_heartbeat {
                 f64::NAN
             } else {
                 prep.value / (self.step as f64 - prep.unknown_sec as f64 - pre_unknown)
@@ -269,6 +274,7 @@ impl Rrd {
             let mut sink = RingSink {
                 ring: &mut self.rings[r],
                 rows: rra.rows,
+                written: 0,
                 changed: &mut self.changes.rows[r],
             };
             let done = consolidate::feed(rra, preps, &first, first_pdp, 1, false, &mut sink);
@@ -324,21 +330,26 @@ fn rate_times_seconds(def: &DsDef, previous: RawValue, raw: RawValue, interval: 
 }
 
 /// Writes completed rows into a ring buffer and records which rows changed.
+///
+/// Like rrdtool, one update writes at most one ring's worth of rows: when it completes
+/// more rows than the archive holds, the first row (the consolidation of the points
+/// before the gap) is kept and only the following ones are capped.
 struct RingSink<'a> {
     ring: &'a mut Ring,
     rows: u64,
+    written: u64,
     changed: &'a mut Vec<u64>,
 }
 
 impl RowSink for RingSink<'_> {
     fn push_rows(&mut self, values: &[f64], repeat: u64) {
-        let skipped = repeat.saturating_sub(self.rows);
-        self.ring.cur_row = (self.ring.cur_row + skipped) % self.rows;
-        for _ in 0..repeat - skipped {
+        let count = repeat.min(self.rows - self.written);
+        for _ in 0..count {
             self.ring.cur_row = (self.ring.cur_row + 1) % self.rows;
             let start = self.ring.cur_row as usize * values.len();
             self.ring.values[start..start + values.len()].copy_from_slice(values);
             self.changed.push(self.ring.cur_row);
         }
+        self.written += count;
     }
 }

@@ -30,4 +30,4 @@ pub use def::{Cf, DsDef, DsType, RraDef};
 pub use error::RrdError;
 pub use fetch::{FetchRequest, FetchResult};
 pub use file::RrdFile;
-pub use value::RawValue;
+pub use value::{parse_update, RawValue};

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::error::RrdError;
+
 /// What COUNTER adds to a negative difference first (one 32-bit wrap, as rrdtool does).
 const WRAP_32: f64 = 4_294_967_295.0;
 /// What COUNTER adds next when the difference is still negative (a 64-bit wrap).
@@ -109,9 +111,9 @@ impl RawValue {
                     return f64::NAN;
                 }
                 let magnitude_diff = if a >= b {
-                    (a - b) as f64
+                    decimal_to_f64(a - b)
                 } else {
-                    -((b - a) as f64)
+                    -decimal_to_f64(b - a)
                 };
                 if a_neg {
                     -magnitude_diff
@@ -136,6 +138,15 @@ impl RawValue {
     }
 }
 
+/// Converts an exact difference to a float the way rrdtool does: digit by digit,
+/// `value × 10 + digit` in double precision (so differences beyond 2^53 round
+/// exactly as rrdtool's do, not to the nearest float).
+fn decimal_to_f64(n: u128) -> f64 {
+    n.to_string()
+        .bytes()
+        .fold(0.0, |acc, digit| acc * 10.0 + f64::from(digit - b'0'))
+}
+
 impl fmt::Display for RawValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -147,6 +158,38 @@ impl fmt::Display for RawValue {
             RawValue::Float(v) => write!(f, "{v}"),
         }
     }
+}
+
+/// Parses one update `T:v1:v2…` (rrdtool's syntax) with exactly `ds_count` values;
+/// a time of `N` means `now`.
+pub fn parse_update(
+    text: &str,
+    now: i64,
+    ds_count: usize,
+) -> Result<(i64, Vec<RawValue>), RrdError> {
+    let mut parts = text.split(':');
+    let time = match parts.next().unwrap_or_default() {
+        "N" => now,
+        t => t
+            .parse::<i64>()
+            .map_err(|_| RrdError::update(text, "the time must be seconds since the epoch or N"))?,
+    };
+    let values = parts
+        .map(|v| {
+            RawValue::parse(v)
+                .ok_or_else(|| RrdError::update(text, format!("{v:?} is neither a number nor U")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if values.len() != ds_count {
+        return Err(RrdError::update(
+            text,
+            format!(
+                "expected {ds_count} values (one per data source), got {}",
+                values.len()
+            ),
+        ));
+    }
+    Ok((time, values))
 }
 
 #[cfg(test)]
