@@ -113,25 +113,24 @@ pub(crate) trait RowSink {
 
 /// Feeds `count` consecutive PDPs, the first of which has index `first_pdp` (the PDP
 /// ending at `index × step`), all with the per-data-source values `pdps`, into one
-/// archive's accumulators. `completed_before` says whether this update already
-/// completed a row of this archive: later full rows are filled with the PDP value.
-/// Returns whether a row was completed.
+/// archive's accumulators. The first row completed is consolidated from what was
+/// accumulated; further full rows hold the PDP value itself, as rrdtool fills them.
 pub(crate) fn feed(
     rra: &RraDef,
     preps: &mut [CdpPrep],
     pdps: &[f64],
     first_pdp: u64,
     mut count: u64,
-    mut completed_before: bool,
     sink: &mut dyn RowSink,
-) -> bool {
+) {
+    let mut completed_before = false;
     let steps = rra.steps;
     let mut index = first_pdp;
     let mut row = vec![0.0; pdps.len()];
     while count > 0 {
         if steps == 1 {
             sink.push_rows(pdps, count);
-            return true;
+            return;
         }
         let to_boundary = steps - (index - 1) % steps;
         if completed_before && to_boundary == steps && count >= steps {
@@ -168,5 +167,4 @@ pub(crate) fn feed(
         count -= take;
         index += take;
     }
-    completed_before
 }

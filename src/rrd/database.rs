@@ -271,22 +271,19 @@ impl Rrd {
         let ds_count = self.ds.len();
         for (r, rra) in self.rras.iter().enumerate() {
             let preps = &mut self.cdp[r * ds_count..(r + 1) * ds_count];
+            // rrdtool 1.7 applies such an update in two parts: first the PDP it
+            // completes, then the further PDPs at the update's rate. Each part writes
+            // at most one ring's worth of rows, and the second part's first row is
+            // consolidated normally while later ones repeat the rate.
             let mut sink = RingSink {
                 ring: &mut self.rings[r],
                 rows: rra.rows,
                 written: 0,
                 changed: &mut self.changes.rows[r],
             };
-            let done = consolidate::feed(rra, preps, &first, first_pdp, 1, false, &mut sink);
-            consolidate::feed(
-                rra,
-                preps,
-                &rest,
-                first_pdp + 1,
-                elapsed - 1,
-                done,
-                &mut sink,
-            );
+            consolidate::feed(rra, preps, &first, first_pdp, 1, &mut sink);
+            sink.written = 0;
+            consolidate::feed(rra, preps, &rest, first_pdp + 1, elapsed - 1, &mut sink);
         }
         self.last_update = time;
         Ok(true)
@@ -331,9 +328,9 @@ fn rate_times_seconds(def: &DsDef, previous: RawValue, raw: RawValue, interval: 
 
 /// Writes completed rows into a ring buffer and records which rows changed.
 ///
-/// Like rrdtool, one update writes at most one ring's worth of rows: when it completes
-/// more rows than the archive holds, the first row (the consolidation of the points
-/// before the gap) is kept and only the following ones are capped.
+/// Like rrdtool, one part of an update writes at most one ring's worth of rows: when
+/// it completes more rows than the archive holds, its first row (the consolidation of
+/// the points before a gap) is kept and only the following ones are capped.
 struct RingSink<'a> {
     ring: &'a mut Ring,
     rows: u64,
