@@ -247,11 +247,13 @@ impl Rrd {
                 prep.value += amount / interval * pre_int;
             }
             // Only the unknown time accumulated before this update counts against the
-            // first PDP, not the unknown tail this update closes it with. An update
-            // beyond the heartbeat voids the PDP only when it closes just that one
-            // (rrdtool 1.7 keeps the known share when it closes several).
+            // first PDP, not the unknown tail this update closes it with. The heartbeat
+            // is checked against the whole interval when the update closes just this
+            // PDP, but only against the stretch up to its end when it closes several
+            // (rrdtool 1.7 then keeps the known share of the first one).
             let too_unknown = self.step as f64 / 2.0 < prep.unknown_sec as f64;
-            let beyond_heartbeat = elapsed == 1 && interval > def.heartbeat as f64;
+            let heartbeat_span = if elapsed == 1 { interval } else { pre_int };
+            let beyond_heartbeat = heartbeat_span > def.heartbeat as f64;
             first.push(if too_unknown || beyond_heartbeat {
                 f64::NAN
             } else {
