@@ -15,11 +15,18 @@ use rrd_support::{generate, require_rrdtool, run_rrdtool, temp_dir, Fetch, Prng,
 /// Builds the scenario's database in memory.
 fn build(s: &Scenario) -> Rrd {
     let ds = s.ds.iter().map(|d| d.parse::<DsDef>().unwrap()).collect();
-    let rras = s.rras.iter().map(|r| r.parse::<RraDef>().unwrap()).collect();
+    let rras = s
+        .rras
+        .iter()
+        .map(|r| r.parse::<RraDef>().unwrap())
+        .collect();
     let mut rrd = Rrd::create(s.step, s.start, ds, rras).unwrap();
     for u in &s.updates {
         let (t, values) = parse_update(u, 0, s.ds.len()).unwrap();
-        assert!(rrd.update(t, &values).unwrap(), "generator sent an old update");
+        assert!(
+            rrd.update(t, &values).unwrap(),
+            "generator sent an old update"
+        );
     }
     rrd
 }
@@ -37,7 +44,11 @@ fn request(f: &Fetch) -> FetchRequest {
 /// reopened in between, so the positioned writes and the decoder are exercised.
 fn build_on_disk(s: &Scenario, path: &Path) -> RrdFile {
     let ds = s.ds.iter().map(|d| d.parse::<DsDef>().unwrap()).collect();
-    let rras = s.rras.iter().map(|r| r.parse::<RraDef>().unwrap()).collect();
+    let rras = s
+        .rras
+        .iter()
+        .map(|r| r.parse::<RraDef>().unwrap())
+        .collect();
     let rrd = Rrd::create(s.step, s.start, ds, rras).unwrap();
     drop(RrdFile::create(path, rrd).unwrap());
     for chunk in s.updates.chunks(7) {

@@ -113,24 +113,26 @@ pub(crate) trait RowSink {
 
 /// Feeds `count` consecutive PDPs, the first of which has index `first_pdp` (the PDP
 /// ending at `index × step`), all with the per-data-source values `pdps`, into one
-/// archive's accumulators. The first row completed is consolidated from what was
-/// accumulated; further full rows hold the PDP value itself, as rrdtool fills them.
+/// archive's accumulators. The first row completed within one part of an update is
+/// consolidated from what was accumulated; further full rows hold the PDP value itself,
+/// as rrdtool fills them. `completed_before` says whether this part already completed
+/// a row; the return value says whether it has now.
 pub(crate) fn feed(
     rra: &RraDef,
     preps: &mut [CdpPrep],
     pdps: &[f64],
     first_pdp: u64,
     mut count: u64,
+    mut completed_before: bool,
     sink: &mut dyn RowSink,
-) {
-    let mut completed_before = false;
+) -> bool {
     let steps = rra.steps;
     let mut index = first_pdp;
     let mut row = vec![0.0; pdps.len()];
     while count > 0 {
         if steps == 1 {
             sink.push_rows(pdps, count);
-            return;
+            return true;
         }
         let to_boundary = steps - (index - 1) % steps;
         if completed_before && to_boundary == steps && count >= steps {
@@ -167,4 +169,5 @@ pub(crate) fn feed(
         count -= take;
         index += take;
     }
+    completed_before
 }

@@ -234,6 +234,8 @@ impl Rrd {
         let pre_int = (proc_step_start + step - self.last_update) as f64;
         let post_int = (time - occu_step_start) as f64;
         let elapsed = ((occu_step_start - proc_step_start) / step) as u64;
+        let on_boundary = pre_int == self.step as f64;
+        let split = !on_boundary && elapsed > 1;
         let mut first = Vec::with_capacity(self.ds.len());
         let mut rest = Vec::with_capacity(self.ds.len());
         for ((def, prep), &amount) in self.ds.iter().zip(self.pdp.iter_mut()).zip(&pdp_new) {
@@ -259,13 +261,24 @@ impl Rrd {
             } else {
                 prep.value / (self.step as f64 - prep.unknown_sec as f64 - pre_unknown)
             });
-            rest.push(amount / interval);
+            // When the previous update ended a step, every PDP gets the first one's
+            // value; otherwise the further ones get the rate, which in rrdtool never
+            // carries a negative zero.
+            rest.push(if on_boundary {
+                first[first.len() - 1]
+            } else {
+                amount / interval + 0.0
+            });
             if amount.is_nan() {
                 prep.unknown_sec = post_int as u64;
                 prep.value = f64::NAN;
             } else {
                 prep.unknown_sec = 0;
                 prep.value = amount / interval * post_int;
+                if split {
+                    // As with the rate above: no negative zero after a split.
+                    prep.value += 0.0;
+                }
             }
         }
 
@@ -273,19 +286,26 @@ impl Rrd {
         let ds_count = self.ds.len();
         for (r, rra) in self.rras.iter().enumerate() {
             let preps = &mut self.cdp[r * ds_count..(r + 1) * ds_count];
-            // rrdtool 1.7 applies such an update in two parts: first the PDP it
-            // completes, then the further PDPs at the update's rate. Each part writes
-            // at most one ring's worth of rows, and the second part's first row is
-            // consolidated normally while later ones repeat the rate.
             let mut sink = RingSink {
                 ring: &mut self.rings[r],
                 rows: rra.rows,
                 written: 0,
                 changed: &mut self.changes.rows[r],
             };
-            consolidate::feed(rra, preps, &first, first_pdp, 1, &mut sink);
-            sink.written = 0;
-            consolidate::feed(rra, preps, &rest, first_pdp + 1, elapsed - 1, &mut sink);
+            // The PDP the previous update left part-filled comes first. When the
+            // previous update ended a step, rrdtool 1.7 treats the whole update as one
+            // part: it writes at most one ring's worth of rows, its first row
+            // consolidated normally and later ones repeating the rate. Otherwise it
+            // splits the update after that first PDP, each part with its own cap.
+            let done = consolidate::feed(rra, preps, &first, first_pdp, 1, false, &mut sink);
+            let carried = if on_boundary {
+                done
+            } else {
+                sink.written = 0;
+                false
+            };
+            let (next, count) = (first_pdp + 1, elapsed - 1);
+            consolidate::feed(rra, preps, &rest, next, count, carried, &mut sink);
         }
         self.last_update = time;
         Ok(true)

@@ -231,7 +231,10 @@ pub fn generate(rng: &mut Prng, index: usize) -> Scenario {
     for _ in 0..rng.range(1, 5) {
         let cf = if rng.chance(85) {
             let rra = rng.pick(&rras);
-            CFS.iter().copied().find(|cf| rra[4..].starts_with(cf)).unwrap_or("AVERAGE")
+            CFS.iter()
+                .copied()
+                .find(|cf| rra[4..].starts_with(cf))
+                .unwrap_or("AVERAGE")
         } else {
             *rng.pick(&CFS)
         };
@@ -297,7 +300,9 @@ pub fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
         .expect("rrdtool is not installed: run `apt-get install -y rrdtool` (as root)");
     let mut stdin = child.stdin.take().expect("piped stdin");
     let writer = std::thread::spawn(move || {
-        stdin.write_all(script.as_bytes()).expect("writing to rrdtool");
+        stdin
+            .write_all(script.as_bytes())
+            .expect("writing to rrdtool");
     });
     let output = child.wait_with_output().expect("rrdtool ran");
     writer.join().expect("writer thread");
@@ -320,7 +325,10 @@ pub fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
             block.push('\n');
             continue;
         };
-        match command.next().expect("no more rrdtool output than commands") {
+        match command
+            .next()
+            .expect("no more rrdtool output than commands")
+        {
             Some((scenario, _)) => answers[*scenario].push(outcome),
             None => {
                 if let Err(message) = outcome {
