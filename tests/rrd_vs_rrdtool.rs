@@ -115,8 +115,17 @@ fn assert_no_mismatches(mismatches: &[String], compared: usize) {
 fn random_databases_fetch_exactly_like_rrdtool() {
     require_rrdtool();
     let dir = temp_dir("rrd-diff");
-    let mut rng = Prng::new(0x5EED_0001);
-    let scenarios: Vec<Scenario> = (0..3000).map(|i| generate(&mut rng, i)).collect();
+    // FLEETPOLL_RRD_SEED and FLEETPOLL_RRD_SCENARIOS explore beyond the fixed default.
+    let seed = std::env::var("FLEETPOLL_RRD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_0001);
+    let count = std::env::var("FLEETPOLL_RRD_SCENARIOS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4000);
+    let mut rng = Prng::new(seed);
+    let scenarios: Vec<Scenario> = (0..count).map(|i| generate(&mut rng, i)).collect();
     let answers = run_rrdtool(&scenarios, &dir);
 
     let mut mismatches = Vec::new();
@@ -141,7 +150,7 @@ fn random_databases_fetch_exactly_like_rrdtool() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(compared > 5000, "too few fetches compared: {compared}");
+    assert!(compared > count, "too few fetches compared: {compared}");
     assert_no_mismatches(&mismatches, compared);
 }
 

@@ -115,24 +115,23 @@ pub(crate) trait RowSink {
 /// ending at `index × step`), all with the per-data-source values `pdps`, into one
 /// archive's accumulators. The first row completed within one part of an update is
 /// consolidated from what was accumulated; further full rows hold the PDP value itself,
-/// as rrdtool fills them. `completed_before` says whether this part already completed
-/// a row; the return value says whether it has now.
+/// as rrdtool fills them.
 pub(crate) fn feed(
     rra: &RraDef,
     preps: &mut [CdpPrep],
     pdps: &[f64],
     first_pdp: u64,
     mut count: u64,
-    mut completed_before: bool,
     sink: &mut dyn RowSink,
-) -> bool {
+) {
+    let mut completed_before = false;
     let steps = rra.steps;
     let mut index = first_pdp;
     let mut row = vec![0.0; pdps.len()];
     while count > 0 {
         if steps == 1 {
             sink.push_rows(pdps, count);
-            return true;
+            return;
         }
         let to_boundary = steps - (index - 1) % steps;
         if completed_before && to_boundary == steps && count >= steps {
@@ -169,5 +168,4 @@ pub(crate) fn feed(
         count -= take;
         index += take;
     }
-    completed_before
 }

@@ -231,11 +231,22 @@ impl Rrd {
             return Ok(true);
         }
 
-        let pre_int = (proc_step_start + step - self.last_update) as f64;
         let post_int = (time - occu_step_start) as f64;
         let elapsed = ((occu_step_start - proc_step_start) / step) as u64;
-        let on_boundary = pre_int == self.step as f64;
+        // rrdtool 1.7 handles an update that closes several PDPs in one of two ways.
+        // If the previous update ended a step, every closed PDP gets the same value,
+        // the update's average over all of them. Otherwise the update is split: the
+        // PDP the previous update left part-filled is closed with its known share,
+        // and the rest of the update is applied as an update of its own, from that
+        // PDP's end, whose rate fills the further PDPs.
+        let on_boundary = self.last_update == proc_step_start;
         let split = !on_boundary && elapsed > 1;
+        let (first_end, first_span) = if split {
+            (proc_step_start + step, self.step as f64)
+        } else {
+            (occu_step_start, (elapsed * self.step) as f64)
+        };
+        let pre_int = (first_end - self.last_update) as f64;
         let mut first = Vec::with_capacity(self.ds.len());
         let mut rest = Vec::with_capacity(self.ds.len());
         for ((def, prep), &amount) in self.ds.iter().zip(self.pdp.iter_mut()).zip(&pdp_new) {
@@ -249,36 +260,27 @@ impl Rrd {
                 prep.value += amount / interval * pre_int;
             }
             // Only the unknown time accumulated before this update counts against the
-            // first PDP, not the unknown tail this update closes it with. The heartbeat
-            // is checked against the whole interval when the update closes just this
-            // PDP, but only against the stretch up to its end when it closes several
-            // (rrdtool 1.7 then keeps the known share of the first one).
+            // first PDP, not the unknown tail this update closes it with; the
+            // heartbeat is checked against the stretch that reaches the PDP's end.
             let too_unknown = self.step as f64 / 2.0 < prep.unknown_sec as f64;
-            let heartbeat_span = if elapsed == 1 { interval } else { pre_int };
+            let heartbeat_span = if split { pre_int } else { interval };
             let beyond_heartbeat = heartbeat_span > def.heartbeat as f64;
             first.push(if too_unknown || beyond_heartbeat {
                 f64::NAN
             } else {
-                prep.value / (self.step as f64 - prep.unknown_sec as f64 - pre_unknown)
+                prep.value / (first_span - prep.unknown_sec as f64 - pre_unknown)
             });
-            // When the previous update ended a step, every PDP gets the first one's
-            // value; otherwise the further ones get the rate, which in rrdtool never
-            // carries a negative zero.
-            rest.push(if on_boundary {
-                first[first.len() - 1]
-            } else {
-                amount / interval + 0.0
-            });
+            // The rest of a split update, as an update of its own.
+            let rest_amount = amount - amount / interval * pre_int;
+            let rest_rate = rest_amount / (interval - pre_int);
+            rest.push(rest_rate);
             if amount.is_nan() {
                 prep.unknown_sec = post_int as u64;
                 prep.value = f64::NAN;
             } else {
                 prep.unknown_sec = 0;
-                prep.value = amount / interval * post_int;
-                if split {
-                    // As with the rate above: no negative zero after a split.
-                    prep.value += 0.0;
-                }
+                let rate = if split { rest_rate } else { amount / interval };
+                prep.value = rate * post_int;
             }
         }
 
@@ -292,20 +294,16 @@ impl Rrd {
                 written: 0,
                 changed: &mut self.changes.rows[r],
             };
-            // The PDP the previous update left part-filled comes first. When the
-            // previous update ended a step, rrdtool 1.7 treats the whole update as one
-            // part: it writes at most one ring's worth of rows, its first row
-            // consolidated normally and later ones repeating the rate. Otherwise it
-            // splits the update after that first PDP, each part with its own cap.
-            let done = consolidate::feed(rra, preps, &first, first_pdp, 1, false, &mut sink);
-            let carried = if on_boundary {
-                done
-            } else {
+            // Each part writes at most one ring's worth of rows (its first row
+            // consolidated normally, later ones repeating the part's value).
+            if split {
+                consolidate::feed(rra, preps, &first, first_pdp, 1, &mut sink);
                 sink.written = 0;
-                false
-            };
-            let (next, count) = (first_pdp + 1, elapsed - 1);
-            consolidate::feed(rra, preps, &rest, next, count, carried, &mut sink);
+                let (next, count) = (first_pdp + 1, elapsed - 1);
+                consolidate::feed(rra, preps, &rest, next, count, &mut sink);
+            } else {
+                consolidate::feed(rra, preps, &first, first_pdp, elapsed, &mut sink);
+            }
         }
         self.last_update = time;
         Ok(true)
