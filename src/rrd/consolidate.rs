@@ -113,59 +113,63 @@ pub(crate) trait RowSink {
 
 /// Feeds `count` consecutive PDPs, the first of which has index `first_pdp` (the PDP
 /// ending at `index × step`), all with the per-data-source values `pdps`, into one
-/// archive's accumulators. The first row completed within one part of an update is
-/// consolidated from what was accumulated; further full rows hold the PDP value itself,
-/// as rrdtool fills them.
+/// archive's accumulators. The first row completed is consolidated from what was
+/// accumulated; further full rows hold the PDP value itself, as rrdtool fills them,
+/// and the PDPs left over start the next row.
 pub(crate) fn feed(
     rra: &RraDef,
     preps: &mut [CdpPrep],
     pdps: &[f64],
     first_pdp: u64,
-    mut count: u64,
+    count: u64,
     sink: &mut dyn RowSink,
 ) {
-    let mut completed_before = false;
+    if count == 0 {
+        return;
+    }
+    if rra.steps == 1 {
+        sink.push_rows(pdps, count);
+        return;
+    }
     let steps = rra.steps;
-    let mut index = first_pdp;
-    let mut row = vec![0.0; pdps.len()];
-    while count > 0 {
-        if steps == 1 {
-            sink.push_rows(pdps, count);
-            return;
-        }
-        let to_boundary = steps - (index - 1) % steps;
-        if completed_before && to_boundary == steps && count >= steps {
-            let full = count / steps;
-            for (slot, &pdp) in row.iter_mut().zip(pdps) {
-                *slot = pdp;
+    let to_boundary = steps - (first_pdp - 1) % steps;
+    if count < to_boundary {
+        for (prep, &pdp) in preps.iter_mut().zip(pdps) {
+            if pdp.is_nan() {
+                prep.unknown_pdps += count;
+            } else {
+                prep.value = accumulate(rra.cf, prep.value, pdp, count);
             }
-            sink.push_rows(&row, full);
-            count -= full * steps;
-            index += full * steps;
-            continue;
         }
-        let take = count.min(to_boundary);
-        if take == to_boundary {
-            for ((prep, slot), &pdp) in preps.iter_mut().zip(row.iter_mut()).zip(pdps) {
-                if pdp.is_nan() {
-                    prep.unknown_pdps += take;
-                }
-                *slot = complete(rra, prep, pdp, take);
-                prep.value = identity(rra.cf);
-                prep.unknown_pdps = 0;
+        return;
+    }
+    // The first row completed is consolidated from what was accumulated.
+    let row: Vec<f64> = preps
+        .iter_mut()
+        .zip(pdps)
+        .map(|(prep, &pdp)| {
+            if pdp.is_nan() {
+                prep.unknown_pdps += to_boundary;
             }
-            sink.push_rows(&row, 1);
-            completed_before = true;
+            complete(rra, prep, pdp, to_boundary)
+        })
+        .collect();
+    sink.push_rows(&row, 1);
+    // Further full rows repeat the PDP value.
+    let left = count - to_boundary;
+    sink.push_rows(pdps, left / steps);
+    // What is left over starts the next row.
+    let carried = left % steps;
+    for (prep, &pdp) in preps.iter_mut().zip(pdps) {
+        if carried == 0 || pdp.is_nan() {
+            prep.value = identity(rra.cf);
+            prep.unknown_pdps = if pdp.is_nan() { carried } else { 0 };
         } else {
-            for (prep, &pdp) in preps.iter_mut().zip(pdps) {
-                if pdp.is_nan() {
-                    prep.unknown_pdps += take;
-                } else {
-                    prep.value = accumulate(rra.cf, prep.value, pdp, take);
-                }
-            }
+            prep.value = match rra.cf {
+                Cf::Average => pdp * carried as f64,
+                _ => pdp,
+            };
+            prep.unknown_pdps = 0;
         }
-        count -= take;
-        index += take;
     }
 }

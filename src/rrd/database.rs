@@ -250,6 +250,13 @@ impl Rrd {
         let mut first = Vec::with_capacity(self.ds.len());
         let mut rest = Vec::with_capacity(self.ds.len());
         for ((def, prep), &amount) in self.ds.iter().zip(self.pdp.iter_mut()).zip(&pdp_new) {
+            // The part of the update's amount that falls into the first PDP (rrdtool
+            // computes it in this order when it splits, which shows in its rounding).
+            let first_part = if split {
+                amount * pre_int / interval
+            } else {
+                amount / interval * pre_int
+            };
             let mut pre_unknown = 0.0;
             if amount.is_nan() {
                 pre_unknown = pre_int;
@@ -257,7 +264,7 @@ impl Rrd {
                 if prep.value.is_nan() {
                     prep.value = 0.0;
                 }
-                prep.value += amount / interval * pre_int;
+                prep.value += first_part;
             }
             // Only the unknown time accumulated before this update counts against the
             // first PDP, not the unknown tail this update closes it with; the
@@ -271,7 +278,7 @@ impl Rrd {
                 prep.value / (first_span - prep.unknown_sec as f64 - pre_unknown)
             });
             // The rest of a split update, as an update of its own.
-            let rest_amount = amount - amount / interval * pre_int;
+            let rest_amount = amount - first_part;
             let rest_rate = rest_amount / (interval - pre_int);
             rest.push(rest_rate);
             if amount.is_nan() {
