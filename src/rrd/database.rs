@@ -250,10 +250,12 @@ impl Rrd {
         let mut first = Vec::with_capacity(self.ds.len());
         let mut rest = Vec::with_capacity(self.ds.len());
         for ((def, prep), &amount) in self.ds.iter().zip(self.pdp.iter_mut()).zip(&pdp_new) {
-            // The part of the update's amount that falls into the first PDP (rrdtool
-            // computes it in this order when it splits, which shows in its rounding).
+            // When splitting, rrdtool first applies an update of its own up to the
+            // first PDP's end, carrying the share `amount × pre / interval`; the
+            // order of these operations shows in its rounding, so it is kept.
+            let first_amount = amount * pre_int / interval;
             let first_part = if split {
-                amount * pre_int / interval
+                first_amount / pre_int * pre_int
             } else {
                 amount / interval * pre_int
             };
@@ -278,7 +280,7 @@ impl Rrd {
                 prep.value / (first_span - prep.unknown_sec as f64 - pre_unknown)
             });
             // The rest of a split update, as an update of its own.
-            let rest_amount = amount - first_part;
+            let rest_amount = amount - first_amount;
             let rest_rate = rest_amount / (interval - pre_int);
             rest.push(rest_rate);
             if amount.is_nan() {
