@@ -63,11 +63,14 @@ fn parse_time(text: &str, base: i64) -> anyhow::Result<i64> {
     }
 }
 
+/// Options found on a command line: `(canonical name, value)` pairs.
+type Named<'a> = Vec<(&'static str, &'a str)>;
+
 /// Splits `--name value` / `-n value` options from positional words.
 fn options<'a>(
     args: &'a [String],
     names: &[(&str, &str)],
-) -> anyhow::Result<(Vec<(&'static str, &'a str)>, Vec<&'a str>)> {
+) -> anyhow::Result<(Named<'a>, Vec<&'a str>)> {
     let mut found = Vec::new();
     let mut positional = Vec::new();
     let mut i = 0;

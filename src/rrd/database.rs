@@ -218,7 +218,7 @@ impl Rrd {
         let proc_step_start = self.last_update - self.last_update.rem_euclid(step);
         let occu_step_start = time - time.rem_euclid(step);
         if occu_step_start == proc_step_start {
-            for ((def, prep), &amount) in self.ds.iter().zip(self.pdp.iter_mut()).zip(&pdp_new) {
+            for (prep, &amount) in self.pdp.iter_mut().zip(&pdp_new) {
                 if amount.is_nan() {
                     prep.unknown_sec += interval as u64;
                 } else if prep.value.is_nan() {

@@ -9,8 +9,8 @@
 //! - [`consolidate`]: PDPs into consolidated rows (AVERAGE/MIN/MAX/LAST, xff).
 //! - [`fetch`]: archive choice and the fetch window, as `rrdtool fetch`.
 //! - [`text`]: rrdtool's `%0.10e` numbers, fetch table and info lines.
-//! - [`format`]: the on-disk layout (see `docs/rrd-format.md`); [`crc`] its checksum.
-//! - [`file`]: [`RrdFile`], a file updated in place with positioned writes.
+//! - [`format`](mod@format): the on-disk layout (see `docs/rrd-format.md`); [`crc`] its checksum.
+//! - [`file`](mod@file): [`RrdFile`], a file updated in place with positioned writes.
 //! - [`cli`]: `fleetpoll rrd create|update|fetch|info`.
 
 pub mod cli;

@@ -7,14 +7,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// A small, stable PRNG (SplitMix64) so a seed always gives the same scenarios.
-pub struct Prng(u64);
+pub(crate) struct Prng(u64);
 
 impl Prng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Prng(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -23,32 +23,32 @@ impl Prng {
     }
 
     /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next_u64() % (hi - lo + 1)
     }
 
     /// True with probability `percent`/100.
-    pub fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.range(1, 100) <= percent
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.range(0, items.len() as u64 - 1) as usize]
     }
 }
 
 /// One fetch to compare.
 #[derive(Clone, Debug)]
-pub struct Fetch {
-    pub cf: &'static str,
-    pub start: i64,
-    pub end: i64,
-    pub resolution: Option<u64>,
+pub(crate) struct Fetch {
+    pub(crate) cf: &'static str,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) resolution: Option<u64>,
 }
 
 impl Fetch {
     /// The arguments after `fetch FILE`.
-    pub fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         let mut args = vec![
             self.cf.to_string(),
             "-s".to_string(),
@@ -66,18 +66,18 @@ impl Fetch {
 
 /// One random database: its definition, its updates and the fetches to compare.
 #[derive(Clone, Debug)]
-pub struct Scenario {
-    pub step: u64,
-    pub start: i64,
-    pub ds: Vec<String>,
-    pub rras: Vec<String>,
-    pub updates: Vec<String>,
-    pub fetches: Vec<Fetch>,
+pub(crate) struct Scenario {
+    pub(crate) step: u64,
+    pub(crate) start: i64,
+    pub(crate) ds: Vec<String>,
+    pub(crate) rras: Vec<String>,
+    pub(crate) updates: Vec<String>,
+    pub(crate) fetches: Vec<Fetch>,
 }
 
 impl Scenario {
     /// The arguments after `create FILE`.
-    pub fn create_args(&self) -> Vec<String> {
+    pub(crate) fn create_args(&self) -> Vec<String> {
         let mut args = vec![
             "--step".to_string(),
             self.step.to_string(),
@@ -90,7 +90,7 @@ impl Scenario {
     }
 
     /// How the scenario reads in a failure report.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "create X {}\nupdate X {}",
             self.create_args().join(" "),
@@ -159,7 +159,7 @@ fn bound(rng: &mut Prng, choices: &[&str]) -> String {
 }
 
 /// Generates a scenario from the PRNG.
-pub fn generate(rng: &mut Prng, index: usize) -> Scenario {
+pub(crate) fn generate(rng: &mut Prng, index: usize) -> Scenario {
     let step = *rng.pick(&[1, 2, 5, 10, 10, 60, 60, 300, 7, 13]);
     let start = 1_600_000_000 + rng.range(0, 10_000_000) as i64;
     let ds_count = rng.range(1, 4) as usize;
@@ -269,11 +269,11 @@ pub fn generate(rng: &mut Prng, index: usize) -> Scenario {
 
 /// What rrdtool answered to each fetch of each scenario: the printed table, or the
 /// error message.
-pub type Answers = Vec<Vec<Result<String, String>>>;
+pub(crate) type Answers = Vec<Vec<Result<String, String>>>;
 
 /// Runs every scenario through one `rrdtool -` process (creating files in `dir`) and
 /// returns its fetch output.
-pub fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
+pub(crate) fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
     let mut script = String::new();
     // Per command: Some((scenario, fetch)) for fetches, None for the others.
     let mut commands: Vec<Option<(usize, usize)>> = Vec::new();
@@ -346,7 +346,7 @@ pub fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
 }
 
 /// Fails loudly when rrdtool is missing: the differential tests are never skipped.
-pub fn require_rrdtool() {
+pub(crate) fn require_rrdtool() {
     let found = Command::new("rrdtool")
         .arg("--version")
         .stdout(Stdio::null())
@@ -361,7 +361,7 @@ pub fn require_rrdtool() {
 }
 
 /// A fresh directory under the system temp dir for one test.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("fleetpoll-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
