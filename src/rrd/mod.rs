@@ -25,6 +25,9 @@ pub mod format;
 pub mod text;
 pub mod value;
 
+#[cfg(test)]
+mod rules_tests;
+
 pub use database::Rrd;
 pub use def::{Cf, DsDef, DsType, RraDef};
 pub use error::RrdError;
