@@ -123,7 +123,7 @@ fn random_databases_fetch_exactly_like_rrdtool() {
     let count = std::env::var("FLEETPOLL_RRD_SCENARIOS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4000);
+        .unwrap_or(8000);
     let mut rng = Prng::new(seed);
     let scenarios: Vec<Scenario> = (0..count).map(|i| generate(&mut rng, i)).collect();
     let answers = run_rrdtool(&scenarios, &dir);

@@ -157,6 +157,57 @@ impl Rrd {
         &self.rras
     }
 
+    /// The same database with one more data source appended, unknown until its first
+    /// updates, as if it had been there from the start with no values.
+    pub fn with_data_source(&self, def: DsDef) -> Result<Rrd, RrdError> {
+        def.validate(&def.name)?;
+        if self.ds.iter().any(|d| d.name == def.name) {
+            return Err(RrdError::definition(
+                &def.name,
+                "duplicate data source name",
+            ));
+        }
+        let old_count = self.ds.len();
+        let step_start = self.last_update - self.last_update.rem_euclid(self.step as i64);
+        let mut pdp = self.pdp.clone();
+        pdp.push(PdpPrep {
+            last_raw: RawValue::Unknown,
+            value: 0.0,
+            unknown_sec: (self.last_update - step_start) as u64,
+        });
+        let mut cdp = Vec::with_capacity(self.rras.len() * (old_count + 1));
+        let mut rings = Vec::with_capacity(self.rras.len());
+        for (r, rra) in self.rras.iter().enumerate() {
+            cdp.extend_from_slice(&self.cdp[r * old_count..(r + 1) * old_count]);
+            let before = step_start as u64 % (self.step * rra.steps) / self.step;
+            cdp.push(CdpPrep::new(before));
+            let ring = &self.rings[r];
+            let mut values = Vec::with_capacity(rra.rows as usize * (old_count + 1));
+            for row in ring.values.chunks(old_count) {
+                values.extend_from_slice(row);
+                values.push(f64::NAN);
+            }
+            rings.push(Ring {
+                cur_row: ring.cur_row,
+                values,
+            });
+        }
+        let mut ds = self.ds.clone();
+        ds.push(def);
+        Ok(Rrd {
+            step: self.step,
+            ds,
+            rras: self.rras.clone(),
+            last_update: self.last_update,
+            pdp,
+            cdp,
+            rings,
+            changes: Changes {
+                rows: vec![Vec::new(); self.rras.len()],
+            },
+        })
+    }
+
     /// The time of the last accepted update (the start time before the first one).
     pub fn last_update(&self) -> i64 {
         self.last_update

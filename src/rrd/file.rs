@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
+
 use std::path::{Path, PathBuf};
 
 use super::database::Rrd;
@@ -53,6 +54,44 @@ impl RrdFile {
             layout,
             rrd,
         })
+    }
+
+    /// Replaces the file's contents with `rrd` (same path), atomically: written under
+    /// a temporary name, synced and renamed over the old file.
+    pub fn replace(self, rrd: Rrd) -> Result<RrdFile, RrdError> {
+        let path = self.path.clone();
+        drop(self);
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".new");
+        let tmp = PathBuf::from(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = RrdFile::create(&tmp, rrd)?;
+        std::fs::rename(&tmp, &path).map_err(|source| RrdError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        file.path = path;
+        Ok(file)
+    }
+
+    /// The last update time recorded in a file, reading and verifying only its
+    /// headers (not the ring buffers).
+    pub fn peek_last_update(path: &Path) -> Result<i64, RrdError> {
+        let io = |source| RrdError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let mut fixed = [0u8; 64];
+        file.read_exact_at(&mut fixed, 0).map_err(io)?;
+        let corrupt = |reason: String| RrdError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let data_offset = format::data_offset_of(&fixed).map_err(corrupt)?;
+        let mut head = vec![0u8; data_offset as usize];
+        file.read_exact_at(&mut head, 0).map_err(io)?;
+        format::last_update_of(&head).map_err(corrupt)
     }
 
     /// Opens and verifies a file. A file that fails a check is reported as

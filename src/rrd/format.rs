@@ -370,3 +370,63 @@ pub fn decode(bytes: &[u8]) -> Result<Rrd, String> {
         rings,
     })
 }
+
+/// Where the ring buffers start, from the fixed part of a header (64 bytes), after
+/// checking the magic and version.
+pub fn data_offset_of(fixed: &[u8]) -> Result<u64, String> {
+    if fixed.len() < FIXED_LEN || fixed[..8] != MAGIC {
+        return Err("not a fleetpoll RRD file (bad magic)".to_string());
+    }
+    let mut r = Reader {
+        bytes: fixed,
+        pos: 48,
+    };
+    let data_offset = r.u64()?;
+    if data_offset > 1 << 30 {
+        return Err("the header is corrupt (impossible offsets)".to_string());
+    }
+    Ok(data_offset)
+}
+
+/// The last update time from the bytes before the ring buffers, verifying the
+/// header and live-block checksums.
+pub fn last_update_of(head: &[u8]) -> Result<i64, String> {
+    let mut r = Reader {
+        bytes: head,
+        pos: 8,
+    };
+    let version = r.u32()?;
+    if version != VERSION {
+        return Err(format!(
+            "layout version {version} is not supported (this build reads version {VERSION})"
+        ));
+    }
+    let ds_count = r.u32()? as usize;
+    let rra_count = r.u32()? as usize;
+    let crc_at = FIXED_LEN + ds_count * DS_DEF_LEN + rra_count * RRA_DEF_LEN;
+    let mut c = Reader {
+        bytes: head,
+        pos: crc_at,
+    };
+    if c.u32()? != crc32(&head[..crc_at]) {
+        return Err("the header checksum does not match (the header is corrupt)".to_string());
+    }
+    let mut o = Reader {
+        bytes: head,
+        pos: 32,
+    };
+    let live_offset = o.u64()? as usize;
+    let live_len = o.u64()? as usize;
+    let live = head
+        .get(live_offset..live_offset + live_len)
+        .ok_or_else(|| "the file is truncated".to_string())?;
+    let mut lr = Reader {
+        bytes: live,
+        pos: 0,
+    };
+    if lr.u32()? != crc32(&live[8..]) {
+        return Err("the live-state checksum does not match (torn or corrupt write)".to_string());
+    }
+    lr.u32()?;
+    Ok(lr.u64()? as i64)
+}

@@ -11,6 +11,9 @@
 //! - [`text`]: rrdtool's `%0.10e` numbers, fetch table and info lines.
 //! - [`format`](mod@format): the on-disk layout (see `docs/rrd-format.md`); [`crc`] its checksum.
 //! - [`file`](mod@file): [`RrdFile`], a file updated in place with positioned writes.
+//! - [`journal`]: the synced, checksummed journal replayed on start.
+//! - [`store`]: [`RrdStore`], the engine's `MetricStore`: one file per (remote,
+//!   entity) in the Proxmox VE 9 layout, behind the journal.
 //! - [`cli`]: `fleetpoll rrd create|update|fetch|info`.
 
 pub mod cli;
@@ -22,15 +25,20 @@ pub mod error;
 pub mod fetch;
 pub mod file;
 pub mod format;
+pub mod journal;
+pub mod store;
 pub mod text;
 pub mod value;
 
 #[cfg(test)]
 mod rules_tests;
+#[cfg(test)]
+mod store_tests;
 
 pub use database::Rrd;
 pub use def::{Cf, DsDef, DsType, RraDef};
 pub use error::RrdError;
 pub use fetch::{FetchRequest, FetchResult};
 pub use file::RrdFile;
+pub use store::RrdStore;
 pub use value::{parse_update, RawValue};
