@@ -1,6 +1,6 @@
 //! Differential tests: thousands of random databases are built and fetched by both the
 //! real `rrdtool` and fleetpoll's RRD engine, and the printed fetch output must be
-//! identical, character for character.
+//! identical, character for character, and so must the state `rrdtool info` shows.
 
 mod rrd_support;
 
@@ -8,9 +8,11 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use fleetpoll::rrd::text::render_fetch;
+use fleetpoll::rrd::text::{render_fetch, render_info};
 use fleetpoll::rrd::{parse_update, Cf, DsDef, FetchRequest, RraDef, Rrd, RrdFile};
-use rrd_support::{generate, require_rrdtool, run_rrdtool, temp_dir, Fetch, Prng, Scenario};
+use rrd_support::{
+    comparable_info, generate, require_rrdtool, run_rrdtool, temp_dir, Fetch, Prng, Scenario,
+};
 
 /// Builds the scenario's database in memory.
 fn build(s: &Scenario) -> Rrd {
@@ -105,7 +107,7 @@ fn assert_no_mismatches(mismatches: &[String], compared: usize) {
     let shown: Vec<&String> = mismatches.iter().take(5).collect();
     assert!(
         mismatches.is_empty(),
-        "{} of {compared} fetches differ from rrdtool; the first ones:\n{}",
+        "{} of {compared} comparisons differ from rrdtool; the first ones:\n{}",
         mismatches.len(),
         shown.iter().map(|s| s.as_str()).collect::<String>()
     );
@@ -126,12 +128,27 @@ fn random_databases_fetch_exactly_like_rrdtool() {
         .unwrap_or(8000);
     let mut rng = Prng::new(seed);
     let scenarios: Vec<Scenario> = (0..count).map(|i| generate(&mut rng, i)).collect();
-    let answers = run_rrdtool(&scenarios, &dir);
+    let (answers, infos) = run_rrdtool(&scenarios, &dir, true);
 
     let mut mismatches = Vec::new();
     let mut compared = 0;
     for (i, (s, theirs)) in scenarios.iter().zip(&answers).enumerate() {
         let rrd = build(s);
+        let their_info = infos[i].as_deref().map(comparable_info);
+        let our_info = comparable_info(&render_info(&rrd, "X"));
+        if their_info.as_ref() != Some(&our_info) {
+            let diff: Vec<String> = our_info
+                .iter()
+                .zip(their_info.iter().flatten())
+                .filter(|(a, b)| a != b)
+                .map(|(a, b)| format!("ours:    {a}\nrrdtool: {b}\n"))
+                .collect();
+            mismatches.push(format!(
+                "--- info mismatch ---\n{}\n{}",
+                s.describe(),
+                diff.concat()
+            ));
+        }
         let on_disk = (i % 10 == 0).then(|| build_on_disk(s, &dir.join(format!("ours-{i}.rrd"))));
         for (f, theirs) in s.fetches.iter().zip(theirs) {
             compared += 1;
@@ -183,7 +200,7 @@ fn the_fleetpoll_rrd_command_prints_what_rrdtool_prints() {
     let dir = temp_dir("rrd-cli");
     let mut rng = Prng::new(0x5EED_0002);
     let scenarios: Vec<Scenario> = (0..40).map(|i| generate(&mut rng, i)).collect();
-    let answers = run_rrdtool(&scenarios, &dir);
+    let (answers, _) = run_rrdtool(&scenarios, &dir, false);
 
     let mut mismatches = Vec::new();
     let mut compared = 0;

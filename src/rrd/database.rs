@@ -110,7 +110,7 @@ impl Rrd {
             .iter()
             .map(|_| PdpPrep {
                 last_raw: RawValue::Unknown,
-                value: 0.0,
+                value: f64::NAN,
                 unknown_sec: into_step,
             })
             .collect();
@@ -172,7 +172,7 @@ impl Rrd {
         let mut pdp = self.pdp.clone();
         pdp.push(PdpPrep {
             last_raw: RawValue::Unknown,
-            value: 0.0,
+            value: f64::NAN,
             unknown_sec: (self.last_update - step_start) as u64,
         });
         let mut cdp = Vec::with_capacity(self.rras.len() * (old_count + 1));

@@ -271,9 +271,16 @@ pub(crate) fn generate(rng: &mut Prng, index: usize) -> Scenario {
 /// error message.
 pub(crate) type Answers = Vec<Vec<Result<String, String>>>;
 
+/// Marks the `info` command of a scenario in the command list.
+const INFO: usize = usize::MAX;
+
 /// Runs every scenario through one `rrdtool -` process (creating files in `dir`) and
-/// returns its fetch output.
-pub(crate) fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
+/// returns its fetch output, and with `info` also its `rrdtool info` output.
+pub(crate) fn run_rrdtool(
+    scenarios: &[Scenario],
+    dir: &Path,
+    info: bool,
+) -> (Answers, Vec<Option<String>>) {
     let mut script = String::new();
     // Per command: Some((scenario, fetch)) for fetches, None for the others.
     let mut commands: Vec<Option<(usize, usize)>> = Vec::new();
@@ -289,6 +296,10 @@ pub(crate) fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
         for (f, fetch) in s.fetches.iter().enumerate() {
             script.push_str(&format!("fetch {file} {}\n", fetch.args().join(" ")));
             commands.push(Some((i, f)));
+        }
+        if info {
+            script.push_str(&format!("info {file}\n"));
+            commands.push(Some((i, INFO)));
         }
     }
     let mut child = Command::new("rrdtool")
@@ -312,6 +323,7 @@ pub(crate) fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
         .iter()
         .map(|s| Vec::with_capacity(s.fetches.len()))
         .collect();
+    let mut infos = vec![None; scenarios.len()];
     let mut block = String::new();
     let mut command = commands.iter();
     for line in stdout.lines() {
@@ -329,6 +341,7 @@ pub(crate) fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
             .next()
             .expect("no more rrdtool output than commands")
         {
+            Some((scenario, INFO)) => infos[*scenario] = outcome.ok(),
             Some((scenario, _)) => answers[*scenario].push(outcome),
             None => {
                 if let Err(message) = outcome {
@@ -342,7 +355,22 @@ pub(crate) fn run_rrdtool(scenarios: &[Scenario], dir: &Path) -> Answers {
         "rrdtool stopped early; stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    answers
+    (answers, infos)
+}
+
+/// The lines of `rrdtool info` output that both implementations must agree on: all
+/// but the file name, rrdtool's own format version and header size, and the row
+/// pointers (rrdtool starts its rings at a random row).
+pub(crate) fn comparable_info(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| {
+            !(l.starts_with("filename")
+                || l.starts_with("rrd_version")
+                || l.starts_with("header_size")
+                || l.contains(".cur_row"))
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 /// Fails loudly when rrdtool is missing: the differential tests are never skipped.
