@@ -40,13 +40,13 @@ pub enum RrdError {
     #[error("{0}: file exists; refusing to overwrite it")]
     Exists(PathBuf),
     /// Reading or writing the file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {io}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's error (part of the message, not a separate cause,
+        /// so error chains do not repeat it).
+        io: std::io::Error,
     },
 }
 

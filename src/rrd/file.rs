@@ -32,7 +32,7 @@ impl RrdFile {
         }
         let io = |source| RrdError::Io {
             path: path.to_path_buf(),
-            source,
+            io: source,
         };
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(".tmp");
@@ -68,7 +68,7 @@ impl RrdFile {
         let mut file = RrdFile::create(&tmp, rrd)?;
         std::fs::rename(&tmp, &path).map_err(|source| RrdError::Io {
             path: path.clone(),
-            source,
+            io: source,
         })?;
         file.path = path;
         Ok(file)
@@ -79,7 +79,7 @@ impl RrdFile {
     pub fn peek_last_update(path: &Path) -> Result<i64, RrdError> {
         let io = |source| RrdError::Io {
             path: path.to_path_buf(),
-            source,
+            io: source,
         };
         let file = File::open(path).map_err(io)?;
         let mut fixed = [0u8; 64];
@@ -99,7 +99,7 @@ impl RrdFile {
     pub fn open(path: &Path) -> Result<RrdFile, RrdError> {
         let io = |source| RrdError::Io {
             path: path.to_path_buf(),
-            source,
+            io: source,
         };
         let file = OpenOptions::new()
             .read(true)
@@ -158,7 +158,7 @@ impl RrdFile {
     pub fn sync(&self) -> Result<(), RrdError> {
         self.file.sync_data().map_err(|source| RrdError::Io {
             path: self.path.clone(),
-            source,
+            io: source,
         })
     }
 
@@ -168,7 +168,7 @@ impl RrdFile {
         let ds_count = self.rrd.ds.len();
         let io = |source| RrdError::Io {
             path: self.path.clone(),
-            source,
+            io: source,
         };
         for (rra, ranges) in changes.ranges().into_iter().enumerate() {
             let ring = &self.rrd.rings[rra];

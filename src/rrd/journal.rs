@@ -37,7 +37,7 @@ impl Journal {
     pub fn open(path: &Path) -> Result<(Journal, Replay), RrdError> {
         let io = |source| RrdError::Io {
             path: path.to_path_buf(),
-            source,
+            io: source,
         };
         let mut file = OpenOptions::new()
             .read(true)
@@ -76,7 +76,7 @@ impl Journal {
                 .filter(|&n| n <= MAX_RECORD)
                 .ok_or_else(|| RrdError::Io {
                     path: self.path.clone(),
-                    source: std::io::Error::new(
+                    io: std::io::Error::new(
                         std::io::ErrorKind::InvalidInput,
                         "journal record too large",
                     ),
@@ -87,7 +87,7 @@ impl Journal {
         }
         let io = |source| RrdError::Io {
             path: self.path.clone(),
-            source,
+            io: source,
         };
         self.file.write_all(&buf).map_err(io)?;
         self.file.sync_data().map_err(io)
@@ -97,7 +97,7 @@ impl Journal {
     pub fn clear(&mut self) -> Result<(), RrdError> {
         let io = |source| RrdError::Io {
             path: self.path.clone(),
-            source,
+            io: source,
         };
         self.file.set_len(0).map_err(io)?;
         self.file.seek(SeekFrom::Start(0)).map_err(io)?;

@@ -131,7 +131,7 @@ impl RrdStore {
     pub fn open(dir: &Path) -> Result<(RrdStore, Recovery), RrdError> {
         std::fs::create_dir_all(dir).map_err(|source| RrdError::Io {
             path: dir.to_path_buf(),
-            source,
+            io: source,
         })?;
         let (journal, replay) = Journal::open(&dir.join("journal"))?;
         let mut inner = Inner {
@@ -211,7 +211,7 @@ impl Inner {
                     if let Some(parent) = path.parent() {
                         std::fs::create_dir_all(parent).map_err(|source| RrdError::Io {
                             path: parent.to_path_buf(),
-                            source,
+                            io: source,
                         })?;
                     }
                     let rrd = Rrd::create(PVE_STEP, start, vec![def.clone()], pve_archives())?;
