@@ -3,7 +3,7 @@
 //! at or before the last one.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn run(args: &[&str], stdin: &str) -> Output {
@@ -35,7 +35,7 @@ fn temp_file(name: &str) -> PathBuf {
     path
 }
 
-fn create(path: &PathBuf) {
+fn create(path: &Path) {
     let file = path.to_str().expect("UTF-8 path");
     let output = run(
         &[
