@@ -192,12 +192,12 @@ impl RrdStore {
 }
 
 impl Inner {
-    /// The open file at `path`, opening it, or creating it with the data source and
+    /// The open file at `path`, opening it, or creating it with the data sources and
     /// start time in `create` when it does not exist.
     fn file(
         &mut self,
         path: &Path,
-        create: Option<(&DsDef, i64)>,
+        create: Option<(&[DsDef], i64)>,
     ) -> Result<&mut RrdFile, RrdError> {
         if !self.open.contains_key(path) {
             if self.open.len() >= OPEN_FILES {
@@ -207,14 +207,14 @@ impl Inner {
                 }
             }
             let file = match create {
-                Some((def, start)) if !path.exists() => {
+                Some((defs, start)) if !path.exists() => {
                     if let Some(parent) = path.parent() {
                         std::fs::create_dir_all(parent).map_err(|source| RrdError::Io {
                             path: parent.to_path_buf(),
                             io: source,
                         })?;
                     }
-                    let rrd = Rrd::create(PVE_STEP, start, vec![def.clone()], pve_archives())?;
+                    let rrd = Rrd::create(PVE_STEP, start, defs.to_vec(), pve_archives())?;
                     RrdFile::create(path, rrd)?
                 }
                 _ => RrdFile::open(path)?,
@@ -222,6 +222,38 @@ impl Inner {
             self.open.insert(path.to_path_buf(), file);
         }
         Ok(self.open.get_mut(path).expect("inserted above"))
+    }
+
+    /// The file for an entity, created or grown (one rewrite) so that it has every
+    /// data source in `defs`; returns the column of each.
+    fn file_with(
+        &mut self,
+        path: &Path,
+        defs: &[DsDef],
+        start: i64,
+    ) -> Result<Vec<usize>, RrdError> {
+        let file = self.file(path, Some((defs, start)))?;
+        let mut rrd = None;
+        for def in defs {
+            let current = rrd.as_ref().unwrap_or(file.rrd());
+            if !current.data_sources().iter().any(|d| d.name == def.name) {
+                rrd = Some(current.with_data_source(def.clone())?);
+            }
+        }
+        if let Some(grown) = rrd {
+            let old = self.open.remove(path).expect("opened above");
+            self.open.insert(path.to_path_buf(), old.replace(grown)?);
+        }
+        let names = self.open[path].rrd().data_sources();
+        Ok(defs
+            .iter()
+            .map(|def| {
+                names
+                    .iter()
+                    .position(|d| d.name == def.name)
+                    .expect("added above")
+            })
+            .collect())
     }
 
     /// Applies one remote's batch to its files; returns how many points were ignored
@@ -245,33 +277,34 @@ impl Inner {
             // A new file starts just before its first point, so that point counts.
             let start = times.keys().next().map_or(0, |&t| (t - 1).max(0));
             // Every metric this batch has for the entity must be a data source.
-            let mut columns: HashMap<usize, usize> = HashMap::new();
+            let mut series_order: Vec<usize> = Vec::new();
             for points in times.values() {
                 for &(series, _) in points {
-                    if columns.contains_key(&series) {
-                        continue;
+                    if !series_order.contains(&series) {
+                        series_order.push(series);
                     }
-                    let key = &batch.series[series];
-                    let def = data_source_for(&key.metric, key.kind);
-                    let file = self.file(&path, Some((&def, start)))?;
-                    let existing = file
-                        .rrd()
-                        .data_sources()
-                        .iter()
-                        .position(|d| d.name == def.name);
-                    let column = match existing {
-                        Some(column) => column,
-                        None => {
-                            let grown = file.rrd().with_data_source(def)?;
-                            let column = grown.data_sources().len() - 1;
-                            let old = self.open.remove(&path).expect("opened above");
-                            self.open.insert(path.clone(), old.replace(grown)?);
-                            column
-                        }
-                    };
-                    columns.insert(series, column);
                 }
             }
+            // Metric names that map to the same data-source name share its column.
+            let mut defs: Vec<DsDef> = Vec::new();
+            let mut def_of_series: Vec<(usize, usize)> = Vec::new();
+            for series in series_order {
+                let key = &batch.series[series];
+                let def = data_source_for(&key.metric, key.kind);
+                let index = match defs.iter().position(|d| d.name == def.name) {
+                    Some(index) => index,
+                    None => {
+                        defs.push(def);
+                        defs.len() - 1
+                    }
+                };
+                def_of_series.push((series, index));
+            }
+            let def_columns = self.file_with(&path, &defs, start)?;
+            let columns: HashMap<usize, usize> = def_of_series
+                .into_iter()
+                .map(|(series, index)| (series, def_columns[index]))
+                .collect();
             let file = self.file(&path, None)?;
             let width = file.rrd().data_sources().len();
             let updates: Vec<(i64, Vec<RawValue>)> = times

@@ -224,3 +224,18 @@ fn a_torn_journal_tail_is_cut_off_and_the_records_before_it_replayed() {
     );
     assert!(rows[5][0].is_nan(), "minute 6 was in the torn record");
 }
+
+#[test]
+fn metric_names_become_valid_distinct_data_source_names() {
+    use super::store::ds_name;
+    assert_eq!(ds_name("cpu_current"), "cpu_current");
+    assert_eq!(ds_name("node.load-1"), "node_load_1");
+    let a = ds_name("node_network_receive_bytes_total");
+    let b = ds_name("node_network_transmit_bytes_total");
+    assert_eq!(a.len(), 19);
+    assert!(a.starts_with("node_networ_"), "{a}");
+    assert_ne!(a, b, "a hash of the full name tells long names apart");
+    assert_eq!(a, ds_name("node_network_receive_bytes_total"), "stable");
+    let def: super::DsDef = format!("DS:{a}:GAUGE:120:0:U").parse().unwrap();
+    assert_eq!(def.name, a);
+}
