@@ -117,12 +117,15 @@ pub struct RrdStore {
 }
 
 /// What opening a store found in its journal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recovery {
     /// Journal records applied again to the files.
     pub replayed: usize,
     /// Bytes of a torn or corrupt journal tail that were cut off.
     pub discarded_bytes: u64,
+    /// Records that could not be applied (e.g. to a corrupt file), one message each;
+    /// the store opens anyway and the rest of the journal is applied.
+    pub errors: Vec<String>,
 }
 
 impl RrdStore {
@@ -140,20 +143,23 @@ impl RrdStore {
             open: HashMap::new(),
             cursors: HashMap::new(),
         };
-        let mut replayed = 0;
+        let mut recovery = Recovery {
+            replayed: 0,
+            discarded_bytes: replay.discarded_bytes,
+            errors: Vec::new(),
+        };
         for payload in &replay.records {
-            let record: Record =
-                serde_json::from_slice(payload).map_err(|err| RrdError::Corrupt {
+            let result = serde_json::from_slice::<Record>(payload)
+                .map_err(|err| RrdError::Corrupt {
                     path: dir.join("journal"),
                     reason: format!("a record with an intact checksum does not parse: {err}"),
-                })?;
-            inner.apply(&record.remote, &record.batch)?;
-            replayed += 1;
+                })
+                .and_then(|record| inner.apply(&record.remote, &record.batch));
+            match result {
+                Ok(_) => recovery.replayed += 1,
+                Err(err) => recovery.errors.push(err.to_string()),
+            }
         }
-        let recovery = Recovery {
-            replayed,
-            discarded_bytes: replay.discarded_bytes,
-        };
         Ok((
             RrdStore {
                 inner: Mutex::new(inner),
@@ -271,57 +277,79 @@ impl Inner {
                 .or_default()
                 .push((point.series as usize, point.value));
         }
+        // One entity's failure (a corrupt file) does not stop the others; the first
+        // error is returned.
         let mut ignored = 0;
+        let mut first_error = None;
         for (entity, times) in by_entity {
-            let path = RrdStore::file_path(&self.dir, remote, entity);
-            // A new file starts just before its first point, so that point counts.
-            let start = times.keys().next().map_or(0, |&t| (t - 1).max(0));
-            // Every metric this batch has for the entity must be a data source.
-            let mut series_order: Vec<usize> = Vec::new();
-            for points in times.values() {
-                for &(series, _) in points {
-                    if !series_order.contains(&series) {
-                        series_order.push(series);
-                    }
+            match self.apply_entity(remote, batch, entity, times) {
+                Ok(n) => ignored += n,
+                Err(err) => {
+                    first_error.get_or_insert(err);
                 }
             }
-            // Metric names that map to the same data-source name share its column.
-            let mut defs: Vec<DsDef> = Vec::new();
-            let mut def_of_series: Vec<(usize, usize)> = Vec::new();
-            for series in series_order {
-                let key = &batch.series[series];
-                let def = data_source_for(&key.metric, key.kind);
-                let index = match defs.iter().position(|d| d.name == def.name) {
-                    Some(index) => index,
-                    None => {
-                        defs.push(def);
-                        defs.len() - 1
-                    }
-                };
-                def_of_series.push((series, index));
-            }
-            let def_columns = self.file_with(&path, &defs, start)?;
-            let columns: HashMap<usize, usize> = def_of_series
-                .into_iter()
-                .map(|(series, index)| (series, def_columns[index]))
-                .collect();
-            let file = self.file(&path, None)?;
-            let width = file.rrd().data_sources().len();
-            let updates: Vec<(i64, Vec<RawValue>)> = times
-                .into_iter()
-                .map(|(time, points)| {
-                    let mut values = vec![RawValue::Unknown; width];
-                    for (series, value) in points {
-                        values[columns[&series]] = RawValue::from_f64(value);
-                    }
-                    (time, values)
-                })
-                .collect();
-            ignored += file.update(&updates)?;
+        }
+        if let Some(err) = first_error {
+            return Err(err);
         }
         let cursor = self.cursors.entry(remote.clone()).or_default();
         *cursor = cursor.advance(batch.newest());
         Ok(ignored)
+    }
+
+    /// Applies one entity's points (by time) to its file.
+    fn apply_entity(
+        &mut self,
+        remote: &RemoteId,
+        batch: &MetricBatch,
+        entity: &str,
+        times: PointsByTime,
+    ) -> Result<usize, RrdError> {
+        let path = RrdStore::file_path(&self.dir, remote, entity);
+        // A new file starts just before its first point, so that point counts.
+        let start = times.keys().next().map_or(0, |&t| (t - 1).max(0));
+        // Every metric this batch has for the entity must be a data source.
+        let mut series_order: Vec<usize> = Vec::new();
+        for points in times.values() {
+            for &(series, _) in points {
+                if !series_order.contains(&series) {
+                    series_order.push(series);
+                }
+            }
+        }
+        // Metric names that map to the same data-source name share its column.
+        let mut defs: Vec<DsDef> = Vec::new();
+        let mut def_of_series: Vec<(usize, usize)> = Vec::new();
+        for series in series_order {
+            let key = &batch.series[series];
+            let def = data_source_for(&key.metric, key.kind);
+            let index = match defs.iter().position(|d| d.name == def.name) {
+                Some(index) => index,
+                None => {
+                    defs.push(def);
+                    defs.len() - 1
+                }
+            };
+            def_of_series.push((series, index));
+        }
+        let def_columns = self.file_with(&path, &defs, start)?;
+        let columns: HashMap<usize, usize> = def_of_series
+            .into_iter()
+            .map(|(series, index)| (series, def_columns[index]))
+            .collect();
+        let file = self.file(&path, None)?;
+        let width = file.rrd().data_sources().len();
+        let updates: Vec<(i64, Vec<RawValue>)> = times
+            .into_iter()
+            .map(|(time, points)| {
+                let mut values = vec![RawValue::Unknown; width];
+                for (series, value) in points {
+                    values[columns[&series]] = RawValue::from_f64(value);
+                }
+                (time, values)
+            })
+            .collect();
+        file.update(&updates)
     }
 }
 

@@ -239,3 +239,63 @@ fn metric_names_become_valid_distinct_data_source_names() {
     let def: super::DsDef = format!("DS:{a}:GAUGE:120:0:U").parse().unwrap();
     assert_eq!(def.name, a);
 }
+
+/// A batch with the node's metrics and one guest's cpu, for minutes `first..first+n`.
+fn two_entities(first: i64, minutes: i64) -> MetricBatch {
+    let mut b = batch(first, minutes, false);
+    b.series
+        .push(series("qemu/100", "cpu_current", MetricKind::Gauge));
+    for m in first..first + minutes {
+        b.points.push(MetricPoint {
+            series: 2,
+            timestamp: T0 + 60 * m,
+            value: 0.25,
+        });
+    }
+    b
+}
+
+#[test]
+fn a_corrupt_entity_file_is_reported_and_spares_the_other_entities_and_the_restart() {
+    let dir = temp_dir("corrupt");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    store.store_metrics(&write(two_entities(0, 2)));
+    store.commit().unwrap();
+    drop(store);
+    let node = RrdStore::file_path(&dir, &RemoteId::new("lab"), "node/pve1");
+    let mut bytes = std::fs::read(&node).unwrap();
+    bytes[70] ^= 0xFF;
+    std::fs::write(&node, &bytes).unwrap();
+
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    let result = store.store_metrics(&write(two_entities(2, 2)));
+    let err = result[0].clone().unwrap_err();
+    assert!(err.0.contains("node%2Fpve1.rrd"), "{err}");
+    assert_eq!(
+        std::fs::read(&node).unwrap(),
+        bytes,
+        "the corrupt file is kept as it is"
+    );
+    let guest = store
+        .fetch(
+            &RemoteId::new("lab"),
+            "qemu/100",
+            &FetchRequest {
+                cf: Cf::Average,
+                start: T0 + 60,
+                end: T0 + 179,
+                resolution: 60,
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        guest.rows[1].1,
+        vec![0.25],
+        "minute 3 of the guest was stored"
+    );
+    drop(store);
+
+    let (_, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.errors.len(), 1, "{:?}", recovery.errors);
+}
