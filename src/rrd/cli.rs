@@ -28,6 +28,23 @@ fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
+/// Runs `fleetpoll rrd …` as a command: prints any error (with its causes) and
+/// returns the exit code — 0, 64 for bad usage, 1 for runtime errors. `args` are the
+/// words after `rrd`.
+pub fn main(args: &[String]) -> u8 {
+    match run(args) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("fleetpoll: {err:#}");
+            if err.is::<UsageError>() {
+                64
+            } else {
+                1
+            }
+        }
+    }
+}
+
 /// Runs `fleetpoll rrd …`; `args` are the words after `rrd`.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let Some((command, rest)) = args.split_first() else {
