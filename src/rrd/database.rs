@@ -330,11 +330,13 @@ impl Rrd {
             } else {
                 prep.value / (first_span - prep.unknown_sec as f64 - pre_unknown)
             });
-            // The rest of a split update, as an update of its own: its rate fills
-            // whole PDPs (rate × step / step, rounding included).
+            // The rest of a split update, as an update of its own that starts on a
+            // step boundary: its PDPs all get its average over the whole PDPs it
+            // covers (rate × span / span, rounding included).
             let rest_amount = amount - first_amount;
             let rest_rate = rest_amount / (interval - pre_int);
-            rest.push(rest_rate * self.step as f64 / self.step as f64);
+            let rest_span = ((elapsed - 1) * self.step) as f64;
+            rest.push(rest_rate * rest_span / rest_span);
             if amount.is_nan() {
                 prep.unknown_sec = post_int as u64;
                 prep.value = f64::NAN;
