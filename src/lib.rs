@@ -5,6 +5,8 @@
 //! - [`engine`]: the supervised collection engine (the `fleetpoll-actors` crate).
 //! - [`config`]: the TOML configuration file: schema, validation, building the engine's config.
 //! - [`remote`]: HTTPS clients of Proxmox VE and Proxmox Backup Server remotes.
+//! - [`rrd`]: round-robin databases with rrdtool's semantics, the crash-safe journal and
+//!   the engine's metric store on them (`fleetpoll rrd …`).
 //! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
 //! - [`daemon`]: `fleetpoll run`: signals, systemd notification, the API server.
@@ -18,4 +20,5 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod remote;
+pub mod rrd;
 pub mod sim;

@@ -60,6 +60,13 @@ enum Command {
         #[arg(long, short = 'c', default_value = "/etc/fleetpoll/fleetpoll.toml")]
         config: std::path::PathBuf,
     },
+    /// Round-robin database tool (`fleetpoll rrd create|update|fetch|info`).
+    #[command(disable_help_flag = true)]
+    Rrd {
+        /// Arguments of the rrd tool, passed through.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Serve a simulated fleet of PVE and PBS remotes over HTTPS (`fleetpoll sim --help`).
     #[command(disable_help_flag = true)]
     Sim {
@@ -133,6 +140,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Command::Rrd { args } = &cli.command {
+        return ExitCode::from(fleetpoll::rrd::cli::main(args));
+    }
     if let Command::Sim { args } = cli.command {
         // The simulator parses its own flags and runs its own runtime.
         let mut full = vec!["fleetpoll".to_string(), "sim".to_string()];
@@ -195,7 +205,7 @@ fn main() -> ExitCode {
         Command::Demo { .. } => "error",
         Command::Run { .. } | Command::Status { .. } | Command::Trigger { .. } => "info",
         Command::Validate { .. } => "warn",
-        Command::Sim { .. } => "warn",
+        Command::Sim { .. } | Command::Rrd { .. } => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -1,0 +1,122 @@
+//! Reading rows back: the choice of archive and the time window, as `rrdtool fetch`
+//! makes them.
+
+use super::database::Rrd;
+use super::def::Cf;
+use super::error::RrdError;
+
+/// What a fetch asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// The consolidation function wanted.
+    pub cf: Cf,
+    /// The start of the window (seconds since the epoch).
+    pub start: i64,
+    /// The end of the window.
+    pub end: i64,
+    /// The wished resolution in seconds; `1` (rrdtool's default) means the finest.
+    pub resolution: u64,
+}
+
+/// The rows a fetch returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FetchResult {
+    /// The window's start after rounding down to the archive's resolution.
+    pub start: i64,
+    /// The window's end after rounding up (an aligned end gains a row).
+    pub end: i64,
+    /// The resolution of the chosen archive.
+    pub step: u64,
+    /// Index of the chosen archive.
+    pub archive: usize,
+    /// The data-source names, in column order.
+    pub names: Vec<String>,
+    /// The rows: a timestamp `ts` (covering `(ts − step, ts]`) and one value per data
+    /// source, NaN when unknown.
+    pub rows: Vec<(i64, Vec<f64>)>,
+}
+
+impl Rrd {
+    /// Chooses the archive a fetch reads from: among archives of the same CF (or any
+    /// one-step AVERAGE/MIN/MAX/LAST archive) the one whose span covers `start` with
+    /// the resolution closest to the wish; failing that, the one covering most of
+    /// the window.
+    pub fn choose_archive(&self, request: &FetchRequest) -> Result<usize, RrdError> {
+        let mut best_full: Option<(usize, u64)> = None;
+        let mut best_part: Option<(usize, i64, u64)> = None;
+        for (i, rra) in self.rras.iter().enumerate() {
+            if rra.cf != request.cf && rra.steps != 1 {
+                continue;
+            }
+            let span_step = (rra.steps * self.step) as i64;
+            let cal_end = self.last_update - self.last_update.rem_euclid(span_step);
+            let cal_start = cal_end - span_step * rra.rows as i64;
+            let step_diff = (request.resolution as i64).abs_diff(span_step);
+            if cal_start <= request.start {
+                if best_full.is_none_or(|(_, best)| step_diff < best) {
+                    best_full = Some((i, step_diff));
+                }
+            } else {
+                let covered = (request.end - request.start) - (cal_start - request.start);
+                let better = match best_part {
+                    None => true,
+                    Some((_, best_cover, best_diff)) => {
+                        best_cover < covered || (best_cover == covered && step_diff < best_diff)
+                    }
+                };
+                if better {
+                    best_part = Some((i, covered, step_diff));
+                }
+            }
+        }
+        best_full
+            .map(|(i, _)| i)
+            .or(best_part.map(|(i, _, _)| i))
+            .ok_or_else(|| {
+                RrdError::Fetch(format!(
+                    "the RRD does not contain an RRA matching the chosen CF {}",
+                    request.cf
+                ))
+            })
+    }
+
+    /// Reads the rows of the window from the chosen archive.
+    pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResult, RrdError> {
+        if request.end < request.start {
+            return Err(RrdError::Fetch(format!(
+                "start ({}) should be less than end ({})",
+                request.start, request.end
+            )));
+        }
+        let archive = self.choose_archive(request)?;
+        let rra = &self.rras[archive];
+        let step = (rra.steps * self.step) as i64;
+        let start = request.start - request.start.rem_euclid(step);
+        let end = request.end + (step - request.end.rem_euclid(step));
+        let ring = &self.rings[archive];
+        let ds_count = self.ds.len();
+        let newest = self.last_update - self.last_update.rem_euclid(step);
+        let rows = rra.rows as i64;
+        let mut out = Vec::with_capacity(((end - start) / step) as usize);
+        let mut ts = start + step;
+        while ts <= end {
+            let back = (newest - ts) / step;
+            let values = if ts <= newest && back < rows {
+                let row = (ring.cur_row as i64 - back).rem_euclid(rows) as usize;
+                ring.values[row * ds_count..(row + 1) * ds_count].to_vec()
+            } else {
+                vec![f64::NAN; ds_count]
+            };
+            out.push((ts, values));
+            ts += step;
+        }
+        Ok(FetchResult {
+            start,
+            end,
+            step: step as u64,
+            archive,
+            names: self.ds.iter().map(|d| d.name.clone()).collect(),
+            rows: out,
+        })
+    }
+}

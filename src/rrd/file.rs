@@ -1,0 +1,188 @@
+//! An RRD file on disk: created once, opened with every checksum verified, and updated
+//! in place by positioned writes of only the changed rows and the live block.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+
+use std::path::{Path, PathBuf};
+
+use super::database::Rrd;
+use super::error::RrdError;
+use super::fetch::{FetchRequest, FetchResult};
+use super::format::{self, Layout};
+use super::value::RawValue;
+
+/// An open RRD file with its contents in memory.
+#[derive(Debug)]
+pub struct RrdFile {
+    path: PathBuf,
+    file: File,
+    layout: Layout,
+    rrd: Rrd,
+}
+
+impl RrdFile {
+    /// Writes `rrd` as a new file; refuses to replace an existing one. The file is
+    /// written under a temporary name, synced and renamed, so a crash never leaves a
+    /// half-written file under `path`.
+    pub fn create(path: &Path, rrd: Rrd) -> Result<RrdFile, RrdError> {
+        if path.exists() {
+            return Err(RrdError::Exists(path.to_path_buf()));
+        }
+        let io = |source| RrdError::Io {
+            path: path.to_path_buf(),
+            io: source,
+        };
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io)?;
+        file.write_all(&format::encode(&rrd)).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        let layout = Layout::of(rrd.ds.len(), &rrd.rras);
+        Ok(RrdFile {
+            path: path.to_path_buf(),
+            file,
+            layout,
+            rrd,
+        })
+    }
+
+    /// Replaces the file's contents with `rrd` (same path), atomically: written under
+    /// a temporary name, synced and renamed over the old file.
+    pub fn replace(self, rrd: Rrd) -> Result<RrdFile, RrdError> {
+        let path = self.path.clone();
+        drop(self);
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".new");
+        let tmp = PathBuf::from(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = RrdFile::create(&tmp, rrd)?;
+        std::fs::rename(&tmp, &path).map_err(|source| RrdError::Io {
+            path: path.clone(),
+            io: source,
+        })?;
+        file.path = path;
+        Ok(file)
+    }
+
+    /// The last update time recorded in a file, reading and verifying only its
+    /// headers (not the ring buffers).
+    pub fn peek_last_update(path: &Path) -> Result<i64, RrdError> {
+        let io = |source| RrdError::Io {
+            path: path.to_path_buf(),
+            io: source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let mut fixed = [0u8; 64];
+        file.read_exact_at(&mut fixed, 0).map_err(io)?;
+        let corrupt = |reason: String| RrdError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let data_offset = format::data_offset_of(&fixed).map_err(corrupt)?;
+        let mut head = vec![0u8; data_offset as usize];
+        file.read_exact_at(&mut head, 0).map_err(io)?;
+        format::last_update_of(&head).map_err(corrupt)
+    }
+
+    /// Opens and verifies a file. A file that fails a check is reported as
+    /// [`RrdError::Corrupt`] and left exactly as it is.
+    pub fn open(path: &Path) -> Result<RrdFile, RrdError> {
+        let io = |source| RrdError::Io {
+            path: path.to_path_buf(),
+            io: source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        let bytes = std::fs::read(path).map_err(io)?;
+        let rrd = format::decode(&bytes).map_err(|reason| RrdError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        let layout = Layout::of(rrd.ds.len(), &rrd.rras);
+        Ok(RrdFile {
+            path: path.to_path_buf(),
+            file,
+            layout,
+            rrd,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The database as of the last update.
+    pub fn rrd(&self) -> &Rrd {
+        &self.rrd
+    }
+
+    /// Applies updates in order and writes the changes; returns how many were ignored
+    /// because they lay at or before the last update.
+    pub fn update(&mut self, updates: &[(i64, Vec<RawValue>)]) -> Result<usize, RrdError> {
+        let mut ignored = 0;
+        let mut result = Ok(());
+        for (time, values) in updates {
+            match self.rrd.update(*time, values) {
+                Ok(true) => {}
+                Ok(false) => ignored += 1,
+                Err(err) => {
+                    result = Err(err);
+                    break;
+                }
+            }
+        }
+        self.write_changes()?;
+        result.map(|()| ignored)
+    }
+
+    /// Reads rows back, as [`Rrd::fetch`].
+    pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResult, RrdError> {
+        self.rrd.fetch(request)
+    }
+
+    /// Makes the written changes durable.
+    pub fn sync(&self) -> Result<(), RrdError> {
+        self.file.sync_data().map_err(|source| RrdError::Io {
+            path: self.path.clone(),
+            io: source,
+        })
+    }
+
+    /// Writes the changed rows, then the live block that makes them current.
+    fn write_changes(&mut self) -> Result<(), RrdError> {
+        let changes = self.rrd.take_changes();
+        let ds_count = self.rrd.ds.len();
+        let io = |source| RrdError::Io {
+            path: self.path.clone(),
+            io: source,
+        };
+        for (rra, ranges) in changes.ranges().into_iter().enumerate() {
+            let ring = &self.rrd.rings[rra];
+            for range in ranges {
+                let values =
+                    &ring.values[range.start as usize * ds_count..range.end as usize * ds_count];
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let offset = self.layout.row_offset(&self.rrd, rra, range.start);
+                self.file.write_all_at(&bytes, offset).map_err(io)?;
+            }
+        }
+        let live = format::encode_live(&self.rrd, &self.layout);
+        self.file
+            .write_all_at(&live, self.layout.live_offset)
+            .map_err(io)
+    }
+}

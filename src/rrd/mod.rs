@@ -1,0 +1,44 @@
+//! A round-robin database engine with rrdtool 1.7's semantics, in a file format of
+//! fleetpoll's own.
+//!
+//! # Layout
+//!
+//! - [`def`]: data-source and archive definitions and their `DS:`/`RRA:` syntax.
+//! - [`value`]: raw update values and the counter difference and wrap rules.
+//! - [`database`]: the in-memory [`Rrd`] and its update rules (heartbeat, rates, PDPs).
+//! - [`consolidate`]: PDPs into consolidated rows (AVERAGE/MIN/MAX/LAST, xff).
+//! - [`fetch`]: archive choice and the fetch window, as `rrdtool fetch`.
+//! - [`text`]: rrdtool's `%0.10e` numbers, fetch table and info lines.
+//! - [`format`](mod@format): the on-disk layout (see `docs/rrd-format.md`); [`crc`] its checksum.
+//! - [`file`](mod@file): [`RrdFile`], a file updated in place with positioned writes.
+//! - [`journal`]: the synced, checksummed journal replayed on start.
+//! - [`store`]: [`RrdStore`], the engine's `MetricStore`: one file per (remote,
+//!   entity) in the Proxmox VE 9 layout, behind the journal.
+//! - [`cli`]: `fleetpoll rrd create|update|fetch|info`.
+
+pub mod cli;
+pub mod consolidate;
+pub mod crc;
+pub mod database;
+pub mod def;
+pub mod error;
+pub mod fetch;
+pub mod file;
+pub mod format;
+pub mod journal;
+pub mod store;
+pub mod text;
+pub mod value;
+
+#[cfg(test)]
+mod rules_tests;
+#[cfg(test)]
+mod store_tests;
+
+pub use database::Rrd;
+pub use def::{Cf, DsDef, DsType, RraDef};
+pub use error::RrdError;
+pub use fetch::{FetchRequest, FetchResult};
+pub use file::RrdFile;
+pub use store::RrdStore;
+pub use value::{parse_update, RawValue};

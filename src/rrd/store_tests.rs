@@ -1,0 +1,301 @@
+//! Behaviour specifications of [`RrdStore`]: files per entity in the Proxmox VE 9
+//! layout, cursors, and recovery from the journal after a crash or a torn tail.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fleetpoll_actors::{
+    Cursor, MetricBatch, MetricKind, MetricPoint, MetricStore, MetricWrite, RemoteId, SeriesKey,
+};
+
+use super::store::{pve_archives, RrdStore};
+use super::{Cf, DsType, FetchRequest, RrdFile};
+
+const T0: i64 = 1_700_000_040; // a multiple of 60
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fleetpoll-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn series(entity: &str, metric: &str, kind: MetricKind) -> SeriesKey {
+    SeriesKey {
+        entity: Arc::from(entity),
+        metric: Arc::from(metric),
+        kind,
+    }
+}
+
+/// `minutes` points per series, one a minute from `T0 + 60 × first`: cpu 0.5, a
+/// network counter growing 6000 a minute, memory 100.
+fn batch(first: i64, minutes: i64, with_memory: bool) -> MetricBatch {
+    let mut series = vec![
+        series("node/pve1", "cpu_current", MetricKind::Gauge),
+        series("node/pve1", "net_in", MetricKind::Derive),
+    ];
+    if with_memory {
+        series.push(series_mem());
+    }
+    let mut points = Vec::new();
+    for m in first..first + minutes {
+        let timestamp = T0 + 60 * m;
+        points.push(MetricPoint {
+            series: 0,
+            timestamp,
+            value: 0.5,
+        });
+        points.push(MetricPoint {
+            series: 1,
+            timestamp,
+            value: (6000 * m) as f64,
+        });
+        if with_memory {
+            points.push(MetricPoint {
+                series: 2,
+                timestamp,
+                value: 100.0,
+            });
+        }
+    }
+    MetricBatch {
+        series,
+        points,
+        dropped_future: 0,
+    }
+}
+
+fn series_mem() -> SeriesKey {
+    series("node/pve1", "mem_used", MetricKind::Gauge)
+}
+
+fn write(batch: MetricBatch) -> Vec<MetricWrite> {
+    vec![MetricWrite {
+        remote: RemoteId::new("lab"),
+        batch,
+    }]
+}
+
+/// The 1-minute AVERAGE rows of `node/pve1` for minutes `from..=to`.
+fn rows(store: &RrdStore, from: i64, to: i64) -> Vec<Vec<f64>> {
+    let result = store
+        .fetch(
+            &RemoteId::new("lab"),
+            "node/pve1",
+            &FetchRequest {
+                cf: Cf::Average,
+                start: T0 + 60 * from - 60,
+                end: T0 + 60 * to - 1,
+                resolution: 60,
+            },
+        )
+        .unwrap()
+        .expect("the entity was stored");
+    assert_eq!(result.step, 60);
+    result.rows.into_iter().map(|(_, values)| values).collect()
+}
+
+#[test]
+fn an_entity_gets_one_file_in_the_proxmox_layout_holding_all_its_metrics() {
+    let dir = temp_dir("layout");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    let cursors = store.store_metrics(&write(batch(0, 5, true)));
+    assert_eq!(cursors, vec![Ok(Cursor(Some(T0 + 240)))]);
+    let path = RrdStore::file_path(&dir, &RemoteId::new("lab"), "node/pve1");
+    assert_eq!(path, dir.join("lab").join("node%2Fpve1.rrd"));
+    let file = RrdFile::open(&path).unwrap();
+    let rrd = file.rrd();
+    assert_eq!(rrd.step(), 60);
+    assert_eq!(rrd.archives(), pve_archives().as_slice());
+    let kinds: Vec<_> = rrd
+        .data_sources()
+        .iter()
+        .map(|d| (d.name.as_str(), d.kind, d.heartbeat, d.min, d.max))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("cpu_current", DsType::Gauge, 120, Some(0.0), None),
+            ("net_in", DsType::Derive, 120, Some(0.0), None),
+            ("mem_used", DsType::Gauge, 120, Some(0.0), None),
+        ]
+    );
+    // The file starts a second before the first point, so minute 0 is mostly
+    // unknown; from minute 1 on every metric is known (the counter as a rate).
+    let rows = rows(&store, 0, 4);
+    assert!(rows[0].iter().all(|v| v.is_nan()), "{:?}", rows[0]);
+    assert_eq!(rows[1], vec![0.5, 100.0, 100.0]);
+    assert_eq!(rows[4], vec![0.5, 100.0, 100.0]);
+}
+
+#[test]
+fn points_already_stored_are_ignored_without_error() {
+    let dir = temp_dir("ignored");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    let first = store.store_metrics(&write(batch(0, 3, false)));
+    let again = store.store_metrics(&write(batch(0, 3, false)));
+    assert_eq!(first, again);
+    assert_eq!(rows(&store, 1, 2), vec![vec![0.5, 100.0]; 2]);
+}
+
+#[test]
+fn a_metric_that_appears_later_gets_a_column_and_earlier_data_stays() {
+    let dir = temp_dir("grow");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    store.store_metrics(&write(batch(0, 3, false)));
+    store.store_metrics(&write(batch(3, 3, true)));
+    let rows = rows(&store, 1, 5);
+    assert_eq!(rows[0].len(), 3);
+    assert_eq!(rows[0][..2], [0.5, 100.0], "minute 1 kept");
+    assert!(rows[0][2].is_nan(), "memory was not measured then");
+    assert_eq!(rows[4], vec![0.5, 100.0, 100.0]);
+}
+
+#[test]
+fn the_cursor_survives_a_restart() {
+    let dir = temp_dir("cursor");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    store.store_metrics(&write(batch(0, 4, false)));
+    store.commit().unwrap();
+    drop(store);
+    let (store, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.replayed, 0, "the commit emptied the journal");
+    assert_eq!(store.cursor(&RemoteId::new("lab")), Cursor(Some(T0 + 180)));
+    assert_eq!(store.cursor(&RemoteId::new("other")), Cursor::START);
+}
+
+/// Copies every `.rrd` file under `dir` (a snapshot of what a sync made durable).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let remote = dir.join("lab");
+    std::fs::read_dir(&remote)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn acknowledged_points_lost_from_the_files_in_a_crash_are_replayed_from_the_journal() {
+    let dir = temp_dir("crash");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    store.store_metrics(&write(batch(0, 3, false)));
+    store.commit().unwrap();
+    let durable = snapshot(&dir);
+    // Acknowledged (journalled and synced), but the in-place writes are then lost.
+    assert!(store.store_metrics(&write(batch(3, 3, false)))[0].is_ok());
+    drop(store);
+    for (path, bytes) in durable {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let (store, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.replayed, 1);
+    assert_eq!(rows(&store, 1, 5), vec![vec![0.5, 100.0]; 5]);
+}
+
+#[test]
+fn a_torn_journal_tail_is_cut_off_and_the_records_before_it_replayed() {
+    let dir = temp_dir("torn");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    store.store_metrics(&write(batch(0, 3, false)));
+    store.commit().unwrap();
+    let durable = snapshot(&dir);
+    store.store_metrics(&write(batch(3, 2, false)));
+    store.store_metrics(&write(batch(5, 2, false)));
+    drop(store);
+    for (path, bytes) in durable {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let journal = dir.join("journal");
+    let len = std::fs::metadata(&journal).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    let (store, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.replayed, 1);
+    assert!(recovery.discarded_bytes > 0);
+    let rows = rows(&store, 1, 6);
+    assert_eq!(
+        rows[3],
+        vec![0.5, 100.0],
+        "minute 4 came from the intact record"
+    );
+    assert!(rows[5][0].is_nan(), "minute 6 was in the torn record");
+}
+
+#[test]
+fn metric_names_become_valid_distinct_data_source_names() {
+    use super::store::ds_name;
+    assert_eq!(ds_name("cpu_current"), "cpu_current");
+    assert_eq!(ds_name("node.load-1"), "node_load_1");
+    let a = ds_name("node_network_receive_bytes_total");
+    let b = ds_name("node_network_transmit_bytes_total");
+    assert_eq!(a.len(), 19);
+    assert!(a.starts_with("node_networ_"), "{a}");
+    assert_ne!(a, b, "a hash of the full name tells long names apart");
+    assert_eq!(a, ds_name("node_network_receive_bytes_total"), "stable");
+    let def: super::DsDef = format!("DS:{a}:GAUGE:120:0:U").parse().unwrap();
+    assert_eq!(def.name, a);
+}
+
+/// A batch with the node's metrics and one guest's cpu, for minutes `first..first+n`.
+fn two_entities(first: i64, minutes: i64) -> MetricBatch {
+    let mut b = batch(first, minutes, false);
+    b.series
+        .push(series("qemu/100", "cpu_current", MetricKind::Gauge));
+    for m in first..first + minutes {
+        b.points.push(MetricPoint {
+            series: 2,
+            timestamp: T0 + 60 * m,
+            value: 0.25,
+        });
+    }
+    b
+}
+
+#[test]
+fn a_corrupt_entity_file_is_reported_and_spares_the_other_entities_and_the_restart() {
+    let dir = temp_dir("corrupt");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    store.store_metrics(&write(two_entities(0, 2)));
+    store.commit().unwrap();
+    drop(store);
+    let node = RrdStore::file_path(&dir, &RemoteId::new("lab"), "node/pve1");
+    let mut bytes = std::fs::read(&node).unwrap();
+    bytes[70] ^= 0xFF;
+    std::fs::write(&node, &bytes).unwrap();
+
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    let result = store.store_metrics(&write(two_entities(2, 2)));
+    let err = result[0].clone().unwrap_err();
+    assert!(err.0.contains("node%2Fpve1.rrd"), "{err}");
+    assert_eq!(
+        std::fs::read(&node).unwrap(),
+        bytes,
+        "the corrupt file is kept as it is"
+    );
+    let guest = store
+        .fetch(
+            &RemoteId::new("lab"),
+            "qemu/100",
+            &FetchRequest {
+                cf: Cf::Average,
+                start: T0 + 60,
+                end: T0 + 179,
+                resolution: 60,
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        guest.rows[1].1,
+        vec![0.25],
+        "minute 3 of the guest was stored"
+    );
+    drop(store);
+
+    let (_, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.errors.len(), 1, "{:?}", recovery.errors);
+}

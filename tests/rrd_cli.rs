@@ -1,0 +1,136 @@
+//! The `fleetpoll rrd` command's contract: exit code 64 with the usage for bad
+//! usage, 1 naming the file for runtime errors, a warning (and success) for updates
+//! at or before the last one.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fleetpoll");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("fleetpoll ran")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn temp_file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fleetpoll-rrd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn create(path: &Path) {
+    let file = path.to_str().expect("UTF-8 path");
+    let output = run(
+        &[
+            "rrd",
+            "create",
+            file,
+            "--step",
+            "10",
+            "--start",
+            "1700000000",
+            "DS:a:GAUGE:20:U:U",
+            "RRA:AVERAGE:0.5:1:10",
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn bad_usage_exits_64_with_the_usage() {
+    for args in [
+        &["rrd"][..],
+        &["rrd", "frobnicate"],
+        &[
+            "rrd",
+            "create",
+            "/tmp/x.rrd",
+            "DS:a:GAUGE:20:U:U",
+            "RRA:AVERAGE:2:1:1",
+        ],
+        &["rrd", "fetch", "/tmp/x.rrd"],
+        &["nonsense"],
+        &[],
+    ] {
+        let output = run(args, "");
+        assert_eq!(
+            output.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        // Case-insensitive: clap (on main) prints "Usage:".
+        let message = stderr(&output).to_lowercase();
+        assert!(message.contains("usage"), "{args:?}: {message}");
+    }
+}
+
+#[test]
+fn a_corrupt_file_exits_1_naming_the_file_and_what_to_do() {
+    let path = temp_file("corrupt.rrd");
+    create(&path);
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[70] ^= 0xFF;
+    std::fs::write(&path, &bytes).expect("write");
+    let output = run(
+        &["rrd", "fetch", path.to_str().expect("UTF-8"), "AVERAGE"],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("corrupt.rrd"), "{message}");
+    assert!(message.contains("checksum"), "{message}");
+    assert!(message.contains("backup"), "{message}");
+    assert_eq!(std::fs::read(&path).expect("read"), bytes, "left untouched");
+}
+
+#[test]
+fn updates_at_or_before_the_last_one_are_skipped_with_a_warning() {
+    let path = temp_file("old.rrd");
+    create(&path);
+    let file = path.to_str().expect("UTF-8");
+    let output = run(
+        &["rrd", "update", file, "-"],
+        "1700000010:1\n1700000005:2 1700000010:3\n1700000020:4\n",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("2 update(s)"),
+        "{}",
+        stderr(&output)
+    );
+    let fetch = run(
+        &[
+            "rrd",
+            "fetch",
+            file,
+            "AVERAGE",
+            "-s",
+            "1700000000",
+            "-e",
+            "1700000019",
+        ],
+        "",
+    );
+    let text = String::from_utf8_lossy(&fetch.stdout);
+    assert!(text.contains("1700000010: 1.0000000000e+00"), "{text}");
+    assert!(text.contains("1700000020: 4.0000000000e+00"), "{text}");
+}
