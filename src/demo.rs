@@ -1,19 +1,22 @@
 //! `fleetpoll demo`: the main job on an embedded default, no configuration. It starts
 //! the fleet simulator in-process (PVE clusters and PBS servers over HTTPS on loopback,
-//! a few of them faulty), points the engine's real PVE/PBS clients at it with pinned
-//! certificate fingerprints, and prints one progress line per second until Ctrl-C (or
-//! until `--duration-secs` has passed), then shuts down gracefully.
+//! a few of them faulty), writes a config for it as `fleetpoll sim --write-config`
+//! would, and runs exactly what `fleetpoll run` runs on it — the real PVE/PBS clients
+//! with pinned fingerprints, the stores in a data directory, the HTTP API — printing
+//! the API's URL and one progress line per second until Ctrl-C (or until
+//! `--duration-secs` has passed), then shutting down gracefully.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use fleetpoll_actors::testing::{MemoryMetricStore, MemoryTaskStore};
-use fleetpoll_actors::{Clock, Engine, EngineConfig, PollState, RemoteConfig, TokioClock};
+use fleetpoll_actors::{Clock, PollState, TokioClock};
 
-use crate::remote::tls::system_roots;
-use crate::remote::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
+use crate::config::resolve;
+use crate::daemon::Service;
+use crate::sim::write_config::fleet_config;
 use crate::sim::{SimConfig, Simulator};
 
 /// Options of the demo.
@@ -25,6 +28,10 @@ pub struct DemoOptions {
     pub interval: Duration,
     /// Stop after this long; `None` runs until Ctrl-C.
     pub duration: Option<Duration>,
+    /// Where metrics and tasks are stored; a temporary directory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Where the API listens (an ephemeral port is used when this one is taken).
+    pub listen: SocketAddr,
 }
 
 impl Default for DemoOptions {
@@ -33,6 +40,8 @@ impl Default for DemoOptions {
             remotes: 36,
             interval: Duration::from_secs(10),
             duration: None,
+            data_dir: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8450)),
         }
     }
 }
@@ -64,60 +73,56 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             .context("the demo's fault list")?,
         ..SimConfig::default()
     };
-    let listen: SocketAddr = "127.0.0.1:0".parse().context("loopback address")?;
-    let sim = Simulator::start(sim_config, listen)
+    let loopback: SocketAddr = "127.0.0.1:0".parse().context("loopback address")?;
+    let sim = Simulator::start(sim_config, loopback)
         .await
         .context("starting the simulator")?;
 
+    let temp;
+    let data_dir = match &options.data_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::tempdir().context("creating a temporary data directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let mut config = fleet_config(&sim, &data_dir);
+    config.collection.interval_secs = options.interval.as_secs().max(1);
+    config.collection.start_offset_max_secs =
+        (options.interval.as_secs() / 5).min(config.collection.interval_secs - 1);
+    config.collection.connection_delay_max_ms = 500;
+    config.collection.backoff_base_secs = 2;
+    config.collection.backoff_cap_secs = 30;
+    config.collection.skip_recent_secs = 2;
+    config.limits.request_timeout_secs = 5;
+    config.limits.connect_timeout_secs = 2;
+    // The demo's API: the asked-for address, or any free port when it is taken.
+    config.api.listen = match std::net::TcpListener::bind(options.listen) {
+        Ok(probe) => {
+            drop(probe);
+            options.listen.to_string()
+        }
+        Err(_) => "127.0.0.1:0".to_string(),
+    };
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
-    let roots = system_roots();
-    let mut config = EngineConfig::default();
-    config.collection.interval = options.interval;
-    config.collection.start_offset_max = options.interval / 5;
-    config.collection.connection_delay_max = Duration::from_millis(500);
-    config.collection.backoff_base = Duration::from_secs(2);
-    config.collection.backoff_cap = Duration::from_secs(30);
-    config.collection.skip_recent = Duration::from_secs(2);
-    for info in sim.remotes() {
-        let endpoint = RemoteEndpoint {
-            remote: info.id.as_str().into(),
-            nodes: vec![NodeAddress::new(
-                "127.0.0.1",
-                info.address.port(),
-                Some(info.fingerprint),
-            )],
-            token: ApiToken::new(info.token_id.clone(), info.secret.clone()),
-            options: ClientOptions {
-                request_timeout: Duration::from_secs(5),
-                connect_timeout: Duration::from_secs(2),
-                path_prefix: info.path_prefix.clone(),
-                roots: Some(roots.clone()),
-                clock: clock.clone(),
-                ..ClientOptions::default()
-            },
-        };
-        let source = endpoint
-            .into_source(info.kind)
-            .with_context(|| format!("building the client of {}", info.id))?;
-        config
-            .remotes
-            .push(RemoteConfig::new(info.id.as_str(), info.kind, source));
-    }
-    let metrics = MemoryMetricStore::new();
-    let tasks = MemoryTaskStore::new();
-    let engine = Engine::builder(config)
-        .metric_store(metrics.clone())
-        .task_store(tasks.clone())
-        .clock(clock)
-        .start()
-        .await?;
+    let resolved = resolve(Path::new("(demo)"), config, clock.clone())
+        .context("the demo's generated config")?;
+    let service = Service::start(resolved, clock).await?;
+    let engine = service.engine.clone();
     println!(
-        "fleetpoll demo: simulator on https://{} ({} PVE clusters, {} PBS, faults: {}), \
-         collecting every {} s; Ctrl-C stops",
+        "fleetpoll demo: simulator on https://{} ({} PVE clusters, {} PBS, faults: {})",
         sim.addr(),
         options.remotes - pbs,
         pbs,
         DEMO_FAULTS.join(", "),
+    );
+    println!(
+        "fleetpoll demo: API on http://{}  (try: fleetpoll status --api http://{})",
+        service.api_addr, service.api_addr
+    );
+    println!(
+        "fleetpoll demo: data in {}, collecting every {} s; Ctrl-C stops",
+        data_dir.display(),
         options.interval.as_secs()
     );
     let stop = async {
@@ -138,12 +143,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
                 let count = |f: &dyn Fn(PollState) -> bool| status.iter().filter(|s| f(s.state)).count();
                 let ok = count(&|s| s == PollState::Ok);
                 let failing = count(&|s| matches!(s, PollState::Failing | PollState::Backoff | PollState::Failed));
+                let tasks_ok = status.iter().filter(|s| s.tasks_last_success.is_some()).count();
                 let limiter = engine.limiter().await?;
+                let storage = engine.storage().await?;
                 println!(
-                    "remotes ok {ok:>3} | failing {failing:>3} | pending {:>3} | points stored {:>8} | tasks cached {:>6} | connections {:>2}/{}",
+                    "remotes ok {ok:>3} | failing {failing:>3} | pending {:>3} | points stored {:>8} | task lists {:>3} | connections {:>2}/{}",
                     status.len() - ok - failing,
-                    metrics.total_points(),
-                    tasks.total_tasks(),
+                    storage.points_stored,
+                    tasks_ok,
                     limiter.in_use,
                     limiter.global_cap,
                 );
@@ -167,7 +174,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     if !failing.is_empty() {
         println!("remotes not ok at the end:\n{}", failing.join("\n"));
     }
-    let report = engine.shutdown(Duration::from_secs(5)).await?;
+    let report = service.stop(Duration::from_secs(5)).await?;
     sim.shutdown().await;
     println!(
         "fleetpoll demo: stopped in {} ms ({} polls cut short)",

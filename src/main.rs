@@ -32,6 +32,12 @@ enum Command {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration_secs: Option<u64>,
+        /// Where to keep the data (default: a temporary directory).
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// Where the API listens (a free port is used when this one is taken).
+        #[arg(long, default_value = "127.0.0.1:8450")]
+        listen: std::net::SocketAddr,
     },
     /// Run the daemon: poll the configured remotes and serve the API.
     Run {
@@ -227,6 +233,8 @@ fn main() -> ExitCode {
                 remotes,
                 interval_secs,
                 duration_secs,
+                data_dir,
+                listen,
             } => {
                 if remotes == 0 || interval_secs == 0 {
                     return Err(
@@ -237,6 +245,8 @@ fn main() -> ExitCode {
                     remotes,
                     interval: Duration::from_secs(interval_secs),
                     duration: duration_secs.map(Duration::from_secs),
+                    data_dir,
+                    listen,
                 })
                 .await
             }

@@ -34,6 +34,7 @@ fn demo_collects_from_its_fleet_and_stops_cleanly() {
         "only {best_ok} of 8 remotes reached ok:\n{stdout}"
     );
     assert!(stdout.contains("fleetpoll demo: stopped"), "{stdout}");
+    assert!(stdout.contains("API on http://127.0.0.1:"), "{stdout}");
 }
 
 #[test]

@@ -46,6 +46,86 @@ fn init_logging(filter: &str, format: LogFormat) {
     };
 }
 
+/// A running engine with its stores and its API server: what `run` and `demo` share.
+#[derive(Debug)]
+pub struct Service {
+    /// The engine.
+    pub engine: EngineHandle,
+    /// Where the API listens.
+    pub api_addr: std::net::SocketAddr,
+    /// Reload requests from the API (`POST /api/v1/reload`).
+    pub reload_rx: mpsc::Receiver<ReloadRequest>,
+    /// The last reload's outcome, shown by the API.
+    pub last_reload: Arc<Mutex<Option<serde_json::Value>>>,
+    stop_api: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Service {
+    /// Opens the stores, binds the API, starts the engine and serves the API.
+    pub async fn start(
+        resolved: config::Resolved,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Service> {
+        let (metrics, tasks) = stores::open(&resolved.config.storage)?;
+        let listener = tokio::net::TcpListener::bind(resolved.api_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (api.listen)", resolved.api_listen))?;
+        let api_addr = listener.local_addr().context("the API's address")?;
+        let engine = Engine::builder(resolved.engine)
+            .metric_store(metrics)
+            .task_store(tasks)
+            .clock(clock)
+            .start()
+            .await
+            .context("starting the engine")?;
+        let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+        let last_reload = Arc::new(Mutex::new(None));
+        let state = ApiState {
+            engine: engine.clone(),
+            token: resolved.api_token.clone(),
+            reload: reload_tx,
+            last_reload: last_reload.clone(),
+        };
+        let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(async move {
+            let mut stop = stop_api_rx;
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(shutdown)
+                .await
+        });
+        Ok(Service {
+            engine,
+            api_addr,
+            reload_rx,
+            last_reload,
+            stop_api,
+            server,
+        })
+    }
+
+    /// Stops the API, shuts the engine down within `grace` and logs what was cut short.
+    pub async fn stop(self, grace: Duration) -> anyhow::Result<fleetpoll_actors::ShutdownReport> {
+        let _ = self.stop_api.send(true);
+        let report = self
+            .engine
+            .shutdown(grace)
+            .await
+            .context("shutting the engine down")?;
+        if !report.cut_short.is_empty() {
+            tracing::warn!(remotes = ?report.cut_short, "polls cut short by the grace period");
+        }
+        if let Some(err) = &report.flush_error {
+            tracing::error!(error = %err, "flushing the stores failed");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        Ok(report)
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
@@ -53,39 +133,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     init_logging(&resolved.config.log.filter, resolved.config.log.format);
     let notifier = Notifier::from_env();
     let grace = Duration::from_secs(resolved.config.supervision.shutdown_grace_secs);
-
-    let (metrics, tasks) = stores::open(&resolved.config.storage)?;
-    let listener = tokio::net::TcpListener::bind(resolved.api_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (api.listen)", resolved.api_listen))?;
-    let api_addr = listener.local_addr().context("the API's address")?;
     let remotes = resolved.engine.remotes.len();
-    let engine = Engine::builder(resolved.engine)
-        .metric_store(metrics)
-        .task_store(tasks)
-        .clock(clock.clone())
-        .start()
-        .await
-        .context("starting the engine")?;
-
-    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let last_reload = Arc::new(Mutex::new(None));
-    let state = ApiState {
-        engine: engine.clone(),
-        token: resolved.api_token.clone(),
-        reload: reload_tx,
-        last_reload: last_reload.clone(),
-    };
-    let (stop_api_tx, stop_api_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        let mut stop = stop_api_rx;
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let mut service = Service::start(resolved, clock.clone()).await?;
+    let engine = service.engine.clone();
+    let api_addr = service.api_addr;
+    let last_reload = service.last_reload.clone();
     tracing::info!(config = %config_path.display(), remotes, api = %api_addr, "fleetpoll is running");
     println!("fleetpoll: API on http://{api_addr}");
     notifier.ready(&format!("{remotes} remotes, API on {api_addr}"));
@@ -110,7 +162,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
                 let outcome = reload(&config_path, &engine, clock.clone(), &notifier).await;
                 remember(&last_reload, &outcome);
             }
-            Some(reply) = reload_rx.recv() => {
+            Some(reply) = service.reload_rx.recv() => {
                 let outcome = reload(&config_path, &engine, clock.clone(), &notifier).await;
                 remember(&last_reload, &outcome);
                 let _ = reply.send(outcome);
@@ -127,18 +179,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         }
     }
     notifier.stopping();
-    let _ = stop_api_tx.send(true);
-    let report = engine
-        .shutdown(grace)
-        .await
-        .context("shutting the engine down")?;
-    if !report.cut_short.is_empty() {
-        tracing::warn!(remotes = ?report.cut_short, "polls cut short by the grace period");
-    }
-    if let Some(err) = &report.flush_error {
-        tracing::error!(error = %err, "flushing the stores failed");
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let report = service.stop(grace).await?;
     tracing::info!(elapsed_ms = report.elapsed_ms, "fleetpoll stopped");
     Ok(())
 }

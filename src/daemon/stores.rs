@@ -1,12 +1,15 @@
-//! Opens the daemon's stores from `[storage]`.
+//! Opens the daemon's stores from `[storage]`: RRD files with their journal under
+//! `state_dir/metrics`, the task cache under `cache_dir`. Opening replays the metric
+//! journal, so nothing acknowledged before a crash is missing.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use fleetpoll_actors::testing::{MemoryMetricStore, MemoryTaskStore};
+use fleetpoll_actors::testing::MemoryTaskStore;
 use fleetpoll_actors::{MetricStore, TaskStore};
 
 use crate::config::StorageConfig;
+use crate::rrd::RrdStore;
 
 /// The metric store and task cache of the daemon.
 pub(super) fn open(
@@ -20,7 +23,20 @@ pub(super) fn open(
             )
         })?;
     }
-    // Until the RRD store and the task cache are wired in, data lives in memory.
-    tracing::warn!("metrics and tasks are kept in memory only in this build");
-    Ok((MemoryMetricStore::new(), MemoryTaskStore::new()))
+    let metrics_dir = storage.state_dir.join("metrics");
+    let (metrics, recovery) = RrdStore::open(&metrics_dir)
+        .with_context(|| format!("opening the metric store in {}", metrics_dir.display()))?;
+    if recovery.replayed > 0 || recovery.discarded_bytes > 0 {
+        tracing::info!(
+            replayed = recovery.replayed,
+            discarded_bytes = recovery.discarded_bytes,
+            "metric journal replayed"
+        );
+    }
+    for err in &recovery.errors {
+        tracing::error!(error = %err, "a journalled batch could not be applied");
+    }
+    // The task cache lands with the storage work; until then tasks live in memory.
+    tracing::warn!("tasks are kept in memory only in this build");
+    Ok((Arc::new(metrics), MemoryTaskStore::new()))
 }
