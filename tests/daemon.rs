@@ -166,6 +166,22 @@ fn the_daemon_polls_the_fleet_reloads_on_sighup_and_stops_on_sigterm() {
     assert_eq!(v["results"][0]["ok"], true, "{v}");
     let (status, _) = json(port, "POST", "/api/v1/collect", r#"{"remote":"ghost"}"#);
     assert_eq!(status, 404);
+    let (status, metrics) = http(port, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("fleetpoll_remotes{state=\"ok\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fleetpoll_poll_duration_seconds_count"),
+        "{metrics}"
+    );
+    let ok_polls: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fleetpoll_polls_total{outcome=\"ok\",class=\"\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(ok_polls >= 5, "{metrics}");
 
     // SIGHUP: pbs-2 added, pve-3 removed, pve-2 changed.
     let without_pve3 = {

@@ -20,6 +20,7 @@ use crate::model::{RemoteId, TaskRef};
 use crate::poll::{CollectError, Target};
 use crate::remotes::{Job, ReloadReport, RemotesMsg, TriggerResults};
 use crate::scheduler::{SchedulerMsg, SchedulerStats};
+use crate::stats::{PollStats, PollStatsSnapshot};
 use crate::status::RemoteStatus;
 use crate::storage::{StorageMsg, StorageStats, Stores};
 use crate::store::{MetricStore, TaskStore};
@@ -134,12 +135,14 @@ impl EngineBuilder {
         };
         let (refs_tx, refs_rx) = watch::channel(Refs::default());
         let live = LiveFeed::new(LIVE_REPLAY_BATCHES);
+        let stats = Arc::new(PollStats::default());
         let args = SupervisorArgs {
             config: self.config.clone(),
             stores,
             env: Env {
                 clock: self.clock,
                 rng: self.rng,
+                stats: stats.clone(),
             },
             refs: refs_tx,
             live: live.clone(),
@@ -155,6 +158,7 @@ impl EngineBuilder {
                 supervisor,
                 refs: refs_rx,
                 live,
+                stats,
                 accepting: AtomicBool::new(true),
                 join: std::sync::Mutex::new(Some(join)),
                 ask_timeout: Duration::from_secs(30),
@@ -168,6 +172,7 @@ struct Inner {
     supervisor: ActorRef<SupervisorMsg>,
     refs: watch::Receiver<Refs>,
     live: Arc<LiveFeed>,
+    stats: Arc<PollStats>,
     accepting: AtomicBool,
     join: std::sync::Mutex<Option<JoinHandle<()>>>,
     ask_timeout: Duration,
@@ -312,6 +317,11 @@ impl EngineHandle {
     /// than `since` (from a short replay buffer), then each new one as it is stored.
     pub fn subscribe(&self, since: Option<crate::model::UnixTime>) -> Subscription {
         self.inner.live.subscribe(since)
+    }
+
+    /// Poll counters: successes, failures by class, the duration histogram.
+    pub fn poll_stats(&self) -> PollStatsSnapshot {
+        self.inner.stats.snapshot()
     }
 
     /// Every remote's status, in config order.

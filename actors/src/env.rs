@@ -11,15 +11,18 @@ use crate::limiter::LimiterMsg;
 use crate::remotes::RemotesMsg;
 use crate::rotation::RotationMsg;
 use crate::scheduler::SchedulerMsg;
+use crate::stats::PollStats;
 use crate::storage::StorageMsg;
 
-/// The clock and randomness of one engine.
+/// The clock, randomness and poll counters of one engine.
 #[derive(Debug, Clone)]
 pub struct Env {
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
     /// Random draws.
     pub rng: Arc<dyn Randomness>,
+    /// Poll counters.
+    pub stats: Arc<PollStats>,
 }
 
 /// The running incarnation of each long-lived actor, as last published by the supervisor.

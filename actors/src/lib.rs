@@ -23,7 +23,8 @@
 //! - [`engine`]: [`Engine::builder`] and the [`EngineHandle`] (the library's front door).
 //! - [`supervisor`], [`remotes`], [`supervision`]: the tree and the OTP restart bookkeeping.
 //! - [`limiter`]: the RateLimiter and its [`Lease`](limiter::Lease).
-//! - [`poller`], [`poll`], [`backoff`], [`status`]: one remote's collection and what it reports.
+//! - [`poller`], [`poll`], [`backoff`], [`status`], [`stats`]: one remote's collection and
+//!   what it reports.
 //! - [`scheduler`], [`rotation`]: everything driven by time.
 //! - [`storage`], [`live`]: the single writer in front of the store traits, and the feed
 //!   of what it stored.
@@ -44,6 +45,7 @@ pub mod remotes;
 pub mod rotation;
 pub mod scheduler;
 pub mod source;
+pub mod stats;
 pub mod status;
 pub mod storage;
 pub mod store;

@@ -782,13 +782,18 @@ impl PollerState {
                 s.last_error_class = None;
                 s.newest_datapoint = cursor.0;
                 s.points_stored += *points as u64;
-                s.last_duration_ms = job.started.map(|t| t.elapsed().as_millis() as u64);
+                let took = job.started.map(|t| t.elapsed());
+                s.last_duration_ms = took.map(|d| d.as_millis() as u64);
+                self.env.stats.record_ok(took);
             }
             (JobKind::Metrics, Err(err)) => {
                 let class = match err {
                     CollectError::Source(e) => e.class,
                     _ => ErrorClass::Other,
                 };
+                self.env
+                    .stats
+                    .record_failure(class, job.started.map(|t| t.elapsed()));
                 let delay = self.backoff.fail(class.is_persistent(), &*self.env.rng);
                 self.retry_seq += 1;
                 let retry_seq = self.retry_seq;

@@ -1,6 +1,6 @@
 //! `GET /metrics`: fleetpoll's own state in the Prometheus text exposition format —
-//! remotes by state, per-remote health, connection permits and queues, storage and
-//! scheduler counters.
+//! remotes by state, per-remote health, polls by outcome and error class, the poll
+//! duration histogram, connection permits and queues, storage and scheduler counters.
 
 use std::fmt::Write;
 
@@ -149,6 +149,7 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
     }
+    write_poll_stats(&mut out, &state.engine.poll_stats());
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -156,4 +157,34 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
         )],
         out,
     ))
+}
+
+/// Polls by outcome and class, and the poll duration histogram.
+fn write_poll_stats(out: &mut String, polls: &fleetpoll_actors::stats::PollStatsSnapshot) {
+    let _ = writeln!(
+        out,
+        "# HELP fleetpoll_polls_total Metric polls by outcome and error class."
+    );
+    let _ = writeln!(out, "# TYPE fleetpoll_polls_total counter");
+    let _ = writeln!(
+        out,
+        "fleetpoll_polls_total{{outcome=\"ok\",class=\"\"}} {}",
+        polls.ok
+    );
+    for (class, n) in &polls.failed {
+        let _ = writeln!(
+            out,
+            "fleetpoll_polls_total{{outcome=\"failed\",class=\"{}\"}} {n}",
+            class.as_str()
+        );
+    }
+    let name = "fleetpoll_poll_duration_seconds";
+    let _ = writeln!(out, "# HELP {name} Time from lease to stored (or failed).");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (bound, n) in &polls.duration_buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", polls.duration_count);
+    let _ = writeln!(out, "{name}_sum {}", polls.duration_sum_secs);
+    let _ = writeln!(out, "{name}_count {}", polls.duration_count);
 }
