@@ -510,3 +510,67 @@ fn under_systemd_the_daemon_reports_ready_pings_the_watchdog_and_stopping() {
     assert!(stopping, "STOPPING=1 was not sent");
     assert!(daemon.0.wait().unwrap().success());
 }
+
+#[test]
+fn a_restarted_daemon_resumes_from_the_stored_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, mut daemon, port) = start_fleet(dir.path());
+    let status = |port| {
+        let (_, v) = json(port, "GET", "/api/v1/remotes/pve-1", "");
+        (
+            v["newest_datapoint"].as_i64().unwrap_or(0),
+            v["points_stored"].as_u64().unwrap_or(0),
+        )
+    };
+    let (cursor_before, first_points) = status(port);
+    assert!(first_points > 1000, "the first poll fetched the history");
+    let pid = daemon.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(daemon.0.wait().unwrap().success());
+
+    // Same config, same data directory.
+    let config = dir.path().join("fleetpoll.toml");
+    let _again = Proc(
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(Duration::from_secs(30), "the daemon is back", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // Its cursor comes back from the files before any poll.
+    let (cursor_after_start, _) = status(port);
+    assert_eq!(
+        cursor_after_start, cursor_before,
+        "the cursor is read back from disk"
+    );
+    // A poll after the restart fetches only what is new since the cursor.
+    wait_until(Duration::from_secs(20), "a new generation exists", || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        now >= cursor_before + 10
+    });
+    let (status_code, v) = json(
+        port,
+        "POST",
+        "/api/v1/collect",
+        r#"{"remote":"pve-1","wait":true}"#,
+    );
+    assert_eq!(status_code, 200, "{v}");
+    let (cursor_after, points_after) = status(port);
+    assert!(cursor_after > cursor_before, "new points arrived");
+    assert!(
+        points_after * 10 < first_points,
+        "after the restart only new points are fetched ({points_after} vs {first_points} at first)"
+    );
+}
