@@ -1,6 +1,7 @@
 //! `fleetpoll-bench`: one benchmark scenario per subcommand. Each prints progress to
 //! stderr and one JSON object with its figures as the last line of stdout.
 
+mod e2e;
 mod engine;
 mod fleet;
 mod measure;
@@ -20,6 +21,8 @@ enum Scenario {
     /// The engine alone: in-process fake remotes with a fixed latency, one full cycle,
     /// idle memory per poller, and trigger latency during a running cycle.
     Engine(engine::EngineArgs),
+    /// The daemon against the simulator, both as processes: a full cycle and API latency.
+    E2e(e2e::E2eArgs),
     /// One metrics cycle of a simulated fleet over HTTPS (simulator in its own process).
     Fleet(fleet::FleetArgs),
     /// Metric reply parsing into the engine's batch type, on one core.
@@ -32,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Engine(args) => engine::run(args)?,
         Scenario::Parse(args) => parse::run(args)?,
         Scenario::Fleet(args) => fleet::run(args)?,
+        Scenario::E2e(args) => e2e::run(args)?,
     };
     println!("{result}");
     Ok(())

@@ -1,0 +1,264 @@
+//! Scenario `e2e`: the product as deployed. `fleetpoll sim` and `fleetpoll run` run as
+//! separate processes; the daemon's config comes from `sim --write-config`. One full
+//! cycle — metrics and task lists of every remote, stored — is started through the API
+//! and waited for, while another thread measures the API's latency for a task page and
+//! an hour of a node's metrics. Reports the cycle against `ceil(remotes/concurrency) ×
+//! latency`, the daemon's CPU time and peak memory, and both latencies' p99.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::measure::{percentile, round};
+
+/// Flags of the `e2e` scenario.
+#[derive(Debug, clap::Args)]
+pub(crate) struct E2eArgs {
+    /// Number of simulated remotes (a third of them PBS).
+    #[arg(long, default_value_t = 1000)]
+    remotes: usize,
+    /// The simulator's reply latency in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    latency_ms: u64,
+    /// The daemon's global connection cap.
+    #[arg(long, default_value_t = 20)]
+    concurrency: u32,
+    /// Nodes per PVE cluster.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Guests per PVE cluster.
+    #[arg(long, default_value_t = 10)]
+    guests: usize,
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn request(port: u16, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).context("connecting to the API")?;
+    s.set_read_timeout(Some(Duration::from_secs(600)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let status = raw.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// CPU seconds and peak RSS (MiB) of a process, from `/proc`.
+fn proc_usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm_kib / 1024.0)
+}
+
+fn binary() -> anyhow::Result<std::path::PathBuf> {
+    let bin = std::env::current_exe()?.with_file_name("fleetpoll");
+    if !bin.exists() {
+        bail!(
+            "{} is missing; build it first: cargo build --release --bin fleetpoll",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting until {what}");
+        }
+        #[allow(clippy::disallowed_methods)] // reason: a plain thread polling other processes
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
+    let bin = binary()?;
+    let dir = tempfile::tempdir().context("a temporary directory")?;
+    let config = dir.path().join("fleet.toml");
+    let pbs = args.remotes / 3;
+    let _sim = Proc(
+        Command::new(&bin)
+            .args(["sim", "--listen", "127.0.0.1:0", "--seed", "1"])
+            .args([
+                "--pve",
+                &(args.remotes - pbs).to_string(),
+                "--pbs",
+                &pbs.to_string(),
+            ])
+            .args([
+                "--nodes",
+                &args.nodes.to_string(),
+                "--guests",
+                &args.guests.to_string(),
+            ])
+            .args(["--fault", &format!("latency={}", args.latency_ms)])
+            .arg("--write-config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting fleetpoll sim")?,
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the simulator wrote its config",
+        || config.exists(),
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    prepare_config(&config, port, args.concurrency)?;
+    let daemon = Proc(
+        Command::new(&bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting fleetpoll run")?,
+    );
+    let pid = daemon.0.id();
+    wait_for(Duration::from_secs(60), "the API answers", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })?;
+
+    // Latency probes run while the cycle runs.
+    let running = Arc::new(AtomicBool::new(true));
+    let probe_flag = running.clone();
+    let prober = std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+        let (mut tasks, mut rrd) = (Vec::new(), Vec::new());
+        while probe_flag.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            request(port, "GET", "/api/v1/tasks?limit=50", "")?;
+            tasks.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            request(
+                port,
+                "GET",
+                "/api/v1/rrd/pve-1/node/pve-1-n1?timeframe=hour&cf=AVERAGE",
+                "",
+            )?;
+            rrd.push(t.elapsed().as_secs_f64() * 1000.0);
+            #[allow(clippy::disallowed_methods)] // reason: pacing a plain probe thread
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok((tasks, rrd))
+    });
+
+    let (cpu0, _) = proc_usage(pid);
+    let t0 = Instant::now();
+    let (metrics, tasks) = std::thread::scope(|s| {
+        let m = s.spawn(|| request(port, "POST", "/api/v1/collect", r#"{"wait":true}"#));
+        let t = s.spawn(|| request(port, "POST", "/api/v1/tasks/refresh", r#"{"wait":true}"#));
+        (m.join(), t.join())
+    });
+    let cycle = t0.elapsed().as_secs_f64();
+    running.store(false, Ordering::Relaxed);
+    let (cpu1, rss_mib) = proc_usage(pid);
+    let check =
+        |name: &str, r: std::thread::Result<anyhow::Result<(u16, String)>>| -> anyhow::Result<()> {
+            let (status, body) = r.map_err(|_| anyhow::anyhow!("{name} thread panicked"))??;
+            if status != 200 {
+                bail!("{name}: HTTP {status}: {body}");
+            }
+            let v: Value = serde_json::from_str(&body).context("the API's JSON")?;
+            let failed = v["results"]
+                .as_array()
+                .map_or(0, |r| r.iter().filter(|x| x["ok"] != true).count());
+            if failed > 0 {
+                bail!("{name}: {failed} remotes failed");
+            }
+            Ok(())
+        };
+    check("metrics", metrics)?;
+    check("tasks", tasks)?;
+    let (mut tasks_ms, mut rrd_ms) = prober
+        .join()
+        .map_err(|_| anyhow::anyhow!("probe panicked"))??;
+    let ideal =
+        args.remotes.div_ceil(args.concurrency as usize) as f64 * args.latency_ms as f64 / 1000.0;
+    let result = json!({
+        "scenario": "e2e",
+        "remotes": args.remotes,
+        "latency_ms": args.latency_ms,
+        "concurrency": args.concurrency,
+        "cycle_s": round(cycle, 3),
+        "ideal_s": round(ideal, 3),
+        "ratio": round(cycle / ideal, 4),
+        "daemon_cpu_s": round(cpu1 - cpu0, 2),
+        "daemon_rss_mib": round(rss_mib, 1),
+        "api_samples": tasks_ms.len(),
+        "api_tasks_p99_ms": round(percentile(&mut tasks_ms, 99.0), 3),
+        "api_rrd_p99_ms": round(percentile(&mut rrd_ms, 99.0), 3),
+    });
+    Ok(result)
+}
+
+/// Points the written config at our API port and connection cap; nothing time-driven
+/// runs during the measurement (daily intervals), so the cycle is the one we start.
+fn prepare_config(path: &Path, port: u16, concurrency: u32) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let text = text
+        .replace(
+            "listen = \"127.0.0.1:8450\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace(
+            "global_connections = 20",
+            &format!("global_connections = {concurrency}"),
+        )
+        .replace("interval_secs = 600", "interval_secs = 86400")
+        .replace("start_offset_max_secs = 10", "start_offset_max_secs = 0")
+        .replace(
+            "connection_delay_max_ms = 2000",
+            "connection_delay_max_ms = 0",
+        )
+        .replace("full_interval_secs = 600", "full_interval_secs = 86400")
+        .replace(
+            "running_interval_secs = 30",
+            "running_interval_secs = 86400",
+        )
+        .replace("tick_secs = 10", "tick_secs = 86400");
+    std::fs::write(path, text)?;
+    Ok(())
+}
