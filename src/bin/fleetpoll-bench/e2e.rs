@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::measure::{percentile, round};
+use crate::measure::{percentile, process_cpu_secs, process_peak_rss_mib, round};
 
 /// Flags of the `e2e` scenario.
 #[derive(Debug, clap::Args)]
@@ -64,27 +64,6 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> anyhow::Result<(u
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
-}
-
-/// CPU seconds and peak RSS (MiB) of a process, from `/proc`.
-fn proc_usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cpu, hwm_kib / 1024.0)
 }
 
 fn binary() -> anyhow::Result<std::path::PathBuf> {
@@ -185,7 +164,8 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
         Ok((tasks, rrd))
     });
 
-    let (cpu0, _) = proc_usage(pid);
+    let pid = pid.to_string();
+    let cpu0 = process_cpu_secs(&pid);
     let t0 = Instant::now();
     let (metrics, tasks) = std::thread::scope(|s| {
         let m = s.spawn(|| request(port, "POST", "/api/v1/collect", r#"{"wait":true}"#));
@@ -194,7 +174,7 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     });
     let cycle = t0.elapsed().as_secs_f64();
     running.store(false, Ordering::Relaxed);
-    let (cpu1, rss_mib) = proc_usage(pid);
+    let (cpu1, rss_mib) = (process_cpu_secs(&pid), process_peak_rss_mib(&pid));
     let check =
         |name: &str, r: std::thread::Result<anyhow::Result<(u16, String)>>| -> anyhow::Result<()> {
             let (status, body) = r.map_err(|_| anyhow::anyhow!("{name} thread panicked"))??;

@@ -12,13 +12,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use fleetpoll::engine::testing::{CallKind, FakeSource, MemoryMetricStore, MemoryTaskStore, Probe};
-use fleetpoll::engine::{
-    Clock, Engine, EngineConfig, RemoteConfig, RemoteId, RemoteKind, Target, TokioClock,
-};
+use fleetpoll::engine::{Clock, Engine, RemoteConfig, RemoteId, RemoteKind, Target, TokioClock};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::measure::{cpu_time, percentile, round, rss_bytes};
+use crate::measure::{cpu_time, percentile, quiet_engine_config, round, rss_bytes};
 
 /// Flags of the `engine` scenario.
 #[derive(Debug, clap::Args)]
@@ -59,16 +57,7 @@ async fn run_async(args: EngineArgs) -> anyhow::Result<serde_json::Value> {
     let tasks = MemoryTaskStore::new();
     let now = clock.now_secs();
 
-    let mut config = EngineConfig::default();
-    // Nothing time-driven may disturb the measurement: daily ticks, no jitter.
-    config.collection.interval = Duration::from_secs(86_400);
-    config.collection.start_offset_max = Duration::ZERO;
-    config.collection.connection_delay_max = Duration::ZERO;
-    config.collection.skip_recent = Duration::ZERO;
-    config.tasks.tick = Duration::from_secs(86_400);
-    config.tasks.running_interval = Duration::from_secs(86_400);
-    config.tasks.full_interval = Duration::from_secs(86_400);
-    config.limits.global_connections = args.concurrency;
+    let mut config = quiet_engine_config(args.concurrency);
     config.limits.manual_reserve = args.manual_reserve;
     let ids: Vec<String> = (0..args.remotes)
         .map(|i| format!("remote-{i:05}"))

@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use fleetpoll::engine::testing::{MemoryMetricStore, MemoryTaskStore};
-use fleetpoll::engine::{Clock, Engine, EngineConfig, RemoteConfig, RemoteKind, TokioClock};
+use fleetpoll::engine::{Clock, Engine, RemoteConfig, RemoteKind, TokioClock};
 use fleetpoll::remote::tls::system_roots;
 use fleetpoll::remote::{ApiToken, ClientOptions, Fingerprint, NodeAddress, RemoteEndpoint};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::measure::{cpu_time, round, rss_bytes};
+use crate::measure::{cpu_time, process_cpu_secs, quiet_engine_config, round, rss_bytes};
 
 /// Flags of the `fleet` scenario.
 #[derive(Debug, clap::Args)]
@@ -170,25 +170,11 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<serde_json::Value> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let sim_cpu0 = process_cpu(sim.0.id());
+    let sim_cpu0 = process_cpu_secs(&sim.0.id().to_string());
     let mut result = rt.block_on(poll_fleet(&args, fingerprint, remotes))?;
-    let sim_cpu = process_cpu(sim.0.id()) - sim_cpu0;
+    let sim_cpu = process_cpu_secs(&sim.0.id().to_string()) - sim_cpu0;
     result["sim_cpu_s"] = json!(round(sim_cpu, 3));
     Ok(result)
-}
-
-/// CPU seconds (user + system) another process has used so far.
-fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 async fn poll_fleet(
@@ -200,15 +186,7 @@ async fn poll_fleet(
     let roots = system_roots();
     let metrics = MemoryMetricStore::new();
     let now = clock.now_secs();
-    let mut config = EngineConfig::default();
-    config.collection.interval = Duration::from_secs(86_400);
-    config.collection.start_offset_max = Duration::ZERO;
-    config.collection.connection_delay_max = Duration::ZERO;
-    config.collection.skip_recent = Duration::ZERO;
-    config.tasks.tick = Duration::from_secs(86_400);
-    config.tasks.running_interval = Duration::from_secs(86_400);
-    config.tasks.full_interval = Duration::from_secs(86_400);
-    config.limits.global_connections = args.concurrency;
+    let mut config = quiet_engine_config(args.concurrency);
     for r in &remotes {
         let endpoint = RemoteEndpoint {
             remote: r.id.as_str().into(),

@@ -8,7 +8,12 @@ const USER_HZ: f64 = 100.0;
 
 /// User plus system CPU time this process has used.
 pub(crate) fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    Duration::from_secs_f64(process_cpu_secs("self"))
+}
+
+/// User plus system CPU seconds of a process (`"self"` or a pid) so far.
+pub(crate) fn process_cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -18,7 +23,33 @@ pub(crate) fn cpu_time() -> Duration {
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    Duration::from_secs_f64((ticks(11) + ticks(12)) / USER_HZ)
+    (ticks(11) + ticks(12)) / USER_HZ
+}
+
+/// Peak resident memory of a process in MiB (`VmHWM`).
+pub(crate) fn process_peak_rss_mib(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// An engine config in which nothing time-driven disturbs a measurement: daily ticks,
+/// no start offset, no connection delay, no skip window; `concurrency` connections.
+pub(crate) fn quiet_engine_config(concurrency: u32) -> fleetpoll::engine::EngineConfig {
+    let mut config = fleetpoll::engine::EngineConfig::default();
+    let day = Duration::from_secs(86_400);
+    config.collection.interval = day;
+    config.collection.start_offset_max = Duration::ZERO;
+    config.collection.connection_delay_max = Duration::ZERO;
+    config.collection.skip_recent = Duration::ZERO;
+    config.tasks.tick = day;
+    config.tasks.running_interval = day;
+    config.tasks.full_interval = day;
+    config.limits.global_connections = concurrency;
+    config
 }
 
 /// Resident set size of this process in bytes.
