@@ -253,12 +253,21 @@ impl Index {
             self.running.insert((slot.start, idx));
         }
         let h = key_hash(remote, &t.u);
-        if self.by_hash.contains_key(&h) {
-            self.collided.insert((remote, t.u.as_ref().into()), idx);
-        } else {
-            self.by_hash.insert(h, idx);
-        }
+        self.index_hash(h, remote, idx, &t.u);
         Merged::New(idx)
+    }
+
+    /// Records slot `idx` under its key hash; a second task with the same hash goes to
+    /// the (practically always empty) collision table.
+    fn index_hash(&mut self, h: u64, remote: u32, idx: u32, upid: &str) {
+        match self.by_hash.entry(h) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert((remote, upid.into()), idx);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(idx);
+            }
+        }
     }
 
     fn extra_mut(&mut self, idx: u32) -> &mut Extra {
@@ -352,13 +361,9 @@ impl Index {
         self.collided = HashMap::new();
         self.by_hash.reserve(self.slots.len());
         for i in 0..self.slots.len() as u32 {
-            let h = key_hash(self.slots[i as usize].remote, &self.upid(i));
-            if self.by_hash.contains_key(&h) {
-                let key = (self.slots[i as usize].remote, self.upid(i).into());
-                self.collided.insert(key, i);
-            } else {
-                self.by_hash.insert(h, i);
-            }
+            let remote = self.slots[i as usize].remote;
+            let upid = self.upid(i);
+            self.index_hash(key_hash(remote, &upid), remote, i, &upid);
         }
         self.rebuild();
         before - self.slots.len()
