@@ -4,6 +4,7 @@
 mod engine;
 mod measure;
 mod parse;
+mod task_query;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,9 @@ enum Scenario {
     Engine(engine::EngineArgs),
     /// Metric reply parsing into the engine's batch type, on one core.
     Parse(parse::ParseArgs),
+    /// The task cache: a week of a large fleet's tasks built on disk, reopened cold,
+    /// query latency, memory per task and open time.
+    TaskQuery(task_query::TaskQueryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,6 +32,7 @@ fn main() -> anyhow::Result<()> {
     let result = match cli.scenario {
         Scenario::Engine(args) => engine::run(args)?,
         Scenario::Parse(args) => parse::run(args)?,
+        Scenario::TaskQuery(args) => task_query::run(args)?,
     };
     println!("{result}");
     Ok(())
