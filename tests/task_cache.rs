@@ -443,6 +443,50 @@ fn a_corrupt_archive_is_set_aside_reported_and_its_range_fetched_again() {
 }
 
 #[test]
+fn a_corrupt_active_file_is_set_aside_and_everything_after_the_newest_archive_refetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = RemoteId::new("lab");
+    let cache = TaskCache::open(dir.path(), T0).unwrap();
+    store(
+        &cache,
+        vec![batch(
+            "lab",
+            vec![pve("n1", 1, T0 + 5, Some(T0 + 6), Some("OK"))],
+            &["n1"],
+        )],
+    );
+    cache.rotate(T0 + DAY).unwrap();
+    let late = T0 + 2 * DAY + 50;
+    store(
+        &cache,
+        vec![batch(
+            "lab",
+            vec![pve("n1", 2, late, Some(late + 1), Some("OK"))],
+            &["n1"],
+        )],
+    );
+    cache.apply_journal().unwrap();
+    assert_eq!(cache.task_query(&lab, T0).cutoffs["n1"], late);
+    drop(cache);
+    let active = dir.path().join("active.jsonl");
+    let mut bytes = std::fs::read(&active).unwrap();
+    bytes.truncate(bytes.len() - 3); // a line cut off without its newline
+    std::fs::write(&active, &bytes).unwrap();
+
+    let cache = TaskCache::open(dir.path(), T0 + 2 * DAY + 100).unwrap();
+    let problem = cache.problems()[0].to_string();
+    assert!(
+        problem.contains("active.jsonl") && problem.contains("cut off"),
+        "{problem}"
+    );
+    assert!(names(dir.path()).contains("active.jsonl.corrupt"));
+    assert_eq!(cache.task_query(&lab, T0).cutoffs["n1"], T0 + DAY);
+    assert_eq!(cache.query(&all("lab")).total, 1);
+    // The new active file carries on after the newest archive.
+    assert_eq!(cache.active_day(), (T0 + 2 * DAY) / DAY);
+}
+
+#[test]
 fn tracked_tasks_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let cache = TaskCache::open(dir.path(), T0).unwrap();

@@ -268,7 +268,9 @@ fn load(
     };
     let mut pending = Vec::new();
     let mut cutoffs_reset = false;
-    let mut files: Vec<(PathBuf, bool, Option<i64>)> = list_archives(dir)?
+    let archives = list_archives(dir)?;
+    let newest_archive = archives.last().map(|a| a.day);
+    let mut files: Vec<(PathBuf, bool, Option<i64>)> = archives
         .into_iter()
         .map(|a| (a.path, a.compressed, Some(a.day)))
         .collect();
@@ -313,7 +315,13 @@ fn load(
             }
             Err(ReadError::Io(e)) => return Err(e),
             Err(ReadError::Corrupt(problem)) => {
-                let reset_to = day_start(file_day);
+                // An archive covers its day; the active file everything after the newest
+                // archive (or, without one, the whole backfill window).
+                let reset_to = match day {
+                    Some(d) => day_start(d),
+                    None => newest_archive
+                        .map_or(now.unwrap_or(0) - BACKFILL_SECS, |d| day_start(d + 1)),
+                };
                 if writable {
                     let target = set_aside(&path)?;
                     // What could be read is kept: it is rewritten into the active file.

@@ -8,7 +8,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use fleetpoll_actors::{RemoteId, TaskRecord, UnixTime};
 
-use super::format::{DiskTask, Fields};
+use super::format::DiskTask;
 use super::intern::Interner;
 use crate::remote::pbs::PBS_NODE;
 use crate::remote::upid::Upid;
@@ -191,32 +191,38 @@ impl Index {
             (None, Ok(u)) => Some(u),
             _ => None,
         };
-        let fields = match (&t.x, &parsed) {
-            (Some(x), _) => x.clone(),
-            (None, Some(u)) => Fields::from_upid(u),
-            // Written by `DiskTask::from_record`, which keeps the fields of a UPID that
-            // does not parse; a hand-edited line without them gets empty fields.
-            (None, None) => Fields {
-                node: String::new(),
-                task_type: String::new(),
-                task_id: None,
-                user: String::new(),
-                start_time: 0,
-            },
+        // The record's own fields when it carries them, else the UPID's. A line without
+        // either (hand-edited) gets empty fields.
+        let (node, task_type, task_id, user, start_time) = match (&t.x, &parsed) {
+            (Some(x), _) => (
+                x.node.as_str(),
+                x.task_type.as_str(),
+                x.task_id.as_deref().unwrap_or(""),
+                x.user.as_str(),
+                x.start_time,
+            ),
+            (None, Some(u)) => (
+                u.node.as_str(),
+                u.worker_type.as_str(),
+                u.worker_id.as_str(),
+                u.user.as_str(),
+                u.starttime,
+            ),
+            (None, None) => ("", "", "", "", 0),
         };
-        let start = to_u32(fields.start_time);
+        let start = to_u32(start_time);
         let end = t.e.map(to_u32);
         let mut slot = Slot {
             pstart: parsed.as_ref().map_or(0, |u| u.pstart),
             counter: parsed.as_ref().and_then(|u| u.task_id).unwrap_or(0),
-            start: start.unwrap_or(if fields.start_time < 0 { 0 } else { u32::MAX }),
+            start: start.unwrap_or(if start_time < 0 { 0 } else { u32::MAX }),
             end: end.flatten().unwrap_or(0),
             pid: parsed.as_ref().map_or(0, |u| u.pid),
             remote,
-            node: self.strings.intern(&fields.node),
-            wtype: self.strings.intern(&fields.task_type),
-            wid: self.strings.intern(fields.task_id.as_deref().unwrap_or("")),
-            user: self.strings.intern(&fields.user),
+            node: self.strings.intern(node),
+            wtype: self.strings.intern(task_type),
+            wid: self.strings.intern(task_id),
+            user: self.strings.intern(user),
             status: t.s.as_deref().map_or(NONE, |s| self.strings.intern(s)),
             day,
             flags: 0,
@@ -243,7 +249,7 @@ impl Index {
                 idx,
                 Extra {
                     upid: t.u.as_ref().into(),
-                    start: fields.start_time,
+                    start: start_time,
                     end: t.e,
                 },
             );
@@ -470,8 +476,13 @@ fn merge_sorted<K: Ord>(into: &mut Vec<u32>, new: &[u32], key: impl Fn(u32) -> K
         into.extend_from_slice(new);
         return;
     }
-    let old = std::mem::take(into);
-    let mut out = Vec::with_capacity(old.len() + new.len());
+    // Only the part of `into` after the first new key moves; new tasks are recent, so
+    // that tail is short even when `into` holds millions.
+    let first = key(new[0]);
+    let at = into.partition_point(|&x| key(x) <= first);
+    let old = into.split_off(at);
+    let mut out = std::mem::take(into);
+    out.reserve(old.len() + new.len());
     let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
     loop {
         match (a.peek(), b.peek()) {
@@ -501,6 +512,7 @@ fn merge_sorted<K: Ord>(into: &mut Vec<u32>, new: &[u32], key: impl Fn(u32) -> K
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tasks::format::Fields;
     use std::borrow::Cow;
 
     const PVE: &str = "UPID:pve1:00001234:00ABCDEF:67B4A9D1:vzdump:100:root@pam:";
