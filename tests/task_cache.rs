@@ -796,7 +796,9 @@ fn the_default_page_is_fifty_tasks() {
 const WRITER_ENV: &str = "FLEETPOLL_TASK_CACHE_WRITER_DIR";
 const WRITER_START_ENV: &str = "FLEETPOLL_TASK_CACHE_WRITER_START";
 const TASKS_PER_BATCH: u32 = 10;
-const BATCHES_PER_DAY: u32 = 150;
+/// Small, so that even a slow disk sees rotations, compression and expiry within the
+/// crash test's twenty rounds.
+const BATCHES_PER_DAY: u32 = 40;
 
 /// The tasks of writer batch `i`: ten finished tasks on remote `r<i % 3>`.
 fn writer_batch(i: u32) -> TaskWrite {
@@ -950,7 +952,13 @@ fn every_acknowledged_batch_survives_kill_9_of_the_writer_at_random_moments() {
         acked_all.extend(acked.iter().copied());
         let cache = TaskCache::open(dir.path(), T0).unwrap();
         let present = batches_present(&cache);
-        let missing: Vec<&u32> = acked_all.difference(&present).collect();
+        // Archives beyond the newest seven expire with their batches; everything newer
+        // that was acknowledged must be there.
+        let first_kept_day = cache.active_day() - T0 / DAY - 7;
+        let missing: Vec<&u32> = acked_all
+            .difference(&present)
+            .filter(|&&b| i64::from(b / BATCHES_PER_DAY) >= first_kept_day)
+            .collect();
         assert!(
             missing.is_empty(),
             "round {round}: acknowledged batches lost: {missing:?}"
@@ -971,6 +979,14 @@ fn every_acknowledged_batch_survives_kill_9_of_the_writer_at_random_moments() {
     assert!(
         next > BATCHES_PER_DAY,
         "the writers never rotated; raise the kill delays"
+    );
+    let days = next / BATCHES_PER_DAY;
+    let files = names(dir.path());
+    let archives = files.iter().filter(|n| n.starts_with("archive-")).count();
+    assert!(archives <= 7, "{archives} archives kept: {files:?}");
+    assert!(
+        archives >= (days as usize).min(7) / 2,
+        "too few archives: {files:?}"
     );
 }
 
