@@ -84,12 +84,21 @@ impl Journal {
             buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
             buf.extend_from_slice(&payload);
         }
-        self.file
+        let written = self
+            .file
             .write_all(&buf)
-            .map_err(TaskCacheError::io(&self.path, "append"))?;
-        self.file
-            .sync_data()
-            .map_err(TaskCacheError::io(&self.path, "fsync"))?;
+            .map_err(TaskCacheError::io(&self.path, "append"))
+            .and_then(|()| {
+                self.file
+                    .sync_data()
+                    .map_err(TaskCacheError::io(&self.path, "fsync"))
+            });
+        if let Err(e) = written {
+            // A partly written record would stop replay before every later record:
+            // cut it off again (best effort; replay would stop there anyway).
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
         self.len += buf.len() as u64;
         Ok(())
     }

@@ -106,12 +106,22 @@ impl TaskCache {
         }
         let _io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Exclusive)?;
         let path = self.dir.join(ACTIVE);
+        let active_day = read(&self.inner).active_day;
+        let file = open_append(&path)?;
+        let before = file
+            .metadata()
+            .map_err(TaskCacheError::io(&path, "stat"))?
+            .len();
         let mut pending = std::mem::take(&mut writer.pending);
         pending.sort_unstable();
         pending.dedup();
         let written = (|| {
-            let file = open_append(&path)?;
             let mut out = BufWriter::new(&file);
+            if before == 0 {
+                // A rotation that failed after renaming the old file left none.
+                out.write_all(&header_line(active_day))
+                    .map_err(TaskCacheError::io(&path, "append"))?;
+            }
             {
                 let inner = read(&self.inner);
                 for &i in &pending {
@@ -125,6 +135,8 @@ impl TaskCache {
             file.sync_data().map_err(TaskCacheError::io(&path, "fsync"))
         })();
         if let Err(e) = written {
+            // A cut-off line would make the whole file look corrupt on the next open.
+            let _ = file.set_len(before);
             writer.pending = pending;
             return Err(e);
         }
@@ -150,9 +162,19 @@ impl TaskCache {
         let io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Exclusive)?;
         let active = self.dir.join(ACTIVE);
         let archived = self.dir.join(archive_name(old_day, false));
+        if archived.exists() {
+            return Err(TaskCacheError::io(&archived, "rotate into")(
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "an archive of that day exists; move it away to let rotation go on",
+                ),
+            ));
+        }
         fs::rename(&active, &archived).map_err(TaskCacheError::io(&active, "rename to archive"))?;
-        crate::tasks::files::write_atomic(&active, &header_line(new_day))?;
+        // From here on the old day is archived: should creating the new file fail, the
+        // next apply starts it with the new day's header.
         write(&self.inner).active_day = new_day;
+        crate::tasks::files::write_atomic(&active, &header_line(new_day))?;
         let archives = list_archives(&self.dir)?;
         let n = archives.len();
         for (age, a) in archives.iter().rev().enumerate() {
