@@ -18,6 +18,8 @@ use task_cache_support::*;
 
 const WRITER_ENV: &str = "FLEETPOLL_TASK_CACHE_WRITER_DIR";
 const WRITER_START_ENV: &str = "FLEETPOLL_TASK_CACHE_WRITER_START";
+/// Set when the writer must not rotate (so that no batch expires under a reader).
+const WRITER_NO_ROTATE_ENV: &str = "FLEETPOLL_TASK_CACHE_WRITER_NO_ROTATE";
 const TASKS_PER_BATCH: u32 = 10;
 /// Small, so that even a slow disk sees rotations, compression and expiry within the
 /// crash test's twenty rounds.
@@ -51,11 +53,12 @@ fn writer_child_mode() {
         return;
     };
     let start: u32 = std::env::var(WRITER_START_ENV).map_or(0, |s| s.parse().unwrap());
+    let rotate = std::env::var_os(WRITER_NO_ROTATE_ENV).is_none();
     let now = T0 + i64::from(start / BATCHES_PER_DAY) * DAY;
     let cache = TaskCache::open(&dir, now).unwrap();
     let mut out = std::io::stdout().lock();
     for i in start.. {
-        if i > start && i % BATCHES_PER_DAY == 0 {
+        if rotate && i > start && i % BATCHES_PER_DAY == 0 {
             cache
                 .rotate(T0 + i64::from(i / BATCHES_PER_DAY) * DAY)
                 .unwrap();
@@ -84,8 +87,9 @@ struct Child {
     reader: std::thread::JoinHandle<()>,
 }
 
-fn start_writer(dir: &Path, start: u32) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+fn start_writer(dir: &Path, start: u32, rotate: bool) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args([
             "writer_child_mode",
             "--exact",
@@ -95,10 +99,13 @@ fn start_writer(dir: &Path, start: u32) -> Child {
         ])
         .env(WRITER_ENV, dir)
         .env(WRITER_START_ENV, start.to_string())
+        .env_remove(WRITER_NO_ROTATE_ENV)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    if !rotate {
+        command.env(WRITER_NO_ROTATE_ENV, "1");
+    }
+    let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let sink = acked.clone();
@@ -168,7 +175,7 @@ fn every_acknowledged_batch_survives_kill_9_of_the_writer_at_random_moments() {
     let mut acked_all = BTreeSet::new();
     let mut next = 0;
     for round in 0..20 {
-        let child = start_writer(dir.path(), next);
+        let child = start_writer(dir.path(), next, true);
         child.wait_for_acks(1, Duration::from_secs(30));
         pause(Duration::from_millis(rng.random_range(0..80)));
         let acked = child.kill();
@@ -217,10 +224,11 @@ fn every_acknowledged_batch_survives_kill_9_of_the_writer_at_random_moments() {
 fn a_reader_process_sees_whole_batches_while_the_writer_writes() {
     let dir = tempfile::tempdir().unwrap();
     drop(TaskCache::open(dir.path(), T0).unwrap());
-    let child = start_writer(dir.path(), 0);
+    let child = start_writer(dir.path(), 0, false);
     child.wait_for_acks(1, Duration::from_secs(30));
     let mut last = 0;
-    for _ in 0..20 {
+    // Fresh read-only handles, then one handle reloaded, all while the child writes.
+    for _ in 0..10 {
         let reader = TaskCache::open_read_only(dir.path()).unwrap();
         assert!(reader.problems().is_empty(), "{:?}", reader.problems());
         let present = batches_present(&reader);
@@ -228,6 +236,17 @@ fn a_reader_process_sees_whole_batches_while_the_writer_writes() {
         last = present.len();
         pause(Duration::from_millis(5));
     }
+    let reader = TaskCache::open_read_only(dir.path()).unwrap();
+    for _ in 0..10 {
+        let problems = reader.reload().unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let present = batches_present(&reader);
+        assert!(present.len() >= last, "a reload lost batches");
+        last = present.len();
+        pause(Duration::from_millis(5));
+    }
     let acked = child.kill();
     assert!(last > 0 && !acked.is_empty());
+    assert!(reader.store_tasks(&[]).is_empty());
+    assert!(reader.apply_journal().is_err(), "a reader must not write");
 }

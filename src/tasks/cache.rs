@@ -133,6 +133,23 @@ impl TaskCache {
         })
     }
 
+    /// Loads a fresh snapshot into a read-only handle (as costly as opening it) and
+    /// returns the problems this load found. On the writing handle, which is always
+    /// current, it does nothing.
+    pub fn reload(&self) -> Result<Vec<TaskCacheError>, TaskCacheError> {
+        if lock(&self.writer).is_some() {
+            return Ok(Vec::new());
+        }
+        let io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Shared)?;
+        let mut problems = Vec::new();
+        let loaded = load(&self.dir, None, &mut problems)?;
+        let tracked = load_tracked(&self.dir.join(TRACKED), false, &mut problems)?;
+        drop(io);
+        *write(&self.inner) = loaded.inner;
+        *lock(&self.tracked) = tracked;
+        Ok(problems)
+    }
+
     /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
