@@ -88,6 +88,23 @@ fn the_cutoff_is_the_oldest_running_task_else_the_newest_task() {
 }
 
 #[test]
+fn a_cutoff_is_never_older_than_the_seven_day_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = TaskCache::open(dir.path(), T0).unwrap();
+    let lab = RemoteId::new("lab");
+    // A task the remote never reports finished keeps the stored cutoff at its start.
+    store(
+        &cache,
+        vec![batch("lab", vec![pve("n1", 1, T0, None, None)], &["n1"])],
+    );
+    assert_eq!(cache.cutoffs(&lab)["n1"], T0);
+    assert_eq!(cache.task_query(&lab, T0 + DAY).cutoffs["n1"], T0);
+    let q = cache.task_query(&lab, T0 + 30 * DAY);
+    assert_eq!(q.cutoffs["n1"], T0 + 23 * DAY);
+    assert_eq!(q.cutoffs["n1"], q.default_since);
+}
+
+#[test]
 fn only_nodes_listed_complete_advance_their_cutoff() {
     let dir = tempfile::tempdir().unwrap();
     let cache = TaskCache::open(dir.path(), T0).unwrap();

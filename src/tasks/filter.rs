@@ -22,13 +22,18 @@ pub enum StatusClass {
 }
 
 impl StatusClass {
-    /// The class of a status text (`None` = running).
-    pub fn of(status: Option<&str>) -> StatusClass {
-        match status {
-            None => StatusClass::Running,
-            Some("OK") => StatusClass::Ok,
-            Some(s) if s.starts_with("WARNINGS") => StatusClass::Warning,
-            Some(_) => StatusClass::Error,
+    /// The class of a task: running while it has no end time; a finished task without
+    /// a status text counts as failed (its outcome is unknown).
+    pub fn of(task: &TaskRecord) -> StatusClass {
+        Self::classify(task.is_running(), task.status.as_deref())
+    }
+
+    fn classify(running: bool, status: Option<&str>) -> StatusClass {
+        match (running, status) {
+            (true, _) => StatusClass::Running,
+            (false, Some("OK")) => StatusClass::Ok,
+            (false, Some(s)) if s.starts_with("WARNINGS") => StatusClass::Warning,
+            (false, _) => StatusClass::Error,
         }
     }
 }
@@ -50,7 +55,7 @@ pub struct TaskFilter {
     pub type_contains: Option<String>,
     /// Only tasks whose user contains this text.
     pub user_contains: Option<String>,
-    /// Only failed tasks (status neither `OK` nor a warning, and not running).
+    /// Only failed tasks (finished with a status neither `OK` nor a warning).
     pub errors_only: bool,
     /// Only tasks of this status class.
     pub status: Option<StatusClass>,
@@ -133,7 +138,7 @@ impl Conditions {
         }
         if let Some(class) = self.status {
             let text = (s.status != u32::MAX).then(|| index.strings.get(s.status));
-            if StatusClass::of(text) != class {
+            if StatusClass::classify(s.running(), text) != class {
                 return false;
             }
         }
@@ -239,4 +244,39 @@ pub(crate) fn query(index: &Index, filter: &TaskFilter) -> TaskPage {
         total += 1;
     }
     TaskPage { tasks, total }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(status: Option<&str>) -> TaskRecord {
+        TaskRecord {
+            upid: String::new(),
+            node: String::new(),
+            task_type: String::new(),
+            task_id: None,
+            user: String::new(),
+            start_time: 0,
+            end_time: Some(1),
+            status: status.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn status_texts_fall_into_their_classes() {
+        assert_eq!(StatusClass::of(&finished(Some("OK"))), StatusClass::Ok);
+        assert_eq!(
+            StatusClass::of(&finished(Some("WARNINGS: 2"))),
+            StatusClass::Warning
+        );
+        assert_eq!(
+            StatusClass::of(&finished(Some("job errors"))),
+            StatusClass::Error
+        );
+        assert_eq!(StatusClass::of(&finished(None)), StatusClass::Error);
+        let mut running = finished(None);
+        running.end_time = None;
+        assert_eq!(StatusClass::of(&running), StatusClass::Running);
+    }
 }

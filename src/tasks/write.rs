@@ -230,10 +230,18 @@ impl TaskStore for TaskCache {
         }
     }
 
+    /// The stored cutoffs, none older than the backfill window: a task that stays
+    /// "running" because the remote forgot it must not make every poll list more than
+    /// the cache keeps.
     fn task_query(&self, remote: &fleetpoll_actors::RemoteId, now: UnixTime) -> TaskQuery {
+        let default_since = now - BACKFILL_SECS;
+        let mut cutoffs = self.cutoffs(remote);
+        for c in cutoffs.values_mut() {
+            *c = (*c).max(default_since);
+        }
         TaskQuery {
-            cutoffs: self.cutoffs(remote),
-            default_since: now - BACKFILL_SECS,
+            cutoffs,
+            default_since,
             running_only: false,
         }
     }
