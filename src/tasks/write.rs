@@ -179,7 +179,17 @@ impl TaskCache {
         let n = archives.len();
         for (age, a) in archives.iter().rev().enumerate() {
             if age >= ARCHIVES_KEPT {
-                fs::remove_file(&a.path).map_err(TaskCacheError::io(&a.path, "remove"))?;
+                // Both spellings: a crash between compressing and removing the plain
+                // file leaves the two side by side.
+                for compressed in [false, true] {
+                    let path = self.dir.join(archive_name(a.day, compressed));
+                    match fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(TaskCacheError::io(&path, "remove")(e));
+                        }
+                        _ => {}
+                    }
+                }
                 sync_dir(&self.dir)?;
                 let dropped = write(&self.inner).index.drop_day(slot_day(a.day));
                 tracing::info!(file = %a.path.display(), tasks = dropped, "expired task archive");
