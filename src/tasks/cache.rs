@@ -11,8 +11,8 @@ use fleetpoll_actors::{RemoteId, TaskRef, UnixTime};
 use super::day::{day_of, day_start};
 use super::error::TaskCacheError;
 use super::files::{
-    list_archives, set_aside, write_atomic, FileLock, LockKind, ACTIVE, IO_LOCK, JOURNAL, STATE,
-    TRACKED, WRITER_LOCK,
+    list_archives, set_aside, sync_dir, write_atomic, FileLock, LockKind, ACTIVE, IO_LOCK, JOURNAL,
+    STATE, TRACKED, WRITER_LOCK,
 };
 use super::filter::{query, TaskFilter, TaskPage};
 use super::format::{header_line, read_data_file, ReadError};
@@ -82,8 +82,10 @@ impl TaskCache {
         let io = FileLock::acquire(&dir.join(IO_LOCK), LockKind::Exclusive)?;
         let mut problems = Vec::new();
         let loaded = load(&dir, Some(now), &mut problems)?;
-        let journal = Journal::open(&dir.join(JOURNAL))?;
-        let mut journal = journal;
+        let mut journal = Journal::open(&dir.join(JOURNAL))?;
+        // The journal may have just been created: its name must be as durable as the
+        // records fsynced into it later.
+        sync_dir(&dir)?;
         if loaded.journal_valid_len < journal.len() {
             journal.truncate(loaded.journal_valid_len)?;
         }

@@ -134,6 +134,13 @@ impl TaskCache {
             drop(out);
             file.sync_data().map_err(TaskCacheError::io(&path, "fsync"))
         })();
+        let written = written.and_then(|()| {
+            if before == 0 {
+                sync_dir(&self.dir)
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = written {
             // A cut-off line would make the whole file look corrupt on the next open.
             let _ = file.set_len(before);
