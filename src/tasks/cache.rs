@@ -103,6 +103,10 @@ impl TaskCache {
             problems,
         };
         cache.apply()?;
+        {
+            let _io = FileLock::acquire(&cache.dir.join(IO_LOCK), LockKind::Exclusive)?;
+            cache.housekeep()?;
+        }
         if loaded.cutoffs_reset {
             cache.save_state()?;
         }

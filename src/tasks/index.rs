@@ -144,7 +144,11 @@ impl Index {
 
     /// The slot of (remote, UPID), if cached.
     fn find(&self, remote: u32, upid: &str) -> Option<u32> {
-        let h = key_hash(remote, upid);
+        self.find_hashed(key_hash(remote, upid), remote, upid)
+    }
+
+    /// [`Index::find`] with the key hash already computed.
+    fn find_hashed(&self, h: u64, remote: u32, upid: &str) -> Option<u32> {
         let idx = *self.by_hash.get(&h)?;
         if self.slots[idx as usize].remote == remote && self.upid(idx) == upid {
             return Some(idx);
@@ -167,7 +171,8 @@ impl Index {
     /// finished is updated, anything else is left as it is. New slots must be passed to
     /// [`Index::insert_orders`] before the next query.
     pub(crate) fn merge(&mut self, remote: u32, t: &DiskTask<'_>, day: u16) -> Merged {
-        if let Some(idx) = self.find(remote, &t.u) {
+        let h = key_hash(remote, &t.u);
+        if let Some(idx) = self.find_hashed(h, remote, &t.u) {
             let slot = self.slots[idx as usize];
             if !slot.running() || t.e.is_none() {
                 return Merged::Same;
@@ -258,7 +263,6 @@ impl Index {
         if slot.running() {
             self.running.insert((slot.start, idx));
         }
-        let h = key_hash(remote, &t.u);
         self.index_hash(h, remote, idx, &t.u);
         Merged::New(idx)
     }

@@ -182,6 +182,18 @@ impl TaskCache {
         // next apply starts it with the new day's header.
         write(&self.inner).active_day = new_day;
         crate::tasks::files::write_atomic(&active, &header_line(new_day))?;
+        let n = self.housekeep()?;
+        tracing::info!(day = new_day, archives = n, "rotated task cache");
+        drop(io);
+        self.save_state()?;
+        Ok(true)
+    }
+
+    /// Compresses archives older than the newest two and deletes those beyond the
+    /// newest seven (their tasks leave memory); returns how many archives remain. The
+    /// caller holds the exclusive IO lock. Rotation calls it, and so does opening, which
+    /// finishes a rotation a crash interrupted.
+    pub(crate) fn housekeep(&self) -> Result<usize, TaskCacheError> {
         let archives = list_archives(&self.dir)?;
         let n = archives.len();
         for (age, a) in archives.iter().rev().enumerate() {
@@ -204,14 +216,7 @@ impl TaskCache {
                 compress(&a.path, &self.dir.join(archive_name(a.day, true)))?;
             }
         }
-        tracing::info!(
-            day = new_day,
-            archives = n.min(ARCHIVES_KEPT),
-            "rotated task cache"
-        );
-        drop(io);
-        self.save_state()?;
-        Ok(true)
+        Ok(n.min(ARCHIVES_KEPT))
     }
 }
 
