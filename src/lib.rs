@@ -8,6 +8,7 @@
 //! - [`rrd`]: round-robin databases with rrdtool's semantics, the crash-safe journal and
 //!   the engine's metric store on them (`fleetpoll rrd …`).
 //! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
+//! - [`tasks`]: the rotating task cache behind the engine's `TaskStore`.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
 //! - [`daemon`]: `fleetpoll run`: signals, systemd notification, the API server.
 //! - [`api`]: the HTTP API; [`client`]: the command-line clients of it.
@@ -22,3 +23,4 @@ pub mod demo;
 pub mod remote;
 pub mod rrd;
 pub mod sim;
+pub mod tasks;

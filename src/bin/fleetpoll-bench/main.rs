@@ -6,6 +6,7 @@ mod engine;
 mod fleet;
 mod measure;
 mod parse;
+mod task_query;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,9 @@ enum Scenario {
     Fleet(fleet::FleetArgs),
     /// Metric reply parsing into the engine's batch type, on one core.
     Parse(parse::ParseArgs),
+    /// The task cache: a week of a large fleet's tasks built on disk, reopened cold,
+    /// query latency, memory per task and open time.
+    TaskQuery(task_query::TaskQueryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Parse(args) => parse::run(args)?,
         Scenario::Fleet(args) => fleet::run(args)?,
         Scenario::E2e(args) => e2e::run(args)?,
+        Scenario::TaskQuery(args) => task_query::run(args)?,
     };
     println!("{result}");
     Ok(())

@@ -1,0 +1,397 @@
+//! [`TaskCache`]: the rotating task cache of one directory. Opening loads every file
+//! into the in-memory index (archives, then the active file, then the journal), repairs
+//! what a crash or corruption left, and folds the journal into the active file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use fleetpoll_actors::{RemoteId, TaskRef, UnixTime};
+
+use super::day::{day_of, day_start};
+use super::error::TaskCacheError;
+use super::files::{
+    list_archives, set_aside, sync_dir, write_atomic, FileLock, LockKind, ACTIVE, IO_LOCK, JOURNAL,
+    STATE, TRACKED, WRITER_LOCK,
+};
+use super::filter::{query, TaskFilter, TaskPage};
+use super::format::{header_line, read_data_file, ReadError};
+use super::index::{Index, Merged};
+use super::journal::{replay, Journal, JournalEntry};
+use super::state::{load_cutoffs, load_tracked, save_cutoffs, Cutoffs};
+
+/// First fetch of a node without a cutoff: the last 7 days.
+pub const BACKFILL_SECS: i64 = 7 * 86_400;
+
+/// What the cache holds in memory, behind the read-write lock queries share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) index: Index,
+    pub(crate) cutoffs: Cutoffs,
+    /// The UTC day of the active file.
+    pub(crate) active_day: i64,
+}
+
+/// What only the writing handle has.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) journal: Journal,
+    /// Slots changed since the journal was last applied.
+    pub(crate) pending: Vec<u32>,
+    _writer_lock: FileLock,
+}
+
+/// The rotating task cache of one directory (see `docs/task-cache.md`).
+///
+/// One handle per directory may write ([`TaskCache::open`]); any number of handles in
+/// other processes may read ([`TaskCache::open_read_only`]). Queries are answered from
+/// memory and may run concurrently with a write.
+#[derive(Debug)]
+pub struct TaskCache {
+    pub(crate) dir: PathBuf,
+    pub(crate) inner: RwLock<Inner>,
+    pub(crate) writer: Mutex<Option<Writer>>,
+    tracked: Mutex<Vec<TaskRef>>,
+    problems: Vec<TaskCacheError>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The day number as stored in a slot.
+pub(crate) fn slot_day(day: i64) -> u16 {
+    day.clamp(0, i64::from(u16::MAX)) as u16
+}
+
+impl TaskCache {
+    /// Opens (creating) the cache in `dir` for writing. `now` dates a new active file.
+    /// Fails if another process has the cache open for writing.
+    pub fn open(dir: impl AsRef<Path>, now: UnixTime) -> Result<TaskCache, TaskCacheError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(TaskCacheError::io(&dir, "create directory"))?;
+        let writer_lock = FileLock::try_exclusive(&dir.join(WRITER_LOCK))?;
+        let io = FileLock::acquire(&dir.join(IO_LOCK), LockKind::Exclusive)?;
+        let mut problems = Vec::new();
+        let loaded = load(&dir, Some(now), &mut problems)?;
+        let mut journal = Journal::open(&dir.join(JOURNAL))?;
+        // The journal may have just been created: its name must be as durable as the
+        // records fsynced into it later.
+        sync_dir(&dir)?;
+        if loaded.journal_valid_len < journal.len() {
+            journal.truncate(loaded.journal_valid_len)?;
+        }
+        let tracked = load_tracked(&dir.join(TRACKED), true, &mut problems)?;
+        drop(io);
+        let cache = TaskCache {
+            dir,
+            inner: RwLock::new(loaded.inner),
+            writer: Mutex::new(Some(Writer {
+                journal,
+                pending: loaded.pending,
+                _writer_lock: writer_lock,
+            })),
+            tracked: Mutex::new(tracked),
+            problems,
+        };
+        cache.apply()?;
+        {
+            let _io = FileLock::acquire(&cache.dir.join(IO_LOCK), LockKind::Exclusive)?;
+            cache.housekeep()?;
+        }
+        if loaded.cutoffs_reset {
+            cache.save_state()?;
+        }
+        for p in &cache.problems {
+            tracing::warn!(error = %p, "task cache recovered from a problem on open");
+        }
+        Ok(cache)
+    }
+
+    /// Opens the cache in `dir` for reading only: a consistent snapshot of what the
+    /// writer had stored, including its journal. Nothing on disk is changed.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<TaskCache, TaskCacheError> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(TaskCacheError::io(&dir, "open directory")(
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        }
+        let io = FileLock::acquire(&dir.join(IO_LOCK), LockKind::Shared)?;
+        let mut problems = Vec::new();
+        let loaded = load(&dir, None, &mut problems)?;
+        let tracked = load_tracked(&dir.join(TRACKED), false, &mut problems)?;
+        drop(io);
+        Ok(TaskCache {
+            dir,
+            inner: RwLock::new(loaded.inner),
+            writer: Mutex::new(None),
+            tracked: Mutex::new(tracked),
+            problems,
+        })
+    }
+
+    /// Loads a fresh snapshot into a read-only handle (as costly as opening it) and
+    /// returns the problems this load found. On the writing handle, which is always
+    /// current, it does nothing.
+    pub fn reload(&self) -> Result<Vec<TaskCacheError>, TaskCacheError> {
+        if lock(&self.writer).is_some() {
+            return Ok(Vec::new());
+        }
+        let io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Shared)?;
+        let mut problems = Vec::new();
+        let loaded = load(&self.dir, None, &mut problems)?;
+        let tracked = load_tracked(&self.dir.join(TRACKED), false, &mut problems)?;
+        drop(io);
+        *write(&self.inner) = loaded.inner;
+        *lock(&self.tracked) = tracked;
+        Ok(problems)
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Problems found and recovered from while opening (corrupt files set aside, a torn
+    /// journal tail); each names its file and what was done.
+    pub fn problems(&self) -> &[TaskCacheError] {
+        &self.problems
+    }
+
+    /// Number of cached tasks.
+    pub fn len(&self) -> usize {
+        read(&self.inner).index.len()
+    }
+
+    /// Whether the cache holds no task.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The UTC day (days since the epoch) of the active file.
+    pub fn active_day(&self) -> i64 {
+        read(&self.inner).active_day
+    }
+
+    /// The tasks matching `filter`, newest first, with the total number of matches.
+    pub fn query(&self, filter: &TaskFilter) -> TaskPage {
+        query(&read(&self.inner).index, filter)
+    }
+
+    /// The stored cutoffs of a remote, per node.
+    pub fn cutoffs(&self, remote: &RemoteId) -> BTreeMap<String, UnixTime> {
+        read(&self.inner)
+            .cutoffs
+            .get(remote)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The tracked tasks saved last.
+    pub fn tracked(&self) -> Vec<TaskRef> {
+        lock(&self.tracked).clone()
+    }
+
+    /// Replaces the tracked tasks, durably.
+    pub fn set_tracked(&self, tracked: &[TaskRef]) -> Result<(), TaskCacheError> {
+        let writer = lock(&self.writer);
+        if writer.is_none() {
+            return Err(self.read_only());
+        }
+        super::state::save_tracked(&self.dir.join(TRACKED), tracked)?;
+        *lock(&self.tracked) = tracked.to_vec();
+        Ok(())
+    }
+
+    pub(crate) fn read_only(&self) -> TaskCacheError {
+        TaskCacheError::ReadOnly {
+            path: self.dir.clone(),
+        }
+    }
+
+    /// Writes the cutoffs (the last write of every change).
+    pub(crate) fn save_state(&self) -> Result<(), TaskCacheError> {
+        let cutoffs = read(&self.inner).cutoffs.clone();
+        save_cutoffs(&self.dir.join(STATE), &cutoffs)
+    }
+}
+
+/// Sets the cutoffs of `remote`'s complete keys from the index.
+pub(crate) fn advance_cutoffs(inner: &mut Inner, remote: &str, complete: &[String]) {
+    if complete.is_empty() {
+        return;
+    }
+    let id = RemoteId::new(remote);
+    let Some(r) = inner.index.remote_id(&id) else {
+        return;
+    };
+    let computed = inner.index.cutoffs_of(r);
+    let entry = inner.cutoffs.entry(id).or_default();
+    for key in complete {
+        if let Some(&c) = computed.get(key.as_str()) {
+            entry.insert(key.clone(), c);
+        }
+    }
+}
+
+/// Merges a journal entry into memory; returns the new and changed slots.
+pub(crate) fn merge_entry(inner: &mut Inner, entry: &JournalEntry<'_>) -> (Vec<u32>, Vec<u32>) {
+    let day = slot_day(inner.active_day);
+    let r = inner.index.intern_remote(&entry.r);
+    let mut new = Vec::new();
+    let mut changed = Vec::new();
+    for t in &entry.t {
+        match inner.index.merge(r, t, day) {
+            Merged::New(i) => new.push(i),
+            Merged::Finished(i) => changed.push(i),
+            Merged::Same => {}
+        }
+    }
+    (new, changed)
+}
+
+struct Loaded {
+    inner: Inner,
+    pending: Vec<u32>,
+    journal_valid_len: u64,
+    cutoffs_reset: bool,
+}
+
+/// Lowers every cutoff to at most `to`, so the range after it is fetched again.
+fn reset_cutoffs(cutoffs: &mut Cutoffs, to: UnixTime) {
+    for nodes in cutoffs.values_mut() {
+        for c in nodes.values_mut() {
+            *c = (*c).min(to);
+        }
+    }
+}
+
+/// Loads every file of `dir`. `now` is `Some` for the writer, which repairs: it sets
+/// corrupt files aside and creates a missing active file.
+fn load(
+    dir: &Path,
+    now: Option<UnixTime>,
+    problems: &mut Vec<TaskCacheError>,
+) -> Result<Loaded, TaskCacheError> {
+    let writable = now.is_some();
+    let cutoffs = load_cutoffs(&dir.join(STATE), writable, problems)?;
+    let mut inner = Inner {
+        index: Index::default(),
+        cutoffs,
+        active_day: now.map_or(0, day_of),
+    };
+    let mut pending = Vec::new();
+    let mut cutoffs_reset = false;
+    let archives = list_archives(dir)?;
+    let newest_archive = archives.last().map(|a| a.day);
+    let mut files: Vec<(PathBuf, bool, Option<i64>)> = archives
+        .into_iter()
+        .map(|a| (a.path, a.compressed, Some(a.day)))
+        .collect();
+    let active = dir.join(ACTIVE);
+    let have_active = active.exists();
+    if have_active {
+        files.push((active.clone(), false, None));
+    }
+    let mut active_day = None;
+    for (path, compressed, day) in files {
+        let file_day = day.unwrap_or(inner.active_day);
+        let slot = slot_day(file_day);
+        let mut new = Vec::new();
+        let mut remote_cache: HashMap<String, u32> = HashMap::new();
+        let result = read_data_file(&path, compressed, |t| {
+            let r = match remote_cache.get(t.r.as_ref()) {
+                Some(&r) => r,
+                None => {
+                    let r = inner.index.intern_remote(&t.r);
+                    remote_cache.insert(t.r.to_string(), r);
+                    r
+                }
+            };
+            if let Merged::New(i) | Merged::Finished(i) = inner.index.merge(r, t, slot) {
+                new.push(i);
+            }
+            Ok(())
+        });
+        match result {
+            Ok(header) => {
+                if day.is_none() {
+                    active_day = super::day::parse_day(&header.day);
+                    if let Some(d) = active_day {
+                        inner.active_day = d;
+                        // Slots loaded before the header's day was known carry the
+                        // provisional day; they all came from this file.
+                        for &i in &new {
+                            inner.index.slots[i as usize].day = slot_day(d);
+                        }
+                    }
+                }
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+            Err(ReadError::Corrupt(problem)) => {
+                // An archive covers its day; the active file everything after the newest
+                // archive (or, without one, the whole backfill window).
+                let reset_to = match day {
+                    Some(d) => day_start(d),
+                    None => newest_archive
+                        .map_or(now.unwrap_or(0) - BACKFILL_SECS, |d| day_start(d + 1)),
+                };
+                if writable {
+                    let target = set_aside(&path)?;
+                    // What could be read is kept: it is rewritten into the active file.
+                    pending.extend_from_slice(&new);
+                    reset_cutoffs(&mut inner.cutoffs, reset_to);
+                    cutoffs_reset = true;
+                    problems.push(TaskCacheError::CorruptFile {
+                        path,
+                        problem,
+                        set_aside: target,
+                        reset_to,
+                    });
+                } else {
+                    problems.push(TaskCacheError::CorruptFileSkipped { path, problem });
+                }
+            }
+        }
+    }
+    if let (Some(now), true) = (now, active_day.is_none()) {
+        // No (readable) active file: start one for today, after the newest archive.
+        let newest_archive = list_archives(dir)?.last().map(|a| a.day + 1);
+        inner.active_day = newest_archive.unwrap_or(i64::MIN).max(day_of(now));
+        write_atomic(&active, &header_line(inner.active_day))?;
+    }
+    for &i in &pending {
+        inner.index.slots[i as usize].day = slot_day(inner.active_day);
+    }
+    inner.index.rebuild();
+    let replayed = replay(&dir.join(JOURNAL), |entry| {
+        let (new, changed) = merge_entry(&mut inner, &entry);
+        pending.extend_from_slice(&new);
+        pending.extend(changed);
+        inner.index.insert_orders(new);
+        advance_cutoffs(&mut inner, &entry.r, &entry.c);
+    })?;
+    if let Some(problem) = replayed.problem {
+        problems.push(TaskCacheError::JournalTail {
+            path: dir.join(JOURNAL),
+            offset: replayed.valid_len,
+            problem,
+            dropped_bytes: replayed.file_len - replayed.valid_len,
+        });
+    }
+    Ok(Loaded {
+        inner,
+        pending,
+        journal_valid_len: replayed.valid_len,
+        cutoffs_reset,
+    })
+}

@@ -1,0 +1,106 @@
+//! The small JSON files replaced atomically: the per-(remote, node) cutoffs (`state.json`,
+//! always the last file a change writes) and the tracked tasks (`tracked.json`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use fleetpoll_actors::{RemoteId, TaskRef, UnixTime};
+use serde::{Deserialize, Serialize};
+
+use super::error::TaskCacheError;
+use super::files::{set_aside, write_atomic};
+
+/// Per remote, per cutoff key (node), the start time from which to list tasks again.
+pub(crate) type Cutoffs = HashMap<RemoteId, BTreeMap<String, UnixTime>>;
+
+/// Version of `state.json`.
+const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    cutoffs: BTreeMap<String, BTreeMap<String, UnixTime>>,
+}
+
+/// Writes the cutoffs atomically.
+pub(crate) fn save_cutoffs(path: &Path, cutoffs: &Cutoffs) -> Result<(), TaskCacheError> {
+    let file = StateFile {
+        version: STATE_VERSION,
+        cutoffs: cutoffs
+            .iter()
+            .map(|(r, m)| (r.to_string(), m.clone()))
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&file).map_err(|e| TaskCacheError::Io {
+        path: path.to_path_buf(),
+        action: "encode",
+        source: std::io::Error::other(e),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a JSON file; a missing file is `None`; an undecodable one is set aside (when
+/// `writable`) and reported.
+fn load_json<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    writable: bool,
+    problems: &mut Vec<TaskCacheError>,
+) -> Result<Option<T>, TaskCacheError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(TaskCacheError::io(path, "read")(e)),
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            let target = if writable {
+                set_aside(path)?
+            } else {
+                PathBuf::from(path)
+            };
+            problems.push(TaskCacheError::CorruptState {
+                path: path.to_path_buf(),
+                problem: e.to_string(),
+                set_aside: target,
+            });
+            Ok(None)
+        }
+    }
+}
+
+/// Reads the cutoffs (empty when the file is missing or unreadable).
+pub(crate) fn load_cutoffs(
+    path: &Path,
+    writable: bool,
+    problems: &mut Vec<TaskCacheError>,
+) -> Result<Cutoffs, TaskCacheError> {
+    let file: Option<StateFile> = load_json(path, writable, problems)?;
+    Ok(file
+        .map(|f| {
+            f.cutoffs
+                .into_iter()
+                .map(|(r, m)| (RemoteId::new(r), m))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Writes the tracked tasks atomically.
+pub(crate) fn save_tracked(path: &Path, tracked: &[TaskRef]) -> Result<(), TaskCacheError> {
+    let bytes = serde_json::to_vec(tracked).map_err(|e| TaskCacheError::Io {
+        path: path.to_path_buf(),
+        action: "encode",
+        source: std::io::Error::other(e),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads the tracked tasks (empty when missing or unreadable).
+pub(crate) fn load_tracked(
+    path: &Path,
+    writable: bool,
+    problems: &mut Vec<TaskCacheError>,
+) -> Result<Vec<TaskRef>, TaskCacheError> {
+    Ok(load_json(path, writable, problems)?.unwrap_or_default())
+}
