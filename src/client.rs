@@ -139,6 +139,45 @@ pub fn print_status(value: &Value) {
     }
 }
 
+/// Percent-encodes a query parameter value.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Prints a page of tasks as a table.
+pub fn print_tasks(value: &Value) {
+    println!(
+        "{:<10} {:<10} {:<14} {:<20} {:<8} {:<16} STATUS",
+        "STARTED", "REMOTE", "NODE", "TYPE", "ID", "USER"
+    );
+    for t in value["tasks"].as_array().into_iter().flatten() {
+        let status = match t["status"].as_str() {
+            Some(s) => s.to_string(),
+            None => "running".to_string(),
+        };
+        println!(
+            "{:<10} {:<10} {:<14} {:<20} {:<8} {:<16} {}",
+            t["starttime"],
+            t["remote"].as_str().unwrap_or("?"),
+            t["node"].as_str().unwrap_or("?"),
+            t["type"].as_str().unwrap_or("?"),
+            t["id"].as_str().unwrap_or(""),
+            t["user"].as_str().unwrap_or("?"),
+            status
+        );
+    }
+    let shown = value["tasks"].as_array().map_or(0, Vec::len);
+    println!("({shown} of {} matching tasks)", value["total"]);
+}
+
 /// Prints a trigger's per-remote results.
 pub fn print_trigger(value: &Value, waited: bool) {
     let results = value["results"].as_array().cloned().unwrap_or_default();

@@ -60,6 +60,44 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// List cached tasks, newest first (a client of the daemon's API).
+    Tasks {
+        /// Only this remote's tasks.
+        #[arg(long)]
+        remote: Option<String>,
+        /// Only this node's tasks.
+        #[arg(long)]
+        node: Option<String>,
+        /// Only running tasks.
+        #[arg(long)]
+        running: bool,
+        /// Only failed tasks.
+        #[arg(long)]
+        errors: bool,
+        /// Only tasks started at or after this Unix time.
+        #[arg(long)]
+        since: Option<i64>,
+        /// Only tasks started at or before this Unix time.
+        #[arg(long)]
+        until: Option<i64>,
+        /// Only tasks whose type contains this text.
+        #[arg(long = "type")]
+        task_type: Option<String>,
+        /// Only tasks whose user contains this text.
+        #[arg(long)]
+        user: Option<String>,
+        /// ok, warning, error or running.
+        #[arg(long)]
+        status: Option<String>,
+        /// Tasks to skip.
+        #[arg(long, default_value_t = 0)]
+        start: usize,
+        /// Page size (0 = all).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Check a configuration file; exit 64 with the key named when it is bad.
     Validate {
         /// The configuration file.
@@ -132,6 +170,52 @@ fn client_command(command: &Command) -> anyhow::Result<()> {
                 fleetpoll::client::print_trigger(&value, *wait);
             }
         }
+        Command::Tasks {
+            remote,
+            node,
+            running,
+            errors,
+            since,
+            until,
+            task_type,
+            user,
+            status,
+            start,
+            limit,
+            api,
+        } => {
+            let mut query = vec![format!("start={start}"), format!("limit={limit}")];
+            let text = [
+                ("remote", remote),
+                ("node", node),
+                ("type", task_type),
+                ("user", user),
+                ("status", status),
+            ];
+            for (key, value) in text {
+                if let Some(v) = value {
+                    query.push(format!("{key}={}", fleetpoll::client::encode(v)));
+                }
+            }
+            for (key, value) in [("since", since), ("until", until)] {
+                if let Some(v) = value {
+                    query.push(format!("{key}={v}"));
+                }
+            }
+            if *running {
+                query.push("running=true".into());
+            }
+            if *errors {
+                query.push("errors=true".into());
+            }
+            let path = format!("/api/v1/tasks?{}", query.join("&"));
+            let value = api.client()?.call("GET", &path, None)?;
+            if api.json {
+                println!("{value:#}");
+            } else {
+                fleetpoll::client::print_tasks(&value);
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -176,7 +260,7 @@ fn main() -> ExitCode {
     }
     if matches!(
         cli.command,
-        Command::Status { .. } | Command::Trigger { .. }
+        Command::Status { .. } | Command::Trigger { .. } | Command::Tasks { .. }
     ) {
         return match client_command(&cli.command) {
             Ok(()) => ExitCode::SUCCESS,
@@ -209,7 +293,10 @@ fn main() -> ExitCode {
     }
     let default_filter = match cli.command {
         Command::Demo { .. } => "error",
-        Command::Run { .. } | Command::Status { .. } | Command::Trigger { .. } => "info",
+        Command::Run { .. }
+        | Command::Status { .. }
+        | Command::Trigger { .. }
+        | Command::Tasks { .. } => "info",
         Command::Validate { .. } => "warn",
         Command::Sim { .. } | Command::Rrd { .. } => "warn",
     };

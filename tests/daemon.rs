@@ -77,6 +77,10 @@ fn free_port() -> u16 {
 }
 
 fn start_sim(config: &Path) -> Proc {
+    start_sim_with(config, &[])
+}
+
+fn start_sim_with(config: &Path, extra: &[&str]) -> Proc {
     let child = Command::new(bin())
         .args([
             "sim",
@@ -89,6 +93,7 @@ fn start_sim(config: &Path) -> Proc {
             "--seed",
             "3",
         ])
+        .args(extra)
         .arg("--write-config")
         .arg(config)
         .stdout(Stdio::null())
@@ -285,12 +290,20 @@ fn run_with_a_bad_config_exits_64_before_binding_anything() {
 
 /// Starts the simulator and a daemon on its full config; returns both and the API port.
 fn start_fleet(dir: &Path) -> (Proc, Proc, u16) {
+    start_fleet_with(dir, &[], &[])
+}
+
+/// As `start_fleet`, with extra simulator flags and config text replacements.
+fn start_fleet_with(dir: &Path, sim_flags: &[&str], edits: &[(&str, &str)]) -> (Proc, Proc, u16) {
     let full = dir.join("full.toml");
-    let sim = start_sim(&full);
+    let sim = start_sim_with(&full, sim_flags);
     let port = free_port();
-    let text = std::fs::read_to_string(&full)
+    let mut text = std::fs::read_to_string(&full)
         .unwrap()
         .replace("127.0.0.1:8450", &format!("127.0.0.1:{port}"));
+    for (from, to) in edits {
+        text = text.replace(from, to);
+    }
     let config = dir.join("fleetpoll.toml");
     std::fs::write(&config, text).unwrap();
     let daemon = Proc(
@@ -572,5 +585,142 @@ fn a_restarted_daemon_resumes_from_the_stored_cursors() {
     assert!(
         points_after * 10 < first_points,
         "after the restart only new points are fetched ({points_after} vs {first_points} at first)"
+    );
+}
+
+#[test]
+fn tasks_are_listed_and_filtered_and_a_tracked_task_is_seen_finished_within_a_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, _daemon, port) = start_fleet_with(
+        dir.path(),
+        &["--task-interval-secs", "60"],
+        &[("backfill_days = 7", "backfill_days = 1")],
+    );
+    let (status, v) = json(port, "POST", "/api/v1/tasks/refresh", r#"{"wait":true}"#);
+    assert_eq!(status, 200, "{v}");
+    let (_, all) = json(port, "GET", "/api/v1/tasks?limit=5", "");
+    let total = all["total"].as_u64().unwrap();
+    assert!(
+        total > 1000,
+        "a day of tasks of 11 nodes at one a minute: {all}"
+    );
+    let starts: Vec<i64> = all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["starttime"].as_i64().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 5);
+    assert!(
+        starts.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {starts:?}"
+    );
+    let (_, pbs) = json(port, "GET", "/api/v1/tasks?remote=pbs-1&limit=0", "");
+    let pbs_tasks = pbs["tasks"].as_array().unwrap();
+    assert!(!pbs_tasks.is_empty());
+    assert!(pbs_tasks
+        .iter()
+        .all(|t| t["remote"] == "pbs-1"
+            && t["upid"].as_str().unwrap().starts_with("pbs:pbs-1!UPID:")));
+    let (status, err) = json(port, "GET", "/api/v1/tasks?status=sideways", "");
+    assert_eq!(status, 400);
+    assert!(err["error"].as_str().unwrap().contains("status"), "{err}");
+    let (status, _) = json(port, "GET", "/api/v1/tasks?remote=ghost", "");
+    assert_eq!(status, 404);
+    let out = Command::new(bin())
+        .args([
+            "tasks",
+            "--remote",
+            "pve-1",
+            "--limit",
+            "3",
+            "--api",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" pve-1 ")).count(),
+        3,
+        "{table}"
+    );
+
+    // Track every running task; the first to finish is reported within one tick (10 s).
+    let (_, running) = json(port, "GET", "/api/v1/tasks?running=true&limit=0", "");
+    let running: Vec<String> = running["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["upid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!running.is_empty(), "the simulator has running tasks");
+    for upid in &running {
+        let (status, v) = json(
+            port,
+            "POST",
+            "/api/v1/tasks/track",
+            &format!(r#"{{"upid":"{upid}"}}"#),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, bad) = json(
+        port,
+        "POST",
+        "/api/v1/tasks/track",
+        r#"{"upid":"pve:pve-1!UPID:garbage"}"#,
+    );
+    assert_eq!(status, 400, "{bad}");
+    let mut finished = None;
+    wait_until(Duration::from_secs(120), "a tracked task finishes", || {
+        let (_, t) = json(port, "GET", "/api/v1/tasks/tracked", "");
+        let still: Vec<&str> = t["tracked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        finished = running
+            .iter()
+            .find(|u| !still.contains(&u.as_str()))
+            .cloned();
+        finished.is_some()
+    });
+    let seen_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let upid = finished.unwrap();
+    let remote = upid.split_once(':').unwrap().1.split_once('!').unwrap().0;
+    // The finished task's end time, from the refetched list.
+    let mut end = None;
+    wait_until(
+        Duration::from_secs(15),
+        "the list shows it finished",
+        || {
+            let (_, page) = json(
+                port,
+                "GET",
+                &format!("/api/v1/tasks?remote={remote}&limit=0"),
+                "",
+            );
+            end = page["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["upid"] == upid.as_str())
+                .and_then(|t| t["endtime"].as_i64());
+            end.is_some()
+        },
+    );
+    let lag = seen_at - end.unwrap();
+    assert!(
+        lag <= 12,
+        "the finish was noticed {lag} s after it happened (tick 10 s)"
     );
 }

@@ -5,6 +5,7 @@
 
 mod live;
 mod metrics;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -19,6 +20,8 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Secret;
+use crate::rrd::RrdStore;
+use crate::tasks::TaskCache;
 
 /// Asks the daemon to reload its config file; answers with the report or the error.
 pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;
@@ -28,6 +31,10 @@ pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;
 pub struct ApiState {
     /// The engine.
     pub engine: EngineHandle,
+    /// The metric store, for history queries.
+    pub metrics: Arc<RrdStore>,
+    /// The task cache, for task queries.
+    pub tasks: Arc<TaskCache>,
     /// Bearer token for mutating endpoints.
     pub token: Option<Secret>,
     /// Where reload requests go (the daemon's main loop).
@@ -44,6 +51,11 @@ impl ApiError {
     /// A 400 naming the parameter.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    /// A 500 for a failure of fleetpoll itself.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, message.into())
     }
 }
 
@@ -78,6 +90,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/remotes", get(remotes))
         .route("/api/v1/remotes/{id}", get(remote))
         .route("/api/v1/collect", post(collect))
+        .route("/api/v1/tasks", get(tasks::tasks))
         .route("/api/v1/tasks/refresh", post(refresh_tasks))
         .route("/api/v1/tasks/track", post(track_task))
         .route("/api/v1/tasks/tracked", get(tracked_tasks))
@@ -210,7 +223,17 @@ async fn track_task(
     crate::remote::Upid::parse(&task.upid)
         .map_err(|e| ApiError::bad_request(format!("upid: {e}")))?;
     state.engine.track_task(task.clone()).await?;
-    Ok(Json(json!({ "tracked": task.to_string() })))
+    Ok(Json(
+        json!({ "tracked": manager_ref(&task.remote, &task.upid) }),
+    ))
+}
+
+/// The manager's name of a remote task: `pve:<remote>!<UPID>` or `pbs:<remote>!<UPID>`
+/// (the kind read from the UPID's shape: PBS UPIDs carry a task id).
+pub fn manager_ref(remote: &RemoteId, upid: &str) -> String {
+    let pbs = crate::remote::Upid::parse(upid).is_ok_and(|u| u.is_pbs());
+    let kind = if pbs { "pbs" } else { "pve" };
+    format!("{kind}:{remote}!{upid}")
 }
 
 async fn tracked_tasks(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Value>> {
@@ -219,7 +242,7 @@ async fn tracked_tasks(State(state): State<ApiState>) -> ApiResult<Json<serde_js
         .tracked_tasks()
         .await?
         .iter()
-        .map(ToString::to_string)
+        .map(|t| manager_ref(&t.remote, &t.upid))
         .collect();
     Ok(Json(json!({ "tracked": list })))
 }

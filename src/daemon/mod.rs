@@ -73,8 +73,8 @@ impl Service {
             .with_context(|| format!("cannot listen on {} (api.listen)", resolved.api_listen))?;
         let api_addr = listener.local_addr().context("the API's address")?;
         let engine = Engine::builder(resolved.engine)
-            .metric_store(metrics)
-            .task_store(tasks)
+            .metric_store(metrics.clone())
+            .task_store(tasks.clone())
             .clock(clock)
             .start()
             .await
@@ -83,6 +83,8 @@ impl Service {
         let last_reload = Arc::new(Mutex::new(None));
         let state = ApiState {
             engine: engine.clone(),
+            metrics,
+            tasks,
             token: resolved.api_token.clone(),
             reload: reload_tx,
             last_reload: last_reload.clone(),

@@ -4,17 +4,13 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
-use fleetpoll_actors::testing::MemoryTaskStore;
-use fleetpoll_actors::{MetricStore, TaskStore};
-
 use crate::config::StorageConfig;
 use crate::rrd::RrdStore;
+use crate::tasks::TaskCache;
+use anyhow::Context;
 
 /// The metric store and task cache of the daemon.
-pub(super) fn open(
-    storage: &StorageConfig,
-) -> anyhow::Result<(Arc<dyn MetricStore>, Arc<dyn TaskStore>)> {
+pub(super) fn open(storage: &StorageConfig) -> anyhow::Result<(Arc<RrdStore>, Arc<TaskCache>)> {
     for dir in [&storage.state_dir, &storage.cache_dir] {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(
@@ -36,7 +32,13 @@ pub(super) fn open(
     for err in &recovery.errors {
         tracing::error!(error = %err, "a journalled batch could not be applied");
     }
-    // The task cache lands with the storage work; until then tasks live in memory.
-    tracing::warn!("tasks are kept in memory only in this build");
-    Ok((Arc::new(metrics), MemoryTaskStore::new()))
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let tasks = TaskCache::open(&storage.cache_dir, now)
+        .with_context(|| format!("opening the task cache in {}", storage.cache_dir.display()))?;
+    for problem in tasks.problems() {
+        tracing::error!(error = %problem, "task cache problem found at open");
+    }
+    Ok((Arc::new(metrics), Arc::new(tasks)))
 }
