@@ -143,14 +143,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
                 let count = |f: &dyn Fn(PollState) -> bool| status.iter().filter(|s| f(s.state)).count();
                 let ok = count(&|s| s == PollState::Ok);
                 let failing = count(&|s| matches!(s, PollState::Failing | PollState::Backoff | PollState::Failed));
-                let tasks_ok = status.iter().filter(|s| s.tasks_last_success.is_some()).count();
+                let tasks_cached = service.tasks.len();
                 let limiter = engine.limiter().await?;
                 let storage = engine.storage().await?;
                 println!(
-                    "remotes ok {ok:>3} | failing {failing:>3} | pending {:>3} | points stored {:>8} | task lists {:>3} | connections {:>2}/{}",
+                    "remotes ok {ok:>3} | failing {failing:>3} | pending {:>3} | points stored {:>8} | tasks cached {:>7} | connections {:>2}/{}",
                     status.len() - ok - failing,
                     storage.points_stored,
-                    tasks_ok,
+                    tasks_cached,
                     limiter.in_use,
                     limiter.global_cap,
                 );

@@ -51,6 +51,8 @@ fn init_logging(filter: &str, format: LogFormat) {
 pub struct Service {
     /// The engine.
     pub engine: EngineHandle,
+    /// The task cache (for counts and queries beside the API).
+    pub tasks: Arc<crate::tasks::TaskCache>,
     /// Where the API listens.
     pub api_addr: std::net::SocketAddr,
     /// Reload requests from the API (`POST /api/v1/reload`).
@@ -84,7 +86,7 @@ impl Service {
         let state = ApiState {
             engine: engine.clone(),
             metrics,
-            tasks,
+            tasks: tasks.clone(),
             token: resolved.api_token.clone(),
             reload: reload_tx,
             last_reload: last_reload.clone(),
@@ -101,6 +103,7 @@ impl Service {
         });
         Ok(Service {
             engine,
+            tasks,
             api_addr,
             reload_rx,
             last_reload,
