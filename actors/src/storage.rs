@@ -1,9 +1,10 @@
 //! The Storage actor: the single writer in front of the store traits.
 //!
-//! Writes queue in the mailbox; one blocking operation runs at a time in
-//! `spawn_blocking`, and the actor learns of its end by message, so its mailbox stays
-//! open while the disk works. Metric (and task) writes that queued up behind a running
-//! operation are stored together as one group — one journal sync for many remotes.
+//! Writes queue in two lanes, one per store; each lane runs one blocking operation at a
+//! time in `spawn_blocking` (each store has a single writer), the lanes do not wait for
+//! each other, and the actor learns of an operation's end by message, so its mailbox
+//! stays open while the disk works. Writes that queued up behind a running operation are
+//! stored together as one group — one journal sync for many remotes.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -63,9 +64,9 @@ pub enum StorageMsg {
     Flush(RpcReplyPort<Result<(), StoreError>>),
     /// Reply with counters and the queue depth.
     Stats(RpcReplyPort<StorageStats>),
-    /// Self-sent when the blocking operation finished, or with the panic text if the
-    /// store panicked (the actor then fails and its supervisor restarts it).
-    Done(Result<Completion, String>),
+    /// Self-sent when a lane's blocking operation finished, or with the panic text if
+    /// the store panicked (the actor then fails and its supervisor restarts it).
+    Done(WriteLane, Result<Completion, String>),
 }
 
 impl fmt::Debug for StorageMsg {
@@ -76,7 +77,7 @@ impl fmt::Debug for StorageMsg {
             StorageMsg::Housekeep(h) => write!(f, "Housekeep({h:?})"),
             StorageMsg::Flush(_) => f.write_str("Flush"),
             StorageMsg::Stats(_) => f.write_str("Stats"),
-            StorageMsg::Done(_) => f.write_str("Done"),
+            StorageMsg::Done(lane, _) => write!(f, "Done({lane:?})"),
         }
     }
 }
@@ -100,7 +101,52 @@ enum Op {
     Metrics(MetricWrite, MetricResponder),
     Tasks(TaskWrite, TaskResponder),
     Housekeep(Housekeeping),
-    Flush(RpcReplyPort<Result<(), StoreError>>),
+    Flush(Arc<FlushJoin>),
+}
+
+/// The two writers: each store has one operation in flight at a time, and the stores do
+/// not wait for each other (a large task merge does not hold up metric batches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteLane {
+    /// The metric store.
+    Metrics = 0,
+    /// The task cache.
+    Tasks = 1,
+}
+
+/// A flush spans both lanes; the reply goes out when the second part is done.
+struct FlushJoin {
+    reply: std::sync::Mutex<Option<RpcReplyPort<Result<(), StoreError>>>>,
+    result: std::sync::Mutex<Result<(), StoreError>>,
+    remaining: std::sync::atomic::AtomicUsize,
+}
+
+impl FlushJoin {
+    fn part_done(&self, result: Result<(), StoreError>) {
+        if let Err(err) = result {
+            *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Err(err);
+        }
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            let result = self
+                .result
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(reply) = self.reply.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Lane {
+    queue: VecDeque<Op>,
+    busy: bool,
 }
 
 /// The outcome of one blocking operation.
@@ -120,23 +166,22 @@ enum CompletionKind {
     ),
     Tasks(Vec<TaskResponder>, Vec<Result<(), StoreError>>),
     Housekeep(Housekeeping, Result<(), StoreError>),
-    Flush(RpcReplyPort<Result<(), StoreError>>, Result<(), StoreError>),
+    Flush(Arc<FlushJoin>, Result<(), StoreError>),
 }
 
 /// State of the Storage actor.
 pub struct StorageState {
     stores: Stores,
     live: Arc<LiveFeed>,
-    queue: VecDeque<Op>,
-    busy: bool,
+    lanes: [Lane; 2],
     stats: StorageStats,
 }
 
 impl fmt::Debug for StorageState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StorageState")
-            .field("queue", &self.queue.len())
-            .field("busy", &self.busy)
+            .field("metric_queue", &self.lanes[0].queue.len())
+            .field("task_queue", &self.lanes[1].queue.len())
             .finish()
     }
 }
@@ -161,8 +206,7 @@ impl Actor for Storage {
         Ok(StorageState {
             stores: args.stores,
             live: args.live,
-            queue: VecDeque::new(),
-            busy: false,
+            lanes: Default::default(),
             stats: StorageStats::default(),
         })
     }
@@ -174,31 +218,51 @@ impl Actor for Storage {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            StorageMsg::StoreMetrics(w, r) => state.queue.push_back(Op::Metrics(w, r)),
-            StorageMsg::StoreTasks(w, r) => state.queue.push_back(Op::Tasks(w, r)),
-            StorageMsg::Housekeep(h) => state.queue.push_back(Op::Housekeep(h)),
-            StorageMsg::Flush(reply) => state.queue.push_back(Op::Flush(reply)),
+            StorageMsg::StoreMetrics(w, r) => state.push(WriteLane::Metrics, Op::Metrics(w, r)),
+            StorageMsg::StoreTasks(w, r) => state.push(WriteLane::Tasks, Op::Tasks(w, r)),
+            StorageMsg::Housekeep(h) => {
+                let lane = match h {
+                    Housekeeping::CommitMetrics => WriteLane::Metrics,
+                    _ => WriteLane::Tasks,
+                };
+                state.push(lane, Op::Housekeep(h));
+            }
+            StorageMsg::Flush(reply) => {
+                let join = Arc::new(FlushJoin {
+                    reply: std::sync::Mutex::new(Some(reply)),
+                    result: std::sync::Mutex::new(Ok(())),
+                    remaining: std::sync::atomic::AtomicUsize::new(2),
+                });
+                state.push(WriteLane::Metrics, Op::Flush(join.clone()));
+                state.push(WriteLane::Tasks, Op::Flush(join));
+            }
             StorageMsg::Stats(reply) => {
                 let mut stats = state.stats.clone();
-                stats.queue_depth = state.queue.len();
+                stats.queue_depth = state.lanes.iter().map(|l| l.queue.len()).sum();
                 let _ = reply.send(stats);
             }
-            StorageMsg::Done(Ok(Completion(kind))) => {
-                state.busy = false;
+            StorageMsg::Done(lane, Ok(Completion(kind))) => {
+                state.lanes[lane as usize].busy = false;
                 state.complete(kind);
             }
-            StorageMsg::Done(Err(panic)) => {
+            StorageMsg::Done(_, Err(panic)) => {
                 return Err(format!("a store operation panicked: {panic}").into());
             }
         }
-        if !state.busy {
-            state.start_next(&myself);
+        for lane in [WriteLane::Metrics, WriteLane::Tasks] {
+            if !state.lanes[lane as usize].busy {
+                state.start_next(&myself, lane);
+            }
         }
         Ok(())
     }
 }
 
 impl StorageState {
+    fn push(&mut self, lane: WriteLane, op: Op) {
+        self.lanes[lane as usize].queue.push_back(op);
+    }
+
     fn complete(&mut self, kind: CompletionKind) {
         match kind {
             CompletionKind::Metrics(responders, results, writes) => {
@@ -230,14 +294,13 @@ impl StorageState {
                     tracing::error!(operation = ?op, error = %err, "storage housekeeping failed");
                 }
             }
-            CompletionKind::Flush(reply, result) => {
-                let _ = reply.send(result);
-            }
+            CompletionKind::Flush(join, result) => join.part_done(result),
         }
     }
 
-    fn start_next(&mut self, myself: &ActorRef<StorageMsg>) {
-        let Some(first) = self.queue.pop_front() else {
+    fn start_next(&mut self, myself: &ActorRef<StorageMsg>, lane: WriteLane) {
+        let queue = &mut self.lanes[lane as usize].queue;
+        let Some(first) = queue.pop_front() else {
             return;
         };
         let stores = self.stores.clone();
@@ -246,9 +309,9 @@ impl StorageState {
                 let mut writes = vec![w];
                 let mut responders = vec![r];
                 while writes.len() < MAX_GROUP {
-                    match self.queue.front() {
+                    match queue.front() {
                         Some(Op::Metrics(..)) => {
-                            if let Some(Op::Metrics(w, r)) = self.queue.pop_front() {
+                            if let Some(Op::Metrics(w, r)) = queue.pop_front() {
                                 writes.push(w);
                                 responders.push(r);
                             }
@@ -265,9 +328,9 @@ impl StorageState {
                 let mut writes = vec![w];
                 let mut responders = vec![r];
                 while writes.len() < MAX_GROUP {
-                    match self.queue.front() {
+                    match queue.front() {
                         Some(Op::Tasks(..)) => {
-                            if let Some(Op::Tasks(w, r)) = self.queue.pop_front() {
+                            if let Some(Op::Tasks(w, r)) = queue.pop_front() {
                                 writes.push(w);
                                 responders.push(r);
                             }
@@ -289,15 +352,15 @@ impl StorageState {
                 };
                 CompletionKind::Housekeep(op, result)
             }),
-            Op::Flush(reply) => Box::new(move || {
-                let result = stores
-                    .metrics
-                    .commit()
-                    .and_then(|()| stores.tasks.apply_journal());
-                CompletionKind::Flush(reply, result)
+            Op::Flush(join) => Box::new(move || {
+                let result = match lane {
+                    WriteLane::Metrics => stores.metrics.commit(),
+                    WriteLane::Tasks => stores.tasks.apply_journal(),
+                };
+                CompletionKind::Flush(join, result)
             }),
         };
-        self.busy = true;
+        self.lanes[lane as usize].busy = true;
         let me = myself.clone();
         let blocking = tokio::task::spawn_blocking(job);
         tokio::spawn(async move {
@@ -306,7 +369,7 @@ impl StorageState {
                 Err(err) => Err(err.to_string()),
             };
             // If the actor is gone the responders are dropped and their waiters see it.
-            let _ = me.send_message(StorageMsg::Done(done));
+            let _ = me.send_message(StorageMsg::Done(lane, done));
         });
     }
 }

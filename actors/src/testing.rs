@@ -443,6 +443,7 @@ impl MetricStore for MemoryMetricStore {
 /// Task cache in memory.
 #[derive(Debug, Default)]
 pub struct MemoryTaskStore {
+    write_delay_ms: AtomicU64,
     tasks: Mutex<HashMap<RemoteId, BTreeMap<String, TaskRecord>>>,
     tracked: Mutex<Vec<TaskRef>>,
     rotations: Mutex<Vec<UnixTime>>,
@@ -467,6 +468,12 @@ impl MemoryTaskStore {
             .unwrap_or_default()
     }
 
+    /// Each task write takes this long (blocking, as a disk would).
+    pub fn set_write_delay(&self, delay: Duration) {
+        self.write_delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// How many tasks are cached over all remotes.
     pub fn total_tasks(&self) -> usize {
         lock(&self.tasks).values().map(BTreeMap::len).sum()
@@ -485,6 +492,12 @@ impl MemoryTaskStore {
 
 impl TaskStore for MemoryTaskStore {
     fn store_tasks(&self, writes: &[TaskWrite]) -> Vec<Result<(), StoreError>> {
+        let delay = self.write_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            #[allow(clippy::disallowed_methods)]
+            // reason: models a blocking disk write inside spawn_blocking
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         let mut tasks = lock(&self.tasks);
         writes
             .iter()

@@ -311,3 +311,29 @@ async fn two_engines_in_one_process_share_nothing() {
     assert!(eb.is_running() && !ea.is_running());
     eb.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_slow_task_merge_does_not_hold_up_metric_writes() {
+    let fleet = Fleet::new(2);
+    fleet.seed_fresh();
+    let engine = fleet.start().await;
+    fleet.tasks.set_write_delay(Duration::from_millis(1500));
+    engine.refresh_tasks(Target::All, false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The task lane is busy for 1.5 s (twice); the metric lane is free.
+    let started = tokio::time::Instant::now();
+    let report = engine
+        .trigger(Target::Remote(RemoteId::new("r0")), true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        report.results[0].1,
+        Ok(CollectOutcome::Stored { .. })
+    ));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(700),
+        "the metric write waited {took:?}"
+    );
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
