@@ -13,6 +13,24 @@ use super::fetch::{FetchRequest, FetchResult};
 use super::format::{self, Layout};
 use super::value::RawValue;
 
+/// Syncs a directory, so that files created or renamed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<(), RrdError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| RrdError::Io {
+            path: dir.to_path_buf(),
+            io: source,
+        })
+}
+
+/// Syncs the directory holding `path`.
+fn sync_parent(path: &Path) -> Result<(), RrdError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
 /// An open RRD file with its contents in memory.
 #[derive(Debug)]
 pub struct RrdFile {
@@ -47,6 +65,7 @@ impl RrdFile {
         file.write_all(&format::encode(&rrd)).map_err(io)?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
+        sync_parent(path)?;
         let layout = Layout::of(rrd.ds.len(), &rrd.rras);
         Ok(RrdFile {
             path: path.to_path_buf(),
@@ -70,6 +89,7 @@ impl RrdFile {
             path: path.clone(),
             io: source,
         })?;
+        sync_parent(&path)?;
         file.path = path;
         Ok(file)
     }
