@@ -17,6 +17,8 @@
 //!   and closed).
 //! - [`store`]: [`RrdStore`], the engine's `MetricStore`: one file per (remote,
 //!   entity) in the Proxmox VE 9 layout, behind the journal, committed on a cadence.
+//! - [`query`]: an entity's metrics on one time axis for a timeframe or window, as
+//!   the HTTP API returns them.
 //! - [`cli`]: `fleetpoll rrd create|update|fetch|info`.
 
 mod cache;
@@ -31,6 +33,7 @@ pub mod file;
 pub mod format;
 pub mod journal;
 mod pending;
+pub mod query;
 pub mod store;
 pub mod text;
 pub mod value;
