@@ -12,6 +12,7 @@
 //! - [`format`](mod@format): the on-disk layout (see `docs/rrd-format.md`); [`crc`] its checksum.
 //! - [`file`](mod@file): [`RrdFile`], a file updated in place with positioned writes.
 //! - [`journal`]: the synced, checksummed journal replayed on start.
+//! - `record`: a journal record's payload, a remote's batch in a compact binary form.
 //! - `pending`: points journalled but not yet committed to their files.
 //! - `cache`: the bounded cache of open files (the least recently used is synced
 //!   and closed).
@@ -34,6 +35,7 @@ pub mod format;
 pub mod journal;
 mod pending;
 pub mod query;
+mod record;
 pub mod store;
 pub mod text;
 pub mod value;

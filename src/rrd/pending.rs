@@ -2,7 +2,7 @@
 //! sources they need and one row of values per timestamp, kept in memory between
 //! `store_metrics` and the next commit (see `docs/rrd-format.md`, "Commit cadence").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use fleetpoll_actors::MetricBatch;
 
@@ -42,19 +42,23 @@ impl Pending {
     ) -> (Option<i64>, usize) {
         let mut newest = None;
         let mut added = 0;
+        // Each series' column, worked out once per batch.
+        let mut column_of: HashMap<usize, usize> = HashMap::new();
         for (&time, points) in times.range(after.saturating_add(1)..) {
             let mut row: Vec<f64> = Vec::new();
             for &(series, value) in points {
-                let key = &batch.series[series];
-                let def = data_source_for(&key.metric, key.kind);
-                // Metric names that map to the same data-source name share a column.
-                let column = match self.defs.iter().position(|d| d.name == def.name) {
-                    Some(column) => column,
-                    None => {
-                        self.defs.push(def);
-                        self.defs.len() - 1
+                let column = *column_of.entry(series).or_insert_with(|| {
+                    let key = &batch.series[series];
+                    let def = data_source_for(&key.metric, key.kind);
+                    // Metric names that map to the same data-source name share a column.
+                    match self.defs.iter().position(|d| d.name == def.name) {
+                        Some(column) => column,
+                        None => {
+                            self.defs.push(def);
+                            self.defs.len() - 1
+                        }
                     }
-                };
+                });
                 if row.len() <= column {
                     row.resize(column + 1, f64::NAN);
                 }

@@ -96,9 +96,7 @@ impl FromStr for Timeframe {
         ]
         .into_iter()
         .find(|t| t.as_str() == s)
-        .ok_or_else(|| {
-            format!("unknown timeframe {s:?} (hour, day, week, month, year or decade)")
-        })
+        .ok_or_else(|| format!("unknown timeframe {s:?} (hour, day, week, month, year or decade)"))
     }
 }
 
@@ -205,12 +203,16 @@ impl RrdStore {
                 .iter()
                 .map(|metric| {
                     let name = ds_name(metric);
-                    fetched.names.iter().position(|n| *n == name).ok_or_else(|| {
-                        RrdError::Fetch(format!(
-                            "entity {:?} of remote {remote} has no metric {metric:?}",
-                            query.entity
-                        ))
-                    })
+                    fetched
+                        .names
+                        .iter()
+                        .position(|n| *n == name)
+                        .ok_or_else(|| {
+                            RrdError::Fetch(format!(
+                                "entity {:?} of remote {remote} has no metric {metric:?}",
+                                query.entity
+                            ))
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -321,7 +323,11 @@ mod tests {
         let (_dir, store) = store_with_guest(5);
         let wanted = Some(vec!["mem_used".to_string()]);
         let result = store
-            .query(&RemoteId::new("lab"), &hour_query(wanted, Cf::Max), T0 + 300)
+            .query(
+                &RemoteId::new("lab"),
+                &hour_query(wanted, Cf::Max),
+                T0 + 300,
+            )
             .unwrap()
             .unwrap();
         assert_eq!(result.metrics.len(), 1);
@@ -373,15 +379,13 @@ mod tests {
 
     #[test]
     fn timeframes_map_to_the_documented_resolution_and_span() {
-        let table: Vec<(String, u64, u64)> = [
-            "hour", "day", "week", "month", "year", "decade",
-        ]
-        .iter()
-        .map(|name| {
-            let t: Timeframe = name.parse().unwrap();
-            (t.to_string(), t.resolution(), t.span() / 86_400)
-        })
-        .collect();
+        let table: Vec<(String, u64, u64)> = ["hour", "day", "week", "month", "year", "decade"]
+            .iter()
+            .map(|name| {
+                let t: Timeframe = name.parse().unwrap();
+                (t.to_string(), t.resolution(), t.span() / 86_400)
+            })
+            .collect();
         assert_eq!(
             table,
             vec![

@@ -10,7 +10,6 @@ use std::sync::Mutex;
 use fleetpoll_actors::{
     Cursor, MetricBatch, MetricKind, MetricStore, MetricWrite, RemoteId, StoreError,
 };
-use serde::{Deserialize, Serialize};
 
 use super::cache::FileCache;
 use super::crc::crc32;
@@ -19,6 +18,7 @@ use super::error::RrdError;
 use super::file::{sync_dir, RrdFile};
 use super::journal::Journal;
 use super::pending::Pending;
+use super::record;
 use super::Rrd;
 
 /// Seconds per primary data point in the Proxmox VE 9 layout.
@@ -119,13 +119,6 @@ fn entity_of_file_name(file_name: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// One journal record: a remote's batch as received.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    remote: RemoteId,
-    batch: MetricBatch,
-}
-
 /// One entity's points: timestamp -> `(index into the batch's series, value)`.
 type PointsByTime = BTreeMap<i64, Vec<(usize, f64)>>;
 
@@ -200,12 +193,12 @@ impl RrdStore {
             errors: Vec::new(),
         };
         for payload in &replay.records {
-            let result = serde_json::from_slice::<Record>(payload)
-                .map_err(|err| RrdError::Corrupt {
+            let result = record::decode(payload)
+                .map_err(|reason| RrdError::Corrupt {
                     path: dir.join("journal"),
-                    reason: format!("a record with an intact checksum does not parse: {err}"),
+                    reason: format!("a record with an intact checksum does not decode: {reason}"),
                 })
-                .and_then(|record| inner.stage(&record.remote, &record.batch));
+                .and_then(|(remote, batch)| inner.stage(&remote, &batch));
             match result {
                 Ok(()) => recovery.replayed += 1,
                 Err(err) => recovery.errors.push(err.to_string()),
@@ -244,6 +237,7 @@ impl RrdStore {
             return Ok(None);
         }
         let file = inner.files.get_or_open(&path, || RrdFile::open(&path))?;
+        file.load()?;
         file.fetch(request).map(Some)
     }
 
@@ -388,9 +382,18 @@ impl Inner {
             let rrd = Rrd::create(PVE_STEP, start, pending.defs.clone(), pve_archives())?;
             self.files.insert(RrdFile::create(path, rrd)?, false)?;
         }
-        let file = self.files.get_or_open(path, || RrdFile::open(path))?;
+        let file = self
+            .files
+            .get_or_open(path, || RrdFile::open_for_update(path))?;
         // Every data source the points need must be in the file: grow it (one
         // atomic rewrite) when some are missing.
+        let missing = pending
+            .defs
+            .iter()
+            .any(|def| !file.rrd().data_sources().iter().any(|d| d.name == def.name));
+        if missing {
+            file.load()?;
+        }
         let mut grown: Option<Rrd> = None;
         for def in &pending.defs {
             let current = grown.as_ref().unwrap_or(file.rrd());
@@ -402,7 +405,9 @@ impl Inner {
             let (old, _) = self.files.take(path).expect("opened above");
             self.files.insert(old.replace(grown)?, false)?;
         }
-        let file = self.files.get_or_open(path, || RrdFile::open(path))?;
+        let file = self
+            .files
+            .get_or_open(path, || RrdFile::open_for_update(path))?;
         let names = file.rrd().data_sources();
         let columns: Vec<usize> = pending
             .defs
@@ -452,20 +457,11 @@ fn store_error(err: RrdError) -> StoreError {
 impl MetricStore for RrdStore {
     fn store_metrics(&self, writes: &[MetricWrite]) -> Vec<Result<Cursor, StoreError>> {
         let mut inner = self.lock();
-        let records: Result<Vec<Vec<u8>>, _> = writes
+        let records: Vec<Vec<u8>> = writes
             .iter()
-            .map(|w| {
-                serde_json::to_vec(&Record {
-                    remote: w.remote.clone(),
-                    batch: w.batch.clone(),
-                })
-            })
+            .map(|w| record::encode(&w.remote, &w.batch))
             .collect();
-        let journalled = match records {
-            Ok(records) => inner.journal.append(&records).map_err(store_error),
-            Err(err) => Err(StoreError(format!("cannot encode a journal record: {err}"))),
-        };
-        if let Err(err) = journalled {
+        if let Err(err) = inner.journal.append(&records).map_err(store_error) {
             return writes.iter().map(|_| Err(err.clone())).collect();
         }
         let results = writes

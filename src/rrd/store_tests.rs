@@ -350,8 +350,11 @@ fn more_entities_than_the_open_file_cache_holds_are_all_committed_and_readable()
     let entities = 80; // more than the cache's 64 files
     let mut b = MetricBatch::default();
     for e in 0..entities {
-        b.series
-            .push(series(&format!("qemu/{e}"), "cpu_current", MetricKind::Gauge));
+        b.series.push(series(
+            &format!("qemu/{e}"),
+            "cpu_current",
+            MetricKind::Gauge,
+        ));
         for m in 0..3 {
             b.points.push(MetricPoint {
                 series: e,
