@@ -5,6 +5,7 @@ mod engine;
 mod fleet;
 mod measure;
 mod parse;
+mod rrd_ingest;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,9 @@ enum Scenario {
     Fleet(fleet::FleetArgs),
     /// Metric reply parsing into the engine's batch type, on one core.
     Parse(parse::ParseArgs),
+    /// Metric points stored durably per second through the RRD store, side by side
+    /// with rrdcached fed the same points.
+    RrdIngest(rrd_ingest::RrdIngestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Engine(args) => engine::run(args)?,
         Scenario::Parse(args) => parse::run(args)?,
         Scenario::Fleet(args) => fleet::run(args)?,
+        Scenario::RrdIngest(args) => rrd_ingest::run(args)?,
     };
     println!("{result}");
     Ok(())
