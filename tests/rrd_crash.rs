@@ -210,7 +210,9 @@ fn check(dir: &Path, acked: i64, first_acked: i64) {
     assert!(recovery.errors.is_empty(), "{:?}", recovery.errors);
     let cursor = store.cursor(&remote()).0.unwrap_or(0);
     assert!(cursor >= acked, "cursor {cursor} lost acknowledged {acked}");
-    let from_minute = ((acked - T0) / 60 - ARCHIVE_ROWS + 20).max(first_acked).max(2);
+    let from_minute = ((acked - T0) / 60 - ARCHIVE_ROWS + 20)
+        .max(first_acked)
+        .max(2);
     let to_minute = (acked - T0) / 60;
     for e in 0..ENTITIES {
         let entity = format!("qemu/{}", 100 + e);
@@ -233,7 +235,11 @@ fn check(dir: &Path, acked: i64, first_acked: i64) {
         for m in from_minute..=to_minute {
             let row = rows[&(T0 + 60 * m)];
             for k in 0..GAUGES {
-                assert_eq!(row[col(&format!("g{k}"))], gauge(m, e, k), "{entity} g{k} m{m}");
+                assert_eq!(
+                    row[col(&format!("g{k}"))],
+                    gauge(m, e, k),
+                    "{entity} g{k} m{m}"
+                );
             }
             assert_eq!(row[col("net_in")], 10.0, "{entity} net_in minute {m}");
             if m > LATE_FROM {
@@ -253,7 +259,7 @@ fn check(dir: &Path, acked: i64, first_acked: i64) {
 #[test]
 fn every_acknowledged_point_survives_kill_9_at_random_moments() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = StdRng::seed_from_u64(0x5EED_0F_C4A5);
+    let mut rng = StdRng::seed_from_u64(0x5EED_C4A5);
     let mut moments: BTreeMap<&str, usize> = BTreeMap::new();
     let mut acked: Option<i64> = None;
     let mut first_acked: Option<i64> = None;
