@@ -1,6 +1,8 @@
 //! The in-memory RRD: definitions, the live state between updates and the ring
 //! buffers, with rrdtool's update rules (heartbeat, rates, PDP building, consolidation).
 
+use std::collections::BTreeMap;
+
 use super::consolidate::{self, CdpPrep, RowSink};
 use super::def::{DsDef, DsType, RraDef};
 use super::error::RrdError;
@@ -22,8 +24,19 @@ pub struct PdpPrep {
 pub struct Ring {
     /// The row written last (the newest row).
     pub cur_row: u64,
-    /// The values, row after row, each row holding one value per data source.
+    /// The values, row after row, each row holding one value per data source; empty
+    /// when the rows were not loaded (a file opened for updating only).
     pub values: Vec<f64>,
+    /// Rows written since the last [`Rrd::take_changes`] while `values` is not
+    /// loaded, by row index (empty otherwise).
+    pub unloaded_rows: BTreeMap<u64, Vec<f64>>,
+}
+
+impl Ring {
+    /// Whether the values are in memory.
+    pub fn is_loaded(&self) -> bool {
+        !self.values.is_empty()
+    }
 }
 
 /// Which rows of which archives changed since the last [`Rrd::take_changes`].
@@ -126,6 +139,7 @@ impl Rrd {
             .map(|r| Ring {
                 cur_row: r.rows - 1,
                 values: vec![f64::NAN; (r.rows as usize) * ds.len()],
+                unloaded_rows: BTreeMap::new(),
             })
             .collect();
         Ok(Rrd {
@@ -157,10 +171,22 @@ impl Rrd {
         &self.rras
     }
 
+    /// Whether every archive's rows are in memory (see [`Ring::values`]).
+    pub fn is_loaded(&self) -> bool {
+        self.rings.iter().all(Ring::is_loaded)
+    }
+
     /// The same database with one more data source appended, unknown until its first
-    /// updates, as if it had been there from the start with no values.
+    /// updates, as if it had been there from the start with no values. The rows
+    /// must be loaded.
     pub fn with_data_source(&self, def: DsDef) -> Result<Rrd, RrdError> {
         def.validate(&def.name)?;
+        if !self.is_loaded() {
+            return Err(RrdError::definition(
+                &def.name,
+                "the archives' rows must be loaded to add a data source",
+            ));
+        }
         if self.ds.iter().any(|d| d.name == def.name) {
             return Err(RrdError::definition(
                 &def.name,
@@ -190,6 +216,7 @@ impl Rrd {
             rings.push(Ring {
                 cur_row: ring.cur_row,
                 values,
+                unloaded_rows: BTreeMap::new(),
             });
         }
         let mut ds = self.ds.clone();
@@ -426,8 +453,14 @@ impl RowSink for RingSink<'_> {
         let count = repeat.min(self.rows - self.written);
         for _ in 0..count {
             self.ring.cur_row = (self.ring.cur_row + 1) % self.rows;
-            let start = self.ring.cur_row as usize * values.len();
-            self.ring.values[start..start + values.len()].copy_from_slice(values);
+            if self.ring.is_loaded() {
+                let start = self.ring.cur_row as usize * values.len();
+                self.ring.values[start..start + values.len()].copy_from_slice(values);
+            } else {
+                self.ring
+                    .unloaded_rows
+                    .insert(self.ring.cur_row, values.to_vec());
+            }
             self.changed.push(self.ring.cur_row);
         }
         self.written += count;

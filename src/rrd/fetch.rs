@@ -89,6 +89,12 @@ impl Rrd {
             )));
         }
         let archive = self.choose_archive(request)?;
+        if !self.rings[archive].is_loaded() {
+            return Err(RrdError::Fetch(
+                "the archive's rows are not loaded (the file was opened for updating only)"
+                    .to_string(),
+            ));
+        }
         let rra = &self.rras[archive];
         let step = (rra.steps * self.step) as i64;
         let start = request.start - request.start.rem_euclid(step);

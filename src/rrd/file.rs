@@ -13,6 +13,24 @@ use super::fetch::{FetchRequest, FetchResult};
 use super::format::{self, Layout};
 use super::value::RawValue;
 
+/// Syncs a directory, so that files created or renamed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<(), RrdError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| RrdError::Io {
+            path: dir.to_path_buf(),
+            io: source,
+        })
+}
+
+/// Syncs the directory holding `path`.
+fn sync_parent(path: &Path) -> Result<(), RrdError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
 /// An open RRD file with its contents in memory.
 #[derive(Debug)]
 pub struct RrdFile {
@@ -47,6 +65,7 @@ impl RrdFile {
         file.write_all(&format::encode(&rrd)).map_err(io)?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
+        sync_parent(path)?;
         let layout = Layout::of(rrd.ds.len(), &rrd.rras);
         Ok(RrdFile {
             path: path.to_path_buf(),
@@ -70,6 +89,7 @@ impl RrdFile {
             path: path.clone(),
             io: source,
         })?;
+        sync_parent(&path)?;
         file.path = path;
         Ok(file)
     }
@@ -120,6 +140,67 @@ impl RrdFile {
         })
     }
 
+    /// Opens and verifies a file for updating: only the header and live block are
+    /// read (a few KB), not the ring buffers; rows written by updates are kept until
+    /// they are written. [`RrdFile::load`] reads the rings when they are needed.
+    pub fn open_for_update(path: &Path) -> Result<RrdFile, RrdError> {
+        let io = |source| RrdError::Io {
+            path: path.to_path_buf(),
+            io: source,
+        };
+        let corrupt = |reason: String| RrdError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let mut fixed = [0u8; 64];
+        file.read_exact_at(&mut fixed, 0).map_err(io)?;
+        let data_offset = format::data_offset_of(&fixed).map_err(corrupt)?;
+        if data_offset > file_len {
+            return Err(corrupt("the file is truncated".to_string()));
+        }
+        let mut head = vec![0u8; data_offset as usize];
+        file.read_exact_at(&mut head, 0).map_err(io)?;
+        let rrd = format::decode_head(&head, file_len).map_err(corrupt)?;
+        let layout = Layout::of(rrd.ds.len(), &rrd.rras);
+        Ok(RrdFile {
+            path: path.to_path_buf(),
+            file,
+            layout,
+            rrd,
+        })
+    }
+
+    /// Reads the ring buffers of a file opened with [`RrdFile::open_for_update`]
+    /// (nothing to do when they are in memory already).
+    pub fn load(&mut self) -> Result<(), RrdError> {
+        if self.rrd.is_loaded() {
+            return Ok(());
+        }
+        let io = |source| RrdError::Io {
+            path: self.path.clone(),
+            io: source,
+        };
+        let mut data = vec![0u8; (self.layout.file_len - self.layout.data_offset) as usize];
+        self.file
+            .read_exact_at(&mut data, self.layout.data_offset)
+            .map_err(io)?;
+        format::decode_rings(&mut self.rrd, &data).map_err(|reason| RrdError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        })
+    }
+
+    /// The open file (to sync it).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -154,6 +235,12 @@ impl RrdFile {
         self.rrd.fetch(request)
     }
 
+    /// Closes the database and returns the open file with its path (to sync it
+    /// later without keeping the database in memory).
+    pub fn into_file(self) -> (PathBuf, File) {
+        (self.path, self.file)
+    }
+
     /// Makes the written changes durable.
     pub fn sync(&self) -> Result<(), RrdError> {
         self.file.sync_data().map_err(|source| RrdError::Io {
@@ -173,16 +260,73 @@ impl RrdFile {
         for (rra, ranges) in changes.ranges().into_iter().enumerate() {
             let ring = &self.rrd.rings[rra];
             for range in ranges {
-                let values =
-                    &ring.values[range.start as usize * ds_count..range.end as usize * ds_count];
-                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let bytes: Vec<u8> = if ring.is_loaded() {
+                    let values = &ring.values
+                        [range.start as usize * ds_count..range.end as usize * ds_count];
+                    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+                } else {
+                    // Every changed row of an unloaded ring was kept when written.
+                    (range.start..range.end)
+                        .flat_map(|row| &ring.unloaded_rows[&row])
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect()
+                };
                 let offset = self.layout.row_offset(&self.rrd, rra, range.start);
                 self.file.write_all_at(&bytes, offset).map_err(io)?;
             }
+        }
+        for ring in &mut self.rrd.rings {
+            ring.unloaded_rows.clear();
         }
         let live = format::encode_live(&self.rrd, &self.layout);
         self.file
             .write_all_at(&live, self.layout.live_offset)
             .map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rrd::store::{data_source_for, pve_archives};
+
+    fn updates(from: i64, count: i64) -> Vec<(i64, Vec<RawValue>)> {
+        (from..from + count)
+            .map(|i| {
+                let t = 1_700_000_040 + 20 * i;
+                let values = vec![
+                    RawValue::from_f64((i % 7) as f64),
+                    RawValue::from_f64(i as f64),
+                ];
+                (t, values)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn updating_a_file_opened_for_updating_only_writes_what_a_loaded_file_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = vec![
+            data_source_for("cpu", fleetpoll_actors::MetricKind::Gauge),
+            data_source_for("net", fleetpoll_actors::MetricKind::Derive),
+        ];
+        let rrd = Rrd::create(60, 1_700_000_000, ds, pve_archives()).unwrap();
+        let (a, b) = (dir.path().join("a.rrd"), dir.path().join("b.rrd"));
+        RrdFile::create(&a, rrd.clone()).unwrap();
+        RrdFile::create(&b, rrd).unwrap();
+        let mut loaded = RrdFile::open(&a).unwrap();
+        loaded.update(&updates(0, 200)).unwrap();
+        let mut lazy = RrdFile::open_for_update(&b).unwrap();
+        assert!(!lazy.rrd().is_loaded());
+        lazy.update(&updates(0, 200)).unwrap();
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
+        // More updates after a reopen for updating, then the rings loaded: the same.
+        loaded.update(&updates(200, 100)).unwrap();
+        let mut lazy = RrdFile::open_for_update(&b).unwrap();
+        lazy.update(&updates(200, 100)).unwrap();
+        lazy.load().unwrap();
+        assert!(lazy.rrd().is_loaded());
+        assert!(format::encode(lazy.rrd()) == format::encode(loaded.rrd()));
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
     }
 }

@@ -3,6 +3,8 @@
 //! the ring buffers as raw little-endian `f64`s. Encoding and decoding only; the file
 //! handling lives in `file`.
 
+use std::collections::BTreeMap;
+
 use super::consolidate::CdpPrep;
 use super::crc::crc32;
 use super::database::{Changes, PdpPrep, Ring, Rrd};
@@ -216,6 +218,44 @@ fn optional(v: f64) -> Option<f64> {
 
 /// Decodes a whole file; the error says what check failed.
 pub fn decode(bytes: &[u8]) -> Result<Rrd, String> {
+    decode_parts(bytes, bytes.len() as u64, true)
+}
+
+/// Decodes the header and live block of a file of `file_len` bytes from its first
+/// bytes (at least up to the ring buffers); the rings are left unloaded (empty).
+pub fn decode_head(head: &[u8], file_len: u64) -> Result<Rrd, String> {
+    decode_parts(head, file_len, false)
+}
+
+/// Fills the rings of a database decoded by [`decode_head`] from the bytes of the
+/// ring buffers (the file from `data_offset` to its end).
+pub fn decode_rings(rrd: &mut Rrd, data: &[u8]) -> Result<(), String> {
+    let ds_count = rrd.ds.len();
+    let expected: usize = rrd
+        .rras
+        .iter()
+        .map(|r| r.rows as usize * ds_count * 8)
+        .sum();
+    if data.len() != expected {
+        return Err(format!(
+            "the ring buffers are {} bytes, expected {expected}",
+            data.len()
+        ));
+    }
+    let mut values = data
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")));
+    for (ring, rra) in rrd.rings.iter_mut().zip(&rrd.rras) {
+        ring.values = values.by_ref().take(rra.rows as usize * ds_count).collect();
+        for (row, row_values) in std::mem::take(&mut ring.unloaded_rows) {
+            let start = row as usize * ds_count;
+            ring.values[start..start + ds_count].copy_from_slice(&row_values);
+        }
+    }
+    Ok(())
+}
+
+fn decode_parts(bytes: &[u8], file_len: u64, with_rings: bool) -> Result<Rrd, String> {
     if bytes.len() < FIXED_LEN || bytes[..8] != MAGIC {
         return Err("not a fleetpoll RRD file (bad magic)".to_string());
     }
@@ -290,14 +330,15 @@ pub fn decode(bytes: &[u8]) -> Result<Rrd, String> {
     if stored != expected || step == 0 {
         return Err("the header is inconsistent with its definitions".to_string());
     }
-    if bytes.len() as u64 != layout.file_len {
+    if file_len != layout.file_len {
         return Err(format!(
-            "the file is {} bytes long but its header describes {} bytes",
-            bytes.len(),
+            "the file is {file_len} bytes long but its header describes {} bytes",
             layout.file_len
         ));
     }
-    let live = &bytes[layout.live_offset as usize..layout.data_offset as usize];
+    let live = bytes
+        .get(layout.live_offset as usize..layout.data_offset as usize)
+        .ok_or_else(|| "the file is truncated".to_string())?;
     let mut lr = Reader {
         bytes: live,
         pos: 0,
@@ -350,12 +391,20 @@ pub fn decode(bytes: &[u8]) -> Result<Rrd, String> {
     };
     let mut rings = Vec::with_capacity(rra_count);
     for (rra, cur_row) in rras.iter().zip(cur_rows) {
-        let n = rra.rows as usize * ds_count;
+        let n = if with_rings {
+            rra.rows as usize * ds_count
+        } else {
+            0
+        };
         let mut values = Vec::with_capacity(n);
         for _ in 0..n {
             values.push(dr.f64()?);
         }
-        rings.push(Ring { cur_row, values });
+        rings.push(Ring {
+            cur_row,
+            values,
+            unloaded_rows: BTreeMap::new(),
+        });
     }
     Ok(Rrd {
         step,

@@ -12,10 +12,17 @@
 //! - [`format`](mod@format): the on-disk layout (see `docs/rrd-format.md`); [`crc`] its checksum.
 //! - [`file`](mod@file): [`RrdFile`], a file updated in place with positioned writes.
 //! - [`journal`]: the synced, checksummed journal replayed on start.
+//! - `record`: a journal record's payload, a remote's batch in a compact binary form.
+//! - `pending`: points journalled but not yet committed to their files.
+//! - `cache`: the bounded cache of open files (the least recently used is synced
+//!   and closed).
 //! - [`store`]: [`RrdStore`], the engine's `MetricStore`: one file per (remote,
-//!   entity) in the Proxmox VE 9 layout, behind the journal.
+//!   entity) in the Proxmox VE 9 layout, behind the journal, committed on a cadence.
+//! - [`query`]: an entity's metrics on one time axis for a timeframe or window, as
+//!   the HTTP API returns them.
 //! - [`cli`]: `fleetpoll rrd create|update|fetch|info`.
 
+mod cache;
 pub mod cli;
 pub mod consolidate;
 pub mod crc;
@@ -26,6 +33,9 @@ pub mod fetch;
 pub mod file;
 pub mod format;
 pub mod journal;
+mod pending;
+pub mod query;
+mod record;
 pub mod store;
 pub mod text;
 pub mod value;

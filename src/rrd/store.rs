@@ -1,6 +1,7 @@
 //! [`RrdStore`]: the engine's [`MetricStore`] on RRD files — one file per (remote,
 //! entity) holding all the entity's metrics in the Proxmox VE 9 layout, behind a
-//! synced journal that is replayed on start.
+//! synced journal. `store_metrics` only journals (and keeps the points in memory);
+//! `commit` writes them into the files on the engine's cadence.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -9,14 +10,15 @@ use std::sync::Mutex;
 use fleetpoll_actors::{
     Cursor, MetricBatch, MetricKind, MetricStore, MetricWrite, RemoteId, StoreError,
 };
-use serde::{Deserialize, Serialize};
 
+use super::cache::FileCache;
 use super::crc::crc32;
 use super::def::{Cf, DsDef, DsType, RraDef, MAX_DS_NAME_LEN};
 use super::error::RrdError;
-use super::file::RrdFile;
+use super::file::{sync_dir, RrdFile};
 use super::journal::Journal;
-use super::value::RawValue;
+use super::pending::Pending;
+use super::record;
 use super::Rrd;
 
 /// Seconds per primary data point in the Proxmox VE 9 layout.
@@ -26,8 +28,14 @@ pub const PVE_HEARTBEAT: u64 = 120;
 /// `(PDPs per row, rows)` of its archives, each kept as AVERAGE and MAX.
 pub const PVE_ARCHIVES: [(u64, u64); 4] = [(1, 1440), (30, 1440), (360, 1440), (10080, 570)];
 
-/// How many files are kept open (and in memory) at once.
-const OPEN_FILES: usize = 256;
+/// How many files are kept open (and in memory) at once: 64 files of 12 data sources
+/// hold about 60 MB.
+const OPEN_FILES: usize = 64;
+
+/// Pending values (journalled, not yet in the files) above which `store_metrics`
+/// commits early, to bound memory (16 M values ≈ 130 MB; a commit interval of 30 min
+/// at one point a minute for 50,000 entities × 12 metrics is 18 M).
+const MAX_PENDING_VALUES: usize = 16 << 20;
 
 /// The archives of the Proxmox VE 9 layout.
 pub fn pve_archives() -> Vec<RraDef> {
@@ -91,26 +99,58 @@ fn file_component(name: &str) -> String {
     out
 }
 
-/// One journal record: a remote's batch as received.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    remote: RemoteId,
-    batch: MetricBatch,
+/// The entity name a file name stands for (the inverse of [`file_component`]), or
+/// `None` when the name is not one the store writes.
+fn entity_of_file_name(file_name: &str) -> Option<String> {
+    let stem = file_name.strip_suffix(".rrd")?;
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// One entity's points: timestamp -> `(index into the batch's series, value)`.
 type PointsByTime = BTreeMap<i64, Vec<(usize, f64)>>;
 
+/// What the store knows about one entity between commits.
+#[derive(Debug, Default)]
+struct Entity {
+    /// The newest time in its file or pending; later points at or before it are
+    /// ignored. `None`: no file and nothing pending.
+    last: Option<i64>,
+    /// Journalled points not yet in the file.
+    pending: Pending,
+}
+
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
     journal: Journal,
-    open: HashMap<PathBuf, RrdFile>,
+    files: FileCache,
+    entities: HashMap<PathBuf, Entity>,
+    /// Values pending over all entities.
+    pending_values: usize,
     cursors: HashMap<RemoteId, Cursor>,
 }
 
 /// Metric storage on RRD files under one directory:
 /// `DIR/<remote>/<entity>.rrd` (names escaped) and `DIR/journal`.
+///
+/// Durability comes from the journal: `store_metrics` appends and syncs it, then keeps
+/// the points in memory; [`MetricStore::commit`] writes them into the files (only the
+/// changed rows), syncs the files and empties the journal. A fetch of an entity first
+/// writes that entity's pending points into its (cached) file, so queries always see
+/// every stored point.
 #[derive(Debug)]
 pub struct RrdStore {
     inner: Mutex<Inner>,
@@ -129,18 +169,22 @@ pub struct Recovery {
 }
 
 impl RrdStore {
-    /// Opens the store in `dir` (created if missing) and replays its journal into the
-    /// files; updates the files already had are ignored, so replay is idempotent.
+    /// Opens the store in `dir` (created if missing), replays its journal into the
+    /// files and empties it; points the files already had are ignored, so replay is
+    /// idempotent.
     pub fn open(dir: &Path) -> Result<(RrdStore, Recovery), RrdError> {
         std::fs::create_dir_all(dir).map_err(|source| RrdError::Io {
             path: dir.to_path_buf(),
             io: source,
         })?;
         let (journal, replay) = Journal::open(&dir.join("journal"))?;
+        sync_dir(dir)?;
         let mut inner = Inner {
             dir: dir.to_path_buf(),
             journal,
-            open: HashMap::new(),
+            files: FileCache::new(OPEN_FILES),
+            entities: HashMap::new(),
+            pending_values: 0,
             cursors: HashMap::new(),
         };
         let mut recovery = Recovery {
@@ -149,16 +193,19 @@ impl RrdStore {
             errors: Vec::new(),
         };
         for payload in &replay.records {
-            let result = serde_json::from_slice::<Record>(payload)
-                .map_err(|err| RrdError::Corrupt {
+            let result = record::decode(payload)
+                .map_err(|reason| RrdError::Corrupt {
                     path: dir.join("journal"),
-                    reason: format!("a record with an intact checksum does not parse: {err}"),
+                    reason: format!("a record with an intact checksum does not decode: {reason}"),
                 })
-                .and_then(|record| inner.apply(&record.remote, &record.batch));
+                .and_then(|(remote, batch)| inner.stage(&remote, &batch));
             match result {
-                Ok(_) => recovery.replayed += 1,
+                Ok(()) => recovery.replayed += 1,
                 Err(err) => recovery.errors.push(err.to_string()),
             }
+        }
+        if let Err(err) = inner.commit() {
+            recovery.errors.push(err.to_string());
         }
         Ok((
             RrdStore {
@@ -175,6 +222,8 @@ impl RrdStore {
     }
 
     /// Reads a stored entity's rows, as [`Rrd::fetch`]; `None` if nothing was stored.
+    /// Points not yet committed are written into the entity's file first (not synced;
+    /// the journal still holds them), so the answer includes every stored point.
     pub fn fetch(
         &self,
         remote: &RemoteId,
@@ -183,11 +232,50 @@ impl RrdStore {
     ) -> Result<Option<super::FetchResult>, RrdError> {
         let mut inner = self.lock();
         let path = RrdStore::file_path(&inner.dir, remote, entity);
-        if !inner.open.contains_key(&path) && !path.exists() {
+        inner.flush(&path)?;
+        if !inner.files.contains(&path) && !path.exists() {
             return Ok(None);
         }
-        let file = inner.file(&path, None)?;
+        let file = inner.files.get_or_open(&path, || RrdFile::open(&path))?;
+        file.load()?;
         file.fetch(request).map(Some)
+    }
+
+    /// The entities stored for a remote (committed or pending), sorted; empty when
+    /// the remote has none.
+    pub fn entities(&self, remote: &RemoteId) -> Result<Vec<String>, RrdError> {
+        let inner = self.lock();
+        let remote_dir = inner.dir.join(file_component(remote.as_str()));
+        let mut names = Vec::new();
+        match std::fs::read_dir(&remote_dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(|source| RrdError::Io {
+                        path: remote_dir.clone(),
+                        io: source,
+                    })?;
+                    if let Some(name) = entry.file_name().to_str().and_then(entity_of_file_name) {
+                        names.push(name);
+                    }
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(RrdError::Io {
+                    path: remote_dir,
+                    io: source,
+                })
+            }
+        }
+        for (path, entity) in &inner.entities {
+            if !entity.pending.is_empty() && path.parent() == Some(remote_dir.as_path()) {
+                let file_name = path.file_name().and_then(|n| n.to_str());
+                names.extend(file_name.and_then(entity_of_file_name));
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -198,73 +286,11 @@ impl RrdStore {
 }
 
 impl Inner {
-    /// The open file at `path`, opening it, or creating it with the data sources and
-    /// start time in `create` when it does not exist.
-    fn file(
-        &mut self,
-        path: &Path,
-        create: Option<(&[DsDef], i64)>,
-    ) -> Result<&mut RrdFile, RrdError> {
-        if !self.open.contains_key(path) {
-            if self.open.len() >= OPEN_FILES {
-                let victim = self.open.keys().next().cloned();
-                if let Some(file) = victim.and_then(|v| self.open.remove(&v)) {
-                    file.sync()?;
-                }
-            }
-            let file = match create {
-                Some((defs, start)) if !path.exists() => {
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent).map_err(|source| RrdError::Io {
-                            path: parent.to_path_buf(),
-                            io: source,
-                        })?;
-                    }
-                    let rrd = Rrd::create(PVE_STEP, start, defs.to_vec(), pve_archives())?;
-                    RrdFile::create(path, rrd)?
-                }
-                _ => RrdFile::open(path)?,
-            };
-            self.open.insert(path.to_path_buf(), file);
-        }
-        Ok(self.open.get_mut(path).expect("inserted above"))
-    }
-
-    /// The file for an entity, created or grown (one rewrite) so that it has every
-    /// data source in `defs`; returns the column of each.
-    fn file_with(
-        &mut self,
-        path: &Path,
-        defs: &[DsDef],
-        start: i64,
-    ) -> Result<Vec<usize>, RrdError> {
-        let file = self.file(path, Some((defs, start)))?;
-        let mut rrd = None;
-        for def in defs {
-            let current = rrd.as_ref().unwrap_or(file.rrd());
-            if !current.data_sources().iter().any(|d| d.name == def.name) {
-                rrd = Some(current.with_data_source(def.clone())?);
-            }
-        }
-        if let Some(grown) = rrd {
-            let old = self.open.remove(path).expect("opened above");
-            self.open.insert(path.to_path_buf(), old.replace(grown)?);
-        }
-        let names = self.open[path].rrd().data_sources();
-        Ok(defs
-            .iter()
-            .map(|def| {
-                names
-                    .iter()
-                    .position(|d| d.name == def.name)
-                    .expect("added above")
-            })
-            .collect())
-    }
-
-    /// Applies one remote's batch to its files; returns how many points were ignored
-    /// (at or before their file's last update).
-    fn apply(&mut self, remote: &RemoteId, batch: &MetricBatch) -> Result<usize, RrdError> {
+    /// Keeps one remote's (journalled) batch in memory until the next commit and
+    /// advances its cursor. Points at or before their entity's newest time are
+    /// dropped. An entity whose file cannot be read fails alone; the first such
+    /// error is returned and the cursor is then left as it was.
+    fn stage(&mut self, remote: &RemoteId, batch: &MetricBatch) -> Result<(), RrdError> {
         let mut by_entity: BTreeMap<&str, PointsByTime> = BTreeMap::new();
         for point in &batch.points {
             let Some(series) = batch.series.get(point.series as usize) else {
@@ -277,79 +303,150 @@ impl Inner {
                 .or_default()
                 .push((point.series as usize, point.value));
         }
-        // One entity's failure (a corrupt file) does not stop the others; the first
-        // error is returned.
-        let mut ignored = 0;
         let mut first_error = None;
         for (entity, times) in by_entity {
-            match self.apply_entity(remote, batch, entity, times) {
-                Ok(n) => ignored += n,
-                Err(err) => {
-                    first_error.get_or_insert(err);
-                }
+            let path = RrdStore::file_path(&self.dir, remote, entity);
+            if !self.entities.contains_key(&path) {
+                let last = if self.files.contains(&path) || path.exists() {
+                    match RrdFile::peek_last_update(&path) {
+                        Ok(last) => Some(last),
+                        Err(err) => {
+                            first_error.get_or_insert(err);
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                self.entities.insert(
+                    path.clone(),
+                    Entity {
+                        last,
+                        pending: Pending::default(),
+                    },
+                );
             }
+            let state = self.entities.get_mut(&path).expect("inserted above");
+            let after = state.last.unwrap_or(i64::MIN);
+            let (newest, added) = state.pending.add(batch, &times, after);
+            if newest.is_some() {
+                state.last = newest;
+            }
+            self.pending_values += added;
         }
         if let Some(err) = first_error {
             return Err(err);
         }
         let cursor = self.cursors.entry(remote.clone()).or_default();
         *cursor = cursor.advance(batch.newest());
-        Ok(ignored)
+        Ok(())
     }
 
-    /// Applies one entity's points (by time) to its file.
-    fn apply_entity(
-        &mut self,
-        remote: &RemoteId,
-        batch: &MetricBatch,
-        entity: &str,
-        times: PointsByTime,
-    ) -> Result<usize, RrdError> {
-        let path = RrdStore::file_path(&self.dir, remote, entity);
-        // A new file starts just before its first point, so that point counts.
-        let start = times.keys().next().map_or(0, |&t| (t - 1).max(0));
-        // Every metric this batch has for the entity must be a data source.
-        let mut series_order: Vec<usize> = Vec::new();
-        for points in times.values() {
-            for &(series, _) in points {
-                if !series_order.contains(&series) {
-                    series_order.push(series);
+    /// Writes an entity's pending points into its file (created, or grown by new data
+    /// sources, as needed); the file is left dirty in the cache. On failure the
+    /// points stay pending.
+    fn flush(&mut self, path: &Path) -> Result<(), RrdError> {
+        let Some(state) = self.entities.get_mut(path) else {
+            return Ok(());
+        };
+        if state.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut state.pending);
+        match self.write_pending(path, &pending) {
+            Ok(()) => {
+                self.pending_values -= pending.value_count();
+                Ok(())
+            }
+            Err(err) => {
+                if let Some(state) = self.entities.get_mut(path) {
+                    state.pending = pending;
                 }
+                Err(err)
             }
         }
-        // Metric names that map to the same data-source name share its column.
-        let mut defs: Vec<DsDef> = Vec::new();
-        let mut def_of_series: Vec<(usize, usize)> = Vec::new();
-        for series in series_order {
-            let key = &batch.series[series];
-            let def = data_source_for(&key.metric, key.kind);
-            let index = match defs.iter().position(|d| d.name == def.name) {
-                Some(index) => index,
-                None => {
-                    defs.push(def);
-                    defs.len() - 1
-                }
-            };
-            def_of_series.push((series, index));
+    }
+
+    fn write_pending(&mut self, path: &Path, pending: &Pending) -> Result<(), RrdError> {
+        if !self.files.contains(path) && !path.exists() {
+            let parent = path.parent().unwrap_or(&self.dir);
+            if !parent.exists() {
+                std::fs::create_dir_all(parent).map_err(|source| RrdError::Io {
+                    path: parent.to_path_buf(),
+                    io: source,
+                })?;
+                sync_dir(&self.dir)?;
+            }
+            // A new file starts just before its first point, so that point counts.
+            let start = pending.rows.first().map_or(0, |&(t, _)| (t - 1).max(0));
+            let rrd = Rrd::create(PVE_STEP, start, pending.defs.clone(), pve_archives())?;
+            self.files.insert(RrdFile::create(path, rrd)?, false)?;
         }
-        let def_columns = self.file_with(&path, &defs, start)?;
-        let columns: HashMap<usize, usize> = def_of_series
-            .into_iter()
-            .map(|(series, index)| (series, def_columns[index]))
-            .collect();
-        let file = self.file(&path, None)?;
-        let width = file.rrd().data_sources().len();
-        let updates: Vec<(i64, Vec<RawValue>)> = times
-            .into_iter()
-            .map(|(time, points)| {
-                let mut values = vec![RawValue::Unknown; width];
-                for (series, value) in points {
-                    values[columns[&series]] = RawValue::from_f64(value);
-                }
-                (time, values)
+        let file = self
+            .files
+            .get_or_open(path, || RrdFile::open_for_update(path))?;
+        // Every data source the points need must be in the file: grow it (one
+        // atomic rewrite) when some are missing.
+        let missing = pending
+            .defs
+            .iter()
+            .any(|def| !file.rrd().data_sources().iter().any(|d| d.name == def.name));
+        if missing {
+            file.load()?;
+        }
+        let mut grown: Option<Rrd> = None;
+        for def in &pending.defs {
+            let current = grown.as_ref().unwrap_or(file.rrd());
+            if !current.data_sources().iter().any(|d| d.name == def.name) {
+                grown = Some(current.with_data_source(def.clone())?);
+            }
+        }
+        if let Some(grown) = grown {
+            let (old, _) = self.files.take(path).expect("opened above");
+            self.files.insert(old.replace(grown)?, false)?;
+        }
+        let file = self
+            .files
+            .get_or_open(path, || RrdFile::open_for_update(path))?;
+        let names = file.rrd().data_sources();
+        let columns: Vec<usize> = pending
+            .defs
+            .iter()
+            .map(|def| {
+                names
+                    .iter()
+                    .position(|d| d.name == def.name)
+                    .expect("added above")
             })
             .collect();
-        file.update(&updates)
+        let updates = pending.updates(&columns, names.len());
+        let result = file.update(&updates);
+        self.files.mark_dirty(path);
+        result.map(|_ignored| ())
+    }
+
+    /// Writes every pending point into the files, syncs them and empties the journal.
+    /// Entities that fail keep their points pending and the journal is then kept;
+    /// the first error is returned.
+    fn commit(&mut self) -> Result<(), RrdError> {
+        let mut paths: Vec<PathBuf> = self
+            .entities
+            .iter()
+            .filter(|(_, e)| !e.pending.is_empty())
+            .map(|(p, _)| p.clone())
+            .collect();
+        paths.sort();
+        let mut first_error = None;
+        for path in paths {
+            if let Err(err) = self.flush(&path) {
+                first_error.get_or_insert(err);
+            }
+        }
+        self.files.sync_all()?;
+        match first_error {
+            Some(err) => Err(err),
+            None => self.journal.clear(),
+        }
     }
 }
 
@@ -360,29 +457,28 @@ fn store_error(err: RrdError) -> StoreError {
 impl MetricStore for RrdStore {
     fn store_metrics(&self, writes: &[MetricWrite]) -> Vec<Result<Cursor, StoreError>> {
         let mut inner = self.lock();
-        let records: Result<Vec<Vec<u8>>, _> = writes
+        let records: Vec<Vec<u8>> = writes
             .iter()
-            .map(|w| {
-                serde_json::to_vec(&Record {
-                    remote: w.remote.clone(),
-                    batch: w.batch.clone(),
-                })
-            })
+            .map(|w| record::encode(&w.remote, &w.batch))
             .collect();
-        let journalled = match records {
-            Ok(records) => inner.journal.append(&records).map_err(store_error),
-            Err(err) => Err(StoreError(format!("cannot encode a journal record: {err}"))),
-        };
-        if let Err(err) = journalled {
+        if let Err(err) = inner.journal.append(&records).map_err(store_error) {
             return writes.iter().map(|_| Err(err.clone())).collect();
         }
-        writes
+        let results = writes
             .iter()
             .map(|w| {
-                inner.apply(&w.remote, &w.batch).map_err(store_error)?;
+                inner.stage(&w.remote, &w.batch).map_err(store_error)?;
                 Ok(inner.cursors[&w.remote])
             })
-            .collect()
+            .collect();
+        if inner.pending_values > MAX_PENDING_VALUES {
+            // The points are durable in the journal already; an early commit only
+            // bounds memory, so its failure is reported and retried at the next one.
+            if let Err(err) = inner.commit() {
+                tracing::warn!(error = %err, "early commit of the metric journal failed");
+            }
+        }
+        results
     }
 
     fn cursor(&self, remote: &RemoteId) -> Cursor {
@@ -406,10 +502,6 @@ impl MetricStore for RrdStore {
     }
 
     fn commit(&self) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        for file in inner.open.values() {
-            file.sync().map_err(store_error)?;
-        }
-        inner.journal.clear().map_err(store_error)
+        self.lock().commit().map_err(store_error)
     }
 }

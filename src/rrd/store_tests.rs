@@ -101,6 +101,7 @@ fn an_entity_gets_one_file_in_the_proxmox_layout_holding_all_its_metrics() {
     let (store, _) = RrdStore::open(&dir).unwrap();
     let cursors = store.store_metrics(&write(batch(0, 5, true)));
     assert_eq!(cursors, vec![Ok(Cursor(Some(T0 + 240)))]);
+    store.commit().unwrap();
     let path = RrdStore::file_path(&dir, &RemoteId::new("lab"), "node/pve1");
     assert_eq!(path, dir.join("lab").join("node%2Fpve1.rrd"));
     let file = RrdFile::open(&path).unwrap();
@@ -298,4 +299,90 @@ fn a_corrupt_entity_file_is_reported_and_spares_the_other_entities_and_the_resta
 
     let (_, recovery) = RrdStore::open(&dir).unwrap();
     assert_eq!(recovery.errors.len(), 1, "{:?}", recovery.errors);
+}
+
+#[test]
+fn stored_points_stay_in_the_journal_until_a_commit_writes_them_into_the_files() {
+    let dir = temp_dir("cadence");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    let path = RrdStore::file_path(&dir, &RemoteId::new("lab"), "node/pve1");
+    store.store_metrics(&write(batch(0, 3, false)));
+    assert!(!path.exists(), "no file before the commit");
+    assert!(std::fs::metadata(dir.join("journal")).unwrap().len() > 0);
+    store.commit().unwrap();
+    assert_eq!(RrdFile::peek_last_update(&path).unwrap(), T0 + 120);
+    assert_eq!(std::fs::metadata(dir.join("journal")).unwrap().len(), 0);
+
+    store.store_metrics(&write(batch(3, 3, false)));
+    assert_eq!(
+        RrdFile::peek_last_update(&path).unwrap(),
+        T0 + 120,
+        "the file is not touched by store_metrics"
+    );
+    assert_eq!(
+        store.cursor(&RemoteId::new("lab")),
+        Cursor(Some(T0 + 300)),
+        "the cursor counts journalled points"
+    );
+    store.commit().unwrap();
+    assert_eq!(RrdFile::peek_last_update(&path).unwrap(), T0 + 300);
+}
+
+#[test]
+fn a_restart_applies_the_journal_to_the_files_and_empties_it() {
+    let dir = temp_dir("startup-apply");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    store.store_metrics(&write(batch(0, 4, true)));
+    drop(store); // no commit: a crash or a kill
+    let (store, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.replayed, 1);
+    assert!(recovery.errors.is_empty(), "{:?}", recovery.errors);
+    let path = RrdStore::file_path(&dir, &RemoteId::new("lab"), "node/pve1");
+    assert_eq!(RrdFile::peek_last_update(&path).unwrap(), T0 + 180);
+    assert_eq!(std::fs::metadata(dir.join("journal")).unwrap().len(), 0);
+    assert_eq!(rows(&store, 1, 3), vec![vec![0.5, 100.0, 100.0]; 3]);
+}
+
+#[test]
+fn more_entities_than_the_open_file_cache_holds_are_all_committed_and_readable() {
+    let dir = temp_dir("many");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    let entities = 80; // more than the cache's 64 files
+    let mut b = MetricBatch::default();
+    for e in 0..entities {
+        b.series.push(series(
+            &format!("qemu/{e}"),
+            "cpu_current",
+            MetricKind::Gauge,
+        ));
+        for m in 0..3 {
+            b.points.push(MetricPoint {
+                series: e,
+                timestamp: T0 + 60 * m,
+                value: f64::from(e),
+            });
+        }
+    }
+    assert!(store.store_metrics(&write(b))[0].is_ok());
+    store.commit().unwrap();
+    drop(store);
+    let (store, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.replayed, 0);
+    for e in [0u32, 40, 79] {
+        let result = store
+            .fetch(
+                &RemoteId::new("lab"),
+                &format!("qemu/{e}"),
+                &FetchRequest {
+                    cf: Cf::Average,
+                    start: T0,
+                    end: T0 + 119,
+                    resolution: 60,
+                },
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(result.rows[1].1, vec![f64::from(e)], "qemu/{e}");
+    }
+    assert_eq!(store.entities(&RemoteId::new("lab")).unwrap().len(), 80);
 }

@@ -6,6 +6,7 @@ mod engine;
 mod fleet;
 mod measure;
 mod parse;
+mod rrd_ingest;
 mod task_query;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,9 @@ enum Scenario {
     /// The task cache: a week of a large fleet's tasks built on disk, reopened cold,
     /// query latency, memory per task and open time.
     TaskQuery(task_query::TaskQueryArgs),
+    /// Metric points stored durably per second through the RRD store, side by side
+    /// with rrdcached fed the same points.
+    RrdIngest(rrd_ingest::RrdIngestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Fleet(args) => fleet::run(args)?,
         Scenario::E2e(args) => e2e::run(args)?,
         Scenario::TaskQuery(args) => task_query::run(args)?,
+        Scenario::RrdIngest(args) => rrd_ingest::run(args)?,
     };
     println!("{result}");
     Ok(())
