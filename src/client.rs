@@ -178,6 +178,44 @@ pub fn print_tasks(value: &Value) {
     println!("({shown} of {} matching tasks)", value["total"]);
 }
 
+/// Prints an entity's history as one line per metric: points known, last, min, mean, max.
+pub fn print_history(value: &Value) {
+    let data = &value["data"];
+    let rows = data["timestamps"].as_array().map_or(0, Vec::len);
+    println!(
+        "{} {} ({}, {} rows of {} s from {})",
+        value["remote"].as_str().unwrap_or("?"),
+        value["entity"].as_str().unwrap_or("?"),
+        value["cf"].as_str().unwrap_or("?"),
+        rows,
+        data["step"],
+        data["start"]
+    );
+    println!(
+        "{:<16} {:>6} {:>14} {:>14} {:>14} {:>14}",
+        "METRIC", "KNOWN", "LAST", "MIN", "MEAN", "MAX"
+    );
+    for m in data["metrics"].as_array().into_iter().flatten() {
+        let known: Vec<f64> = m["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .collect();
+        let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+        let mean = (!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64);
+        println!(
+            "{:<16} {:>6} {:>14} {:>14} {:>14} {:>14}",
+            m["name"].as_str().unwrap_or("?"),
+            known.len(),
+            fmt(known.last().copied()),
+            fmt(known.iter().copied().reduce(f64::min)),
+            fmt(mean),
+            fmt(known.iter().copied().reduce(f64::max)),
+        );
+    }
+}
+
 /// Prints a trigger's per-remote results.
 pub fn print_trigger(value: &Value, waited: bool) {
     let results = value["results"].as_array().cloned().unwrap_or_default();

@@ -98,6 +98,19 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Show an entity's stored metrics (a client of the daemon's API).
+    Query {
+        /// `REMOTE/ENTITY`, e.g. `pve-1/node/pve1` or `pve-1/qemu/100`.
+        path: String,
+        /// hour, day, week, month, year or decade.
+        #[arg(long, default_value = "hour")]
+        timeframe: String,
+        /// AVERAGE or MAX.
+        #[arg(long, default_value = "AVERAGE")]
+        cf: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Check a configuration file; exit 64 with the key named when it is bad.
     Validate {
         /// The configuration file.
@@ -216,6 +229,28 @@ fn client_command(command: &Command) -> anyhow::Result<()> {
                 fleetpoll::client::print_tasks(&value);
             }
         }
+        Command::Query {
+            path,
+            timeframe,
+            cf,
+            api,
+        } => {
+            let path = path.trim_matches('/');
+            if !path.contains('/') {
+                anyhow::bail!("query: give REMOTE/ENTITY, e.g. pve-1/node/pve1");
+            }
+            let url = format!(
+                "/api/v1/rrd/{path}?timeframe={}&cf={}",
+                fleetpoll::client::encode(timeframe),
+                fleetpoll::client::encode(cf)
+            );
+            let value = api.client()?.call("GET", &url, None)?;
+            if api.json {
+                println!("{value:#}");
+            } else {
+                fleetpoll::client::print_history(&value);
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -260,7 +295,10 @@ fn main() -> ExitCode {
     }
     if matches!(
         cli.command,
-        Command::Status { .. } | Command::Trigger { .. } | Command::Tasks { .. }
+        Command::Status { .. }
+            | Command::Trigger { .. }
+            | Command::Tasks { .. }
+            | Command::Query { .. }
     ) {
         return match client_command(&cli.command) {
             Ok(()) => ExitCode::SUCCESS,
@@ -296,7 +334,8 @@ fn main() -> ExitCode {
         Command::Run { .. }
         | Command::Status { .. }
         | Command::Trigger { .. }
-        | Command::Tasks { .. } => "info",
+        | Command::Tasks { .. }
+        | Command::Query { .. } => "info",
         Command::Validate { .. } => "warn",
         Command::Sim { .. } | Command::Rrd { .. } => "warn",
     };

@@ -724,3 +724,95 @@ fn tasks_are_listed_and_filtered_and_a_tracked_task_is_seen_finished_within_a_ti
         "the finish was noticed {lag} s after it happened (tick 10 s)"
     );
 }
+
+#[test]
+fn history_is_served_per_timeframe_and_top_lists_rank_guests_and_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, _daemon, port) = start_fleet(dir.path());
+    let (status, v) = json(
+        port,
+        "GET",
+        "/api/v1/rrd/pve-1/node/pve-1-n1?timeframe=hour",
+        "",
+    );
+    assert_eq!(status, 200, "{v}");
+    let data = &v["data"];
+    assert_eq!(data["step"], 60);
+    let rows = data["timestamps"].as_array().unwrap().len();
+    assert!((60..=62).contains(&rows), "an hour of minutes: {rows}");
+    let cpu = data["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "cpu_current")
+        .expect("the node's cpu is stored");
+    let known: Vec<f64> = cpu["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert!(
+        known.len() >= 20,
+        "30 minutes of history are known: {known:?}"
+    );
+    assert!(known.iter().all(|c| (0.0..=1.0).contains(c)));
+    let (status, day) = json(
+        port,
+        "GET",
+        "/api/v1/rrd/pve-1/node/pve-1-n1?timeframe=day&cf=MAX",
+        "",
+    );
+    assert_eq!(status, 200, "{day}");
+    assert_eq!(day["data"]["step"], 1800);
+    for (path, code, needle) in [
+        (
+            "/api/v1/rrd/pve-1/node/pve-1-n1?timeframe=fortnight",
+            400,
+            "timeframe",
+        ),
+        ("/api/v1/rrd/pve-1/node/pve-1-n1?cf=MEDIAN", 400, "cf"),
+        (
+            "/api/v1/rrd/pve-1/qemu/99999?timeframe=hour",
+            404,
+            "qemu/99999",
+        ),
+        ("/api/v1/rrd/ghost/node/x?timeframe=hour", 404, "ghost"),
+    ] {
+        let (status, e) = json(port, "GET", path, "");
+        assert_eq!(status, code, "{path}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(needle), "{path}: {e}");
+    }
+    let out = Command::new(bin())
+        .args([
+            "query",
+            "pve-1/node/pve-1-n1",
+            "--api",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cpu_current"));
+
+    let (status, top) = json(port, "GET", "/api/v1/top?timeframe=hour&n=3", "");
+    assert_eq!(status, 200, "{top}");
+    let guests = top["guests_by_cpu"].as_array().unwrap();
+    assert_eq!(guests.len(), 3, "{top}");
+    let values: Vec<f64> = guests
+        .iter()
+        .map(|g| g["value"].as_f64().unwrap())
+        .collect();
+    assert!(
+        values.windows(2).all(|w| w[0] >= w[1]),
+        "ranked: {values:?}"
+    );
+    assert!(
+        !top["nodes_by_memory"].as_array().unwrap().is_empty(),
+        "{top}"
+    );
+}

@@ -5,6 +5,7 @@
 
 mod live;
 mod metrics;
+mod rrd;
 mod tasks;
 
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub struct ApiState {
     pub metrics: Arc<RrdStore>,
     /// The task cache, for task queries.
     pub tasks: Arc<TaskCache>,
+    /// The collection interval in seconds (kept current across reloads): an hour view
+    /// older than this triggers a collection first.
+    pub interval_secs: Arc<std::sync::atomic::AtomicU64>,
     /// Bearer token for mutating endpoints.
     pub token: Option<Secret>,
     /// Where reload requests go (the daemon's main loop).
@@ -51,6 +55,11 @@ impl ApiError {
     /// A 400 naming the parameter.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    /// A 404 saying what was not found.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, message.into())
     }
 
     /// A 500 for a failure of fleetpoll itself.
@@ -96,6 +105,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tasks/tracked", get(tracked_tasks))
         .route("/api/v1/tree", get(tree))
         .route("/api/v1/live", get(live::live))
+        .route("/api/v1/rrd/{remote}/{*entity}", get(rrd::history))
+        .route("/api/v1/top", get(rrd::top))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/daemon", get(daemon))
         .route("/metrics", get(metrics::prometheus))

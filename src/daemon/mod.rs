@@ -53,6 +53,8 @@ pub struct Service {
     pub engine: EngineHandle,
     /// The task cache (for counts and queries beside the API).
     pub tasks: Arc<crate::tasks::TaskCache>,
+    /// The collection interval the API uses (updated on reload).
+    pub interval_secs: Arc<std::sync::atomic::AtomicU64>,
     /// Where the API listens.
     pub api_addr: std::net::SocketAddr,
     /// Reload requests from the API (`POST /api/v1/reload`).
@@ -83,10 +85,14 @@ impl Service {
             .context("starting the engine")?;
         let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
         let last_reload = Arc::new(Mutex::new(None));
+        let interval_secs = Arc::new(std::sync::atomic::AtomicU64::new(
+            resolved.config.collection.interval_secs,
+        ));
         let state = ApiState {
             engine: engine.clone(),
             metrics,
             tasks: tasks.clone(),
+            interval_secs: interval_secs.clone(),
             token: resolved.api_token.clone(),
             reload: reload_tx,
             last_reload: last_reload.clone(),
@@ -104,6 +110,7 @@ impl Service {
         Ok(Service {
             engine,
             tasks,
+            interval_secs,
             api_addr,
             reload_rx,
             last_reload,
@@ -143,6 +150,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let engine = service.engine.clone();
     let api_addr = service.api_addr;
     let last_reload = service.last_reload.clone();
+    let interval = service.interval_secs.clone();
     tracing::info!(config = %config_path.display(), remotes, api = %api_addr, "fleetpoll is running");
     println!("fleetpoll: API on http://{api_addr}");
     notifier.ready(&format!("{remotes} remotes, API on {api_addr}"));
@@ -164,11 +172,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         };
         tokio::select! {
             _ = hup.recv() => {
-                let outcome = reload(&config_path, &engine, clock.clone(), &notifier).await;
+                let outcome = reload(&config_path, &engine, clock.clone(), &notifier, &interval).await;
                 remember(&last_reload, &outcome);
             }
             Some(reply) = service.reload_rx.recv() => {
-                let outcome = reload(&config_path, &engine, clock.clone(), &notifier).await;
+                let outcome = reload(&config_path, &engine, clock.clone(), &notifier, &interval).await;
                 remember(&last_reload, &outcome);
                 let _ = reply.send(outcome);
             }
@@ -205,6 +213,7 @@ async fn reload(
     engine: &EngineHandle,
     clock: Arc<dyn Clock>,
     notifier: &Notifier,
+    interval: &std::sync::atomic::AtomicU64,
 ) -> Result<serde_json::Value, String> {
     notifier.reloading();
     let outcome = match config::load_and_resolve(path, clock) {
@@ -214,6 +223,10 @@ async fn reload(
         }
         Ok(resolved) => match engine.reload(resolved.engine).await {
             Ok(report) => {
+                interval.store(
+                    resolved.config.collection.interval_secs,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 tracing::info!(added = ?report.added, removed = ?report.removed,
                     changed = ?report.changed, timers_reset = report.timers_reset, "config reloaded");
                 Ok(serde_json::to_value(report).unwrap_or_default())
