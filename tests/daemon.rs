@@ -816,3 +816,42 @@ fn history_is_served_per_timeframe_and_top_lists_rank_guests_and_nodes() {
         "{top}"
     );
 }
+
+#[test]
+fn with_an_api_token_mutating_endpoints_need_it_and_reads_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, "api-secret-123\n").unwrap();
+    let token_line = format!("token_file = \"{}\"\n", token_file.display());
+    let (_sim, _daemon, port) = start_fleet_with(
+        dir.path(),
+        &[],
+        &[("[api]\n", &format!("[api]\n{token_line}"))],
+    );
+    let (status, e) = json(port, "POST", "/api/v1/collect", r#"{"remote":"pbs-1"}"#);
+    assert_eq!(status, 401, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("Bearer"), "{e}");
+    let (status, _) = json(port, "GET", "/api/v1/remotes", "");
+    assert_eq!(status, 200);
+    let api = format!("http://127.0.0.1:{port}");
+    let out = Command::new(bin())
+        .args(["trigger", "pbs-1", "--wait", "--api", &api])
+        .env("FLEETPOLL_API_TOKEN", "api-secret-123")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin())
+        .args(["trigger", "pbs-1", "--api", &api])
+        .env("FLEETPOLL_API_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // The token is not echoed anywhere.
+    let (_, daemon_info) = http(port, "GET", "/api/v1/daemon", "");
+    assert!(!daemon_info.contains("api-secret-123"));
+}
