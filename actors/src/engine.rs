@@ -69,8 +69,10 @@ pub struct EngineBuilder {
     parent: Option<ActorCell>,
 }
 
-/// Stored batches kept for replay to new live subscribers (a few cycles of a fleet).
+/// Stored batches kept for replay to new live subscribers, and the points they may hold
+/// (about 24 bytes each): enough for a reader to catch up from its history query.
 const LIVE_REPLAY_BATCHES: usize = 4096;
+const LIVE_REPLAY_POINTS: usize = 250_000;
 
 /// Entry point of the library.
 #[derive(Debug)]
@@ -134,7 +136,7 @@ impl EngineBuilder {
                 .ok_or(EngineError::Incomplete("no task store was given"))?,
         };
         let (refs_tx, refs_rx) = watch::channel(Refs::default());
-        let live = LiveFeed::new(LIVE_REPLAY_BATCHES);
+        let live = LiveFeed::new(LIVE_REPLAY_BATCHES, LIVE_REPLAY_POINTS);
         let stats = Arc::new(PollStats::default());
         let args = SupervisorArgs {
             config: self.config.clone(),

@@ -36,6 +36,8 @@ struct Ring {
     next_seq: u64,
     recent: VecDeque<Arc<StoredBatch>>,
     capacity: usize,
+    max_points: usize,
+    points: usize,
 }
 
 /// A subscription: the replayed batches first, then `receiver` for what follows.
@@ -48,14 +50,18 @@ pub struct Subscription {
 }
 
 impl LiveFeed {
-    /// A feed keeping the last `capacity` batches for replay.
-    pub fn new(capacity: usize) -> Arc<LiveFeed> {
+    /// A feed keeping at most the last `capacity` batches and `max_points` points for
+    /// replay (the newest batch is always kept). Live subscribers that fall more than
+    /// `capacity` batches behind are told they lagged.
+    pub fn new(capacity: usize, max_points: usize) -> Arc<LiveFeed> {
         let (sender, _) = broadcast::channel(capacity.max(16));
         Arc::new(LiveFeed {
             inner: Mutex::new(Ring {
                 next_seq: 0,
-                recent: VecDeque::with_capacity(capacity),
+                recent: VecDeque::new(),
                 capacity: capacity.max(1),
+                max_points,
+                points: 0,
             }),
             sender,
         })
@@ -71,10 +77,15 @@ impl LiveFeed {
             cursor,
         });
         ring.next_seq += 1;
-        if ring.recent.len() == ring.capacity {
-            ring.recent.pop_front();
-        }
+        ring.points += item.batch.len();
         ring.recent.push_back(item.clone());
+        while ring.recent.len() > 1
+            && (ring.recent.len() > ring.capacity || ring.points > ring.max_points)
+        {
+            if let Some(old) = ring.recent.pop_front() {
+                ring.points -= old.batch.len();
+            }
+        }
         // No subscriber is not an error.
         let _ = self.sender.send(item);
     }
@@ -117,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscriber_gets_replay_then_live_without_gap_or_duplicate() {
-        let feed = LiveFeed::new(3);
+        let feed = LiveFeed::new(3, 1000);
         for ts in [10, 20, 30, 40] {
             feed.publish(RemoteId::new("r"), batch(ts), Cursor(Some(ts)));
         }
@@ -132,5 +143,16 @@ mod tests {
         let live = sub.receiver.recv().await.unwrap();
         assert_eq!(live.seq, 4);
         assert!(sub.receiver.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_replay_ring_is_bounded_by_points_too() {
+        let feed = LiveFeed::new(100, 2);
+        for ts in [10, 20, 30, 40] {
+            feed.publish(RemoteId::new("r"), batch(ts), Cursor(Some(ts)));
+        }
+        let sub = feed.subscribe(None);
+        let replayed: Vec<u64> = sub.replay.iter().map(|b| b.seq).collect();
+        assert_eq!(replayed, vec![2, 3], "two one-point batches fit");
     }
 }

@@ -1,9 +1,10 @@
 //! Scenario `e2e`: the product as deployed. `fleetpoll sim` and `fleetpoll run` run as
-//! separate processes; the daemon's config comes from `sim --write-config`. One full
-//! cycle — metrics and task lists of every remote, stored — is started through the API
-//! and waited for, while another thread measures the API's latency for a task page and
-//! an hour of a node's metrics. Reports the cycle against `ceil(remotes/concurrency) ×
-//! latency`, the daemon's CPU time and peak memory, and both latencies' p99.
+//! separate processes; the daemon's config comes from `sim --write-config`. Full cycles
+//! — metrics and task lists of every remote, stored — are started through the API and
+//! waited for, while another thread measures the API's latency for a task page and an
+//! hour of a node's metrics: first the backfill cycle on an empty store, then a regular
+//! incremental one. Reports each against `ceil(remotes/concurrency) × latency`, the
+//! daemon's CPU time and peak memory, and both latencies' p99.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -136,12 +137,53 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
             .spawn()
             .context("starting fleetpoll run")?,
     );
-    let pid = daemon.0.id();
+    let pid = daemon.0.id().to_string();
     wait_for(Duration::from_secs(60), "the API answers", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     })?;
 
-    // Latency probes run while the cycle runs.
+    // The first cycle finds an empty store: 30 minutes of metric history and 7 days of
+    // tasks per remote (the backfill). The second is a regular incremental cycle.
+    let backfill = measured_cycle(port, &pid)?;
+    #[allow(clippy::disallowed_methods)] // reason: wait for the simulator's next 10 s generation
+    std::thread::sleep(Duration::from_secs(11));
+    let regular = measured_cycle(port, &pid)?;
+    let rss_mib = process_peak_rss_mib(&pid);
+    let ideal =
+        args.remotes.div_ceil(args.concurrency as usize) as f64 * args.latency_ms as f64 / 1000.0;
+    Ok(json!({
+        "scenario": "e2e",
+        "remotes": args.remotes,
+        "latency_ms": args.latency_ms,
+        "concurrency": args.concurrency,
+        "ideal_s": round(ideal, 3),
+        "backfill_cycle_s": round(backfill.seconds, 3),
+        "backfill_ratio": round(backfill.seconds / ideal, 4),
+        "backfill_daemon_cpu_s": round(backfill.cpu, 2),
+        "backfill_api_tasks_p99_ms": round(backfill.tasks_p99, 3),
+        "backfill_api_rrd_p99_ms": round(backfill.rrd_p99, 3),
+        "cycle_s": round(regular.seconds, 3),
+        "ratio": round(regular.seconds / ideal, 4),
+        "daemon_cpu_s": round(regular.cpu, 2),
+        "api_tasks_p99_ms": round(regular.tasks_p99, 3),
+        "api_rrd_p99_ms": round(regular.rrd_p99, 3),
+        "api_samples": regular.samples,
+        "daemon_rss_mib": round(rss_mib, 1),
+    }))
+}
+
+/// What one cycle cost.
+struct Cycle {
+    seconds: f64,
+    cpu: f64,
+    tasks_p99: f64,
+    rrd_p99: f64,
+    samples: usize,
+}
+
+/// Runs one full cycle (metrics and task lists of every remote, waited for through the
+/// API) while another thread probes the API's latency.
+fn measured_cycle(port: u16, pid: &str) -> anyhow::Result<Cycle> {
     let running = Arc::new(AtomicBool::new(true));
     let probe_flag = running.clone();
     let prober = std::thread::spawn(move || -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
@@ -163,18 +205,16 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
         }
         Ok((tasks, rrd))
     });
-
-    let pid = pid.to_string();
-    let cpu0 = process_cpu_secs(&pid);
+    let cpu0 = process_cpu_secs(pid);
     let t0 = Instant::now();
     let (metrics, tasks) = std::thread::scope(|s| {
         let m = s.spawn(|| request(port, "POST", "/api/v1/collect", r#"{"wait":true}"#));
         let t = s.spawn(|| request(port, "POST", "/api/v1/tasks/refresh", r#"{"wait":true}"#));
         (m.join(), t.join())
     });
-    let cycle = t0.elapsed().as_secs_f64();
+    let seconds = t0.elapsed().as_secs_f64();
     running.store(false, Ordering::Relaxed);
-    let (cpu1, rss_mib) = (process_cpu_secs(&pid), process_peak_rss_mib(&pid));
+    let cpu = process_cpu_secs(pid) - cpu0;
     let check =
         |name: &str, r: std::thread::Result<anyhow::Result<(u16, String)>>| -> anyhow::Result<()> {
             let (status, body) = r.map_err(|_| anyhow::anyhow!("{name} thread panicked"))??;
@@ -195,23 +235,13 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     let (mut tasks_ms, mut rrd_ms) = prober
         .join()
         .map_err(|_| anyhow::anyhow!("probe panicked"))??;
-    let ideal =
-        args.remotes.div_ceil(args.concurrency as usize) as f64 * args.latency_ms as f64 / 1000.0;
-    let result = json!({
-        "scenario": "e2e",
-        "remotes": args.remotes,
-        "latency_ms": args.latency_ms,
-        "concurrency": args.concurrency,
-        "cycle_s": round(cycle, 3),
-        "ideal_s": round(ideal, 3),
-        "ratio": round(cycle / ideal, 4),
-        "daemon_cpu_s": round(cpu1 - cpu0, 2),
-        "daemon_rss_mib": round(rss_mib, 1),
-        "api_samples": tasks_ms.len(),
-        "api_tasks_p99_ms": round(percentile(&mut tasks_ms, 99.0), 3),
-        "api_rrd_p99_ms": round(percentile(&mut rrd_ms, 99.0), 3),
-    });
-    Ok(result)
+    Ok(Cycle {
+        seconds,
+        cpu,
+        samples: tasks_ms.len(),
+        tasks_p99: percentile(&mut tasks_ms, 99.0),
+        rrd_p99: percentile(&mut rrd_ms, 99.0),
+    })
 }
 
 /// Points the written config at our API port and connection cap; nothing time-driven
