@@ -2,13 +2,16 @@
 //! sources they need and one row of values per timestamp, kept in memory between
 //! `store_metrics` and the next commit (see `docs/rrd-format.md`, "Commit cadence").
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use fleetpoll_actors::MetricBatch;
 
 use super::def::DsDef;
 use super::store::data_source_for;
 use super::value::RawValue;
+
+/// A point of a batch as staged: `(timestamp, index into the batch's series, value)`.
+pub(crate) type TimedPoint = (i64, usize, f64);
 
 /// One entity's journalled points that its file does not have yet.
 #[derive(Debug, Default)]
@@ -31,22 +34,24 @@ impl Pending {
         self.rows.is_empty()
     }
 
-    /// Adds one entity's points of a batch (`times`: timestamp → `(series, value)`),
-    /// dropping timestamps at or before `after`; returns the newest timestamp added
-    /// and how many values were added.
+    /// Adds one entity's points of a batch (`points`: `(timestamp, series, value)`
+    /// sorted by time), dropping timestamps at or before `after`; returns the newest
+    /// timestamp added and how many values were added.
     pub(crate) fn add(
         &mut self,
         batch: &MetricBatch,
-        times: &BTreeMap<i64, Vec<(usize, f64)>>,
+        points: &[TimedPoint],
         after: i64,
     ) -> (Option<i64>, usize) {
         let mut newest = None;
         let mut added = 0;
         // Each series' column, worked out once per batch.
         let mut column_of: HashMap<usize, usize> = HashMap::new();
-        for (&time, points) in times.range(after.saturating_add(1)..) {
-            let mut row: Vec<f64> = Vec::new();
-            for &(series, value) in points {
+        let first = points.partition_point(|&(time, _, _)| time <= after);
+        for group in points[first..].chunk_by(|a, b| a.0 == b.0) {
+            let time = group[0].0;
+            let mut row: Vec<f64> = Vec::with_capacity(self.defs.len());
+            for &(_, series, value) in group {
                 let column = *column_of.entry(series).or_insert_with(|| {
                     let key = &batch.series[series];
                     let def = data_source_for(&key.metric, key.kind);

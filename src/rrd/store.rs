@@ -3,7 +3,7 @@
 //! synced journal. `store_metrics` only journals (and keeps the points in memory);
 //! `commit` writes them into the files on the engine's cadence.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -17,7 +17,7 @@ use super::def::{Cf, DsDef, DsType, RraDef, MAX_DS_NAME_LEN};
 use super::error::RrdError;
 use super::file::{sync_dir, RrdFile};
 use super::journal::Journal;
-use super::pending::Pending;
+use super::pending::{Pending, TimedPoint};
 use super::record;
 use super::Rrd;
 
@@ -118,9 +118,6 @@ fn entity_of_file_name(file_name: &str) -> Option<String> {
     }
     String::from_utf8(out).ok()
 }
-
-/// One entity's points: timestamp -> `(index into the batch's series, value)`.
-type PointsByTime = BTreeMap<i64, Vec<(usize, f64)>>;
 
 /// What the store knows about one entity between commits.
 #[derive(Debug, Default)]
@@ -291,20 +288,32 @@ impl Inner {
     /// dropped. An entity whose file cannot be read fails alone; the first such
     /// error is returned and the cursor is then left as it was.
     fn stage(&mut self, remote: &RemoteId, batch: &MetricBatch) -> Result<(), RrdError> {
-        let mut by_entity: BTreeMap<&str, PointsByTime> = BTreeMap::new();
+        // Each series' entity, worked out once; then each entity's points in time
+        // order (a stable sort keeps a batch's order among equal timestamps).
+        let mut entities: Vec<&str> = Vec::new();
+        let mut index_of: HashMap<&str, usize> = HashMap::new();
+        let entity_of_series: Vec<usize> = batch
+            .series
+            .iter()
+            .map(|key| {
+                *index_of.entry(&key.entity).or_insert_with(|| {
+                    entities.push(&key.entity);
+                    entities.len() - 1
+                })
+            })
+            .collect();
+        let mut by_entity: Vec<Vec<TimedPoint>> = vec![Vec::new(); entities.len()];
         for point in &batch.points {
-            let Some(series) = batch.series.get(point.series as usize) else {
-                continue;
-            };
-            by_entity
-                .entry(&series.entity)
-                .or_default()
-                .entry(point.timestamp)
-                .or_default()
-                .push((point.series as usize, point.value));
+            if let Some(&entity) = entity_of_series.get(point.series as usize) {
+                by_entity[entity].push((point.timestamp, point.series as usize, point.value));
+            }
         }
+        for points in &mut by_entity {
+            points.sort_by_key(|&(time, _, _)| time);
+        }
+        let by_entity = entities.into_iter().zip(by_entity);
         let mut first_error = None;
-        for (entity, times) in by_entity {
+        for (entity, points) in by_entity {
             let path = RrdStore::file_path(&self.dir, remote, entity);
             if !self.entities.contains_key(&path) {
                 let last = if self.files.contains(&path) || path.exists() {
@@ -328,7 +337,7 @@ impl Inner {
             }
             let state = self.entities.get_mut(&path).expect("inserted above");
             let after = state.last.unwrap_or(i64::MIN);
-            let (newest, added) = state.pending.add(batch, &times, after);
+            let (newest, added) = state.pending.add(batch, &points, after);
             if newest.is_some() {
                 state.last = newest;
             }
