@@ -134,6 +134,7 @@ impl EngineBuilder {
             tasks: self
                 .tasks
                 .ok_or(EngineError::Incomplete("no task store was given"))?,
+            backlog: Default::default(),
         };
         let (refs_tx, refs_rx) = watch::channel(Refs::default());
         let live = LiveFeed::new(LIVE_REPLAY_BATCHES, LIVE_REPLAY_POINTS);

@@ -28,7 +28,7 @@ use crate::poll::{
 use crate::remotes::RemotesMsg;
 use crate::source::{ErrorClass, RemoteSource, SourceError};
 use crate::status::{PollState, RemoteStatus};
-use crate::storage::{StorageMsg, Stores};
+use crate::storage::{StorageMsg, Stores, BACKLOG_LIMIT};
 use crate::store::{MetricWrite, StoreError, TaskWrite};
 
 /// The kinds of job a poller runs.
@@ -61,8 +61,9 @@ pub enum Step {
     DelayDone,
     /// The limiter granted the lease.
     Granted(Lease),
-    /// The spawned fetch finished.
-    Fetched(Fetched),
+    /// The spawned fetch finished; it hands back the lease when storage is behind (the
+    /// poll then keeps its connection permit until the batch is stored).
+    Fetched(Fetched, Option<Lease>),
     /// Storage answered.
     Stored(Result<Option<Cursor>, StoreError>),
 }
@@ -72,7 +73,7 @@ impl fmt::Debug for Step {
         match self {
             Step::DelayDone => f.write_str("DelayDone"),
             Step::Granted(l) => write!(f, "Granted({l:?})"),
-            Step::Fetched(x) => write!(f, "Fetched({x:?})"),
+            Step::Fetched(x, _) => write!(f, "Fetched({x:?})"),
             Step::Stored(r) => write!(f, "Stored({r:?})"),
         }
     }
@@ -212,6 +213,7 @@ struct Job {
     work: Work,
     waiters: Vec<Waiter>,
     fetch: Option<AbortOnDrop>,
+    lease: Option<Lease>,
     started: Option<Instant>,
     points: usize,
 }
@@ -546,6 +548,7 @@ impl PollerState {
             work,
             waiters: waiter.into_iter().collect(),
             fetch: None,
+            lease: None,
             started: None,
             points: 0,
         });
@@ -628,8 +631,9 @@ impl PollerState {
                     self.publish();
                 }
             }
-            Step::Fetched(fetched) => {
+            Step::Fetched(fetched, lease) => {
                 job.fetch = None;
+                job.lease = lease;
                 match fetched {
                     Fetched::Panicked(text) => {
                         return Err(format!("remote source panicked: {text}").into());
@@ -725,6 +729,7 @@ impl PollerState {
             Some(Work::Tracked { upids, .. }) => upids.clone(),
             _ => Vec::new(),
         };
+        let backlog = self.stores.backlog.clone();
         let span = tracing::info_span!("poll", remote = %self.id, job = ?kind, seq);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
@@ -749,11 +754,18 @@ impl PollerState {
                     Ok(f) => f,
                     Err(panic) => Fetched::Panicked(panic_text(&panic)),
                 };
-                drop(lease);
+                // Return the connection now, unless storage is behind: then the permit
+                // travels with the batch and comes back once it is stored.
+                let held = if backlog.load(std::sync::atomic::Ordering::Relaxed) > BACKLOG_LIMIT {
+                    Some(lease)
+                } else {
+                    drop(lease);
+                    None
+                };
                 let _ = me.send_message(PollerMsg::Step {
                     kind,
                     seq,
-                    step: Step::Fetched(fetched),
+                    step: Step::Fetched(fetched, held),
                 });
             },
             span,

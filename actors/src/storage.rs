@@ -28,7 +28,15 @@ pub struct Stores {
     pub metrics: Arc<dyn MetricStore>,
     /// Task cache.
     pub tasks: Arc<dyn TaskStore>,
+    /// Writes waiting in Storage's lanes (kept current by the Storage actor); pollers
+    /// read it to hold their connection permits while storage is behind.
+    pub backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Above this many queued writes, a poll keeps its connection permit until its batch is
+/// stored, so fetching slows to the pace of storage instead of piling batches up in
+/// memory (a first backfill of a large fleet is gigabytes of points).
+pub const BACKLOG_LIMIT: usize = 32;
 
 /// Start arguments of the Storage actor.
 #[derive(Debug, Clone)]
@@ -91,8 +99,10 @@ pub struct StorageStats {
     pub metric_groups: u64,
     /// Task batches merged.
     pub task_batches: u64,
-    /// Operations waiting behind the running one.
+    /// Operations waiting behind the running ones.
     pub queue_depth: usize,
+    /// The most operations that ever waited at once.
+    pub peak_queue_depth: usize,
     /// Failed store operations.
     pub errors: u64,
 }
@@ -254,6 +264,12 @@ impl Actor for Storage {
                 state.start_next(&myself, lane);
             }
         }
+        let queued: usize = state.lanes.iter().map(|l| l.queue.len()).sum();
+        state.stats.peak_queue_depth = state.stats.peak_queue_depth.max(queued);
+        state
+            .stores
+            .backlog
+            .store(queued, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }

@@ -337,3 +337,26 @@ async fn a_slow_task_merge_does_not_hold_up_metric_writes() {
     );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn when_storage_falls_behind_polls_wait_for_it_instead_of_piling_up_batches() {
+    let mut fleet = Fleet::new(300);
+    fleet.seed_fresh();
+    fleet.config.limits.global_connections = 10;
+    let engine = fleet.start().await;
+    fleet.metrics.set_write_delay(Duration::from_millis(40));
+    let report = engine.trigger(Target::All, true).await.unwrap();
+    assert!(report.results.iter().all(|(_, r)| r.is_ok()));
+    let peak = engine.storage().await.unwrap().peak_queue_depth;
+    // Fetches that end together can each see the backlog just under the limit.
+    let bound = fleetpoll_actors::storage::BACKLOG_LIMIT + 2 * 10 + 2;
+    assert!(
+        peak <= bound,
+        "{peak} writes queued at once; holding permits while storage is behind bounds it by {bound}"
+    );
+    assert!(
+        peak > 10,
+        "the store was slow enough to build a backlog ({peak})"
+    );
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
