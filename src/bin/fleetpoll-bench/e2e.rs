@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::measure::{percentile, process_cpu_secs, process_peak_rss_mib, round};
+use crate::measure::{percentile, process_cpu_secs, process_peak_rss_mib, process_rss_mib, round};
 
 /// Flags of the `e2e` scenario.
 #[derive(Debug, clap::Args)]
@@ -145,10 +145,12 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     // The first cycle finds an empty store: 30 minutes of metric history and 7 days of
     // tasks per remote (the backfill). The second is a regular incremental cycle.
     let backfill = measured_cycle(port, &pid)?;
+    let rss_after_backfill = process_rss_mib(&pid);
     #[allow(clippy::disallowed_methods)] // reason: wait for the simulator's next 10 s generation
     std::thread::sleep(Duration::from_secs(11));
     let regular = measured_cycle(port, &pid)?;
     let rss_mib = process_peak_rss_mib(&pid);
+    let rss_after_regular = process_rss_mib(&pid);
     let ideal =
         args.remotes.div_ceil(args.concurrency as usize) as f64 * args.latency_ms as f64 / 1000.0;
     Ok(json!({
@@ -169,6 +171,8 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
         "api_rrd_p99_ms": round(regular.rrd_p99, 3),
         "api_samples": regular.samples,
         "daemon_rss_mib": round(rss_mib, 1),
+        "daemon_rss_after_backfill_mib": round(rss_after_backfill, 1),
+        "daemon_rss_after_regular_mib": round(rss_after_regular, 1),
     }))
 }
 

@@ -28,10 +28,19 @@ pub(crate) fn process_cpu_secs(pid: &str) -> f64 {
 
 /// Peak resident memory of a process in MiB (`VmHWM`).
 pub(crate) fn process_peak_rss_mib(pid: &str) -> f64 {
+    proc_status_mib(pid, "VmHWM:")
+}
+
+/// Current resident memory of a process in MiB (`VmRSS`).
+pub(crate) fn process_rss_mib(pid: &str) -> f64 {
+    proc_status_mib(pid, "VmRSS:")
+}
+
+fn proc_status_mib(pid: &str, key: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
 }
