@@ -109,6 +109,31 @@ fn start_sim_with(config: &Path, extra: &[&str]) -> Proc {
     p
 }
 
+/// Starts `fleetpoll run --config CONFIG` with extra environment; stderr goes to `log`
+/// when given.
+fn spawn_daemon(config: &Path, env: &[(&str, &std::ffi::OsStr)], log: Option<&Path>) -> Proc {
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match log {
+        Some(path) => cmd.stderr(std::fs::File::create(path).unwrap()),
+        None => cmd.stderr(Stdio::null()),
+    };
+    Proc(cmd.spawn().unwrap())
+}
+
+/// Waits until the API answers and every remote is ok.
+fn wait_all_ok(port: u16) {
+    wait_until(Duration::from_secs(30), "every remote is ok", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && states(port).iter().all(|(_, s)| s == "ok")
+    });
+}
+
 fn states(port: u16) -> Vec<(String, String)> {
     let (_, v) = json(port, "GET", "/api/v1/remotes", "");
     v["remotes"]
@@ -144,20 +169,8 @@ fn the_daemon_polls_the_fleet_reloads_on_sighup_and_stops_on_sigterm() {
     let config = dir.path().join("fleetpoll.toml");
     std::fs::write(&config, first).unwrap();
     let log = dir.path().join("daemon.log");
-    let mut daemon = Proc(
-        Command::new(bin())
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until(Duration::from_secs(30), "every remote is ok", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && states(port).iter().all(|(_, s)| s == "ok")
-    });
+    let mut daemon = spawn_daemon(&config, &[("RUST_LOG", "debug".as_ref())], Some(&log));
+    wait_all_ok(port);
     assert_eq!(states(port).len(), 4);
 
     // A waited collection returns once stored.
@@ -306,19 +319,8 @@ fn start_fleet_with(dir: &Path, sim_flags: &[&str], edits: &[(&str, &str)]) -> (
     }
     let config = dir.join("fleetpoll.toml");
     std::fs::write(&config, text).unwrap();
-    let daemon = Proc(
-        Command::new(bin())
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until(Duration::from_secs(30), "every remote is ok", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && states(port).iter().all(|(_, s)| s == "ok")
-    });
+    let daemon = spawn_daemon(&config, &[], None);
+    wait_all_ok(port);
     (sim, daemon, port)
 }
 
@@ -482,16 +484,13 @@ fn under_systemd_the_daemon_reports_ready_pings_the_watchdog_and_stopping() {
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let mut daemon = Proc(
-        Command::new(bin())
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("NOTIFY_SOCKET", &socket_path)
-            .env("WATCHDOG_USEC", "400000")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut daemon = spawn_daemon(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.as_os_str()),
+            ("WATCHDOG_USEC", "400000".as_ref()),
+        ],
+        None,
     );
     let mut buf = [0u8; 512];
     let mut recv = || {
@@ -547,15 +546,7 @@ fn a_restarted_daemon_resumes_from_the_stored_cursors() {
 
     // Same config, same data directory.
     let config = dir.path().join("fleetpoll.toml");
-    let _again = Proc(
-        Command::new(bin())
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _again = spawn_daemon(&config, &[], None);
     wait_until(Duration::from_secs(30), "the daemon is back", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
