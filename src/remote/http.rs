@@ -36,6 +36,11 @@ use super::tls::{client_config, system_roots};
 
 /// Idle connections kept per node.
 const MAX_IDLE_PER_NODE: usize = 8;
+/// An idle connection unused this long is closed: remotes are polled every few minutes,
+/// and an idle connection holds its read buffer.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most a connection buffers while reading (hyper's default is about 400 KB).
+const MAX_READ_BUFFER: usize = 128 * 1024;
 /// Error replies are read up to this size for their message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 
@@ -46,15 +51,15 @@ struct Node {
     address: NodeAddress,
     server_name: ServerName<'static>,
     connector: TlsConnector,
-    idle: Mutex<Vec<Sender>>,
+    idle: std::sync::Arc<Mutex<Vec<(Sender, tokio::time::Instant)>>>,
 }
 
 impl Node {
     /// An idle connection that is still open, if any.
     fn take_idle(&self) -> Option<Sender> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() && sender.is_ready() {
+        while let Some((sender, since)) = idle.pop() {
+            if !sender.is_closed() && sender.is_ready() && since.elapsed() < IDLE_TIMEOUT {
                 return Some(sender);
             }
         }
@@ -64,7 +69,17 @@ impl Node {
     fn put_idle(&self, sender: Sender) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE_PER_NODE && !sender.is_closed() {
-            idle.push(sender);
+            idle.push((sender, tokio::time::Instant::now()));
+            // Close it if nobody reuses it in time: dropping the sender ends the
+            // connection's task and frees its buffers.
+            let pool = std::sync::Arc::downgrade(&self.idle);
+            tokio::spawn(async move {
+                tokio::time::sleep(IDLE_TIMEOUT).await;
+                if let Some(pool) = pool.upgrade() {
+                    let mut idle = pool.lock().unwrap_or_else(|e| e.into_inner());
+                    idle.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+                }
+            });
         }
     }
 }
@@ -123,7 +138,7 @@ impl HttpClient {
                 address,
                 server_name,
                 connector: TlsConnector::from(Arc::new(config)),
-                idle: Mutex::new(Vec::new()),
+                idle: Default::default(),
             });
         }
         let mut authorization = HeaderValue::from_str(&authorization).map_err(|_| {
@@ -259,13 +274,17 @@ impl HttpClient {
                 ))
             }
         };
-        let (sender, connection) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| {
-            self.fail(
-                ErrorClass::Other,
-                node,
-                format_args!("HTTP setup failed: {e}"),
-            )
-        })?;
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(MAX_READ_BUFFER)
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| {
+                self.fail(
+                    ErrorClass::Other,
+                    node,
+                    format_args!("HTTP setup failed: {e}"),
+                )
+            })?;
         tokio::spawn(async move {
             // Errors surface on the request side; the connection just ends.
             let _ = connection.await;
