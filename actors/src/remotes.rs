@@ -484,11 +484,9 @@ impl RemotesState {
         settings: CollectionSettings,
         supervision: SupervisionSettings,
     ) -> Result<ReloadReport, ActorProcessingErr> {
-        let mut report = ReloadReport {
-            timers_reset: settings != self.settings,
-            ..Default::default()
-        };
-        if report.timers_reset {
+        // `timers_reset` is the supervisor's to fill in: it also knows the task timers.
+        let mut report = ReloadReport::default();
+        if settings != self.settings {
             for slot in self.slots.values() {
                 if let Some(p) = &slot.poller {
                     let _ = p.send_message(PollerMsg::Reconfigure(settings.clone()));

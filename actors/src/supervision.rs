@@ -1,5 +1,6 @@
-//! OTP restart bookkeeping shared by both supervisors (ractor 0.16 has none built in):
-//! restart types, restart intensity within a period, restart delay with backoff, and the
+//! OTP restart bookkeeping shared by both supervisors (ractor 0.16 has none built in;
+//! the strategies themselves — one_for_one in `remotes.rs`, rest_for_one in
+//! `supervisor.rs` — live with the supervisors): restart types, restart intensity within a period, restart delay with backoff, and the
 //! record that recognises events from an old incarnation of a child.
 
 use std::collections::VecDeque;
@@ -21,16 +22,6 @@ pub enum Restart {
     Transient,
     /// Never restarted.
     Temporary,
-}
-
-/// Which siblings restart with a failed child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// Only the failed child.
-    OneForOne,
-    /// The failed child and every child started after it (they depend on it).
-    RestForOne,
 }
 
 /// How a child ended, as read from a supervision event.

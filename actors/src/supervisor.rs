@@ -26,7 +26,7 @@ use crate::remotes::{ReloadReport, RemoteSupervisor, RemotesArgs, RemotesMsg};
 use crate::rotation::{Rotation, RotationArgs, RotationMsg};
 use crate::scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::storage::{Storage, StorageArgs, StorageMsg, Stores};
-use crate::supervision::{ChildRecord, Decision, Exit, Restart, Strategy, TreeNode};
+use crate::supervision::{ChildRecord, Decision, Exit, Restart, TreeNode};
 
 /// The supervisor's children, in start order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,9 +136,6 @@ impl fmt::Debug for SupervisorState {
 /// The top Supervisor actor.
 #[derive(Debug, Default)]
 pub struct Supervisor;
-
-/// The strategy of the top supervisor.
-pub const STRATEGY: Strategy = Strategy::RestForOne;
 
 impl Actor for Supervisor {
     type Msg = SupervisorMsg;
@@ -387,9 +384,8 @@ impl SupervisorState {
             })?,
             None => ReloadReport::default(),
         };
-        let timers_changed =
+        report.timers_reset =
             config.collection != self.config.collection || config.tasks != self.config.tasks;
-        report.timers_reset = timers_changed;
         if let Some(scheduler) = &refs.scheduler {
             let _ = scheduler.send_message(SchedulerMsg::Reconfigure(
                 config.collection.clone(),

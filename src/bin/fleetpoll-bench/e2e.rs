@@ -249,30 +249,18 @@ fn measured_cycle(port: u16, pid: &str) -> anyhow::Result<Cycle> {
 }
 
 /// Points the written config at our API port and connection cap; nothing time-driven
-/// runs during the measurement (daily intervals), so the cycle is the one we start.
+/// runs during the measurement (daily intervals), so the cycles are the ones we start.
 fn prepare_config(path: &Path, port: u16, concurrency: u32) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)?;
-    let text = text
-        .replace(
-            "listen = \"127.0.0.1:8450\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        )
-        .replace(
-            "global_connections = 20",
-            &format!("global_connections = {concurrency}"),
-        )
-        .replace("interval_secs = 600", "interval_secs = 86400")
-        .replace("start_offset_max_secs = 10", "start_offset_max_secs = 0")
-        .replace(
-            "connection_delay_max_ms = 2000",
-            "connection_delay_max_ms = 0",
-        )
-        .replace("full_interval_secs = 600", "full_interval_secs = 86400")
-        .replace(
-            "running_interval_secs = 30",
-            "running_interval_secs = 86400",
-        )
-        .replace("tick_secs = 10", "tick_secs = 86400");
+    let mut config = fleetpoll::config::load(path)?;
+    config.api.listen = format!("127.0.0.1:{port}");
+    config.limits.global_connections = concurrency;
+    config.collection.interval_secs = 86_400;
+    config.collection.start_offset_max_secs = 0;
+    config.collection.connection_delay_max_ms = 0;
+    config.tasks.tick_secs = 86_400;
+    config.tasks.running_interval_secs = 86_400;
+    config.tasks.full_interval_secs = 86_400;
+    let text = toml::to_string(&config).context("serializing the benchmark's config")?;
     std::fs::write(path, text)?;
     Ok(())
 }
