@@ -15,7 +15,9 @@ use std::time::Duration;
 use fleetpoll_actors::{Clock, EngineConfig, RemoteConfig, RemoteKind};
 
 use crate::remote::tls::system_roots;
-use crate::remote::{ApiToken, ClientOptions, Fingerprint, NodeAddress, RemoteEndpoint};
+use crate::remote::{
+    ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
+};
 
 pub use schema::{
     ApiConfig, CollectionConfig, Config, LimitsConfig, LogConfig, LogFormat, NodeEntry,
@@ -283,6 +285,9 @@ pub fn resolve(
     }
 
     let roots = system_roots();
+    // Every remote shares one bound on idle connections: twice the connections that
+    // may be open at once keeps the recently used ones without growing with the fleet.
+    let idle = IdleBudget::new(2 * c.limits.global_connections as usize);
     let mut seen = HashSet::new();
     for (i, r) in c.remotes.iter().enumerate() {
         let key = format!("remotes[{i}]");
@@ -376,6 +381,7 @@ pub fn resolve(
                 path_prefix: r.path_prefix.clone(),
                 roots: Some(roots.clone()),
                 clock: clock.clone(),
+                idle: idle.clone(),
             },
         };
         let source = endpoint

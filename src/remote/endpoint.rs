@@ -11,6 +11,7 @@ use fleetpoll_actors::{
 use rustls::RootCertStore;
 
 use super::pbs::PbsClient;
+use super::pool::IdleBudget;
 use super::pve::PveClient;
 use super::tls::Fingerprint;
 
@@ -107,6 +108,8 @@ pub struct ClientOptions {
     pub roots: Option<Arc<RootCertStore>>,
     /// The wall clock; decides which metric points lie too far in the future.
     pub clock: Arc<dyn Clock>,
+    /// Bounds the idle connections kept for reuse; share one among all remotes.
+    pub idle: IdleBudget,
 }
 
 impl Default for ClientOptions {
@@ -118,6 +121,7 @@ impl Default for ClientOptions {
             path_prefix: String::new(),
             roots: None,
             clock: Arc::new(TokioClock::system()),
+            idle: IdleBudget::default(),
         }
     }
 }
@@ -130,6 +134,7 @@ impl fmt::Debug for ClientOptions {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("path_prefix", &self.path_prefix)
             .field("roots", &self.roots.as_ref().map(|r| r.len()))
+            .field("idle", &self.idle)
             .finish_non_exhaustive()
     }
 }

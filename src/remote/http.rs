@@ -17,13 +17,13 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use fleetpoll_actors::{ErrorClass, RemoteId, SourceError};
 use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -32,56 +32,20 @@ use tokio_rustls::TlsConnector;
 
 use super::endpoint::{ClientOptions, NodeAddress, RemoteEndpoint};
 use super::metrics::excerpt;
+use super::pool::{NodeIdle, Sender};
 use super::tls::{client_config, system_roots};
 
-/// Idle connections kept per node.
-const MAX_IDLE_PER_NODE: usize = 8;
-/// An idle connection unused this long is closed: remotes are polled every few minutes,
-/// and an idle connection holds its read buffer.
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// The most a connection buffers while reading (hyper's default is about 400 KB).
 const MAX_READ_BUFFER: usize = 128 * 1024;
 /// Error replies are read up to this size for their message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
-
-type Sender = SendRequest<Empty<Bytes>>;
 
 /// One node: its address, TLS setup and idle connections.
 struct Node {
     address: NodeAddress,
     server_name: ServerName<'static>,
     connector: TlsConnector,
-    idle: std::sync::Arc<Mutex<Vec<(Sender, tokio::time::Instant)>>>,
-}
-
-impl Node {
-    /// An idle connection that is still open, if any.
-    fn take_idle(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((sender, since)) = idle.pop() {
-            if !sender.is_closed() && sender.is_ready() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(sender);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, sender: Sender) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE_PER_NODE && !sender.is_closed() {
-            idle.push((sender, tokio::time::Instant::now()));
-            // Close it if nobody reuses it in time: dropping the sender ends the
-            // connection's task and frees its buffers.
-            let pool = std::sync::Arc::downgrade(&self.idle);
-            tokio::spawn(async move {
-                tokio::time::sleep(IDLE_TIMEOUT).await;
-                if let Some(pool) = pool.upgrade() {
-                    let mut idle = pool.lock().unwrap_or_else(|e| e.into_inner());
-                    idle.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
-                }
-            });
-        }
-    }
+    idle: Arc<NodeIdle>,
 }
 
 /// How one attempt on one node failed.
@@ -214,7 +178,7 @@ impl HttpClient {
     /// connection that turns out closed is replaced by a fresh one once.
     async fn get_on(&self, node: &Node, path: &str) -> Result<Bytes, Attempt> {
         let deadline = Instant::now() + self.options.request_timeout;
-        if let Some(sender) = node.take_idle() {
+        if let Some(sender) = self.options.idle.take(&node.idle) {
             match self.exchange(node, sender, path, deadline).await {
                 Err(Attempt::Unreachable(_)) => {}
                 other => return other,
@@ -366,7 +330,7 @@ impl HttpClient {
             }
         };
         if complete {
-            node.put_idle(sender);
+            self.options.idle.put(&node.idle, sender);
         }
         if status.is_success() {
             return Ok(body);

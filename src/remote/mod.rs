@@ -5,7 +5,8 @@
 //! - `metrics_scan`: the fast path of that parser for the canonical reply shape.
 //! - [`tls`]: certificate trust: system roots, else the pinned fingerprint.
 //! - [`endpoint`]: how to reach a remote (nodes, token, timeouts, limits).
-//! - `http`: the shared transport (pools, failover, timeouts, body cap, error classes).
+//! - `http`: the shared transport (failover, timeouts, body cap, error classes).
+//! - `pool`: idle connections kept for reuse, bounded by an [`IdleBudget`] across remotes.
 //! - `reply`: node lists, task lists and task status replies.
 //! - [`pve`]: [`PveClient`], a [`fleetpoll_actors::RemoteSource`] for a PVE cluster.
 //! - [`pbs`]: [`PbsClient`], a [`fleetpoll_actors::RemoteSource`] for a PBS.
@@ -15,6 +16,7 @@ mod http;
 pub mod metrics;
 mod metrics_scan;
 pub mod pbs;
+mod pool;
 pub mod pve;
 mod reply;
 pub mod tls;
@@ -23,6 +25,7 @@ pub mod upid;
 pub use endpoint::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
 pub use metrics::{parse_metric_reply, MAX_FUTURE_SECS};
 pub use pbs::PbsClient;
+pub use pool::{IdleBudget, IDLE_TIMEOUT};
 pub use pve::PveClient;
 pub use tls::Fingerprint;
 pub use upid::{Upid, UpidError};

@@ -16,7 +16,9 @@ use anyhow::{bail, Context};
 use fleetpoll::engine::testing::{MemoryMetricStore, MemoryTaskStore};
 use fleetpoll::engine::{Clock, Engine, RemoteConfig, RemoteKind, TokioClock};
 use fleetpoll::remote::tls::system_roots;
-use fleetpoll::remote::{ApiToken, ClientOptions, Fingerprint, NodeAddress, RemoteEndpoint};
+use fleetpoll::remote::{
+    ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
+};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -184,6 +186,7 @@ async fn poll_fleet(
 ) -> anyhow::Result<serde_json::Value> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
     let roots = system_roots();
+    let idle = IdleBudget::new(2 * args.concurrency as usize);
     let metrics = MemoryMetricStore::new();
     let now = clock.now_secs();
     let mut config = quiet_engine_config(args.concurrency);
@@ -196,6 +199,7 @@ async fn poll_fleet(
                 path_prefix: r.prefix.clone(),
                 roots: Some(roots.clone()),
                 clock: clock.clone(),
+                idle: idle.clone(),
                 ..ClientOptions::default()
             },
         };

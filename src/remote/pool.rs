@@ -1,0 +1,197 @@
+//! Idle connections kept for reuse. Each node keeps its own few; an [`IdleBudget`]
+//! shared by every client of a daemon bounds how many are kept in all, closing the
+//! longest-idle one when a newer one needs the room.
+//!
+//! The bound is what keeps memory flat with a large fleet: every open connection holds
+//! its read and TLS buffers (up to ≈ 150 KiB after a large reply), and a cycle over
+//! 1,000 remotes ends with one or more idle connections per remote — hundreds of MB if
+//! all were kept until their idle timeout. The connections worth keeping are the
+//! newest: they belong to remotes whose next request (a task list after the metrics, the
+//! node lists after `/nodes`, the next page) is about to come.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::client::conn::http1::SendRequest;
+use tokio::time::Instant;
+
+/// The sending half of one HTTP/1.1 connection.
+pub(crate) type Sender = SendRequest<Empty<Bytes>>;
+
+/// Idle connections kept per node.
+const MAX_IDLE_PER_NODE: usize = 4;
+/// An idle connection unused this long is closed, unless the budget says otherwise
+/// (longer than the 10 s task tick, so a remote with tracked tasks keeps its connection).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle connections kept in all when no budget is given.
+const DEFAULT_BUDGET: usize = 32;
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One idle connection.
+struct Entry {
+    id: u64,
+    sender: Sender,
+    since: Instant,
+}
+
+/// The idle connections of one node, newest last.
+#[derive(Default)]
+pub(crate) struct NodeIdle {
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl fmt::Debug for NodeIdle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeIdle")
+            .field("idle", &guard(&self.entries).len())
+            .finish()
+    }
+}
+
+impl NodeIdle {
+    /// Removes the entry `id` if it is still here (it may have been reused already).
+    fn remove(&self, id: u64) -> Option<Sender> {
+        let mut entries = guard(&self.entries);
+        let at = entries.iter().position(|e| e.id == id)?;
+        Some(entries.remove(at).sender)
+    }
+}
+
+#[derive(Default)]
+struct Ledger {
+    next_id: u64,
+    /// Every kept connection in the order it went idle, oldest first.
+    order: VecDeque<(u64, Weak<NodeIdle>)>,
+}
+
+struct Shared {
+    max: usize,
+    timeout: Duration,
+    ledger: Mutex<Ledger>,
+}
+
+/// How many idle connections all clients sharing this budget keep together. Clone it
+/// into the [`ClientOptions`](super::ClientOptions) of every remote.
+#[derive(Clone)]
+pub struct IdleBudget {
+    shared: Arc<Shared>,
+}
+
+impl Default for IdleBudget {
+    fn default() -> Self {
+        Self::new(DEFAULT_BUDGET)
+    }
+}
+
+impl fmt::Debug for IdleBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdleBudget")
+            .field("max", &self.shared.max)
+            .field("timeout", &self.shared.timeout)
+            .field("kept", &self.kept())
+            .finish()
+    }
+}
+
+impl IdleBudget {
+    /// A budget of at most `max` idle connections (0 closes every connection after its
+    /// request).
+    pub fn new(max: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                max,
+                timeout: IDLE_TIMEOUT,
+                ledger: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The same bound, closing connections idle for `timeout` instead of [`IDLE_TIMEOUT`].
+    pub fn with_timeout(max: usize, timeout: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                max,
+                timeout,
+                ledger: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Idle connections kept right now.
+    pub fn kept(&self) -> usize {
+        guard(&self.shared.ledger).order.len()
+    }
+
+    fn forget(&self, id: u64) {
+        let mut ledger = guard(&self.shared.ledger);
+        if let Some(at) = ledger.order.iter().position(|(i, _)| *i == id) {
+            ledger.order.remove(at);
+        }
+    }
+
+    /// A still-usable idle connection of `node`, newest first; stale ones are closed.
+    pub(crate) fn take(&self, node: &NodeIdle) -> Option<Sender> {
+        loop {
+            let entry = guard(&node.entries).pop()?;
+            self.forget(entry.id);
+            let usable = !entry.sender.is_closed()
+                && entry.sender.is_ready()
+                && entry.since.elapsed() < self.shared.timeout;
+            if usable {
+                return Some(entry.sender);
+            }
+        }
+    }
+
+    /// Keeps `sender` for reuse on `node`, closing the longest-idle connection (of any
+    /// node) when the budget is full, and this one once it idled for the timeout.
+    pub(crate) fn put(&self, node: &Arc<NodeIdle>, sender: Sender) {
+        if self.shared.max == 0 || sender.is_closed() {
+            return;
+        }
+        let id = {
+            let mut ledger = guard(&self.shared.ledger);
+            ledger.next_id += 1;
+            ledger.next_id
+        };
+        let dropped_locally = {
+            let mut entries = guard(&node.entries);
+            entries.push(Entry {
+                id,
+                sender,
+                since: Instant::now(),
+            });
+            (entries.len() > MAX_IDLE_PER_NODE).then(|| entries.remove(0))
+        };
+        if let Some(old) = dropped_locally {
+            self.forget(old.id);
+        }
+        let evicted: Vec<(u64, Weak<NodeIdle>)> = {
+            let mut ledger = guard(&self.shared.ledger);
+            ledger.order.push_back((id, Arc::downgrade(node)));
+            let excess = ledger.order.len().saturating_sub(self.shared.max);
+            ledger.order.drain(..excess).collect()
+        };
+        for (old, owner) in evicted {
+            // Dropping the sender ends the connection's task and frees its buffers.
+            drop(owner.upgrade().and_then(|n| n.remove(old)));
+        }
+        let budget = self.clone();
+        let owner = Arc::downgrade(node);
+        tokio::spawn(async move {
+            tokio::time::sleep(budget.shared.timeout).await;
+            if let Some(node) = owner.upgrade() {
+                if node.remove(id).is_some() {
+                    budget.forget(id);
+                }
+            }
+        });
+    }
+}
