@@ -83,6 +83,7 @@ async fn pve_task_list_covers_every_node_from_its_cutoff() {
         cutoffs: BTreeMap::from([("pve-1-n2".to_string(), now - 600)]),
         default_since: now - 3 * 3600,
         running_only: false,
+        connections: 3,
     };
 
     let batch = client.list_tasks(&query).await.unwrap();
@@ -235,19 +236,71 @@ async fn task_fetches_use_one_connection_per_node_up_to_five_and_metric_polls_on
         ..small_fleet()
     })
     .await;
-    let mut info = sim.remote("pve-1").unwrap();
     let pve = common::pve(&sim, "pve-1");
-    assert_eq!((pve.metric_connections(), pve.task_connections()), (1, 5));
-    info.nodes.truncate(2);
+    let query = TaskQuery {
+        default_since: sim.now() - 600,
+        ..TaskQuery::default()
+    };
     assert_eq!(
-        PveClient::new(common::endpoint(&info))
-            .unwrap()
-            .task_connections(),
-        2
+        (pve.metric_connections(), pve.task_connections()),
+        (1, 1),
+        "before the nodes are known, one connection lists them one after the other"
+    );
+    pve.list_tasks(&query).await.unwrap();
+    assert_eq!(
+        pve.task_connections(),
+        5,
+        "seven nodes, at most five at once"
     );
     let pbs: PbsClient = common::pbs(&sim, "pbs-1");
     assert_eq!((pbs.metric_connections(), pbs.task_connections()), (1, 1));
     sim.shutdown().await;
+
+    let sim = common::start(small_fleet()).await;
+    let pve = common::pve(&sim, "pve-2");
+    pve.list_tasks(&query).await.unwrap();
+    assert_eq!(
+        pve.task_connections(),
+        3,
+        "one per node of a three-node cluster"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_node_list_is_kept_between_task_fetches_until_a_node_fails() {
+    let sim = common::start(small_fleet()).await;
+    let pve = common::pve(&sim, "pve-1");
+    let query = TaskQuery {
+        default_since: sim.now() - 600,
+        connections: 3,
+        ..TaskQuery::default()
+    };
+    let before = sim.requests("pve-1");
+    let first = pve.list_tasks(&query).await.unwrap();
+    assert_eq!(
+        sim.requests("pve-1") - before,
+        4,
+        "/nodes and three node lists"
+    );
+    let again = pve.list_tasks(&query).await.unwrap();
+    assert_eq!(
+        sim.requests("pve-1") - before,
+        7,
+        "the second fetch asks the three nodes only"
+    );
+    assert_eq!(first.complete_nodes, again.complete_nodes);
+    assert_eq!(pve.task_connections(), 3);
+
+    // Every node fails: the list is forgotten, and the next fetch starts with `/nodes`.
+    sim.shutdown().await;
+    let err = pve.list_tasks(&query).await.unwrap_err();
+    assert_eq!(
+        err.class,
+        fleetpoll_actors::ErrorClass::Unreachable,
+        "{err}"
+    );
+    assert_eq!(pve.task_connections(), 1);
 }
 
 /// A wall clock the test moves by hand.
@@ -382,4 +435,63 @@ async fn a_pinned_fingerprint_survives_a_restart_of_the_simulator() {
     assert!(!batch.is_empty(), "the Ed25519 certificate is accepted");
     again.shutdown().await;
     other_seed.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_kept_within_one_budget_for_all_remotes_newest_first() {
+    let sim = common::start(SimConfig {
+        pve_remotes: 5,
+        ..small_fleet()
+    })
+    .await;
+    let budget = fleetpoll::remote::IdleBudget::new(2);
+    let clients: Vec<PveClient> = (1..=5)
+        .map(|i| {
+            let mut endpoint = common::endpoint(&sim.remote(&format!("pve-{i}")).unwrap());
+            endpoint.options.idle = budget.clone();
+            PveClient::new(endpoint).unwrap()
+        })
+        .collect();
+    for client in &clients {
+        client.fetch_metrics(Cursor(None)).await.unwrap();
+    }
+    assert_eq!(sim.connections_accepted(), 5);
+    assert_eq!(budget.kept(), 2, "five connections went idle, two are kept");
+
+    // The newest idle connection is reused; the oldest was closed and must be replaced.
+    clients[4].fetch_metrics(Cursor(None)).await.unwrap();
+    assert_eq!(sim.connections_accepted(), 5, "pve-5 reused its connection");
+    clients[0].fetch_metrics(Cursor(None)).await.unwrap();
+    assert_eq!(
+        sim.connections_accepted(),
+        6,
+        "pve-1's connection was closed"
+    );
+    assert_eq!(budget.kept(), 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_its_timeout() {
+    let sim = common::start(small_fleet()).await;
+    let timeout = std::time::Duration::from_millis(300);
+    let budget = fleetpoll::remote::IdleBudget::with_timeout(8, timeout);
+    let mut endpoint = common::endpoint(&sim.remote("pbs-1").unwrap());
+    endpoint.options.idle = budget.clone();
+    let client = PbsClient::new(endpoint).unwrap();
+    client.fetch_metrics(Cursor(None)).await.unwrap();
+    client.fetch_metrics(Cursor(None)).await.unwrap();
+    assert_eq!(
+        (budget.kept(), sim.connections_accepted()),
+        (1, 1),
+        "reused while fresh"
+    );
+    let deadline = tokio::time::Instant::now() + 10 * timeout;
+    while budget.kept() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(timeout / 10).await;
+    }
+    assert_eq!(budget.kept(), 0, "the connection idled past its timeout");
+    client.fetch_metrics(Cursor(None)).await.unwrap();
+    assert_eq!(sim.connections_accepted(), 2, "a new connection was opened");
+    sim.shutdown().await;
 }

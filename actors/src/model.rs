@@ -201,6 +201,9 @@ pub struct TaskQuery {
     pub default_since: UnixTime,
     /// Only the tasks that are running now (the cheap 30 s check of foreign running tasks).
     pub running_only: bool,
+    /// How many connections the fetch may open at once: the permits leased for it (the
+    /// poller fills this in; 0 counts as 1).
+    pub connections: u32,
 }
 
 /// The tasks one fetch of one remote returned, with the nodes that answered.

@@ -721,6 +721,7 @@ impl PollerState {
                     .tasks
                     .task_query(&self.id, self.env.clock.now_secs());
                 query.running_only = *running_only;
+                query.connections = lease.permits();
                 Some(query)
             }
             _ => None,

@@ -79,8 +79,10 @@ pub trait RemoteSource: Send + Sync + fmt::Debug + 'static {
         1
     }
 
-    /// How many connections one task-list fetch uses (a PVE cluster asks up to five
-    /// nodes at once).
+    /// How many connections one task-list fetch would like (a PVE cluster asks up to
+    /// five nodes at once). The poller leases that many, within the remote's cap, and
+    /// passes the number granted in [`TaskQuery::connections`]; the fetch must not open
+    /// more at once.
     fn task_connections(&self) -> u32 {
         1
     }

@@ -525,7 +525,7 @@ impl TaskStore for MemoryTaskStore {
         TaskQuery {
             cutoffs,
             default_since: now - self.backfill_secs,
-            running_only: false,
+            ..TaskQuery::default()
         }
     }
 

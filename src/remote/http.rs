@@ -128,11 +128,6 @@ impl HttpClient {
         &self.options
     }
 
-    /// Number of configured nodes.
-    pub(crate) fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
     /// `GET {prefix}/api2/json{path}` on the first node that can be reached, starting
     /// with the one that answered last. Returns the body of a successful reply.
     pub(crate) async fn get(&self, path: &str) -> Result<Bytes, SourceError> {

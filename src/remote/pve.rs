@@ -1,7 +1,10 @@
 //! The Proxmox VE cluster client: metrics from `/cluster/metrics/export`, tasks from
-//! every node's `/nodes/{node}/tasks` (up to 5 nodes at once), task status by UPID.
+//! every node's `/nodes/{node}/tasks` (up to 5 nodes at once, the node list kept between
+//! fetches), task status by UPID.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use fleetpoll_actors::{
@@ -9,6 +12,7 @@ use fleetpoll_actors::{
     TaskState,
 };
 use futures::stream::{self, StreamExt};
+use tokio::time::Instant;
 
 use super::endpoint::RemoteEndpoint;
 use super::http::{encode_segment, HttpClient};
@@ -23,9 +27,16 @@ pub const TASK_PAGE_LIMIT: usize = 5000;
 /// Pages fetched per node and fetch at most, so a misbehaving remote cannot loop us.
 const MAX_PAGES: usize = 100;
 
+/// How long a cluster's node list is used before it is listed again. A node that fails
+/// its task list makes the next fetch list the nodes again at once.
+pub const NODE_LIST_TTL: Duration = Duration::from_secs(600);
+
 /// A Proxmox VE cluster reached through any of its nodes.
 pub struct PveClient {
     http: HttpClient,
+    /// The cluster's online nodes as last listed, and when: a task fetch needs one
+    /// round trip per node, not one more for `/nodes` every time.
+    members: Mutex<Option<(Arc<[String]>, Instant)>>,
 }
 
 impl fmt::Debug for PveClient {
@@ -42,7 +53,30 @@ impl PveClient {
         let authorization = endpoint.token.pve_header();
         Ok(Self {
             http: HttpClient::new(endpoint, authorization)?,
+            members: Mutex::new(None),
         })
+    }
+
+    fn members(&self) -> MutexGuard<'_, Option<(Arc<[String]>, Instant)>> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The online nodes: the cached list while it is fresh, else `/nodes`.
+    async fn online_nodes(&self) -> Result<Arc<[String]>, SourceError> {
+        if let Some((nodes, listed)) = self.members().as_ref() {
+            if listed.elapsed() < NODE_LIST_TTL {
+                return Ok(nodes.clone());
+            }
+        }
+        let listed: Vec<NodeItem> =
+            parse_data(self.http.remote(), &self.http.get("/nodes").await?)?;
+        let online: Arc<[String]> = listed
+            .into_iter()
+            .filter(|n| n.status.as_deref() != Some("offline"))
+            .map(|n| n.node)
+            .collect();
+        *self.members() = Some((online.clone(), Instant::now()));
+        Ok(online)
     }
 
     /// The tasks of one node that started at or after `since` (or those running now).
@@ -89,8 +123,12 @@ impl RemoteSource for PveClient {
         1
     }
 
+    /// One per online node, up to five; one before the nodes are known (the first fetch
+    /// then lists them one after the other).
     fn task_connections(&self) -> u32 {
-        self.http.node_count().min(MAX_PARALLEL_NODES) as u32
+        self.members()
+            .as_ref()
+            .map_or(1, |(nodes, _)| nodes.len().clamp(1, MAX_PARALLEL_NODES)) as u32
     }
 
     async fn fetch_metrics(&self, since: Cursor) -> Result<MetricBatch, SourceError> {
@@ -105,25 +143,22 @@ impl RemoteSource for PveClient {
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskBatch, SourceError> {
         let remote = self.http.remote();
-        let nodes: Vec<NodeItem> = parse_data(remote, &self.http.get("/nodes").await?)?;
-        let online: Vec<String> = nodes
-            .into_iter()
-            .filter(|n| n.status.as_deref() != Some("offline"))
-            .map(|n| n.node)
-            .collect();
-        let results: Vec<(String, Result<Vec<TaskRecord>, SourceError>)> = stream::iter(online)
-            .map(|node| async move {
-                let since = query
-                    .cutoffs
-                    .get(&node)
-                    .copied()
-                    .unwrap_or(query.default_since);
-                let result = self.node_tasks(&node, since, query.running_only).await;
-                (node, result)
-            })
-            .buffer_unordered(MAX_PARALLEL_NODES)
-            .collect()
-            .await;
+        let online = self.online_nodes().await?;
+        let parallel = (query.connections.max(1) as usize).min(MAX_PARALLEL_NODES);
+        let results: Vec<(String, Result<Vec<TaskRecord>, SourceError>)> =
+            stream::iter(online.iter().cloned())
+                .map(|node| async move {
+                    let since = query
+                        .cutoffs
+                        .get(&node)
+                        .copied()
+                        .unwrap_or(query.default_since);
+                    let result = self.node_tasks(&node, since, query.running_only).await;
+                    (node, result)
+                })
+                .buffer_unordered(parallel)
+                .collect()
+                .await;
         let mut batch = TaskBatch::default();
         let mut first_error = None;
         let attempted = results.len();
@@ -135,6 +170,8 @@ impl RemoteSource for PveClient {
                 }
                 Err(err) => {
                     tracing::warn!(remote = %remote, node = %node, error = %err, "task list of a node failed");
+                    // The node may have left the cluster or gone offline: list again.
+                    *self.members() = None;
                     first_error.get_or_insert(err);
                 }
             }

@@ -212,6 +212,16 @@ impl Simulator {
         self.state.connections.load(Ordering::Relaxed)
     }
 
+    /// How many requests the remote `id` was sent so far (0 for an unknown id).
+    pub fn requests(&self, id: &str) -> u64 {
+        self.state
+            .fleet
+            .remotes
+            .iter()
+            .position(|r| r.id == id)
+            .map_or(0, |i| self.state.requests[i].load(Ordering::Relaxed))
+    }
+
     /// One remote by id.
     pub fn remote(&self, id: &str) -> Option<SimRemoteInfo> {
         self.remotes().into_iter().find(|r| r.id == id)

@@ -264,7 +264,7 @@ impl TaskStore for TaskCache {
         TaskQuery {
             cutoffs,
             default_since,
-            running_only: false,
+            ..TaskQuery::default()
         }
     }
 
