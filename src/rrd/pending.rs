@@ -13,74 +13,104 @@ use super::value::RawValue;
 /// A point of a batch as staged: `(timestamp, index into the batch's series, value)`.
 pub(crate) type TimedPoint = (i64, usize, f64);
 
-/// One entity's journalled points that its file does not have yet.
+/// One entity's journalled points that its file does not have yet, as a table: one
+/// row per timestamp, one column per data source, NaN for unknown. Kept flat (no
+/// allocation per row): a backfill holds millions of values here until the commit.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    /// The data sources the rows refer to, in column order of `rows`.
+    /// The data sources, in column order.
     pub(crate) defs: Vec<DsDef>,
-    /// One update per timestamp, oldest first; a row may be shorter than `defs` (its
-    /// later columns unknown) and NaN means unknown.
-    pub(crate) rows: Vec<(i64, Vec<f64>)>,
+    /// The rows' timestamps, oldest first.
+    times: Vec<i64>,
+    /// `times.len() × defs.len()` values, row after row.
+    values: Vec<f64>,
 }
 
 impl Pending {
-    /// Values held (a measure of memory use).
+    /// Values held, unknown ones included (a measure of memory use).
     pub(crate) fn value_count(&self) -> usize {
-        self.rows.iter().map(|(_, v)| v.len()).sum()
+        self.values.len()
     }
 
     /// Whether nothing is pending.
     pub(crate) fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.times.is_empty()
+    }
+
+    /// The oldest pending timestamp.
+    pub(crate) fn first_time(&self) -> Option<i64> {
+        self.times.first().copied()
+    }
+
+    /// Makes room for a new data source: every row gains an unknown last column.
+    fn add_column(&mut self, def: DsDef) -> usize {
+        let width = self.defs.len();
+        if !self.times.is_empty() {
+            let mut widened = Vec::with_capacity(self.times.len() * (width + 1));
+            for row in self
+                .values
+                .chunks_exact(width.max(1))
+                .take(self.times.len())
+            {
+                widened.extend_from_slice(&row[..width]);
+                widened.push(f64::NAN);
+            }
+            self.values = widened;
+        }
+        self.defs.push(def);
+        width
     }
 
     /// Adds one entity's points of a batch (`points`: `(timestamp, series, value)`
     /// sorted by time), dropping timestamps at or before `after`; returns the newest
-    /// timestamp added and how many values were added.
+    /// timestamp added and how many values the table grew by (new columns included).
     pub(crate) fn add(
         &mut self,
         batch: &MetricBatch,
         points: &[TimedPoint],
         after: i64,
     ) -> (Option<i64>, usize) {
-        let mut newest = None;
-        let mut added = 0;
-        // Each series' column, worked out once per batch.
-        let mut column_of: HashMap<usize, usize> = HashMap::new();
+        let before = self.values.len();
         let first = points.partition_point(|&(time, _, _)| time <= after);
-        for group in points[first..].chunk_by(|a, b| a.0 == b.0) {
-            let time = group[0].0;
-            let mut row: Vec<f64> = Vec::with_capacity(self.defs.len());
-            for &(_, series, value) in group {
-                let column = *column_of.entry(series).or_insert_with(|| {
-                    let key = &batch.series[series];
-                    let def = data_source_for(&key.metric, key.kind);
-                    // Metric names that map to the same data-source name share a column.
-                    match self.defs.iter().position(|d| d.name == def.name) {
-                        Some(column) => column,
-                        None => {
-                            self.defs.push(def);
-                            self.defs.len() - 1
-                        }
-                    }
-                });
-                if row.len() <= column {
-                    row.resize(column + 1, f64::NAN);
-                }
-                row[column] = value;
+        let points = &points[first..];
+        // Each series' column, worked out once per batch (new data sources first, so
+        // the rows below are laid out at their final width).
+        let mut column_of: HashMap<usize, usize> = HashMap::new();
+        for &(_, series, _) in points {
+            if column_of.contains_key(&series) {
+                continue;
             }
-            added += row.len();
-            self.rows.push((time, row));
+            let key = &batch.series[series];
+            let def = data_source_for(&key.metric, key.kind);
+            // Metric names that map to the same data-source name share a column.
+            let column = match self.defs.iter().position(|d| d.name == def.name) {
+                Some(column) => column,
+                None => self.add_column(def),
+            };
+            column_of.insert(series, column);
+        }
+        let width = self.defs.len();
+        let mut newest = None;
+        for group in points.chunk_by(|a, b| a.0 == b.0) {
+            let time = group[0].0;
+            let row = self.values.len();
+            self.values.resize(row + width, f64::NAN);
+            for &(_, series, value) in group {
+                self.values[row + column_of[&series]] = value;
+            }
+            self.times.push(time);
             newest = Some(time);
         }
-        (newest, added)
+        (newest, self.values.len() - before)
     }
 
     /// The rows as updates for a file whose data source `c` of these rows is column
     /// `columns[c]` of `width` columns.
     pub(crate) fn updates(&self, columns: &[usize], width: usize) -> Vec<(i64, Vec<RawValue>)> {
-        self.rows
+        let stride = self.defs.len().max(1);
+        self.times
             .iter()
+            .zip(self.values.chunks_exact(stride))
             .map(|(time, row)| {
                 let mut values = vec![RawValue::Unknown; width];
                 for (c, &value) in row.iter().enumerate() {
