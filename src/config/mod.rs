@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use fleetpoll_actors::{Clock, EngineConfig, RemoteConfig, RemoteKind};
 
-use crate::remote::tls::system_roots;
+use crate::remote::tls::{system_roots, TlsSessions};
 use crate::remote::{
     ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
 };
@@ -288,6 +288,7 @@ pub fn resolve(
     // Every remote shares one bound on idle connections: twice the connections that
     // may be open at once keeps the recently used ones without growing with the fleet.
     let idle = IdleBudget::new(2 * c.limits.global_connections as usize);
+    let tls_sessions = TlsSessions::default();
     let mut seen = HashSet::new();
     for (i, r) in c.remotes.iter().enumerate() {
         let key = format!("remotes[{i}]");
@@ -382,6 +383,7 @@ pub fn resolve(
                 roots: Some(roots.clone()),
                 clock: clock.clone(),
                 idle: idle.clone(),
+                tls_sessions: tls_sessions.clone(),
             },
         };
         let source = endpoint

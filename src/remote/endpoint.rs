@@ -13,7 +13,7 @@ use rustls::RootCertStore;
 use super::pbs::PbsClient;
 use super::pool::IdleBudget;
 use super::pve::PveClient;
-use super::tls::Fingerprint;
+use super::tls::{Fingerprint, TlsSessions};
 
 /// An API token: its id (`user@realm!tokenid`) and secret. The secret never shows in
 /// `Debug` output, logs or errors.
@@ -110,6 +110,8 @@ pub struct ClientOptions {
     pub clock: Arc<dyn Clock>,
     /// Bounds the idle connections kept for reuse; share one among all remotes.
     pub idle: IdleBudget,
+    /// TLS sessions for resumption; share one among all remotes.
+    pub tls_sessions: TlsSessions,
 }
 
 impl Default for ClientOptions {
@@ -122,6 +124,7 @@ impl Default for ClientOptions {
             roots: None,
             clock: Arc::new(TokioClock::system()),
             idle: IdleBudget::default(),
+            tls_sessions: TlsSessions::default(),
         }
     }
 }

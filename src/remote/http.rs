@@ -95,8 +95,12 @@ impl HttpClient {
         for address in endpoint.nodes {
             let server_name = ServerName::try_from(address.host.clone())
                 .map_err(|_| other(format!("{:?} is not a valid host name", address.host)))?;
-            let mut config = client_config(roots.clone(), address.fingerprint)
-                .map_err(|e| other(format!("TLS setup failed: {e}")))?;
+            let mut config = client_config(
+                roots.clone(),
+                address.fingerprint,
+                &endpoint.options.tls_sessions,
+            )
+            .map_err(|e| other(format!("TLS setup failed: {e}")))?;
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             nodes.push(Node {
                 address,
@@ -299,7 +303,7 @@ impl HttpClient {
                 return Err(too_large());
             }
             // An error reply is only read for its message: a long one is cut, not refused.
-            let (body, complete) = read_capped(response.into_body(), cap, !success)
+            let (body, complete) = read_capped(response.into_body(), cap, announced, !success)
                 .await
                 .map_err(|e| match e {
                     BodyError::TooLarge => too_large(),
@@ -347,13 +351,15 @@ enum BodyError {
 
 /// Reads a body up to `cap` bytes. Past the cap it fails, or with `truncate` returns
 /// the first `cap` bytes and `false` (the rest is left unread, so the connection cannot
-/// be reused).
+/// be reused). An `announced` length is reserved at once: a backfill reply is megabytes,
+/// and growing the buffer by doubling would hold up to twice that.
 async fn read_capped(
     mut body: hyper::body::Incoming,
     cap: u64,
+    announced: Option<u64>,
     truncate: bool,
 ) -> Result<(Bytes, bool), BodyError> {
-    let mut buffer = BytesMut::new();
+    let mut buffer = BytesMut::with_capacity(announced.unwrap_or(0).min(cap) as usize);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(BodyError::Broken)?;
         if let Ok(data) = frame.into_data() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use fleetpoll::engine::testing::{MemoryMetricStore, MemoryTaskStore};
 use fleetpoll::engine::{Clock, Engine, RemoteConfig, RemoteKind, TokioClock};
-use fleetpoll::remote::tls::system_roots;
+use fleetpoll::remote::tls::{system_roots, TlsSessions};
 use fleetpoll::remote::{
     ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
 };
@@ -187,6 +187,7 @@ async fn poll_fleet(
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
     let roots = system_roots();
     let idle = IdleBudget::new(2 * args.concurrency as usize);
+    let tls_sessions = TlsSessions::default();
     let metrics = MemoryMetricStore::new();
     let now = clock.now_secs();
     let mut config = quiet_engine_config(args.concurrency);
@@ -200,6 +201,7 @@ async fn poll_fleet(
                 roots: Some(roots.clone()),
                 clock: clock.clone(),
                 idle: idle.clone(),
+                tls_sessions: tls_sessions.clone(),
                 ..ClientOptions::default()
             },
         };
