@@ -36,7 +36,7 @@ pub struct Stores {
 /// Above this many queued writes, a poll keeps its connection permit until its batch is
 /// stored, so fetching slows to the pace of storage instead of piling batches up in
 /// memory (a first backfill of a large fleet is gigabytes of points).
-pub const BACKLOG_LIMIT: usize = 32;
+pub const BACKLOG_LIMIT: usize = 16;
 
 /// Start arguments of the Storage actor.
 #[derive(Debug, Clone)]

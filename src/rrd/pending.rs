@@ -90,6 +90,10 @@ impl Pending {
             column_of.insert(series, column);
         }
         let width = self.defs.len();
+        // Exactly the rows of this batch: doubling would hold up to twice the values.
+        let rows = points.chunk_by(|a, b| a.0 == b.0).count();
+        self.values.reserve_exact(rows * width);
+        self.times.reserve_exact(rows);
         let mut newest = None;
         for group in points.chunk_by(|a, b| a.0 == b.0) {
             let time = group[0].0;

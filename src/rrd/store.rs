@@ -34,11 +34,12 @@ pub const PVE_ARCHIVES: [(u64, u64); 4] = [(1, 1440), (30, 1440), (360, 1440), (
 const OPEN_FILES: usize = 16;
 
 /// Pending values (journalled, not yet in the files) above which `store_metrics`
-/// commits early, to bound memory: 4 M values ≈ 34 MB. One commit interval of 30 min
+/// commits early, to bound memory: 2 M values ≈ 17 MB. One commit interval of 30 min
 /// at one point a minute for 50,000 entities × 12 metrics is 18 M values, and the
 /// first poll of every remote brings 30 minutes of history at 10 s — 18 M values for
-/// 1,000 remotes — so large fleets commit early a few times per interval.
-const MAX_PENDING_VALUES: usize = 4 << 20;
+/// 1,000 remotes — so large fleets commit early several times per interval; each
+/// commit writes an entity's file once, whatever number of points it has pending.
+const MAX_PENDING_VALUES: usize = 2 << 20;
 
 /// The archives of the Proxmox VE 9 layout.
 pub fn pve_archives() -> Vec<RraDef> {
