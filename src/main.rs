@@ -5,6 +5,39 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// Threads for blocking work (storage writes, file reads of API queries). Tokio's
+/// default allows 512; storage writes at most two batches at once (one per lane).
+const BLOCKING_THREADS: usize = 4;
+
+/// glibc malloc settings that keep resident memory near the live data. By default
+/// every thread may get its own arena, each keeping what was freed in it, and after
+/// the first large block is freed, blocks up to 32 MB come from the arenas instead of
+/// `mmap` — so the megabyte-sized replies and batches of a fleet's first (backfill)
+/// cycle left the daemon with ≈ 40 % more resident memory than it used (measured with
+/// 1,000 simulated remotes: 226 MB peak after the metric backfill, 137 MB with these
+/// two settings). Two arenas; blocks from 256 KiB on are mapped and returned at once.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn tune_malloc() {
+    // SAFETY: mallopt only changes allocator parameters; it is called first thing in
+    // main, before any other thread exists, with values glibc documents as valid.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
+
+/// The multi-threaded runtime of the daemon and the demo.
+fn daemon_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+}
+
 /// Exit code for bad usage or configuration (sysexits' EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
@@ -257,6 +290,7 @@ fn client_command(command: &Command) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -310,7 +344,7 @@ fn main() -> ExitCode {
     }
     if let Command::Run { config } = cli.command {
         // The daemon sets up its own logging from the config file.
-        let runtime = match tokio::runtime::Runtime::new() {
+        let runtime = match daemon_runtime() {
             Ok(rt) => rt,
             Err(err) => {
                 eprintln!("fleetpoll: cannot start the async runtime: {err}");
@@ -346,7 +380,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match daemon_runtime() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("fleetpoll: cannot start the async runtime: {err}");
