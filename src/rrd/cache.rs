@@ -1,9 +1,10 @@
 //! A bounded cache of open RRD files: at most a fixed number are held open (a file
 //! opened for updating holds a few KB, a loaded one its rings, about 80 KB per data
 //! source in the Proxmox layout); the least recently used one is closed to make room.
-//! A closed file with unsynced writes keeps only its descriptor until the next
-//! [`FileCache::sync_all`] (or until [`MAX_UNSYNCED`] wait), which syncs them all at
-//! once on several threads, so the kernel can merge the flushes.
+//! A closed file with unsynced writes keeps only its descriptor until the commit
+//! takes it ([`FileCache::take_unsynced`], every [`MAX_UNSYNCED`] files) or the next
+//! [`FileCache::sync_all`]; files are synced on several threads at once, so the kernel
+//! can merge the flushes.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,10 +14,16 @@ use super::error::RrdError;
 use super::file::RrdFile;
 
 /// Closed files with unsynced writes kept (as descriptors) before they are synced.
-const MAX_UNSYNCED: usize = 256;
+pub(crate) const MAX_UNSYNCED: usize = 256;
 
 /// Threads that sync files at once.
 const SYNC_THREADS: usize = 8;
+
+/// Syncs files handed over by [`FileCache::take_unsynced`].
+pub(crate) fn sync_owned(files: &[(PathBuf, File)]) -> Result<(), RrdError> {
+    let refs: Vec<(&Path, &File)> = files.iter().map(|(p, f)| (p.as_path(), f)).collect();
+    sync_files(&refs)
+}
 
 /// Syncs files on [`SYNC_THREADS`] threads; the first failure is returned.
 fn sync_files(files: &[(&Path, &File)]) -> Result<(), RrdError> {
@@ -174,6 +181,41 @@ impl FileCache {
         Ok(())
     }
 
+    /// Hands over the files written since their last sync (closed ones' descriptors,
+    /// open ones' duplicated) for syncing elsewhere — without the store's lock — and
+    /// counts them as synced; [`FileCache::sync_failed`] takes back those that were not.
+    /// With `at_least`, only once that many closed files wait (else nothing).
+    pub(crate) fn take_unsynced(
+        &mut self,
+        at_least: Option<usize>,
+    ) -> Result<Vec<(PathBuf, File)>, RrdError> {
+        if let Some(n) = at_least {
+            if self.unsynced.len() < n {
+                return Ok(Vec::new());
+            }
+            return Ok(std::mem::take(&mut self.unsynced));
+        }
+        let mut files = std::mem::take(&mut self.unsynced);
+        for (path, entry) in self.entries.iter_mut().filter(|(_, e)| e.dirty) {
+            let dup = entry
+                .file
+                .file()
+                .try_clone()
+                .map_err(|source| RrdError::Io {
+                    path: path.clone(),
+                    io: source,
+                })?;
+            files.push((path.clone(), dup));
+            entry.dirty = false;
+        }
+        Ok(files)
+    }
+
+    /// Takes back files whose sync failed, to be synced again by the next commit.
+    pub(crate) fn sync_failed(&mut self, files: Vec<(PathBuf, File)>) {
+        self.unsynced.extend(files);
+    }
+
     /// Closes the least recently used file; its descriptor is kept until synced
     /// when it has unsynced writes.
     fn evict_oldest(&mut self) -> Result<(), RrdError> {
@@ -188,7 +230,9 @@ impl FileCache {
         let entry = self.entries.remove(&oldest).expect("found above");
         if entry.dirty {
             self.unsynced.push(entry.file.into_file());
-            if self.unsynced.len() >= MAX_UNSYNCED {
+            // A commit takes them at MAX_UNSYNCED and syncs them without the store's
+            // lock; this only bounds the descriptors held when nobody commits.
+            if self.unsynced.len() >= 4 * MAX_UNSYNCED {
                 let files: Vec<(&Path, &File)> = self
                     .unsynced
                     .iter()

@@ -3,6 +3,11 @@
 //! reads records up to the first torn or corrupt one and cuts the file there.
 //!
 //! Record framing: `len: u32 LE`, `crc32(payload): u32 LE`, `payload: len bytes`.
+//!
+//! A commit first *seals* the journal — its records move to `<journal>.sealed` and new
+//! appends start an empty journal — then writes the files without holding up readers or
+//! writers, and *releases* the sealed part once the files are synced. Opening replays
+//! the sealed part (if a commit did not finish) before the journal.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -21,6 +26,32 @@ pub struct Journal {
     file: File,
 }
 
+/// Opens `path` for reading and appending, returns its intact records and cuts what
+/// follows them.
+fn open_intact(path: &Path) -> Result<(File, Vec<Vec<u8>>, u64), RrdError> {
+    let io = |source| RrdError::Io {
+        path: path.to_path_buf(),
+        io: source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    let (records, intact) = parse(&bytes);
+    let discarded = (bytes.len() - intact) as u64;
+    if discarded > 0 {
+        file.set_len(intact as u64).map_err(io)?;
+        file.sync_data().map_err(io)?;
+    }
+    file.seek(SeekFrom::End(0)).map_err(io)?;
+    Ok((file, records, discarded))
+}
+
 /// What opening a journal found.
 #[derive(Debug)]
 pub struct Replay {
@@ -32,29 +63,21 @@ pub struct Replay {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal, returns its intact records and truncates what
-    /// follows the last of them, so new records never follow garbage.
+    /// Opens (or creates) the journal, returns its intact records — those of a sealed
+    /// part first — and truncates what follows the last of them, so new records never
+    /// follow garbage.
     pub fn open(path: &Path) -> Result<(Journal, Replay), RrdError> {
-        let io = |source| RrdError::Io {
-            path: path.to_path_buf(),
-            io: source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io)?;
-        let (records, intact) = parse(&bytes);
-        let discarded_bytes = (bytes.len() - intact) as u64;
-        if discarded_bytes > 0 {
-            file.set_len(intact as u64).map_err(io)?;
-            file.sync_data().map_err(io)?;
+        let mut records = Vec::new();
+        let mut discarded_bytes = 0;
+        let sealed = sealed_path(path);
+        if sealed.exists() {
+            let (_, sealed_records, discarded) = open_intact(&sealed)?;
+            records = sealed_records;
+            discarded_bytes += discarded;
         }
-        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let (file, current, discarded) = open_intact(path)?;
+        records.extend(current);
+        discarded_bytes += discarded;
         Ok((
             Journal {
                 path: path.to_path_buf(),
@@ -65,6 +88,57 @@ impl Journal {
                 discarded_bytes,
             },
         ))
+    }
+
+    /// Moves every record into the sealed part (appending to one a failed commit left)
+    /// and starts an empty journal. Durable when it returns.
+    pub fn seal(&mut self) -> Result<(), RrdError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| io_at(&self.path, e))?
+            .len();
+        if len == 0 {
+            return Ok(());
+        }
+        let sealed = sealed_path(&self.path);
+        if !sealed.exists() {
+            std::fs::rename(&self.path, &sealed).map_err(|e| io_at(&sealed, e))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.path)
+                .map_err(|e| io_at(&self.path, e))?;
+            super::file::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
+            self.file = file;
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        self.file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| self.file.read_to_end(&mut bytes))
+            .map_err(|e| io_at(&self.path, e))?;
+        let mut target = OpenOptions::new()
+            .append(true)
+            .open(&sealed)
+            .map_err(|e| io_at(&sealed, e))?;
+        target
+            .write_all(&bytes)
+            .and_then(|()| target.sync_data())
+            .map_err(|e| io_at(&sealed, e))?;
+        self.clear()
+    }
+
+    /// Deletes the sealed part once everything in it is durable in the files.
+    pub fn release_sealed(&mut self) -> Result<(), RrdError> {
+        let sealed = sealed_path(&self.path);
+        match std::fs::remove_file(&sealed) {
+            Ok(()) => super::file::sync_dir(self.path.parent().unwrap_or(Path::new("."))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(&sealed, e)),
+        }
     }
 
     /// Appends records and syncs them to disk; when this returns they survive a crash.
@@ -103,6 +177,20 @@ impl Journal {
         self.file.seek(SeekFrom::Start(0)).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
+}
+
+fn io_at(path: &Path, source: std::io::Error) -> RrdError {
+    RrdError::Io {
+        path: path.to_path_buf(),
+        io: source,
+    }
+}
+
+/// Where a journal's sealed part lives.
+fn sealed_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sealed");
+    PathBuf::from(name)
 }
 
 /// The intact records at the start of `bytes`, and how many bytes they span.
@@ -188,6 +276,32 @@ mod tests {
         let (_, replay) = Journal::open(&p).unwrap();
         assert_eq!(replay.records, vec![b"good".to_vec()]);
         assert!(replay.discarded_bytes > 0);
+    }
+
+    #[test]
+    fn sealed_records_replay_before_newer_ones_until_released() {
+        let p = path("sealed.journal");
+        let _ = std::fs::remove_file(sealed_path(&p));
+        let (mut j, _) = Journal::open(&p).unwrap();
+        j.append(&[b"a".to_vec()]).unwrap();
+        j.seal().unwrap();
+        j.append(&[b"b".to_vec()]).unwrap();
+        // A second seal before a release (the commit in between failed) appends.
+        j.seal().unwrap();
+        j.append(&[b"c".to_vec()]).unwrap();
+        drop(j);
+        let (mut j, replay) = Journal::open(&p).unwrap();
+        assert_eq!(
+            replay.records,
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
+        j.seal().unwrap();
+        j.release_sealed().unwrap();
+        j.append(&[b"d".to_vec()]).unwrap();
+        drop(j);
+        let (_, replay) = Journal::open(&p).unwrap();
+        assert_eq!(replay.records, vec![b"d".to_vec()]);
+        assert!(!sealed_path(&p).exists());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use fleetpoll_actors::{
     Cursor, MetricBatch, MetricKind, MetricStore, MetricWrite, RemoteId, StoreError,
 };
 
-use super::cache::FileCache;
+use super::cache::{sync_owned, FileCache, MAX_UNSYNCED};
 use super::crc::crc32;
 use super::def::{Cf, DsDef, DsType, RraDef, MAX_DS_NAME_LEN};
 use super::error::RrdError;
@@ -155,6 +155,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct RrdStore {
     inner: Mutex<Inner>,
+    /// Held through a whole commit: commits run one at a time.
+    committing: Mutex<()>,
 }
 
 /// What opening a store found in its journal.
@@ -211,6 +213,7 @@ impl RrdStore {
         Ok((
             RrdStore {
                 inner: Mutex::new(inner),
+                committing: Mutex::new(()),
             },
             recovery,
         ))
@@ -438,10 +441,8 @@ impl Inner {
         result.map(|_ignored| ())
     }
 
-    /// Writes every pending point into the files, syncs them and empties the journal.
-    /// Entities that fail keep their points pending and the journal is then kept;
-    /// the first error is returned.
-    fn commit(&mut self) -> Result<(), RrdError> {
+    /// The entities with points pending, sorted.
+    fn pending_paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self
             .entities
             .iter()
@@ -449,8 +450,15 @@ impl Inner {
             .map(|(p, _)| p.clone())
             .collect();
         paths.sort();
+        paths
+    }
+
+    /// Writes every pending point into the files, syncs them and empties the journal,
+    /// all under the caller's lock (at open, before anyone else can look).
+    fn commit(&mut self) -> Result<(), RrdError> {
+        self.journal.seal()?;
         let mut first_error = None;
-        for path in paths {
+        for path in self.pending_paths() {
             if let Err(err) = self.flush(&path) {
                 first_error.get_or_insert(err);
             }
@@ -458,8 +466,54 @@ impl Inner {
         self.files.sync_all()?;
         match first_error {
             Some(err) => Err(err),
-            None => self.journal.clear(),
+            None => self.journal.release_sealed(),
         }
+    }
+}
+
+impl RrdStore {
+    /// Writes every pending point into the files, syncs them and drops the journal
+    /// records they came from, taking the lock for one entity at a time and syncing
+    /// without it: queries and stores go on while a large commit runs. Points stored
+    /// meanwhile go to a fresh journal (and may reach the files in this commit too:
+    /// replaying them is harmless). Entities that fail keep their points pending and
+    /// the sealed records are kept for the next commit; the first error is returned.
+    fn commit_in_steps(&self) -> Result<(), RrdError> {
+        let _one_at_a_time = self.committing.lock().unwrap_or_else(|e| e.into_inner());
+        let paths = {
+            let mut inner = self.lock();
+            inner.journal.seal()?;
+            inner.pending_paths()
+        };
+        let mut first_error = None;
+        for path in paths {
+            let ready = {
+                let mut inner = self.lock();
+                if let Err(err) = inner.flush(&path) {
+                    first_error.get_or_insert(err);
+                }
+                inner.files.take_unsynced(Some(MAX_UNSYNCED))?
+            };
+            self.sync_unlocked(ready)?;
+        }
+        let rest = self.lock().files.take_unsynced(None)?;
+        self.sync_unlocked(rest)?;
+        match first_error {
+            Some(err) => Err(err),
+            None => self.lock().journal.release_sealed(),
+        }
+    }
+
+    /// Syncs files taken from the cache; on failure they go back to be synced again.
+    fn sync_unlocked(&self, files: Vec<(PathBuf, std::fs::File)>) -> Result<(), RrdError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let result = sync_owned(&files);
+        if result.is_err() {
+            self.lock().files.sync_failed(files);
+        }
+        result
     }
 }
 
@@ -484,10 +538,12 @@ impl MetricStore for RrdStore {
                 Ok(inner.cursors[&w.remote])
             })
             .collect();
-        if inner.pending_values > MAX_PENDING_VALUES {
+        let commit_early = inner.pending_values > MAX_PENDING_VALUES;
+        drop(inner);
+        if commit_early {
             // The points are durable in the journal already; an early commit only
             // bounds memory, so its failure is reported and retried at the next one.
-            if let Err(err) = inner.commit() {
+            if let Err(err) = self.commit_in_steps() {
                 tracing::warn!(error = %err, "early commit of the metric journal failed");
             }
         }
@@ -515,6 +571,6 @@ impl MetricStore for RrdStore {
     }
 
     fn commit(&self) -> Result<(), StoreError> {
-        self.lock().commit().map_err(store_error)
+        self.commit_in_steps().map_err(store_error)
     }
 }

@@ -347,7 +347,7 @@ fn a_restart_applies_the_journal_to_the_files_and_empties_it() {
 fn more_entities_than_the_open_file_cache_holds_are_all_committed_and_readable() {
     let dir = temp_dir("many");
     let (store, _) = RrdStore::open(&dir).unwrap();
-    let entities = 80; // more than the cache's 64 files
+    let entities = 80; // more than the cache's 16 files
     let mut b = MetricBatch::default();
     for e in 0..entities {
         b.series.push(series(
@@ -385,4 +385,75 @@ fn more_entities_than_the_open_file_cache_holds_are_all_committed_and_readable()
         assert_eq!(result.rows[1].1, vec![f64::from(e)], "qemu/{e}");
     }
     assert_eq!(store.entities(&RemoteId::new("lab")).unwrap().len(), 80);
+}
+
+/// A batch of `entities` guests with `minutes` points each from minute `first`.
+fn guests(entities: u32, first: i64, minutes: i64) -> MetricBatch {
+    let mut b = MetricBatch::default();
+    for e in 0..entities {
+        b.series.push(series(
+            &format!("qemu/{e}"),
+            "cpu_current",
+            MetricKind::Gauge,
+        ));
+        for m in first..first + minutes {
+            b.points.push(MetricPoint {
+                series: e,
+                timestamp: T0 + 60 * m,
+                value: f64::from(e),
+            });
+        }
+    }
+    b
+}
+
+#[test]
+fn points_stored_while_a_commit_runs_survive_a_crash_after_it() {
+    let dir = temp_dir("during-commit");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    // More entities than the closed files a commit lets wait before syncing them.
+    let entities = 400;
+    assert!(store.store_metrics(&write(guests(entities, 0, 3)))[0].is_ok());
+    let store = Arc::new(store);
+    let committer = {
+        let store = store.clone();
+        std::thread::spawn(move || store.commit())
+    };
+    let during = store.store_metrics(&write(guests(entities, 3, 2)));
+    assert!(during[0].is_ok());
+    committer.join().unwrap().unwrap();
+    let store = Arc::into_inner(store).expect("the committer is done");
+    drop(store); // no second commit: a crash
+    assert!(
+        !dir.join("journal.sealed").exists(),
+        "a finished commit releases its sealed records"
+    );
+    let (store, recovery) = RrdStore::open(&dir).unwrap();
+    assert!(recovery.errors.is_empty(), "{:?}", recovery.errors);
+    for e in [0u32, 255, 399] {
+        let path = RrdStore::file_path(&dir, &RemoteId::new("lab"), &format!("qemu/{e}"));
+        assert_eq!(
+            RrdFile::peek_last_update(&path).unwrap(),
+            T0 + 240,
+            "qemu/{e} has the points stored during the commit"
+        );
+    }
+    assert_eq!(store.entities(&RemoteId::new("lab")).unwrap().len(), 400);
+}
+
+#[test]
+fn a_commit_interrupted_before_its_release_is_finished_by_the_next_open() {
+    let dir = temp_dir("sealed-left");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    assert!(store.store_metrics(&write(guests(3, 0, 3)))[0].is_ok());
+    drop(store);
+    // What a crash between sealing and releasing leaves: the records in the sealed
+    // part, an empty journal, files without the points.
+    std::fs::rename(dir.join("journal"), dir.join("journal.sealed")).unwrap();
+    let (store, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.replayed, 1);
+    assert!(!dir.join("journal.sealed").exists());
+    let path = RrdStore::file_path(&dir, &RemoteId::new("lab"), "qemu/2");
+    assert_eq!(RrdFile::peek_last_update(&path).unwrap(), T0 + 120);
+    drop(store);
 }
