@@ -252,28 +252,25 @@ pub(crate) fn query(index: &Index, filter: &TaskFilter) -> TaskPage {
             .collect();
         vec![&running[..]]
     } else {
-        let bounded = |list: &'_ [u32]| -> std::ops::Range<usize> {
+        // Each remote's list bounded by `since` and `until` (binary search on starts).
+        let bounded = |r: u16| -> &[u32] {
+            let list = &index.per_remote[r as usize][..];
             let lo = if since == 0 {
                 0
             } else {
-                list.partition_point(|&i| slots.get(i).start < since)
+                index.partition(r, |s| s < since)
             };
             let hi = if until == u32::MAX {
                 list.len()
             } else {
-                list.partition_point(|&i| slots.get(i).start <= until)
+                index.partition(r, |s| s <= until)
             };
-            lo..hi.max(lo)
+            &list[lo..hi.max(lo)]
         };
         match remote {
-            Some(r) => {
-                let list = &index.per_remote[r as usize][..];
-                vec![&list[bounded(list)]]
-            }
-            None => index
-                .per_remote
-                .iter()
-                .map(|list| &list[bounded(list)])
+            Some(r) => vec![bounded(r)],
+            None => (0..index.per_remote.len() as u16)
+                .map(bounded)
                 .filter(|l| !l.is_empty())
                 .collect(),
         }

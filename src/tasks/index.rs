@@ -18,6 +18,9 @@ use super::slots::{Kind, Shape, Shapes, Slot, Slots, NO_STATUS, RUNNING, UNRESOL
 use crate::remote::pbs::PBS_NODE;
 use crate::remote::upid::Upid;
 
+/// Slots of a remote's list per fence (see [`Index::partition`]).
+const FENCE: usize = 32;
+
 /// Most remotes the index addresses (slots keep a 16-bit remote id).
 pub(crate) const MAX_REMOTES: usize = u16::MAX as usize;
 
@@ -165,6 +168,10 @@ pub(crate) struct Index {
     pub(crate) shapes: Shapes,
     /// Per remote id, its slots by (start, slot) ascending.
     pub(crate) per_remote: Vec<Vec<u32>>,
+    /// Per remote id, the start of every [`FENCE`]th slot of its list: a binary search
+    /// by start touches this short array and one block of the list, instead of slots
+    /// spread over the whole slot table.
+    fences: Vec<Vec<u32>>,
     /// The running slots, by (start, slot).
     pub(crate) running: BTreeSet<(u32, u32)>,
 }
@@ -201,6 +208,7 @@ impl Index {
         self.remotes.push(RemoteId::new(remote));
         self.remote_ids.insert(remote.into(), id);
         self.per_remote.push(Vec::new());
+        self.fences.push(Vec::new());
         Some(id)
     }
 
@@ -249,7 +257,7 @@ impl Index {
         if let Some(u) = t.parsed {
             let list = &self.per_remote[remote as usize];
             let start = clamp_u32(u.starttime);
-            let lo = list.partition_point(|&i| self.slots.get(i).start < start);
+            let lo = self.partition(remote, |s| s < start);
             let found = list[lo..]
                 .iter()
                 .take_while(|&&i| self.slots.get(i).start == start)
@@ -420,17 +428,48 @@ impl Index {
         self.per_remote[remote as usize].reserve_exact(n);
     }
 
+    /// The number of slots at the front of a remote's list whose start satisfies
+    /// `below` (which must hold for a prefix of the list: `|s| s < t` or `|s| s <= t`).
+    pub(crate) fn partition(&self, remote: u16, below: impl Fn(u32) -> bool) -> usize {
+        let list = &self.per_remote[remote as usize];
+        let k = self.fences[remote as usize].partition_point(|&s| below(s));
+        if k == 0 {
+            return 0;
+        }
+        // The fence of position (k - 1) * FENCE is below, that of k * FENCE is not.
+        let lo = (k - 1) * FENCE + 1;
+        let hi = (k * FENCE).min(list.len());
+        lo + list[lo..hi].partition_point(|&i| below(self.slots.get(i).start))
+    }
+
     /// Puts a new slot (the highest number) into its remote's ordering.
     fn insert_order(&mut self, remote: u16, idx: u32) {
-        let slots = &self.slots;
-        let start = slots.get(idx).start;
-        let list = &mut self.per_remote[remote as usize];
-        if list.last().is_none_or(|&l| slots.get(l).start <= start) {
-            list.push(idx);
+        let start = self.slots.get(idx).start;
+        let list = &self.per_remote[remote as usize];
+        let at = if list
+            .last()
+            .is_none_or(|&l| self.slots.get(l).start <= start)
+        {
+            list.len()
         } else {
-            let at = list.partition_point(|&i| slots.get(i).start <= start);
-            list.insert(at, idx);
-        }
+            self.partition(remote, |s| s <= start)
+        };
+        self.per_remote[remote as usize].insert(at, idx);
+        self.refresh_fences(remote, at);
+    }
+
+    /// Recomputes a remote's fences from list position `from` on.
+    fn refresh_fences(&mut self, remote: u16, from: usize) {
+        let list = &self.per_remote[remote as usize];
+        let fences = &mut self.fences[remote as usize];
+        let first = from.div_ceil(FENCE);
+        fences.truncate(first);
+        fences.extend(
+            list.iter()
+                .skip(first * FENCE)
+                .step_by(FENCE)
+                .map(|&i| self.slots.get(i).start),
+        );
     }
 
     /// Trims the remotes' lists to their length (after a bulk load, whose lists grew by
@@ -438,6 +477,9 @@ impl Index {
     pub(crate) fn shrink(&mut self) {
         for list in &mut self.per_remote {
             list.shrink_to_fit();
+        }
+        for fences in &mut self.fences {
+            fences.shrink_to_fit();
         }
     }
 
@@ -456,6 +498,11 @@ impl Index {
             list.sort_unstable_by_key(|&i| (slots.get(i).start, i));
         }
         self.per_remote = per_remote;
+        self.fences = vec![Vec::new(); self.per_remote.len()];
+        for remote in 0..self.per_remote.len() {
+            self.refresh_fences(remote as u16, 0);
+            self.fences[remote].shrink_to_fit();
+        }
         self.running = self
             .slots
             .iter()

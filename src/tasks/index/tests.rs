@@ -17,7 +17,7 @@ fn disk(upid: &str, end: Option<i64>, status: Option<&str>) -> DiskTask<'static>
     }
 }
 
-fn starts(index: &Index, remote: u16) -> Vec<u32> {
+fn starts_of(index: &Index, remote: u16) -> Vec<u32> {
     index.per_remote[remote as usize]
         .iter()
         .map(|&i| index.slots.get(i).start)
@@ -207,9 +207,9 @@ fn out_of_order_inserts_keep_the_ordering_sorted() {
     for start in [50, 10, 30, 20, 60] {
         index.merge(r, &disk(&upid(start), None, None), 1);
     }
-    assert_eq!(starts(&index, r), vec![10, 20, 30, 50, 60]);
+    assert_eq!(starts_of(&index, r), vec![10, 20, 30, 50, 60]);
     index.rebuild();
-    assert_eq!(starts(&index, r), vec![10, 20, 30, 50, 60]);
+    assert_eq!(starts_of(&index, r), vec![10, 20, 30, 50, 60]);
 }
 
 #[test]
@@ -224,4 +224,29 @@ fn a_plan_changes_nothing_until_it_is_applied() {
     assert_eq!(index.apply(r, change, &incoming, 1), Merged::New(0));
     assert!(index.plan(Some(r), &incoming).is_none());
     assert_eq!(index.record(0).upid, PVE);
+}
+
+#[test]
+fn binary_search_through_the_fences_finds_every_boundary() {
+    let mut index = Index::default();
+    let r = index.intern_remote("lab").unwrap();
+    let upid = |start: u32, pid: u32| format!("UPID:n:{pid:08X}:00000001:{start:08X}:t::u@pam:");
+    // Starts 10, 10, 20, 20, … out of order, more than a few fences long.
+    let mut starts: Vec<u32> = (0..300).map(|k| 10 * (k / 2 + 1)).collect();
+    starts.reverse();
+    starts.swap(3, 200);
+    for (pid, &start) in starts.iter().enumerate() {
+        index.merge(r, &disk(&upid(start, pid as u32), None, None), 1);
+    }
+    let mut sorted = starts.clone();
+    sorted.sort_unstable();
+    assert_eq!(starts_of(&index, r), sorted);
+    for t in 0..=1_510 {
+        let below = sorted.iter().filter(|&&s| s < t).count();
+        let at_most = sorted.iter().filter(|&&s| s <= t).count();
+        assert_eq!(index.partition(r, |s| s < t), below, "< {t}");
+        assert_eq!(index.partition(r, |s| s <= t), at_most, "<= {t}");
+    }
+    index.rebuild();
+    assert_eq!(index.partition(r, |s| s < 755), 150);
 }
