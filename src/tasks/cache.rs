@@ -227,20 +227,40 @@ impl TaskCache {
 
 /// Sets the cutoffs of `remote`'s complete keys from the index.
 pub(crate) fn advance_cutoffs(inner: &mut Inner, remote: &str, complete: &[String]) {
+    let computed = complete_cutoffs(inner, remote, complete);
+    set_cutoffs(inner, remote, computed);
+}
+
+/// The cutoffs of `remote`'s complete keys as the index has them now (computed under
+/// the shared lock; [`set_cutoffs`] stores them).
+pub(crate) fn complete_cutoffs(
+    inner: &Inner,
+    remote: &str,
+    complete: &[String],
+) -> Vec<(String, UnixTime)> {
     if complete.is_empty() {
-        return;
+        return Vec::new();
     }
-    let id = RemoteId::new(remote);
-    let Some(r) = inner.index.remote_id(&id) else {
-        return;
+    let Some(r) = inner.index.remote_id(&RemoteId::new(remote)) else {
+        return Vec::new();
     };
     let computed = inner.index.cutoffs_of(r);
-    let entry = inner.cutoffs.entry(id).or_default();
-    for key in complete {
-        if let Some(&c) = computed.get(key.as_str()) {
-            entry.insert(key.clone(), c);
-        }
+    complete
+        .iter()
+        .filter_map(|key| Some((key.clone(), *computed.get(key.as_str())?)))
+        .collect()
+}
+
+/// Stores cutoffs of `remote`.
+pub(crate) fn set_cutoffs(inner: &mut Inner, remote: &str, cutoffs: Vec<(String, UnixTime)>) {
+    if cutoffs.is_empty() {
+        return;
     }
+    inner
+        .cutoffs
+        .entry(RemoteId::new(remote))
+        .or_default()
+        .extend(cutoffs);
 }
 
 /// Merges a journal entry into memory; returns the new and changed slots.

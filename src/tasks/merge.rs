@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use fleetpoll_actors::{TaskRecord, TaskWrite};
 use serde::{Serialize, Serializer};
 
-use super::cache::{advance_cutoffs, lock, read, slot_day, write, TaskCache, Writer};
+use super::cache::{complete_cutoffs, lock, read, set_cutoffs, slot_day, write, TaskCache, Writer};
 use super::error::TaskCacheError;
 use super::files::{FileLock, LockKind, IO_LOCK};
 use super::format::{DiskTask, Fields};
@@ -20,7 +20,7 @@ use super::write::JOURNAL_APPLY_BYTES;
 use crate::remote::upid::Upid;
 
 /// Task changes applied per hold of the write lock.
-const APPLY_STEP: usize = 1024;
+const APPLY_STEP: usize = 256;
 
 /// Tasks planned, journalled (one fsync) and applied together: bounds what a call holds
 /// whatever the number of batches handed to it.
@@ -130,10 +130,9 @@ impl TaskCache {
                 }
             }
         }
-        if !w.batch.complete_nodes.is_empty() {
-            let mut inner = write(&self.inner);
-            advance_cutoffs(&mut inner, w.remote.as_str(), &w.batch.complete_nodes);
-        }
+        let remote = w.remote.as_str();
+        let cutoffs = complete_cutoffs(&read(&self.inner), remote, &w.batch.complete_nodes);
+        set_cutoffs(&mut write(&self.inner), remote, cutoffs);
     }
 }
 
