@@ -1,4 +1,4 @@
-//! The in-memory index of every cached task: one 28-byte slot per task (see `slots`),
+//! The in-memory index of every cached task: one 32-byte slot per task (see `slots`),
 //! each remote's slots ordered by start time, and the running tasks. A task is found
 //! again (deduplication) by binary search on its remote's list for its start second,
 //! comparing the UPID's fields; the rare UPID kept as text is found through a small
@@ -248,7 +248,7 @@ impl Index {
         numbers
             && self.strings.get(shape.node) == u.node
             && self.strings.get(shape.wtype) == u.worker_type
-            && self.strings.get(shape.wid) == u.worker_id
+            && self.strings.get(s.wid) == u.worker_id
             && self.strings.get(shape.user) == u.user
     }
 
@@ -299,15 +299,14 @@ impl Index {
             _ => (Kind::Raw, 0, 0, 0, 0),
         };
         let lookup = |s: &str| self.strings.lookup(s).unwrap_or(UNRESOLVED);
-        let ids = [t.node, t.task_type, t.task_id, t.user].map(lookup);
+        let ids = [t.node, t.task_type, t.user].map(lookup);
         let shape = if ids.contains(&UNRESOLVED) {
             UNRESOLVED
         } else {
-            let [node, wtype, wid, user] = ids;
+            let [node, wtype, user] = ids;
             let shape = Shape {
                 node,
                 wtype,
-                wid,
                 user,
                 kind,
                 pid,
@@ -328,6 +327,7 @@ impl Index {
                 b,
                 shape,
                 status,
+                wid: lookup(t.task_id),
                 remote: 0,
                 day: 0,
             },
@@ -371,13 +371,15 @@ impl Index {
                     let shape = Shape {
                         node: self.strings.intern(t.node),
                         wtype: self.strings.intern(t.task_type),
-                        wid: self.strings.intern(t.task_id),
                         user: self.strings.intern(t.user),
                         kind: planned.kind,
                         pid: planned.pid,
                         pstart: planned.pstart,
                     };
                     slot.shape = self.shapes.intern(shape);
+                }
+                if slot.wid == UNRESOLVED {
+                    slot.wid = self.strings.intern(t.task_id);
                 }
                 if slot.status == UNRESOLVED {
                     slot.status = self.strings.intern(t.status.unwrap_or_default());
@@ -562,7 +564,7 @@ impl Index {
             task_id,
             starttime: UnixTime::from(s.start),
             worker_type: self.strings.get(shape.wtype).to_string(),
-            worker_id: self.strings.get(shape.wid).to_string(),
+            worker_id: self.strings.get(s.wid).to_string(),
             user: self.strings.get(shape.user).to_string(),
         }
         .to_string()
@@ -573,7 +575,7 @@ impl Index {
         let s = self.slots.get(idx);
         let shape = self.shape(s);
         let extra = self.extra.get(&idx);
-        let wid = self.strings.get(shape.wid);
+        let wid = self.strings.get(s.wid);
         TaskRecord {
             upid: self.upid(idx),
             node: self.strings.get(shape.node).to_string(),
