@@ -123,10 +123,10 @@ impl Conditions {
     }
 
     fn accept(&self, index: &Index, s: &Slot) -> bool {
-        if self.running_only && !s.running() {
+        let shape = index.shape(s);
+        if self.running_only && !shape.running() {
             return false;
         }
-        let shape = index.shape(s);
         if self.node.is_some_and(|n| n != shape.node) {
             return false;
         }
@@ -141,7 +141,7 @@ impl Conditions {
             }
         }
         if let Some(class) = self.status {
-            if StatusClass::classify(s.running(), index.status(s)) != class {
+            if StatusClass::classify(shape.running(), index.status(s)) != class {
                 return false;
             }
         }

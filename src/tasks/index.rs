@@ -1,4 +1,4 @@
-//! The in-memory index of every cached task: one 32-byte slot per task (see `slots`),
+//! The in-memory index of every cached task: one 28-byte slot per task (see `slots`),
 //! each remote's slots ordered by start time, and the running tasks. A task is found
 //! again (deduplication) by binary search on its remote's list for its start second,
 //! comparing the UPID's fields; the rare UPID kept as text is found through a small
@@ -132,6 +132,8 @@ impl<'a> Incoming<'a> {
 pub(crate) struct Planned {
     slot: Slot,
     kind: Kind,
+    /// The status id, if the string is interned already.
+    status: u32,
     /// The shape's pid and pstart (PBS).
     pid: u32,
     pstart: u64,
@@ -217,9 +219,14 @@ impl Index {
         self.shapes.get(s.shape)
     }
 
+    /// Whether a slot's task was running when last seen.
+    pub(crate) fn running(&self, s: &Slot) -> bool {
+        self.shape(s).running()
+    }
+
     /// The status text of a slot.
     pub(crate) fn status(&self, s: &Slot) -> Option<&str> {
-        match s.status {
+        match self.shape(s).status {
             RUNNING | NO_STATUS => None,
             id => Some(self.strings.get(id)),
         }
@@ -280,7 +287,7 @@ impl Index {
     /// everything a new slot needs looked up. Nothing is changed.
     pub(crate) fn plan(&self, remote: Option<u16>, t: &Incoming<'_>) -> Option<Change> {
         if let Some(i) = remote.and_then(|r| self.find(r, t)) {
-            let finishes = self.slots.get(i).running() && t.end.is_some();
+            let finishes = self.running(self.slots.get(i)) && t.end.is_some();
             return finishes.then_some(Change::Finish(i));
         }
         let mut wide_pstart = None;
@@ -299,8 +306,13 @@ impl Index {
             _ => (Kind::Raw, 0, 0, 0, 0),
         };
         let lookup = |s: &str| self.strings.lookup(s).unwrap_or(UNRESOLVED);
+        let status = match (t.end, t.status) {
+            (None, _) => RUNNING,
+            (Some(_), None) => NO_STATUS,
+            (Some(_), Some(s)) => lookup(s),
+        };
         let ids = [t.node, t.task_type, t.user].map(lookup);
-        let shape = if ids.contains(&UNRESOLVED) {
+        let shape = if ids.contains(&UNRESOLVED) || status == UNRESOLVED {
             UNRESOLVED
         } else {
             let [node, wtype, user] = ids;
@@ -308,16 +320,12 @@ impl Index {
                 node,
                 wtype,
                 user,
+                status,
                 kind,
                 pid,
                 pstart,
             };
             self.shapes.lookup(&shape).unwrap_or(UNRESOLVED)
-        };
-        let status = match (t.end, t.status) {
-            (None, _) => RUNNING,
-            (Some(_), None) => NO_STATUS,
-            (Some(_), Some(s)) => lookup(s),
         };
         Some(Change::New(Planned {
             slot: Slot {
@@ -326,12 +334,12 @@ impl Index {
                 a,
                 b,
                 shape,
-                status,
                 wid: lookup(t.task_id),
                 remote: 0,
                 day: 0,
             },
             kind,
+            status,
             pid,
             pstart,
             wide_pstart,
@@ -355,9 +363,14 @@ impl Index {
                 if end32.is_none() {
                     self.extra.entry(idx).or_default().end = Some(end);
                 }
+                let finished = Shape {
+                    status,
+                    ..*self.shape(self.slots.get(idx))
+                };
+                let shape = self.shapes.intern(finished);
                 let slot = self.slots.get_mut(idx);
                 slot.end = end32.unwrap_or(0);
-                slot.status = status;
+                slot.shape = shape;
                 slot.day = day;
                 let start = slot.start;
                 self.running.remove(&(start, idx));
@@ -368,10 +381,15 @@ impl Index {
                 slot.remote = remote;
                 slot.day = day;
                 if slot.shape == UNRESOLVED {
+                    let status = match planned.status {
+                        UNRESOLVED => self.strings.intern(t.status.unwrap_or_default()),
+                        id => id,
+                    };
                     let shape = Shape {
                         node: self.strings.intern(t.node),
                         wtype: self.strings.intern(t.task_type),
                         user: self.strings.intern(t.user),
+                        status,
                         kind: planned.kind,
                         pid: planned.pid,
                         pstart: planned.pstart,
@@ -380,9 +398,6 @@ impl Index {
                 }
                 if slot.wid == UNRESOLVED {
                     slot.wid = self.strings.intern(t.task_id);
-                }
-                if slot.status == UNRESOLVED {
-                    slot.status = self.strings.intern(t.status.unwrap_or_default());
                 }
                 let idx = self.slots.push(slot);
                 let raw = matches!(planned.kind, Kind::Raw | Kind::RawPbs);
@@ -405,7 +420,7 @@ impl Index {
                 {
                     self.extra.insert(idx, extra);
                 }
-                if slot.running() {
+                if self.running(&slot) {
                     self.running.insert((slot.start, idx));
                 }
                 self.insert_order(remote, idx);
@@ -508,7 +523,7 @@ impl Index {
         self.running = self
             .slots
             .iter()
-            .filter(|(_, s)| s.running())
+            .filter(|(_, s)| self.shapes.get(s.shape).running())
             .map(|(i, s)| (s.start, i))
             .collect();
     }
@@ -585,7 +600,7 @@ impl Index {
             start_time: extra
                 .and_then(|e| e.start)
                 .unwrap_or(UnixTime::from(s.start)),
-            end_time: if s.running() {
+            end_time: if shape.running() {
                 None
             } else {
                 Some(extra.and_then(|e| e.end).unwrap_or(UnixTime::from(s.end)))
@@ -616,7 +631,7 @@ impl Index {
             let start = UnixTime::from(s.start);
             let n = newest.entry(key).or_insert(start);
             *n = (*n).max(start);
-            if s.running() {
+            if self.running(s) {
                 let r = oldest_running.entry(key).or_insert(start);
                 *r = (*r).min(start);
             }

@@ -11,7 +11,7 @@
 //!   implementation.
 //! - `filter`: [`TaskFilter`] queries.
 //! - `index`: the in-memory index (deduplication, per-remote orderings, cutoffs).
-//! - `slots`: the 32-byte task slots in fixed-size chunks, and the shared task shapes.
+//! - `slots`: the 28-byte task slots in fixed-size chunks, and the shared task shapes.
 //! - `intern`: the string table behind the index.
 //! - `format`: the JSON-lines record format of the data files.
 //! - `journal`: the checksummed, length-framed write-ahead journal.

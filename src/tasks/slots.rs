@@ -1,8 +1,8 @@
-//! The storage behind the index: 32-byte task slots kept in fixed-size chunks (so a
+//! The storage behind the index: 28-byte task slots kept in fixed-size chunks (so a
 //! growing cache never holds more than one partly filled chunk of slack, and never
 //! copies millions of slots to grow), and the table of "shapes": the (node, type, user,
-//! UPID kind) combinations that many tasks share, stored once. The object id (a vmid,
-//! a datastore) stays in the slot: it varies too much to share.
+//! status, UPID kind) combinations that many tasks share, stored once. The object id (a
+//! vmid, a datastore) stays in the slot: it varies too much to share.
 
 use std::collections::HashMap;
 
@@ -38,6 +38,8 @@ pub(crate) struct Shape {
     pub(crate) node: u32,
     pub(crate) wtype: u32,
     pub(crate) user: u32,
+    /// An interned string id, [`RUNNING`] or [`NO_STATUS`].
+    pub(crate) status: u32,
     pub(crate) kind: Kind,
     pub(crate) pid: u32,
     pub(crate) pstart: u64,
@@ -48,9 +50,14 @@ impl Shape {
     pub(crate) fn is_pbs(&self) -> bool {
         matches!(self.kind, Kind::Pbs | Kind::RawPbs)
     }
+
+    /// Whether its tasks were running when last seen.
+    pub(crate) fn running(&self) -> bool {
+        self.status == RUNNING
+    }
 }
 
-/// One cached task in 32 bytes.
+/// One cached task in 28 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Slot {
     pub(crate) start: u32,
@@ -61,20 +68,11 @@ pub(crate) struct Slot {
     /// bits); PBS: the counter's high 32 bits.
     pub(crate) b: u32,
     pub(crate) shape: u32,
-    /// An interned string id, [`RUNNING`] or [`NO_STATUS`].
-    pub(crate) status: u32,
     /// The object id (interned; empty for none).
     pub(crate) wid: u32,
     pub(crate) remote: u16,
     /// The UTC day of the file that holds this task's newest record.
     pub(crate) day: u16,
-}
-
-impl Slot {
-    /// Whether the task was running when last seen.
-    pub(crate) fn running(&self) -> bool {
-        self.status == RUNNING
-    }
 }
 
 /// Every slot, addressed by a `u32`, in chunks of [`CHUNK`].
@@ -187,7 +185,6 @@ mod tests {
             a: 0,
             b: 0,
             shape: 0,
-            status: RUNNING,
             wid: 0,
             remote: 0,
             day: 0,
@@ -195,8 +192,8 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_takes_32_bytes() {
-        assert_eq!(std::mem::size_of::<Slot>(), 32);
+    fn a_slot_takes_28_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 28);
     }
 
     #[test]
