@@ -220,7 +220,7 @@ impl Index {
     }
 
     /// Whether a slot's task was running when last seen.
-    pub(crate) fn running(&self, s: &Slot) -> bool {
+    pub(crate) fn is_running(&self, s: &Slot) -> bool {
         self.shape(s).running()
     }
 
@@ -287,7 +287,7 @@ impl Index {
     /// everything a new slot needs looked up. Nothing is changed.
     pub(crate) fn plan(&self, remote: Option<u16>, t: &Incoming<'_>) -> Option<Change> {
         if let Some(i) = remote.and_then(|r| self.find(r, t)) {
-            let finishes = self.running(self.slots.get(i)) && t.end.is_some();
+            let finishes = self.is_running(self.slots.get(i)) && t.end.is_some();
             return finishes.then_some(Change::Finish(i));
         }
         let mut wide_pstart = None;
@@ -420,7 +420,7 @@ impl Index {
                 {
                     self.extra.insert(idx, extra);
                 }
-                if self.running(&slot) {
+                if self.is_running(&slot) {
                     self.running.insert((slot.start, idx));
                 }
                 self.insert_order(remote, idx);
@@ -631,7 +631,7 @@ impl Index {
             let start = UnixTime::from(s.start);
             let n = newest.entry(key).or_insert(start);
             *n = (*n).max(start);
-            if self.running(s) {
+            if self.is_running(s) {
                 let r = oldest_running.entry(key).or_insert(start);
                 *r = (*r).min(start);
             }

@@ -106,6 +106,10 @@ impl Slots {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         if let Some(last) = self.chunks.last_mut() {
+            if last.len() == last.capacity() {
+                // A chunk trimmed by `retain` grows back to exactly CHUNK, not beyond.
+                last.reserve_exact(CHUNK - last.len());
+            }
             last.push(slot);
         }
         self.len += 1;
@@ -122,21 +126,28 @@ impl Slots {
     }
 
     /// Keeps the slots for which `keep` holds, renumbered in order; `moved` learns each
-    /// kept slot's old and new number.
+    /// kept slot's old and new number. Works in place (a kept slot only moves to a lower
+    /// number), so it needs no second table; emptied chunks are freed.
     pub(crate) fn retain(
         &mut self,
         mut keep: impl FnMut(&Slot) -> bool,
         mut moved: impl FnMut(u32, u32),
     ) {
-        let old = std::mem::take(self);
-        for (i, s) in old.iter() {
-            if keep(s) {
-                let new = self.push(*s);
-                moved(i, new);
+        let mut to = 0u32;
+        for from in 0..self.len as u32 {
+            let s = *self.get(from);
+            if keep(&s) {
+                *self.get_mut(to) = s;
+                moved(from, to);
+                to += 1;
             }
         }
-        // The last chunk is trimmed only when it is mostly empty: it fills up again.
+        self.len = to as usize;
+        let chunks = self.len.div_ceil(CHUNK);
+        self.chunks.truncate(chunks);
         if let Some(last) = self.chunks.last_mut() {
+            last.truncate(self.len - (chunks - 1) * CHUNK);
+            // Trimmed only when mostly empty: it fills up again.
             if last.len() < CHUNK / 4 {
                 last.shrink_to_fit();
             }
@@ -209,5 +220,10 @@ mod tests {
         assert_eq!(moves[0], (1, 0));
         assert_eq!(slots.get(1).start, 3);
         assert_eq!(slots.iter().count(), slots.len());
+        slots.retain(|s| s.start < 100, |_, _| {});
+        for i in 0..CHUNK as u32 {
+            slots.push(slot(i));
+        }
+        assert!(slots.chunks.iter().all(|c| c.capacity() <= CHUNK));
     }
 }
