@@ -227,36 +227,56 @@ impl TaskCache {
 
 /// Sets the cutoffs of `remote`'s complete keys from the index.
 pub(crate) fn advance_cutoffs(inner: &mut Inner, remote: &str, complete: &[String]) {
+    let computed = complete_cutoffs(inner, remote, complete);
+    set_cutoffs(inner, remote, computed);
+}
+
+/// The cutoffs of `remote`'s complete keys as the index has them now (computed under
+/// the shared lock; [`set_cutoffs`] stores them).
+pub(crate) fn complete_cutoffs(
+    inner: &Inner,
+    remote: &str,
+    complete: &[String],
+) -> Vec<(String, UnixTime)> {
     if complete.is_empty() {
-        return;
+        return Vec::new();
     }
-    let id = RemoteId::new(remote);
-    let Some(r) = inner.index.remote_id(&id) else {
-        return;
+    let Some(r) = inner.index.remote_id(&RemoteId::new(remote)) else {
+        return Vec::new();
     };
     let computed = inner.index.cutoffs_of(r);
-    let entry = inner.cutoffs.entry(id).or_default();
-    for key in complete {
-        if let Some(&c) = computed.get(key.as_str()) {
-            entry.insert(key.clone(), c);
-        }
+    complete
+        .iter()
+        .filter_map(|key| Some((key.clone(), *computed.get(key.as_str())?)))
+        .collect()
+}
+
+/// Stores cutoffs of `remote`.
+pub(crate) fn set_cutoffs(inner: &mut Inner, remote: &str, cutoffs: Vec<(String, UnixTime)>) {
+    if cutoffs.is_empty() {
+        return;
     }
+    inner
+        .cutoffs
+        .entry(RemoteId::new(remote))
+        .or_default()
+        .extend(cutoffs);
 }
 
 /// Merges a journal entry into memory; returns the new and changed slots.
-pub(crate) fn merge_entry(inner: &mut Inner, entry: &JournalEntry<'_>) -> (Vec<u32>, Vec<u32>) {
+pub(crate) fn merge_entry(inner: &mut Inner, entry: &JournalEntry<'_>) -> Vec<u32> {
     let day = slot_day(inner.active_day);
-    let r = inner.index.intern_remote(&entry.r);
-    let mut new = Vec::new();
+    let Some(r) = inner.index.intern_remote(&entry.r) else {
+        tracing::warn!(remote = %entry.r, "task cache holds 65,535 remotes; journalled tasks of another one are skipped");
+        return Vec::new();
+    };
     let mut changed = Vec::new();
     for t in &entry.t {
-        match inner.index.merge(r, t, day) {
-            Merged::New(i) => new.push(i),
-            Merged::Finished(i) => changed.push(i),
-            Merged::Same => {}
+        if let Merged::New(i) | Merged::Finished(i) = inner.index.merge(r, t, day) {
+            changed.push(i);
         }
     }
-    (new, changed)
+    changed
 }
 
 struct Loaded {
@@ -307,16 +327,20 @@ fn load(
         let file_day = day.unwrap_or(inner.active_day);
         let slot = slot_day(file_day);
         let mut new = Vec::new();
-        let mut remote_cache: HashMap<String, u32> = HashMap::new();
+        let mut remote_cache: HashMap<String, Option<u16>> = HashMap::new();
         let result = read_data_file(&path, compressed, |t| {
             let r = match remote_cache.get(t.r.as_ref()) {
                 Some(&r) => r,
                 None => {
                     let r = inner.index.intern_remote(&t.r);
+                    if r.is_none() {
+                        tracing::warn!(remote = %t.r, file = %path.display(), "task cache holds 65,535 remotes; tasks of another one are skipped");
+                    }
                     remote_cache.insert(t.r.to_string(), r);
                     r
                 }
             };
+            let Some(r) = r else { return Ok(()) };
             if let Merged::New(i) | Merged::Finished(i) = inner.index.merge(r, t, slot) {
                 new.push(i);
             }
@@ -331,7 +355,7 @@ fn load(
                         // Slots loaded before the header's day was known carry the
                         // provisional day; they all came from this file.
                         for &i in &new {
-                            inner.index.slots[i as usize].day = slot_day(d);
+                            inner.index.slots.get_mut(i).day = slot_day(d);
                         }
                     }
                 }
@@ -370,14 +394,11 @@ fn load(
         write_atomic(&active, &header_line(inner.active_day))?;
     }
     for &i in &pending {
-        inner.index.slots[i as usize].day = slot_day(inner.active_day);
+        inner.index.slots.get_mut(i).day = slot_day(inner.active_day);
     }
-    inner.index.rebuild();
+    inner.index.shrink();
     let replayed = replay(&dir.join(JOURNAL), |entry| {
-        let (new, changed) = merge_entry(&mut inner, &entry);
-        pending.extend_from_slice(&new);
-        pending.extend(changed);
-        inner.index.insert_orders(new);
+        pending.extend(merge_entry(&mut inner, &entry));
         advance_cutoffs(&mut inner, &entry.r, &entry.c);
     })?;
     if let Some(problem) = replayed.problem {

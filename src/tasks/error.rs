@@ -67,6 +67,13 @@ pub enum TaskCacheError {
         /// Where it was moved.
         set_aside: PathBuf,
     },
+    /// A batch of a new remote arrived when the cache already holds tasks of 65,535
+    /// remotes, the most its index addresses.
+    #[error("task cache {path} holds tasks of 65,535 remotes, the most it addresses; the batch of another remote was not stored")]
+    TooManyRemotes {
+        /// The cache directory.
+        path: PathBuf,
+    },
     /// A write was attempted on a handle opened read-only.
     #[error("task cache {path} was opened read-only; open it with TaskCache::open to write")]
     ReadOnly {

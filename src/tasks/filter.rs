@@ -3,7 +3,10 @@
 
 use fleetpoll_actors::{RemoteId, TaskRecord, UnixTime};
 
-use super::index::{Index, Slot};
+use std::collections::BinaryHeap;
+
+use super::index::Index;
+use super::slots::{Slot, Slots};
 
 /// The page size when a filter does not set one.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -120,29 +123,70 @@ impl Conditions {
     }
 
     fn accept(&self, index: &Index, s: &Slot) -> bool {
-        if self.running_only && !s.running() {
+        let shape = index.shape(s);
+        if self.running_only && !shape.running() {
             return false;
         }
-        if self.node.is_some_and(|n| n != s.node) {
+        if self.node.is_some_and(|n| n != shape.node) {
             return false;
         }
         if let Some(types) = &self.types {
-            if !types[s.wtype as usize] {
+            if !types[shape.wtype as usize] {
                 return false;
             }
         }
         if let Some(users) = &self.users {
-            if !users[s.user as usize] {
+            if !users[shape.user as usize] {
                 return false;
             }
         }
         if let Some(class) = self.status {
-            let text = (s.status != u32::MAX).then(|| index.strings.get(s.status));
-            if StatusClass::classify(s.running(), text) != class {
+            if StatusClass::classify(shape.running(), index.status(s)) != class {
                 return false;
             }
         }
         true
+    }
+}
+
+/// Walks several lists of slots, each ordered by (start, slot) ascending, as one list
+/// newest first: a k-way merge of their tails.
+struct NewestFirst<'a> {
+    slots: &'a Slots,
+    lists: Vec<&'a [u32]>,
+    /// (start, slot, list) of each list's last element not yet taken.
+    heads: BinaryHeap<(u32, u32, u32)>,
+}
+
+impl<'a> NewestFirst<'a> {
+    fn new(slots: &'a Slots, lists: Vec<&'a [u32]>) -> NewestFirst<'a> {
+        let heads = lists
+            .iter()
+            .enumerate()
+            .filter_map(|(k, l)| {
+                let &i = l.last()?;
+                Some((slots.get(i).start, i, k as u32))
+            })
+            .collect();
+        NewestFirst {
+            slots,
+            lists,
+            heads,
+        }
+    }
+}
+
+impl Iterator for NewestFirst<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let (_, i, k) = self.heads.pop()?;
+        let list = &mut self.lists[k as usize];
+        *list = &list[..list.len() - 1];
+        if let Some(&next) = list.last() {
+            self.heads.push((self.slots.get(next).start, next, k));
+        }
+        Some(i)
     }
 }
 
@@ -196,53 +240,60 @@ pub(crate) fn query(index: &Index, filter: &TaskFilter) -> TaskPage {
     } else {
         filter.limit
     };
-    // The candidates, oldest first: the running set, a remote's list, or all.
-    let candidates: Vec<u32>;
-    let range: &[u32] = if filter.running_only {
-        candidates = index
+    // The candidates, each list oldest first: the running set, a remote's list, or the
+    // lists of all remotes.
+    let running: Vec<u32>;
+    let lists: Vec<&[u32]> = if filter.running_only {
+        running = index
             .running
             .range((since, 0)..=(until, u32::MAX))
             .map(|&(_, i)| i)
-            .filter(|&i| remote.is_none_or(|r| slots[i as usize].remote == r))
+            .filter(|&i| remote.is_none_or(|r| slots.get(i).remote == r))
             .collect();
-        &candidates
+        vec![&running[..]]
     } else {
-        let list = match remote {
-            Some(r) => &index.per_remote[r as usize][..],
-            None => &index.by_start[..],
+        // Each remote's list bounded by `since` and `until` (binary search on starts).
+        let bounded = |r: u16| -> &[u32] {
+            let list = &index.per_remote[r as usize][..];
+            let lo = if since == 0 {
+                0
+            } else {
+                index.partition(r, |s| s < since)
+            };
+            let hi = if until == u32::MAX {
+                list.len()
+            } else {
+                index.partition(r, |s| s <= until)
+            };
+            &list[lo..hi.max(lo)]
         };
-        let lo = list.partition_point(|&i| slots[i as usize].start < since);
-        let hi = list.partition_point(|&i| slots[i as usize].start <= until);
-        &list[lo..hi.max(lo)]
+        match remote {
+            Some(r) => vec![bounded(r)],
+            None => (0..index.per_remote.len() as u16)
+                .map(bounded)
+                .filter(|l| !l.is_empty())
+                .collect(),
+        }
     };
     let to_task = |i: u32| CachedTask {
-        remote: index.remotes[slots[i as usize].remote as usize].clone(),
+        remote: index.remotes[slots.get(i).remote as usize].clone(),
         task: index.record(i),
     };
-    if cond.trivial() {
-        let tasks = range
+    let total = if cond.trivial() {
+        lists.iter().map(|l| l.len()).sum()
+    } else {
+        lists
             .iter()
-            .rev()
-            .skip(filter.start)
-            .take(limit)
-            .map(|&i| to_task(i))
-            .collect();
-        return TaskPage {
-            tasks,
-            total: range.len(),
-        };
-    }
-    let mut total = 0;
-    let mut tasks = Vec::new();
-    for &i in range.iter().rev() {
-        if !cond.accept(index, &slots[i as usize]) {
-            continue;
-        }
-        if total >= filter.start && tasks.len() < limit {
-            tasks.push(to_task(i));
-        }
-        total += 1;
-    }
+            .flat_map(|l| l.iter())
+            .filter(|&&i| cond.accept(index, slots.get(i)))
+            .count()
+    };
+    let tasks = NewestFirst::new(slots, lists)
+        .filter(|&i| cond.trivial() || cond.accept(index, slots.get(i)))
+        .skip(filter.start)
+        .take(limit)
+        .map(to_task)
+        .collect();
     TaskPage { tasks, total }
 }
 

@@ -75,7 +75,8 @@ impl Fields {
         }
     }
 
-    fn of_record(t: &TaskRecord) -> Fields {
+    /// The fields a record carries.
+    pub(crate) fn of_record(t: &TaskRecord) -> Fields {
         Fields {
             node: t.node.clone(),
             task_type: t.task_type.clone(),

@@ -1,83 +1,38 @@
-//! The in-memory index of every cached task: one compact slot per task (interned
-//! strings, numeric times, the UPID kept as its parsed fields), a hash of (remote, UPID)
-//! for deduplication, and orderings by start time overall, per remote, and of the
-//! running tasks. Queries and cutoffs are answered from here, never from the files.
+//! The in-memory index of every cached task: one 28-byte slot per task (see `slots`),
+//! each remote's slots ordered by start time, and the running tasks. A task is found
+//! again (deduplication) by binary search on its remote's list for its start second,
+//! comparing the UPID's fields; the rare UPID kept as text is found through a small
+//! table. Queries and cutoffs are answered from here, never from the files.
+//!
+//! A merge is split in two: [`Index::plan`] decides, under a shared borrow, what a task
+//! state changes and prepares its slot; [`Index::apply`] makes the change, which is
+//! cheap (no parsing, no search), so the write lock is held only briefly.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::{BTreeSet, HashMap};
 
 use fleetpoll_actors::{RemoteId, TaskRecord, UnixTime};
 
 use super::format::DiskTask;
 use super::intern::Interner;
+use super::slots::{Kind, Shape, Shapes, Slot, Slots, NO_STATUS, RUNNING, UNRESOLVED};
 use crate::remote::pbs::PBS_NODE;
 use crate::remote::upid::Upid;
 
-/// The slot is a PBS UPID (it has a task counter).
-const F_PBS: u8 = 1;
-/// The task was running when last seen.
-const F_RUNNING: u8 = 2;
-/// The slot has an entry in `extra` (raw UPID text, out-of-range times).
-const F_EXTRA: u8 = 4;
-/// No string (a running task's status).
-const NONE: u32 = u32::MAX;
+/// Slots of a remote's list per fence (see [`Index::partition`]).
+const FENCE: usize = 32;
 
-/// One cached task in 56 bytes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Slot {
-    pstart: u64,
-    counter: u64,
-    pub(crate) start: u32,
-    end: u32,
-    pid: u32,
-    pub(crate) remote: u32,
-    pub(crate) node: u32,
-    pub(crate) wtype: u32,
-    wid: u32,
-    pub(crate) user: u32,
-    pub(crate) status: u32,
-    /// The UTC day of the file that holds this task's newest record.
-    pub(crate) day: u16,
-    flags: u8,
-}
+/// Most remotes the index addresses (slots keep a 16-bit remote id).
+pub(crate) const MAX_REMOTES: usize = u16::MAX as usize;
 
-impl Slot {
-    /// Whether the task was running when last seen.
-    pub(crate) fn running(&self) -> bool {
-        self.flags & F_RUNNING != 0
-    }
-}
-
-/// What a slot cannot hold compactly: the UPID text when it does not parse or when the
-/// record's fields differ from it, and times outside `u32`.
-#[derive(Debug)]
-struct Extra {
-    upid: Box<str>,
-    start: UnixTime,
-    end: Option<UnixTime>,
-}
-
-/// A hasher for keys that already are hashes.
+/// What a slot cannot hold: the UPID text when it is not rebuilt from the slot, and
+/// numbers wider than the slot's fields.
 #[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+struct Extra {
+    upid: Option<Box<str>>,
+    start: Option<UnixTime>,
+    end: Option<UnixTime>,
+    pstart: Option<u64>,
 }
-
-type HashIndex = HashMap<u64, u32, BuildHasherDefault<IdHasher>>;
 
 /// The outcome of merging one task state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,115 +45,52 @@ pub(crate) enum Merged {
     Same,
 }
 
-/// All cached tasks.
-#[derive(Debug, Default)]
-pub(crate) struct Index {
-    pub(crate) slots: Vec<Slot>,
-    extra: HashMap<u32, Extra>,
-    by_hash: HashIndex,
-    collided: HashMap<(u32, Box<str>), u32>,
-    pub(crate) remotes: Vec<RemoteId>,
-    remote_ids: HashMap<Box<str>, u32>,
-    pub(crate) strings: Interner,
-    /// Every slot, by (start, slot) ascending.
-    pub(crate) by_start: Vec<u32>,
-    /// Per remote id, its slots by (start, slot) ascending.
-    pub(crate) per_remote: Vec<Vec<u32>>,
-    /// The running slots, by (start, slot).
-    pub(crate) running: BTreeSet<(u32, u32)>,
+/// A task state to merge, borrowed from a remote's record or a data-file line.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Incoming<'a> {
+    pub(crate) upid: &'a str,
+    node: &'a str,
+    task_type: &'a str,
+    task_id: &'a str,
+    user: &'a str,
+    start: UnixTime,
+    pub(crate) end: Option<UnixTime>,
+    status: Option<&'a str>,
+    /// The UPID parsed (only needed by [`Index::plan`]).
+    parsed: Option<&'a Upid>,
+    /// The fields agree with the parsed UPID, so it is rebuilt from the slot.
+    agrees: bool,
 }
 
-fn key_hash(remote: u32, upid: &str) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    remote.hash(&mut h);
-    upid.hash(&mut h);
-    h.finish()
-}
-
-fn to_u32(t: UnixTime) -> Option<u32> {
-    u32::try_from(t).ok()
-}
-
-impl Index {
-    /// Number of cached tasks.
-    pub(crate) fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// The id of a remote, if it has tasks.
-    pub(crate) fn remote_id(&self, remote: &RemoteId) -> Option<u32> {
-        self.remote_ids.get(remote.as_str()).copied()
-    }
-
-    /// The id of a remote, adding it if new.
-    pub(crate) fn intern_remote(&mut self, remote: &str) -> u32 {
-        if let Some(&id) = self.remote_ids.get(remote) {
-            return id;
-        }
-        let id = self.remotes.len() as u32;
-        self.remotes.push(RemoteId::new(remote));
-        self.remote_ids.insert(remote.into(), id);
-        self.per_remote.push(Vec::new());
-        id
-    }
-
-    /// The slot of (remote, UPID), if cached.
-    fn find(&self, remote: u32, upid: &str) -> Option<u32> {
-        self.find_hashed(key_hash(remote, upid), remote, upid)
-    }
-
-    /// [`Index::find`] with the key hash already computed.
-    fn find_hashed(&self, h: u64, remote: u32, upid: &str) -> Option<u32> {
-        let idx = *self.by_hash.get(&h)?;
-        if self.slots[idx as usize].remote == remote && self.upid(idx) == upid {
-            return Some(idx);
-        }
-        self.collided.get(&(remote, Box::from(upid))).copied()
-    }
-
-    /// Whether merging `t` for `remote` would add or finish a task.
-    pub(crate) fn would_change(&self, remote: &RemoteId, t: &DiskTask<'_>) -> bool {
-        let Some(r) = self.remote_id(remote) else {
-            return true;
-        };
-        match self.find(r, &t.u) {
-            None => true,
-            Some(i) => self.slots[i as usize].running() && t.e.is_some(),
+impl<'a> Incoming<'a> {
+    /// A record as a remote reported it, with its UPID parsed if it parses.
+    pub(crate) fn from_record(t: &'a TaskRecord, parsed: Option<&'a Upid>) -> Incoming<'a> {
+        let task_id = t.task_id.as_deref();
+        let agrees = parsed.is_some_and(|u| {
+            u.node == t.node
+                && u.worker_type == t.task_type
+                && task_id == (!u.worker_id.is_empty()).then_some(u.worker_id.as_str())
+                && u.user == t.user
+                && u.starttime == t.start_time
+        });
+        Incoming {
+            upid: &t.upid,
+            node: &t.node,
+            task_type: &t.task_type,
+            task_id: task_id.unwrap_or(""),
+            user: &t.user,
+            start: t.start_time,
+            end: t.end_time,
+            status: t.status.as_deref(),
+            parsed,
+            agrees,
         }
     }
 
-    /// Merges one task state into the index: a new task is added, a running one that
-    /// finished is updated, anything else is left as it is. New slots must be passed to
-    /// [`Index::insert_orders`] before the next query.
-    pub(crate) fn merge(&mut self, remote: u32, t: &DiskTask<'_>, day: u16) -> Merged {
-        let h = key_hash(remote, &t.u);
-        if let Some(idx) = self.find_hashed(h, remote, &t.u) {
-            let slot = self.slots[idx as usize];
-            if !slot.running() || t.e.is_none() {
-                return Merged::Same;
-            }
-            let end = t.e.unwrap_or_default();
-            let status = t.s.as_deref().map_or(NONE, |s| self.strings.intern(s));
-            let end32 = to_u32(end);
-            if end32.is_none() {
-                self.extra_mut(idx).end = Some(end);
-            }
-            let slot = &mut self.slots[idx as usize];
-            slot.end = end32.unwrap_or(0);
-            slot.status = status;
-            slot.flags &= !F_RUNNING;
-            slot.day = day;
-            self.running.remove(&(slot.start, idx));
-            return Merged::Finished(idx);
-        }
-        let idx = self.slots.len() as u32;
-        let parsed = match (&t.x, Upid::parse(&t.u)) {
-            (None, Ok(u)) => Some(u),
-            _ => None,
-        };
-        // The record's own fields when it carries them, else the UPID's. A line without
-        // either (hand-edited) gets empty fields.
-        let (node, task_type, task_id, user, start_time) = match (&t.x, &parsed) {
+    /// A data-file or journal line, with its UPID parsed if it parses. Its own fields
+    /// (`x`) win over the UPID's; a line with neither gets empty fields.
+    pub(crate) fn from_disk(t: &'a DiskTask<'_>, parsed: Option<&'a Upid>) -> Incoming<'a> {
+        let (node, task_type, task_id, user, start) = match (&t.x, parsed) {
             (Some(x), _) => (
                 x.node.as_str(),
                 x.task_type.as_str(),
@@ -215,165 +107,451 @@ impl Index {
             ),
             (None, None) => ("", "", "", "", 0),
         };
-        let start = to_u32(start_time);
-        let end = t.e.map(to_u32);
-        let mut slot = Slot {
-            pstart: parsed.as_ref().map_or(0, |u| u.pstart),
-            counter: parsed.as_ref().and_then(|u| u.task_id).unwrap_or(0),
-            start: start.unwrap_or(if start_time < 0 { 0 } else { u32::MAX }),
-            end: end.flatten().unwrap_or(0),
-            pid: parsed.as_ref().map_or(0, |u| u.pid),
-            remote,
-            node: self.strings.intern(node),
-            wtype: self.strings.intern(task_type),
-            wid: self.strings.intern(task_id),
-            user: self.strings.intern(user),
-            status: t.s.as_deref().map_or(NONE, |s| self.strings.intern(s)),
-            day,
-            flags: 0,
-        };
-        if t.e.is_none() {
-            slot.flags |= F_RUNNING;
-        }
-        match &parsed {
-            Some(u) if u.task_id.is_some() => slot.flags |= F_PBS,
-            Some(_) => {}
-            None => {
-                slot.flags |= F_EXTRA;
-                // A PBS UPID whose record fields differ still counts as PBS.
-                if Upid::parse(&t.u).is_ok_and(|u| u.is_pbs()) {
-                    slot.flags |= F_PBS;
-                }
-            }
-        }
-        if start.is_none() || matches!(end, Some(None)) {
-            slot.flags |= F_EXTRA;
-        }
-        if slot.flags & F_EXTRA != 0 {
-            self.extra.insert(
-                idx,
-                Extra {
-                    upid: t.u.as_ref().into(),
-                    start: start_time,
-                    end: t.e,
-                },
-            );
-        }
-        self.slots.push(slot);
-        if slot.running() {
-            self.running.insert((slot.start, idx));
-        }
-        self.index_hash(h, remote, idx, &t.u);
-        Merged::New(idx)
-    }
-
-    /// Records slot `idx` under its key hash; a second task with the same hash goes to
-    /// the (practically always empty) collision table.
-    fn index_hash(&mut self, h: u64, remote: u32, idx: u32, upid: &str) {
-        match self.by_hash.entry(h) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.collided.insert((remote, upid.into()), idx);
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(idx);
-            }
-        }
-    }
-
-    fn extra_mut(&mut self, idx: u32) -> &mut Extra {
-        let slot = &mut self.slots[idx as usize];
-        slot.flags |= F_EXTRA;
-        let start = i64::from(slot.start);
-        let upid = if self.extra.contains_key(&idx) {
-            String::new()
-        } else {
-            self.upid(idx)
-        };
-        self.extra.entry(idx).or_insert_with(|| Extra {
-            upid: upid.into(),
+        Incoming {
+            upid: &t.u,
+            node,
+            task_type,
+            task_id,
+            user,
             start,
-            end: None,
-        })
-    }
-
-    /// Adds new slots to the orderings. Slots mostly arrive newest last, so this is
-    /// usually an append; otherwise one merge pass.
-    pub(crate) fn insert_orders(&mut self, mut new: Vec<u32>) {
-        if new.is_empty() {
-            return;
-        }
-        let key = |slots: &[Slot], i: u32| (slots[i as usize].start, i);
-        new.sort_unstable_by_key(|&i| key(&self.slots, i));
-        merge_sorted(&mut self.by_start, &new, |i| key(&self.slots, i));
-        let mut by_remote: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for &i in &new {
-            by_remote
-                .entry(self.slots[i as usize].remote)
-                .or_default()
-                .push(i);
-        }
-        for (remote, list) in by_remote {
-            let slots = &self.slots;
-            merge_sorted(&mut self.per_remote[remote as usize], &list, |i| {
-                key(slots, i)
-            });
+            end: t.e,
+            status: t.s.as_deref(),
+            parsed,
+            agrees: t.x.is_none() && parsed.is_some(),
         }
     }
 
-    /// Rebuilds every ordering and the deduplication hash from the slots (after a bulk
-    /// load or after slots were removed), sized to fit.
+    /// Whether the UPID is kept as text (the record's fields are written out on disk).
+    pub(crate) fn is_raw(&self) -> bool {
+        !self.agrees
+    }
+}
+
+/// A new task's slot, prepared by [`Index::plan`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Planned {
+    slot: Slot,
+    kind: Kind,
+    /// The status id, if the string is interned already.
+    status: u32,
+    /// The shape's pid and pstart (PBS).
+    pid: u32,
+    pstart: u64,
+    /// A PVE pstart too wide for the slot.
+    wide_pstart: Option<u64>,
+}
+
+impl Planned {
+    /// The task's start as kept in the slot.
+    pub(crate) fn start(&self) -> u32 {
+        self.slot.start
+    }
+}
+
+/// What merging a task state changes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Change {
+    /// A task not cached yet.
+    New(Planned),
+    /// The cached running task in this slot finished.
+    Finish(u32),
+}
+
+/// All cached tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    pub(crate) slots: Slots,
+    extra: HashMap<u32, Extra>,
+    /// Tasks whose UPID is kept as text: text → (remote, slot).
+    raw: HashMap<Box<str>, Vec<(u16, u32)>>,
+    pub(crate) remotes: Vec<RemoteId>,
+    remote_ids: HashMap<Box<str>, u16>,
+    pub(crate) strings: Interner,
+    pub(crate) shapes: Shapes,
+    /// Per remote id, its slots by (start, slot) ascending.
+    pub(crate) per_remote: Vec<Vec<u32>>,
+    /// Per remote id, the start of every [`FENCE`]th slot of its list: a binary search
+    /// by start touches this short array and one block of the list, instead of slots
+    /// spread over the whole slot table.
+    fences: Vec<Vec<u32>>,
+    /// The running slots, by (start, slot).
+    pub(crate) running: BTreeSet<(u32, u32)>,
+}
+
+fn to_u32(t: UnixTime) -> Option<u32> {
+    u32::try_from(t).ok()
+}
+
+/// A time as kept in a slot: clamped to `u32`.
+fn clamp_u32(t: UnixTime) -> u32 {
+    to_u32(t).unwrap_or(if t < 0 { 0 } else { u32::MAX })
+}
+
+impl Index {
+    /// Number of cached tasks.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The id of a remote, if it has tasks.
+    pub(crate) fn remote_id(&self, remote: &RemoteId) -> Option<u16> {
+        self.remote_ids.get(remote.as_str()).copied()
+    }
+
+    /// The id of a remote, adding it if new; `None` once 65,535 remotes are known.
+    pub(crate) fn intern_remote(&mut self, remote: &str) -> Option<u16> {
+        if let Some(&id) = self.remote_ids.get(remote) {
+            return Some(id);
+        }
+        if self.remotes.len() >= MAX_REMOTES {
+            return None;
+        }
+        let id = self.remotes.len() as u16;
+        self.remotes.push(RemoteId::new(remote));
+        self.remote_ids.insert(remote.into(), id);
+        self.per_remote.push(Vec::new());
+        self.fences.push(Vec::new());
+        Some(id)
+    }
+
+    /// The shape of a slot.
+    pub(crate) fn shape(&self, s: &Slot) -> &Shape {
+        self.shapes.get(s.shape)
+    }
+
+    /// Whether a slot's task was running when last seen.
+    pub(crate) fn is_running(&self, s: &Slot) -> bool {
+        self.shape(s).running()
+    }
+
+    /// The status text of a slot.
+    pub(crate) fn status(&self, s: &Slot) -> Option<&str> {
+        match self.shape(s).status {
+            RUNNING | NO_STATUS => None,
+            id => Some(self.strings.get(id)),
+        }
+    }
+
+    fn pstart(&self, idx: u32, s: &Slot) -> u64 {
+        match self.extra.get(&idx).and_then(|e| e.pstart) {
+            Some(p) => p,
+            None => u64::from(s.b),
+        }
+    }
+
+    /// Whether slot `i` holds the task of the parsed UPID `u` (same remote assumed).
+    fn holds(&self, i: u32, u: &Upid) -> bool {
+        let s = self.slots.get(i);
+        let shape = self.shape(s);
+        let numbers = match (shape.kind, u.task_id) {
+            (Kind::Pve, None) => s.a == u.pid && self.pstart(i, s) == u.pstart,
+            (Kind::Pbs, Some(counter)) => {
+                shape.pid == u.pid
+                    && shape.pstart == u.pstart
+                    && u64::from(s.a) | (u64::from(s.b) << 32) == counter
+            }
+            _ => false,
+        };
+        numbers
+            && self.strings.get(shape.node) == u.node
+            && self.strings.get(shape.wtype) == u.worker_type
+            && self.strings.get(s.wid) == u.worker_id
+            && self.strings.get(shape.user) == u.user
+    }
+
+    /// The slot of (remote, UPID), if cached.
+    fn find(&self, remote: u16, t: &Incoming<'_>) -> Option<u32> {
+        if let Some(u) = t.parsed {
+            let list = &self.per_remote[remote as usize];
+            let start = clamp_u32(u.starttime);
+            let lo = self.partition(remote, |s| s < start);
+            let found = list[lo..]
+                .iter()
+                .take_while(|&&i| self.slots.get(i).start == start)
+                .find(|&&i| self.holds(i, u));
+            if let Some(&i) = found {
+                return Some(i);
+            }
+        }
+        if self.raw.is_empty() {
+            return None;
+        }
+        self.raw
+            .get(t.upid)?
+            .iter()
+            .find(|&&(r, _)| r == remote)
+            .map(|&(_, i)| i)
+    }
+
+    /// What merging `t` for `remote` (`None`: a remote not known yet) would change, with
+    /// everything a new slot needs looked up. Nothing is changed.
+    pub(crate) fn plan(&self, remote: Option<u16>, t: &Incoming<'_>) -> Option<Change> {
+        if let Some(i) = remote.and_then(|r| self.find(r, t)) {
+            let finishes = self.is_running(self.slots.get(i)) && t.end.is_some();
+            return finishes.then_some(Change::Finish(i));
+        }
+        let mut wide_pstart = None;
+        let (kind, pid, pstart, a, b) = match (t.parsed, t.agrees) {
+            (Some(u), true) => match u.task_id {
+                None => {
+                    let b = u32::try_from(u.pstart).unwrap_or_else(|_| {
+                        wide_pstart = Some(u.pstart);
+                        0
+                    });
+                    (Kind::Pve, 0, 0, u.pid, b)
+                }
+                Some(c) => (Kind::Pbs, u.pid, u.pstart, c as u32, (c >> 32) as u32),
+            },
+            (Some(u), false) if u.is_pbs() => (Kind::RawPbs, 0, 0, 0, 0),
+            _ => (Kind::Raw, 0, 0, 0, 0),
+        };
+        let lookup = |s: &str| self.strings.lookup(s).unwrap_or(UNRESOLVED);
+        let status = match (t.end, t.status) {
+            (None, _) => RUNNING,
+            (Some(_), None) => NO_STATUS,
+            (Some(_), Some(s)) => lookup(s),
+        };
+        let ids = [t.node, t.task_type, t.user].map(lookup);
+        let shape = if ids.contains(&UNRESOLVED) || status == UNRESOLVED {
+            UNRESOLVED
+        } else {
+            let [node, wtype, user] = ids;
+            let shape = Shape {
+                node,
+                wtype,
+                user,
+                status,
+                kind,
+                pid,
+                pstart,
+            };
+            self.shapes.lookup(&shape).unwrap_or(UNRESOLVED)
+        };
+        Some(Change::New(Planned {
+            slot: Slot {
+                start: clamp_u32(t.start),
+                end: t.end.map_or(0, |e| to_u32(e).unwrap_or(0)),
+                a,
+                b,
+                shape,
+                wid: lookup(t.task_id),
+                remote: 0,
+                day: 0,
+            },
+            kind,
+            status,
+            pid,
+            pstart,
+            wide_pstart,
+        }))
+    }
+
+    /// Makes a planned change: `t` is the task state it was planned from (its parsed UPID
+    /// is not needed any more), `day` the day of the file its record goes to.
+    pub(crate) fn apply(
+        &mut self,
+        remote: u16,
+        change: Change,
+        t: &Incoming<'_>,
+        day: u16,
+    ) -> Merged {
+        match change {
+            Change::Finish(idx) => {
+                let end = t.end.unwrap_or_default();
+                let status = t.status.map_or(NO_STATUS, |s| self.strings.intern(s));
+                let end32 = to_u32(end);
+                if end32.is_none() {
+                    self.extra.entry(idx).or_default().end = Some(end);
+                }
+                let finished = Shape {
+                    status,
+                    ..*self.shape(self.slots.get(idx))
+                };
+                let shape = self.shapes.intern(finished);
+                let slot = self.slots.get_mut(idx);
+                slot.end = end32.unwrap_or(0);
+                slot.shape = shape;
+                slot.day = day;
+                let start = slot.start;
+                self.running.remove(&(start, idx));
+                Merged::Finished(idx)
+            }
+            Change::New(planned) => {
+                let mut slot = planned.slot;
+                slot.remote = remote;
+                slot.day = day;
+                if slot.shape == UNRESOLVED {
+                    let status = match planned.status {
+                        UNRESOLVED => self.strings.intern(t.status.unwrap_or_default()),
+                        id => id,
+                    };
+                    let shape = Shape {
+                        node: self.strings.intern(t.node),
+                        wtype: self.strings.intern(t.task_type),
+                        user: self.strings.intern(t.user),
+                        status,
+                        kind: planned.kind,
+                        pid: planned.pid,
+                        pstart: planned.pstart,
+                    };
+                    slot.shape = self.shapes.intern(shape);
+                }
+                if slot.wid == UNRESOLVED {
+                    slot.wid = self.strings.intern(t.task_id);
+                }
+                let idx = self.slots.push(slot);
+                let raw = matches!(planned.kind, Kind::Raw | Kind::RawPbs);
+                let extra = Extra {
+                    upid: raw.then(|| t.upid.into()),
+                    start: to_u32(t.start).is_none().then_some(t.start),
+                    end: t.end.filter(|&e| to_u32(e).is_none()),
+                    pstart: planned.wide_pstart,
+                };
+                if raw {
+                    self.raw
+                        .entry(t.upid.into())
+                        .or_default()
+                        .push((remote, idx));
+                }
+                if extra.upid.is_some()
+                    || extra.start.is_some()
+                    || extra.end.is_some()
+                    || extra.pstart.is_some()
+                {
+                    self.extra.insert(idx, extra);
+                }
+                if self.is_running(&slot) {
+                    self.running.insert((slot.start, idx));
+                }
+                self.insert_order(remote, idx);
+                Merged::New(idx)
+            }
+        }
+    }
+
+    /// Merges one task state of a data file or the journal.
+    pub(crate) fn merge(&mut self, remote: u16, t: &DiskTask<'_>, day: u16) -> Merged {
+        let parsed = Upid::parse(&t.u).ok();
+        let incoming = Incoming::from_disk(t, parsed.as_ref());
+        match self.plan(Some(remote), &incoming) {
+            Some(change) => self.apply(remote, change, &incoming, day),
+            None => Merged::Same,
+        }
+    }
+
+    /// Makes room for `n` more slots in a remote's list, exactly (growing by doubling
+    /// would leave up to half of it unused).
+    pub(crate) fn reserve(&mut self, remote: u16, n: usize) {
+        self.per_remote[remote as usize].reserve_exact(n);
+    }
+
+    /// The number of slots at the front of a remote's list whose start satisfies
+    /// `below` (which must hold for a prefix of the list: `|s| s < t` or `|s| s <= t`).
+    pub(crate) fn partition(&self, remote: u16, below: impl Fn(u32) -> bool) -> usize {
+        let list = &self.per_remote[remote as usize];
+        let k = self.fences[remote as usize].partition_point(|&s| below(s));
+        if k == 0 {
+            return 0;
+        }
+        // The fence of position (k - 1) * FENCE is below, that of k * FENCE is not.
+        let lo = (k - 1) * FENCE + 1;
+        let hi = (k * FENCE).min(list.len());
+        lo + list[lo..hi].partition_point(|&i| below(self.slots.get(i).start))
+    }
+
+    /// Puts a new slot (the highest number) into its remote's ordering.
+    fn insert_order(&mut self, remote: u16, idx: u32) {
+        let start = self.slots.get(idx).start;
+        let list = &self.per_remote[remote as usize];
+        let at = if list
+            .last()
+            .is_none_or(|&l| self.slots.get(l).start <= start)
+        {
+            list.len()
+        } else {
+            self.partition(remote, |s| s <= start)
+        };
+        self.per_remote[remote as usize].insert(at, idx);
+        self.refresh_fences(remote, at);
+    }
+
+    /// Recomputes a remote's fences from list position `from` on.
+    fn refresh_fences(&mut self, remote: u16, from: usize) {
+        let list = &self.per_remote[remote as usize];
+        let fences = &mut self.fences[remote as usize];
+        let first = from.div_ceil(FENCE);
+        fences.truncate(first);
+        fences.extend(
+            list.iter()
+                .skip(first * FENCE)
+                .step_by(FENCE)
+                .map(|&i| self.slots.get(i).start),
+        );
+    }
+
+    /// Trims the remotes' lists to their length (after a bulk load, whose lists grew by
+    /// doubling).
+    pub(crate) fn shrink(&mut self) {
+        for list in &mut self.per_remote {
+            list.shrink_to_fit();
+        }
+        for fences in &mut self.fences {
+            fences.shrink_to_fit();
+        }
+    }
+
+    /// Rebuilds the orderings from the slots (after slots were removed), sized to fit.
     pub(crate) fn rebuild(&mut self) {
-        let mut order: Vec<u32> = (0..self.slots.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| (self.slots[i as usize].start, i));
         let mut counts = vec![0usize; self.remotes.len()];
-        for s in &self.slots {
+        for (_, s) in self.slots.iter() {
             counts[s.remote as usize] += 1;
         }
         let mut per_remote: Vec<Vec<u32>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
-        for &i in &order {
-            per_remote[self.slots[i as usize].remote as usize].push(i);
+        for (i, s) in self.slots.iter() {
+            per_remote[s.remote as usize].push(i);
         }
-        self.by_start = order;
+        let slots = &self.slots;
+        for list in &mut per_remote {
+            list.sort_unstable_by_key(|&i| (slots.get(i).start, i));
+        }
         self.per_remote = per_remote;
+        self.fences = vec![Vec::new(); self.per_remote.len()];
+        for remote in 0..self.per_remote.len() {
+            self.refresh_fences(remote as u16, 0);
+            self.fences[remote].shrink_to_fit();
+        }
         self.running = self
             .slots
             .iter()
-            .enumerate()
-            .filter(|(_, s)| s.running())
-            .map(|(i, s)| (s.start, i as u32))
+            .filter(|(_, s)| self.shapes.get(s.shape).running())
+            .map(|(i, s)| (s.start, i))
             .collect();
-        self.slots.shrink_to_fit();
     }
 
     /// Removes the tasks whose newest record is in the file of `day` (an archive that
     /// is deleted), renumbering the rest.
     pub(crate) fn drop_day(&mut self, day: u16) -> usize {
         let before = self.slots.len();
-        if !self.slots.iter().any(|s| s.day == day) {
+        if !self.slots.iter().any(|(_, s)| s.day == day) {
             return 0;
         }
-        let old_slots = std::mem::take(&mut self.slots);
         let mut old_extra = std::mem::take(&mut self.extra);
-        let mut slots = Vec::with_capacity(old_slots.len());
         let mut extra = HashMap::new();
-        for (i, s) in old_slots.into_iter().enumerate() {
-            if s.day == day {
-                continue;
-            }
-            if let Some(e) = old_extra.remove(&(i as u32)) {
-                extra.insert(slots.len() as u32, e);
-            }
-            slots.push(s);
-        }
-        self.slots = slots;
+        self.slots.retain(
+            |s| s.day != day,
+            |old, new| {
+                if let Some(e) = old_extra.remove(&old) {
+                    extra.insert(new, e);
+                }
+            },
+        );
         self.extra = extra;
-        self.by_hash = HashIndex::default();
-        self.collided = HashMap::new();
-        self.by_hash.reserve(self.slots.len());
-        for i in 0..self.slots.len() as u32 {
-            let remote = self.slots[i as usize].remote;
-            let upid = self.upid(i);
-            self.index_hash(key_hash(remote, &upid), remote, i, &upid);
+        self.raw = HashMap::new();
+        for (&i, e) in &self.extra {
+            if let Some(upid) = &e.upid {
+                let remote = self.slots.get(i).remote;
+                self.raw.entry(upid.clone()).or_default().push((remote, i));
+            }
         }
         self.rebuild();
         before - self.slots.len()
@@ -381,71 +559,79 @@ impl Index {
 
     /// The UPID text of a slot, rebuilt from its parsed fields.
     pub(crate) fn upid(&self, idx: u32) -> String {
-        let s = &self.slots[idx as usize];
-        if s.flags & F_EXTRA != 0 {
-            if let Some(e) = self.extra.get(&idx) {
-                if !e.upid.is_empty() {
-                    return e.upid.to_string();
-                }
-            }
+        let s = self.slots.get(idx);
+        let shape = self.shape(s);
+        if let Some(upid) = self.extra.get(&idx).and_then(|e| e.upid.as_deref()) {
+            return upid.to_string();
         }
+        let (pid, pstart, task_id) = match shape.kind {
+            Kind::Pbs => (
+                shape.pid,
+                shape.pstart,
+                Some(u64::from(s.a) | (u64::from(s.b) << 32)),
+            ),
+            _ => (s.a, self.pstart(idx, s), None),
+        };
         Upid {
-            node: self.strings.get(s.node).to_string(),
-            pid: s.pid,
-            pstart: s.pstart,
-            task_id: (s.flags & F_PBS != 0).then_some(s.counter),
+            node: self.strings.get(shape.node).to_string(),
+            pid,
+            pstart,
+            task_id,
             starttime: UnixTime::from(s.start),
-            worker_type: self.strings.get(s.wtype).to_string(),
+            worker_type: self.strings.get(shape.wtype).to_string(),
             worker_id: self.strings.get(s.wid).to_string(),
-            user: self.strings.get(s.user).to_string(),
+            user: self.strings.get(shape.user).to_string(),
         }
         .to_string()
     }
 
     /// The full record of a slot.
     pub(crate) fn record(&self, idx: u32) -> TaskRecord {
-        let s = &self.slots[idx as usize];
+        let s = self.slots.get(idx);
+        let shape = self.shape(s);
         let extra = self.extra.get(&idx);
         let wid = self.strings.get(s.wid);
         TaskRecord {
             upid: self.upid(idx),
-            node: self.strings.get(s.node).to_string(),
-            task_type: self.strings.get(s.wtype).to_string(),
+            node: self.strings.get(shape.node).to_string(),
+            task_type: self.strings.get(shape.wtype).to_string(),
             task_id: (!wid.is_empty()).then(|| wid.to_string()),
-            user: self.strings.get(s.user).to_string(),
-            start_time: extra.map_or(UnixTime::from(s.start), |e| e.start),
-            end_time: if s.running() {
+            user: self.strings.get(shape.user).to_string(),
+            start_time: extra
+                .and_then(|e| e.start)
+                .unwrap_or(UnixTime::from(s.start)),
+            end_time: if shape.running() {
                 None
             } else {
                 Some(extra.and_then(|e| e.end).unwrap_or(UnixTime::from(s.end)))
             },
-            status: (s.status != NONE).then(|| self.strings.get(s.status).to_string()),
+            status: self.status(s).map(str::to_string),
         }
     }
 
     /// The name under which a slot's cutoff is kept: its node, or `localhost` for a
     /// PBS task (the PBS client lists and reports its tasks under that name).
     pub(crate) fn cutoff_key(&self, idx: u32) -> &str {
-        let s = &self.slots[idx as usize];
-        if s.flags & F_PBS != 0 {
+        let shape = self.shape(self.slots.get(idx));
+        if shape.is_pbs() {
             PBS_NODE
         } else {
-            self.strings.get(s.node)
+            self.strings.get(shape.node)
         }
     }
 
     /// Per cutoff key of a remote: the start of its oldest running task, else the start
     /// of its newest task.
-    pub(crate) fn cutoffs_of(&self, remote: u32) -> HashMap<&str, UnixTime> {
+    pub(crate) fn cutoffs_of(&self, remote: u16) -> HashMap<&str, UnixTime> {
         let mut oldest_running: HashMap<&str, UnixTime> = HashMap::new();
         let mut newest: HashMap<&str, UnixTime> = HashMap::new();
         for &i in &self.per_remote[remote as usize] {
-            let s = &self.slots[i as usize];
+            let s = self.slots.get(i);
             let key = self.cutoff_key(i);
             let start = UnixTime::from(s.start);
             let n = newest.entry(key).or_insert(start);
             *n = (*n).max(start);
-            if s.running() {
+            if self.is_running(s) {
                 let r = oldest_running.entry(key).or_insert(start);
                 *r = (*r).min(start);
             }
@@ -455,15 +641,15 @@ impl Index {
     }
 
     /// Whether a remote has a task that was running when last seen.
-    pub(crate) fn has_running(&self, remote: u32) -> bool {
+    pub(crate) fn has_running(&self, remote: u16) -> bool {
         self.running
             .iter()
-            .any(|&(_, i)| self.slots[i as usize].remote == remote)
+            .any(|&(_, i)| self.slots.get(i).remote == remote)
     }
 
     /// The slot's record in the compact disk form (for the active file).
     pub(crate) fn disk_line(&self, idx: u32) -> (String, TaskRecord) {
-        let s = &self.slots[idx as usize];
+        let s = self.slots.get(idx);
         (
             self.remotes[s.remote as usize].to_string(),
             self.record(idx),
@@ -471,199 +657,5 @@ impl Index {
     }
 }
 
-/// Merges the sorted `new` into the sorted `into`.
-fn merge_sorted<K: Ord>(into: &mut Vec<u32>, new: &[u32], key: impl Fn(u32) -> K) {
-    if new.is_empty() {
-        return;
-    }
-    if into.last().is_none_or(|&l| key(l) <= key(new[0])) {
-        into.extend_from_slice(new);
-        return;
-    }
-    // Only the part of `into` after the first new key moves; new tasks are recent, so
-    // that tail is short even when `into` holds millions.
-    let first = key(new[0]);
-    let at = into.partition_point(|&x| key(x) <= first);
-    let old = into.split_off(at);
-    let mut out = std::mem::take(into);
-    out.reserve(old.len() + new.len());
-    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
-    loop {
-        match (a.peek(), b.peek()) {
-            (Some(&&x), Some(&&y)) => {
-                if key(x) <= key(y) {
-                    out.push(x);
-                    a.next();
-                } else {
-                    out.push(y);
-                    b.next();
-                }
-            }
-            (Some(&&x), None) => {
-                out.push(x);
-                a.next();
-            }
-            (None, Some(&&y)) => {
-                out.push(y);
-                b.next();
-            }
-            (None, None) => break,
-        }
-    }
-    *into = out;
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tasks::format::Fields;
-    use std::borrow::Cow;
-
-    const PVE: &str = "UPID:pve1:00001234:00ABCDEF:67B4A9D1:vzdump:100:root@pam:";
-    const PBS: &str = "UPID:pbs:000002B2:00000158:00000000:674D828C:logrotate::root@pam:";
-
-    fn disk(upid: &str, end: Option<i64>, status: Option<&str>) -> DiskTask<'static> {
-        DiskTask {
-            r: Cow::Borrowed("lab"),
-            u: Cow::Owned(upid.to_string()),
-            e: end,
-            s: status.map(|s| Cow::Owned(s.to_string())),
-            x: None,
-        }
-    }
-
-    #[test]
-    fn merging_the_same_upid_twice_keeps_one_slot() {
-        let mut index = Index::default();
-        let r = index.intern_remote("lab");
-        assert!(matches!(
-            index.merge(r, &disk(PVE, Some(5), Some("OK")), 1),
-            Merged::New(0)
-        ));
-        assert_eq!(
-            index.merge(r, &disk(PVE, Some(5), Some("OK")), 1),
-            Merged::Same
-        );
-        assert_eq!(index.len(), 1);
-        let other = index.intern_remote("other");
-        assert!(matches!(
-            index.merge(other, &disk(PVE, None, None), 1),
-            Merged::New(1)
-        ));
-    }
-
-    #[test]
-    fn finished_replaces_running_but_running_never_replaces_finished() {
-        let mut index = Index::default();
-        let r = index.intern_remote("lab");
-        index.merge(r, &disk(PVE, None, None), 1);
-        index.rebuild();
-        assert!(index.has_running(r));
-        assert_eq!(
-            index.merge(r, &disk(PVE, Some(0x67B4_A9FF), Some("OK")), 2),
-            Merged::Finished(0)
-        );
-        assert!(!index.has_running(r));
-        assert_eq!(index.merge(r, &disk(PVE, None, None), 3), Merged::Same);
-        let rec = index.record(0);
-        assert_eq!(rec.end_time, Some(0x67B4_A9FF));
-        assert_eq!(rec.status.as_deref(), Some("OK"));
-        assert_eq!(index.slots[0].day, 2);
-    }
-
-    #[test]
-    fn records_are_rebuilt_exactly_from_the_parsed_upid() {
-        let mut index = Index::default();
-        let r = index.intern_remote("lab");
-        index.merge(r, &disk(PVE, Some(0x67B4_AA00), Some("job errors")), 1);
-        index.merge(r, &disk(PBS, None, None), 1);
-        let pve = index.record(0);
-        assert_eq!(pve.upid, PVE);
-        assert_eq!(pve.node, "pve1");
-        assert_eq!(pve.task_type, "vzdump");
-        assert_eq!(pve.task_id.as_deref(), Some("100"));
-        assert_eq!(pve.user, "root@pam");
-        assert_eq!(pve.start_time, 0x67B4_A9D1);
-        let pbs = index.record(1);
-        assert_eq!(pbs.upid, PBS);
-        assert_eq!(pbs.task_id, None);
-        assert_eq!(index.cutoff_key(1), "localhost");
-        assert_eq!(index.cutoff_key(0), "pve1");
-    }
-
-    #[test]
-    fn a_upid_that_does_not_parse_is_kept_verbatim_with_its_fields() {
-        let mut index = Index::default();
-        let r = index.intern_remote("lab");
-        let mut t = disk("UPID:odd", Some(-5), Some("OK"));
-        t.x = Some(Fields {
-            node: "n".into(),
-            task_type: "t".into(),
-            task_id: None,
-            user: "u@pam".into(),
-            start_time: -10,
-        });
-        index.merge(r, &t, 1);
-        let rec = index.record(0);
-        assert_eq!(rec.upid, "UPID:odd");
-        assert_eq!(rec.start_time, -10);
-        assert_eq!(rec.end_time, Some(-5));
-        assert_eq!(rec.node, "n");
-        assert_eq!(index.merge(r, &t, 1), Merged::Same);
-    }
-
-    #[test]
-    fn dropping_a_day_removes_its_tasks_and_keeps_the_rest_findable() {
-        let mut index = Index::default();
-        let r = index.intern_remote("lab");
-        index.merge(r, &disk(PVE, Some(1), Some("OK")), 1);
-        index.merge(r, &disk(PBS, Some(1), Some("OK")), 2);
-        index.rebuild();
-        assert_eq!(index.drop_day(1), 1);
-        assert_eq!(index.len(), 1);
-        assert_eq!(index.record(0).upid, PBS);
-        assert_eq!(
-            index.merge(r, &disk(PBS, Some(1), Some("OK")), 2),
-            Merged::Same
-        );
-        assert_eq!(index.by_start, vec![0]);
-        assert_eq!(index.per_remote[r as usize], vec![0]);
-    }
-
-    #[test]
-    fn out_of_order_inserts_keep_the_orderings_sorted() {
-        let mut index = Index::default();
-        let r = index.intern_remote("lab");
-        let upid = |start: u32| format!("UPID:n:00000001:00000001:{start:08X}:t::u@pam:");
-        let mut new = Vec::new();
-        for start in [50, 10, 30] {
-            if let Merged::New(i) = index.merge(r, &disk(&upid(start), None, None), 1) {
-                new.push(i);
-            }
-        }
-        index.insert_orders(new);
-        let mut new = Vec::new();
-        for start in [20, 60] {
-            if let Merged::New(i) = index.merge(r, &disk(&upid(start), None, None), 1) {
-                new.push(i);
-            }
-        }
-        index.insert_orders(new);
-        let starts: Vec<u32> = index
-            .by_start
-            .iter()
-            .map(|&i| index.slots[i as usize].start)
-            .collect();
-        assert_eq!(starts, vec![10, 20, 30, 50, 60]);
-        assert_eq!(index.per_remote[r as usize], index.by_start);
-    }
-
-    #[test]
-    fn a_slot_stays_small() {
-        assert!(
-            std::mem::size_of::<Slot>() <= 56,
-            "{}",
-            std::mem::size_of::<Slot>()
-        );
-    }
-}
+mod tests;

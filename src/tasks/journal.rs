@@ -71,35 +71,53 @@ impl Journal {
         self.len
     }
 
-    /// Appends the entries and fsyncs once for all of them.
-    pub(crate) fn append(&mut self, entries: &[JournalEntry<'_>]) -> Result<(), TaskCacheError> {
+    /// Appends the records and fsyncs once for all of them. Each record is encoded into
+    /// one buffer, reused for the next and dropped at the end, so memory holds one
+    /// record at a time whatever the number of records.
+    pub(crate) fn append<T: Serialize>(
+        &mut self,
+        records: impl IntoIterator<Item = T>,
+    ) -> Result<(), TaskCacheError> {
         let mut buf = Vec::new();
-        for entry in entries {
-            let payload = serde_json::to_vec(entry).map_err(|e| TaskCacheError::Io {
-                path: self.path.clone(),
-                action: "encode journal record",
-                source: std::io::Error::other(e),
-            })?;
-            buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            buf.extend_from_slice(&payload);
+        let mut len = self.len;
+        let mut written = Ok(());
+        for record in records {
+            buf.clear();
+            buf.extend_from_slice(&[0; FRAME]);
+            if let Err(e) = serde_json::to_writer(&mut buf, &record) {
+                written = Err(TaskCacheError::Io {
+                    path: self.path.clone(),
+                    action: "encode journal record",
+                    source: std::io::Error::other(e),
+                });
+                break;
+            }
+            let payload = &buf[FRAME..];
+            let frame_len = (payload.len() as u32).to_le_bytes();
+            let crc = crc32fast::hash(payload).to_le_bytes();
+            buf[..4].copy_from_slice(&frame_len);
+            buf[4..FRAME].copy_from_slice(&crc);
+            written = self
+                .file
+                .write_all(&buf)
+                .map_err(TaskCacheError::io(&self.path, "append"));
+            if written.is_err() {
+                break;
+            }
+            len += buf.len() as u64;
         }
-        let written = self
-            .file
-            .write_all(&buf)
-            .map_err(TaskCacheError::io(&self.path, "append"))
-            .and_then(|()| {
-                self.file
-                    .sync_data()
-                    .map_err(TaskCacheError::io(&self.path, "fsync"))
-            });
+        let written = written.and_then(|()| {
+            self.file
+                .sync_data()
+                .map_err(TaskCacheError::io(&self.path, "fsync"))
+        });
         if let Err(e) = written {
             // A partly written record would stop replay before every later record:
             // cut it off again (best effort; replay would stop there anyway).
             let _ = self.file.set_len(self.len);
             return Err(e);
         }
-        self.len += buf.len() as u64;
+        self.len = len;
         Ok(())
     }
 
@@ -193,8 +211,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.bin");
         let mut j = Journal::open(&path).unwrap();
-        j.append(&[entry("a"), entry("b")]).unwrap();
-        j.append(&[entry("c")]).unwrap();
+        j.append([entry("a"), entry("b")]).unwrap();
+        j.append([entry("c")]).unwrap();
         let (seen, replayed) = remotes(&path);
         assert_eq!(seen, ["a", "b", "c"]);
         assert_eq!(replayed.valid_len, j.len());
@@ -206,7 +224,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.bin");
         let mut j = Journal::open(&path).unwrap();
-        j.append(&[entry("a"), entry("b")]).unwrap();
+        j.append([entry("a"), entry("b")]).unwrap();
         let full = std::fs::read(&path).unwrap();
         for cut in [full.len() - 1, full.len() - 10, full.len() - 30] {
             std::fs::write(&path, &full[..cut]).unwrap();
@@ -222,7 +240,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.bin");
         let mut j = Journal::open(&path).unwrap();
-        j.append(&[entry("a"), entry("b"), entry("c")]).unwrap();
+        j.append([entry("a"), entry("b"), entry("c")]).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let second = bytes.len() / 2;
         bytes[second] ^= 0x40;

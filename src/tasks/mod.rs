@@ -5,10 +5,13 @@
 //! # Layout
 //!
 //! - `cache`: [`TaskCache`], opening and loading (repairing what a crash left).
-//! - `write`: merges through the journal, journal apply, daily rotation; the
-//!   [`fleetpoll_actors::TaskStore`] implementation.
+//! - `merge`: `store`: batches planned under the shared lock, journalled, applied in
+//!   short steps under the write lock.
+//! - `write`: journal apply, daily rotation; the [`fleetpoll_actors::TaskStore`]
+//!   implementation.
 //! - `filter`: [`TaskFilter`] queries.
-//! - `index`: the compact in-memory index (slots, orderings, cutoffs).
+//! - `index`: the in-memory index (deduplication, per-remote orderings, cutoffs).
+//! - `slots`: the 28-byte task slots in fixed-size chunks, and the shared task shapes.
 //! - `intern`: the string table behind the index.
 //! - `format`: the JSON-lines record format of the data files.
 //! - `journal`: the checksummed, length-framed write-ahead journal.
@@ -26,6 +29,8 @@ mod format;
 mod index;
 mod intern;
 mod journal;
+mod merge;
+mod slots;
 mod state;
 mod write;
 

@@ -1,5 +1,5 @@
-//! The writes of a [`TaskCache`]: merging batches through the journal, folding the
-//! journal into the active file, and daily rotation with compression and expiry. Every
+//! The file writes of a [`TaskCache`]: folding the journal into the active file, and
+//! daily rotation with compression and expiry. Every
 //! change writes the state file (cutoffs) last.
 
 use std::fs;
@@ -7,9 +7,7 @@ use std::io::{BufWriter, Write};
 
 use fleetpoll_actors::{StoreError, TaskQuery, TaskRef, TaskStore, TaskWrite, UnixTime};
 
-use super::cache::{
-    advance_cutoffs, lock, merge_entry, read, slot_day, write, TaskCache, Writer, BACKFILL_SECS,
-};
+use super::cache::{lock, read, slot_day, write, TaskCache, Writer, BACKFILL_SECS};
 use super::day::day_of;
 use super::error::TaskCacheError;
 use super::files::{
@@ -17,7 +15,6 @@ use super::files::{
     IO_LOCK,
 };
 use super::format::{header_line, write_line, DiskTask};
-use super::journal::JournalEntry;
 
 /// The journal is folded into the active file once it is this large.
 pub const JOURNAL_APPLY_BYTES: u64 = 5 * 1024 * 1024;
@@ -29,67 +26,6 @@ pub const ARCHIVES_UNCOMPRESSED: usize = 2;
 const ZSTD_LEVEL: i32 = 3;
 
 impl TaskCache {
-    /// Merges the batches (idempotent: tasks already cached in the same or a later state
-    /// are skipped), journals what changed with one fsync, then updates memory and the
-    /// cutoffs of each batch's complete nodes. Returning means the batch survives a crash.
-    pub fn store(&self, writes: &[TaskWrite]) -> Result<(), TaskCacheError> {
-        let mut guard = lock(&self.writer);
-        let Some(writer) = guard.as_mut() else {
-            return Err(self.read_only());
-        };
-        let records: Vec<(&str, Vec<DiskTask<'_>>)> = writes
-            .iter()
-            .map(|w| {
-                let remote = w.remote.as_str();
-                let tasks = w
-                    .batch
-                    .tasks
-                    .iter()
-                    .map(|t| DiskTask::from_record(remote, t))
-                    .collect();
-                (remote, tasks)
-            })
-            .collect();
-        let entries: Vec<JournalEntry<'_>> = {
-            let inner = read(&self.inner);
-            records
-                .iter()
-                .zip(writes)
-                .map(|((remote, tasks), w)| JournalEntry {
-                    r: (*remote).into(),
-                    c: w.batch.complete_nodes.clone(),
-                    t: tasks
-                        .iter()
-                        .filter(|t| inner.index.would_change(&w.remote, t))
-                        .cloned()
-                        .collect(),
-                })
-                .filter(|e| !e.t.is_empty() || !e.c.is_empty())
-                .collect()
-        };
-        if entries.is_empty() {
-            return Ok(());
-        }
-        {
-            let _io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Exclusive)?;
-            writer.journal.append(&entries)?;
-        }
-        {
-            let mut inner = write(&self.inner);
-            for entry in &entries {
-                let (new, changed) = merge_entry(&mut inner, entry);
-                writer.pending.extend_from_slice(&new);
-                writer.pending.extend(changed);
-                inner.index.insert_orders(new);
-                advance_cutoffs(&mut inner, &entry.r, &entry.c);
-            }
-        }
-        if writer.journal.len() >= JOURNAL_APPLY_BYTES {
-            self.apply_locked(writer)?;
-        }
-        Ok(())
-    }
-
     /// Folds the journal into the active file, writes the state file, and empties the
     /// journal.
     pub fn apply(&self) -> Result<(), TaskCacheError> {
@@ -100,7 +36,7 @@ impl TaskCache {
         self.apply_locked(writer)
     }
 
-    fn apply_locked(&self, writer: &mut Writer) -> Result<(), TaskCacheError> {
+    pub(crate) fn apply_locked(&self, writer: &mut Writer) -> Result<(), TaskCacheError> {
         if writer.pending.is_empty() && writer.journal.len() == 0 {
             return Ok(());
         }

@@ -2,10 +2,14 @@
 //! (default 1,000 remotes × 500 tasks a day × 7 days = 3.5 million tasks), built on disk
 //! through the store (journal, apply, daily rotation, compression), then reopened cold
 //! in a fresh process and queried: p99 latency of the three common queries, resident
-//! bytes per cached task, and the time to open.
+//! bytes per cached task, and the time to open. A second fresh process merges the same
+//! tasks into an empty cache the way the daemon's first cycle does (each remote's whole
+//! history as one batch) while another thread queries: the peak memory of the merge
+//! above the final index, and the query latency behind the merges.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use fleetpoll::engine::{RemoteId, TaskBatch, TaskQuery, TaskRecord, TaskWrite};
@@ -14,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::measure::{percentile, round, rss_bytes};
+use crate::measure::{percentile, process_peak_rss_mib, process_rss_mib, round, rss_bytes};
 
 /// 2025-06-16 00:00:00 UTC, the first simulated day.
 const T0: i64 = 1_750_032_000;
@@ -46,6 +50,14 @@ pub(crate) struct TaskQueryArgs {
     /// measured open starts in a fresh process).
     #[arg(long, hide = true)]
     build_only: bool,
+    /// Batches (each one remote's whole history) per `store` call in the merge
+    /// measurement.
+    #[arg(long, default_value_t = 4)]
+    merge_group: usize,
+    /// Only run the merge measurement in `--dir` and print its figures (used by the
+    /// scenario itself, so that the measured peak is the merge's alone).
+    #[arg(long, hide = true)]
+    merge_only: bool,
 }
 
 fn task(remote: usize, day: usize, n: usize, per_day: usize, running: bool) -> TaskRecord {
@@ -132,6 +144,102 @@ fn build(dir: &Path, args: &TaskQueryArgs) -> Result<()> {
     Ok(())
 }
 
+/// One remote's whole history, newest first (as the remotes list it).
+fn backfill_batch(remote: usize, args: &TaskQueryArgs, nodes: &[String]) -> TaskWrite {
+    let mut tasks = Vec::with_capacity(args.days * args.tasks_per_day);
+    for day in (0..args.days).rev() {
+        for n in (0..args.tasks_per_day).rev() {
+            let running = day + 1 == args.days && n + 1 == args.tasks_per_day;
+            tasks.push(task(remote, day, n, args.tasks_per_day, running));
+        }
+    }
+    TaskWrite {
+        remote: RemoteId::new(format!("remote-{remote:04}")),
+        batch: TaskBatch {
+            tasks,
+            complete_nodes: nodes.to_vec(),
+        },
+        query: TaskQuery::default(),
+    }
+}
+
+/// Merges every remote's history into an empty cache in `dir`, `--merge-group` batches
+/// per `store`, while a second thread runs the API's default query (all remotes, 50
+/// newest) every millisecond. Reports the peak RSS above the final RSS and the query
+/// latency.
+fn merge_backfill(dir: &Path, args: &TaskQueryArgs) -> Result<serde_json::Value> {
+    let now = T0 + (args.days as i64) * DAY - 1;
+    let cache = TaskCache::open(dir, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let nodes: Vec<String> = (0..NODES).map(|i| format!("node{i}")).collect();
+    let rss_before = process_rss_mib("self");
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (merged, mut query_ms) = std::thread::scope(|scope| {
+        let querier = scope.spawn(|| {
+            let mut samples = Vec::new();
+            let filter = TaskFilter::default();
+            while !stop.load(Ordering::Relaxed) {
+                time_ms(&mut samples, || cache.query(&filter).tasks.len());
+                #[allow(clippy::disallowed_methods)] // reason: paces a plain thread, no runtime
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            samples
+        });
+        let merged = (|| {
+            let remotes: Vec<usize> = (0..args.remotes).collect();
+            for group in remotes.chunks(args.merge_group.max(1)) {
+                let writes: Vec<TaskWrite> = group
+                    .iter()
+                    .map(|&r| backfill_batch(r, args, &nodes))
+                    .collect();
+                cache.store(&writes).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            cache.apply().map_err(|e| anyhow::anyhow!("{e}"))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        (merged, querier.join().unwrap_or_default())
+    });
+    merged?;
+    let merge_s = started.elapsed().as_secs_f64();
+    let tasks = cache.len();
+    let (rss_after, peak) = (process_rss_mib("self"), process_peak_rss_mib("self"));
+    Ok(json!({
+        "merge_tasks": tasks,
+        "merge_group": args.merge_group,
+        "merge_s": round(merge_s, 1),
+        "merge_rss_growth_mib": round(rss_after - rss_before, 1),
+        "merge_peak_rss_growth_mib": round(peak - rss_after, 1),
+        "merge_queries": query_ms.len(),
+        "merge_query_p99_ms": round(percentile(&mut query_ms, 99.0), 3),
+        "merge_query_max_ms": round(percentile(&mut query_ms, 100.0), 3),
+    }))
+}
+
+/// Runs the merge measurement in a fresh process and returns its figures.
+fn merge_in_child(args: &TaskQueryArgs, dir: &Path) -> Result<serde_json::Value> {
+    eprintln!(
+        "merging the same tasks into an empty cache in {} (child process)",
+        dir.display()
+    );
+    let output = Command::new(std::env::current_exe()?)
+        .arg("task-query")
+        .args(["--remotes", &args.remotes.to_string()])
+        .args(["--tasks-per-day", &args.tasks_per_day.to_string()])
+        .args(["--days", &args.days.to_string()])
+        .args(["--merge-group", &args.merge_group.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--merge-only")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting the merge child")?;
+    let _ = std::fs::remove_dir_all(dir);
+    if !output.status.success() {
+        bail!("the merge measurement failed: {}", output.status);
+    }
+    serde_json::from_slice(&output.stdout).context("reading the merge child's figures")
+}
+
 fn time_ms(samples: &mut Vec<f64>, f: impl FnOnce() -> usize) -> usize {
     let started = Instant::now();
     let n = f();
@@ -155,6 +263,9 @@ pub(crate) fn run(args: TaskQueryArgs) -> Result<serde_json::Value> {
     if args.build_only {
         build(&dir, &args)?;
         return Ok(json!({ "scenario": "task-query", "built": dir }));
+    }
+    if args.merge_only {
+        return merge_backfill(&dir, &args);
     }
     let expected = args.remotes * args.tasks_per_day * args.days;
     let build_s = if dir.join("active.jsonl").exists() {
@@ -233,9 +344,12 @@ pub(crate) fn run(args: TaskQueryArgs) -> Result<serde_json::Value> {
     if remove_after {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
+    let merge_dir =
+        std::env::temp_dir().join(format!("fleetpoll-task-merge-{}", std::process::id()));
+    let merge = merge_in_child(&args, &merge_dir)?;
     let p99 = |s: &mut Vec<f64>| round(percentile(s, 99.0), 3);
     let p50 = |s: &mut Vec<f64>| round(percentile(s, 50.0), 3);
-    Ok(json!({
+    let mut figures = json!({
         "scenario": "task-query",
         "remotes": args.remotes,
         "tasks_per_day": args.tasks_per_day,
@@ -253,5 +367,9 @@ pub(crate) fn run(args: TaskQueryArgs) -> Result<serde_json::Value> {
         "p99_running_ms": p99(&mut running_ms),
         "p50_since_ms": p50(&mut since_ms),
         "p99_since_ms": p99(&mut since_ms),
-    }))
+    });
+    if let (Some(all), Some(merge)) = (figures.as_object_mut(), merge.as_object()) {
+        all.extend(merge.clone());
+    }
+    Ok(figures)
 }
