@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fleetpoll_actors::{
     Cursor, MetricBatch, MetricKind, MetricStore, MetricWrite, RemoteId, StoreError,
@@ -154,9 +155,19 @@ struct Inner {
 /// every stored point.
 #[derive(Debug)]
 pub struct RrdStore {
-    inner: Mutex<Inner>,
+    shared: Arc<Shared>,
+}
+
+/// What the store and its background commits share.
+#[derive(Debug)]
+struct Shared {
+    /// A fair lock: a commit hands it to a waiting query between two entities
+    /// instead of taking it straight back.
+    inner: parking_lot::Mutex<Inner>,
     /// Held through a whole commit: commits run one at a time.
     committing: Mutex<()>,
+    /// An early commit runs in the background.
+    early: AtomicBool,
 }
 
 /// What opening a store found in its journal.
@@ -212,8 +223,11 @@ impl RrdStore {
         }
         Ok((
             RrdStore {
-                inner: Mutex::new(inner),
-                committing: Mutex::new(()),
+                shared: Arc::new(Shared {
+                    inner: parking_lot::Mutex::new(inner),
+                    committing: Mutex::new(()),
+                    early: AtomicBool::new(false),
+                }),
             },
             recovery,
         ))
@@ -282,10 +296,8 @@ impl RrdStore {
         Ok(names)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves files consistent (each write is
-        // positioned and the journal replays), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.shared.lock()
     }
 }
 
@@ -471,7 +483,13 @@ impl Inner {
     }
 }
 
-impl RrdStore {
+impl Shared {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves files consistent (each write is
+        // positioned and the journal replays), so the lock has no poisoning.
+        self.inner.lock()
+    }
+
     /// Writes every pending point into the files, syncs them and drops the journal
     /// records they came from, taking the lock for one entity at a time and syncing
     /// without it: queries and stores go on while a large commit runs. Points stored
@@ -492,7 +510,9 @@ impl RrdStore {
                 if let Err(err) = inner.flush(&path) {
                     first_error.get_or_insert(err);
                 }
-                inner.files.take_unsynced(Some(MAX_UNSYNCED))?
+                let ready = inner.files.take_unsynced(Some(MAX_UNSYNCED));
+                parking_lot::MutexGuard::unlock_fair(inner);
+                ready?
             };
             self.sync_unlocked(ready)?;
         }
@@ -517,6 +537,37 @@ impl RrdStore {
     }
 }
 
+impl RrdStore {
+    /// Past the pending bound: commits in the background, so storing goes on (the
+    /// points are durable in the journal already; an early commit only bounds memory,
+    /// and a failed one is logged and retried by the next). Should storing outrun
+    /// the commit to twice the bound, it waits for the commit instead.
+    fn commit_early(&self, pending: usize) {
+        if !self.shared.early.swap(true, Ordering::SeqCst) {
+            let shared = self.shared.clone();
+            let work = move || {
+                if let Err(err) = shared.commit_in_steps() {
+                    tracing::warn!(error = %err, "early commit of the metric journal failed");
+                }
+                shared.early.store(false, Ordering::SeqCst);
+            };
+            let spawned = std::thread::Builder::new()
+                .name("rrd-commit".into())
+                .spawn(work.clone());
+            if spawned.is_err() {
+                work();
+            }
+        } else if pending > 2 * MAX_PENDING_VALUES {
+            drop(
+                self.shared
+                    .committing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+        }
+    }
+}
+
 fn store_error(err: RrdError) -> StoreError {
     StoreError(err.to_string())
 }
@@ -538,14 +589,10 @@ impl MetricStore for RrdStore {
                 Ok(inner.cursors[&w.remote])
             })
             .collect();
-        let commit_early = inner.pending_values > MAX_PENDING_VALUES;
+        let pending = inner.pending_values;
         drop(inner);
-        if commit_early {
-            // The points are durable in the journal already; an early commit only
-            // bounds memory, so its failure is reported and retried at the next one.
-            if let Err(err) = self.commit_in_steps() {
-                tracing::warn!(error = %err, "early commit of the metric journal failed");
-            }
+        if pending > MAX_PENDING_VALUES {
+            self.commit_early(pending);
         }
         results
     }
@@ -571,6 +618,6 @@ impl MetricStore for RrdStore {
     }
 
     fn commit(&self) -> Result<(), StoreError> {
-        self.commit_in_steps().map_err(store_error)
+        self.shared.commit_in_steps().map_err(store_error)
     }
 }
