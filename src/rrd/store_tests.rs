@@ -347,22 +347,8 @@ fn a_restart_applies_the_journal_to_the_files_and_empties_it() {
 fn more_entities_than_the_open_file_cache_holds_are_all_committed_and_readable() {
     let dir = temp_dir("many");
     let (store, _) = RrdStore::open(&dir).unwrap();
-    let entities = 80; // more than the cache's 16 files
-    let mut b = MetricBatch::default();
-    for e in 0..entities {
-        b.series.push(series(
-            &format!("qemu/{e}"),
-            "cpu_current",
-            MetricKind::Gauge,
-        ));
-        for m in 0..3 {
-            b.points.push(MetricPoint {
-                series: e,
-                timestamp: T0 + 60 * m,
-                value: f64::from(e),
-            });
-        }
-    }
+    // More entities than the cache's 16 files.
+    let b = guests(80, 0, 3);
     assert!(store.store_metrics(&write(b))[0].is_ok());
     store.commit().unwrap();
     drop(store);
