@@ -156,29 +156,32 @@ impl IdleBudget {
         if self.shared.max == 0 || sender.is_closed() {
             return;
         }
-        let id = {
+        // The node's list and the ledger change under the ledger's lock together, so a
+        // `take` (which forgets after popping) never misses the id it pops.
+        let (id, evicted, dropped_locally) = {
             let mut ledger = guard(&self.shared.ledger);
             ledger.next_id += 1;
-            ledger.next_id
-        };
-        let dropped_locally = {
-            let mut entries = guard(&node.entries);
-            entries.push(Entry {
-                id,
-                sender,
-                since: Instant::now(),
-            });
-            (entries.len() > MAX_IDLE_PER_NODE).then(|| entries.remove(0))
-        };
-        if let Some(old) = dropped_locally {
-            self.forget(old.id);
-        }
-        let evicted: Vec<(u64, Weak<NodeIdle>)> = {
-            let mut ledger = guard(&self.shared.ledger);
+            let id = ledger.next_id;
+            let dropped_locally = {
+                let mut entries = guard(&node.entries);
+                entries.push(Entry {
+                    id,
+                    sender,
+                    since: Instant::now(),
+                });
+                (entries.len() > MAX_IDLE_PER_NODE).then(|| entries.remove(0))
+            };
+            if let Some(old) = &dropped_locally {
+                if let Some(at) = ledger.order.iter().position(|(i, _)| *i == old.id) {
+                    ledger.order.remove(at);
+                }
+            }
             ledger.order.push_back((id, Arc::downgrade(node)));
             let excess = ledger.order.len().saturating_sub(self.shared.max);
-            ledger.order.drain(..excess).collect()
+            let evicted: Vec<(u64, Weak<NodeIdle>)> = ledger.order.drain(..excess).collect();
+            (id, evicted, dropped_locally)
         };
+        drop(dropped_locally);
         for (old, owner) in evicted {
             // Dropping the sender ends the connection's task and frees its buffers.
             drop(owner.upgrade().and_then(|n| n.remove(old)));

@@ -195,8 +195,8 @@ impl FileCache {
             }
             return Ok(std::mem::take(&mut self.unsynced));
         }
-        let mut files = std::mem::take(&mut self.unsynced);
-        for (path, entry) in self.entries.iter_mut().filter(|(_, e)| e.dirty) {
+        let mut dups = Vec::new();
+        for (path, entry) in self.entries.iter().filter(|(_, e)| e.dirty) {
             let dup = entry
                 .file
                 .file()
@@ -205,9 +205,14 @@ impl FileCache {
                     path: path.clone(),
                     io: source,
                 })?;
-            files.push((path.clone(), dup));
+            dups.push((path.clone(), dup));
+        }
+        // Only once every descriptor is in hand do the files count as handed over.
+        for entry in self.entries.values_mut() {
             entry.dirty = false;
         }
+        let mut files = std::mem::take(&mut self.unsynced);
+        files.extend(dups);
         Ok(files)
     }
 

@@ -91,44 +91,46 @@ impl Journal {
     }
 
     /// Moves every record into the sealed part (appending to one a failed commit left)
-    /// and starts an empty journal. Durable when it returns.
+    /// and starts an empty journal. Durable when it returns. A failure leaves every
+    /// record in one of the two files, whole.
     pub fn seal(&mut self) -> Result<(), RrdError> {
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| io_at(&self.path, e))?
-            .len();
-        if len == 0 {
-            return Ok(());
-        }
         let sealed = sealed_path(&self.path);
         if !sealed.exists() {
+            let len = self
+                .file
+                .metadata()
+                .map_err(|e| io_at(&self.path, e))?
+                .len();
+            if len == 0 {
+                return Ok(());
+            }
             std::fs::rename(&self.path, &sealed).map_err(|e| io_at(&sealed, e))?;
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&self.path)
-                .map_err(|e| io_at(&self.path, e))?;
-            super::file::sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
-            self.file = file;
-            return Ok(());
+            // Until the new journal is open, appends still go to the renamed file:
+            // they are in the sealed part then, which is just as durable.
+            self.file = fresh(&self.path)?;
+            return super::file::sync_dir(self.path.parent().unwrap_or(Path::new(".")));
         }
-        let mut bytes = Vec::with_capacity(len as usize);
-        self.file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| self.file.read_to_end(&mut bytes))
-            .map_err(|e| io_at(&self.path, e))?;
-        let mut target = OpenOptions::new()
-            .append(true)
-            .open(&sealed)
-            .map_err(|e| io_at(&sealed, e))?;
-        target
-            .write_all(&bytes)
-            .and_then(|()| target.sync_data())
-            .map_err(|e| io_at(&sealed, e))?;
-        self.clear()
+        // Read by path: after a failed seal, `self.file` may be the sealed file itself.
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_at(&self.path, e)),
+        };
+        if !bytes.is_empty() {
+            let mut target = OpenOptions::new()
+                .append(true)
+                .open(&sealed)
+                .map_err(|e| io_at(&sealed, e))?;
+            let before = target.metadata().map_err(|e| io_at(&sealed, e))?.len();
+            if let Err(e) = target.write_all(&bytes).and_then(|()| target.sync_data()) {
+                // No torn record may stay in the sealed part: later ones would be
+                // cut off with it at replay.
+                let _ = target.set_len(before).and_then(|()| target.sync_data());
+                return Err(io_at(&sealed, e));
+            }
+        }
+        self.file = fresh(&self.path)?;
+        super::file::sync_dir(self.path.parent().unwrap_or(Path::new(".")))
     }
 
     /// Deletes the sealed part once everything in it is durable in the files.
@@ -184,6 +186,19 @@ fn io_at(path: &Path, source: std::io::Error) -> RrdError {
         path: path.to_path_buf(),
         io: source,
     }
+}
+
+/// An empty journal file at `path` (created or truncated), synced.
+fn fresh(path: &Path) -> Result<File, RrdError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| io_at(path, e))?;
+    file.sync_data().map_err(|e| io_at(path, e))?;
+    Ok(file)
 }
 
 /// Where a journal's sealed part lives.

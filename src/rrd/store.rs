@@ -168,6 +168,10 @@ struct Shared {
     committing: Mutex<()>,
     /// An early commit runs in the background.
     early: AtomicBool,
+    /// A file sync failed since the store was opened: the kernel may have dropped the
+    /// unwritten pages, so a later sync's success proves nothing, and the sealed
+    /// journal is kept (and replayed at the next open) instead of released.
+    sync_failed: AtomicBool,
 }
 
 /// What opening a store found in its journal.
@@ -227,6 +231,7 @@ impl RrdStore {
                     inner: parking_lot::Mutex::new(inner),
                     committing: Mutex::new(()),
                     early: AtomicBool::new(false),
+                    sync_failed: AtomicBool::new(false),
                 }),
             },
             recovery,
@@ -520,6 +525,13 @@ impl Shared {
         self.sync_unlocked(rest)?;
         match first_error {
             Some(err) => Err(err),
+            None if self.sync_failed.load(Ordering::SeqCst) => {
+                tracing::error!(
+                    "a metric file failed to sync earlier; the journal is kept until the \
+                     store is opened again (restart fleetpoll once the disk is healthy)"
+                );
+                Ok(())
+            }
             None => self.lock().journal.release_sealed(),
         }
     }
@@ -531,6 +543,7 @@ impl Shared {
         }
         let result = sync_owned(&files);
         if result.is_err() {
+            self.sync_failed.store(true, Ordering::SeqCst);
             self.lock().files.sync_failed(files);
         }
         result
