@@ -168,17 +168,6 @@ impl Journal {
         self.file.write_all(&buf).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
-
-    /// Empties the journal once everything in it is durable elsewhere.
-    pub fn clear(&mut self) -> Result<(), RrdError> {
-        let io = |source| RrdError::Io {
-            path: self.path.clone(),
-            io: source,
-        };
-        self.file.set_len(0).map_err(io)?;
-        self.file.seek(SeekFrom::Start(0)).map_err(io)?;
-        self.file.sync_data().map_err(io)
-    }
 }
 
 fn io_at(path: &Path, source: std::io::Error) -> RrdError {
@@ -317,17 +306,5 @@ mod tests {
         let (_, replay) = Journal::open(&p).unwrap();
         assert_eq!(replay.records, vec![b"d".to_vec()]);
         assert!(!sealed_path(&p).exists());
-    }
-
-    #[test]
-    fn a_cleared_journal_replays_nothing() {
-        let p = path("clear.journal");
-        let (mut j, _) = Journal::open(&p).unwrap();
-        j.append(&[b"x".to_vec()]).unwrap();
-        j.clear().unwrap();
-        j.append(&[b"y".to_vec()]).unwrap();
-        drop(j);
-        let (_, replay) = Journal::open(&p).unwrap();
-        assert_eq!(replay.records, vec![b"y".to_vec()]);
     }
 }
