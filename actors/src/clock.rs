@@ -33,10 +33,7 @@ pub struct TokioClock {
 impl TokioClock {
     /// Starts at the system's current time.
     pub fn system() -> Self {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Self::starting_at(wall)
+        Self::starting_at(system_now())
     }
 
     /// Starts at a chosen wall time (tests pick one that makes alignment visible).
@@ -52,6 +49,20 @@ impl Clock for TokioClock {
     fn now(&self) -> Duration {
         self.origin_wall + self.origin.elapsed()
     }
+}
+
+/// The system's wall-clock time since the Unix epoch: the one place fleetpoll reads
+/// `SystemTime`. Code that runs inside an engine reads its [`Clock`] instead, so tests
+/// can move time; this is for command-line tools and for starting a clock.
+pub fn system_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// [`system_now`] in whole seconds.
+pub fn system_now_secs() -> i64 {
+    system_now().as_secs() as i64
 }
 
 /// Random draws for offsets, delays and backoff jitter.

@@ -53,7 +53,9 @@ pub mod supervision;
 pub mod supervisor;
 pub mod testing;
 
-pub use clock::{Clock, Randomness, SeededRandomness, ThreadRandomness, TokioClock};
+pub use clock::{
+    system_now, system_now_secs, Clock, Randomness, SeededRandomness, ThreadRandomness, TokioClock,
+};
 pub use config::{ConfigError, EngineConfig, RemoteConfig};
 pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, TriggerReport};
 pub use model::{
