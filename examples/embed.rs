@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetpoll::engine::testing::{MemoryMetricStore, MemoryTaskStore};
 use fleetpoll::engine::{Engine, EngineConfig, RemoteConfig, RemoteId, Target, TokioClock};
 use fleetpoll::remote::tls::system_roots;
 use fleetpoll::remote::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
 use fleetpoll::sim::{SimConfig, Simulator};
+use fleetpoll_actors::testing::{MemoryMetricStore, MemoryTaskStore};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

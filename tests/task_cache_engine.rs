@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetpoll::engine::testing::{FakeSource, MemoryMetricStore, Probe};
 use fleetpoll::engine::{
     Clock, Engine, EngineConfig, RemoteConfig, RemoteId, RemoteKind, Target, TaskRecord, TaskRef,
     TaskStore, TokioClock,
 };
 use fleetpoll::tasks::{TaskCache, TaskFilter};
+use fleetpoll_actors::testing::{FakeSource, MemoryMetricStore, Probe};
 
 fn task(pid: u32, start: i64, end: Option<i64>) -> TaskRecord {
     TaskRecord {

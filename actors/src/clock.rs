@@ -107,9 +107,19 @@ impl Randomness for SeededRandomness {
     }
 }
 
+/// The delay from `now` to the next wall-clock multiple of `interval` that lies after
+/// `now`: when the timer of an aligned cadence is due again (a tick that fires exactly on
+/// its boundary waits a whole interval for the next one).
+pub(crate) fn next_aligned_tick(now: Duration, interval: Duration) -> Duration {
+    match until_next_boundary(now, interval) {
+        Duration::ZERO => interval,
+        wait => wait,
+    }
+}
+
 /// The delay from `now` to the next wall-clock multiple of `interval` (a tick exactly
 /// on a boundary is due now, so `now` itself is returned as zero delay).
-pub fn until_next_boundary(now: Duration, interval: Duration) -> Duration {
+pub(crate) fn until_next_boundary(now: Duration, interval: Duration) -> Duration {
     let interval_ns = interval.as_nanos().max(1);
     let now_ns = now.as_nanos();
     let rem = now_ns % interval_ns;
@@ -138,6 +148,11 @@ mod tests {
         assert_eq!(
             until_next_boundary(Duration::from_millis(1_799_500), i),
             Duration::from_millis(500)
+        );
+        assert_eq!(next_aligned_tick(Duration::from_secs(1200), i), i);
+        assert_eq!(
+            next_aligned_tick(Duration::from_secs(1201), i),
+            Duration::from_secs(599)
         );
     }
 

@@ -1,44 +1,19 @@
-//! What every actor of one engine shares: its clock, its randomness and the current
-//! references to the engine's long-lived actors (republished whenever one restarts).
+//! What every actor of one engine shares: its clock, its randomness and its poll
+//! counters. References to other actors are not here: each actor gets those of the
+//! siblings started before it in its start arguments.
 
 use std::sync::Arc;
 
-use ractor::ActorRef;
-use tokio::sync::watch;
-
 use crate::clock::{Clock, Randomness};
-use crate::limiter::LimiterMsg;
-use crate::remotes::RemotesMsg;
-use crate::rotation::RotationMsg;
-use crate::scheduler::SchedulerMsg;
-use crate::stats::PollStats;
-use crate::storage::StorageMsg;
+use crate::poller::PollStats;
 
 /// The clock, randomness and poll counters of one engine.
 #[derive(Debug, Clone)]
-pub struct Env {
+pub(crate) struct Env {
     /// Wall-clock time.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Random draws.
-    pub rng: Arc<dyn Randomness>,
+    pub(crate) rng: Arc<dyn Randomness>,
     /// Poll counters.
-    pub stats: Arc<PollStats>,
+    pub(crate) stats: Arc<PollStats>,
 }
-
-/// The running incarnation of each long-lived actor, as last published by the supervisor.
-#[derive(Debug, Clone, Default)]
-pub struct Refs {
-    /// The rate limiter.
-    pub limiter: Option<ActorRef<LimiterMsg>>,
-    /// The storage writer.
-    pub storage: Option<ActorRef<StorageMsg>>,
-    /// The supervisor of the pollers.
-    pub remotes: Option<ActorRef<RemotesMsg>>,
-    /// The scheduler.
-    pub scheduler: Option<ActorRef<SchedulerMsg>>,
-    /// The housekeeping timer.
-    pub rotation: Option<ActorRef<RotationMsg>>,
-}
-
-/// Read side of the published references.
-pub type RefsRx = watch::Receiver<Refs>;

@@ -1,6 +1,6 @@
 //! In-memory stores and an instrumented fake remote, for the engine's tests and the
-//! `engine` benchmark. They implement the same traits as the real parts; nothing here
-//! touches the network or the disk.
+//! `engine` benchmark (compiled with the `test-util` feature only). They implement the
+//! same traits as the real parts; nothing here touches the network or the disk.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -16,7 +16,11 @@ use crate::model::{
     TaskRecord, TaskRef, TaskState, UnixTime,
 };
 use crate::source::{ErrorClass, RemoteSource, SourceError};
-use crate::store::{MetricStore, MetricWrite, StoreError, TaskStore, TaskWrite};
+use crate::storage::{MetricStore, MetricWrite, StoreError, TaskStore, TaskWrite};
+
+/// Above this many queued storage writes a poll keeps its connection permit until its
+/// batch is stored (tests check the bound it gives).
+pub const BACKLOG_LIMIT: usize = crate::storage::BACKLOG_LIMIT;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -552,5 +556,23 @@ impl TaskStore for MemoryTaskStore {
 
     fn load_tracked(&self) -> Vec<TaskRef> {
         lock(&self.tracked).clone()
+    }
+}
+
+/// Waits (in paused time) until `cond` holds, failing the test after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -349,7 +349,7 @@ async fn when_storage_falls_behind_polls_wait_for_it_instead_of_piling_up_batche
     assert!(report.results.iter().all(|(_, r)| r.is_ok()));
     let peak = engine.storage().await.unwrap().peak_queue_depth;
     // Fetches that end together can each see the backlog just under the limit.
-    let bound = fleetpoll_actors::storage::BACKLOG_LIMIT + 2 * 10 + 2;
+    let bound = fleetpoll_actors::testing::BACKLOG_LIMIT + 2 * 10 + 2;
     assert!(
         peak <= bound,
         "{peak} writes queued at once; holding permits while storage is behind bounds it by {bound}"

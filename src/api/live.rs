@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use fleetpoll_actors::live::StoredBatch;
+use fleetpoll_actors::StoredBatch;
 use fleetpoll_actors::UnixTime;
 use futures::Stream;
 use serde::Deserialize;
@@ -98,7 +98,7 @@ pub(super) async fn live(
 }
 
 fn async_stream(
-    sub: fleetpoll_actors::live::Subscription,
+    sub: fleetpoll_actors::Subscription,
     q: LiveQuery,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let q = Arc::new(q);

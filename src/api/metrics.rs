@@ -160,7 +160,7 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
 }
 
 /// Polls by outcome and class, and the poll duration histogram.
-fn write_poll_stats(out: &mut String, polls: &fleetpoll_actors::stats::PollStatsSnapshot) {
+fn write_poll_stats(out: &mut String, polls: &fleetpoll_actors::PollStatsSnapshot) {
     let _ = writeln!(
         out,
         "# HELP fleetpoll_polls_total Metric polls by outcome and error class."

@@ -102,23 +102,7 @@ impl Fleet {
     }
 }
 
-/// Waits (in paused time) until `cond` holds, failing the test after `limit`.
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if cond().await {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting until {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use fleetpoll_actors::testing::wait_until;
 
 /// A wall clock that can jump ahead of tokio's clock (a suspended machine).
 #[derive(Debug)]

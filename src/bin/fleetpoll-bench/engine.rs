@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use fleetpoll::engine::testing::{CallKind, FakeSource, MemoryMetricStore, MemoryTaskStore, Probe};
 use fleetpoll::engine::{Clock, Engine, RemoteConfig, RemoteId, RemoteKind, Target, TokioClock};
+use fleetpoll_actors::testing::{CallKind, FakeSource, MemoryMetricStore, MemoryTaskStore, Probe};
 use serde_json::json;
 use tokio::time::Instant;
 

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use fleetpoll::engine::testing::{MemoryMetricStore, MemoryTaskStore};
 use fleetpoll::engine::{Clock, Engine, RemoteConfig, RemoteKind, TokioClock};
 use fleetpoll::remote::tls::{system_roots, TlsSessions};
 use fleetpoll::remote::{
     ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
 };
+use fleetpoll_actors::testing::{MemoryMetricStore, MemoryTaskStore};
 use serde_json::json;
 use tokio::time::Instant;
 

@@ -1,232 +1,36 @@
-//! The Poller actor: one per remote. It runs each collection as a short pipeline of
-//! messages — per-connection delay, lease, fetch in a spawned task, store — so its
-//! mailbox stays open (status and stop are answered while a request is in flight). It
-//! owns the remote's cursor, backoff and status.
+//! The job pipeline of a poller: a request becomes a job that waits its
+//! [per-connection delay](PollerState::per_connection_delay), takes a lease from the rate
+//! limiter, fetches in a spawned task and is stored, each step a message to the poller.
 //!
 //! Three kinds of job share the pipeline: metrics, task lists, and tracked-task status
 //! polls. At most one job of each kind runs; requests that arrive meanwhile are merged
 //! into it or into one follow-up job.
 
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::task::JoinHandle;
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
-use crate::config::{CollectionSettings, RemoteConfig};
-use crate::env::Env;
-use crate::limiter::{Acquire, Lane, Lease, LimiterMsg};
-use crate::model::{Cursor, MetricBatch, RemoteId, TaskBatch, TaskQuery};
-use crate::poll::{
-    CollectError, CollectOutcome, CollectResult, Skipped, TrackedResponder, TrackedResults, Waiter,
+use super::actor::{PollerArgs, PollerMsg, StartCollect};
+use super::backoff::Backoff;
+use super::fetch::{spawn_fetch, FetchOrder, Fetched, Request};
+use super::jobs::{slot_index, JobKind, JobQueue, Phase, PollJob, Step, Work};
+use super::outcome::{
+    CollectError, CollectOutcome, CollectResult, Skipped, TrackedResponder, Waiter,
 };
-use crate::remotes::RemotesMsg;
-use crate::source::{ErrorClass, RemoteSource, SourceError};
-use crate::status::{PollState, RemoteStatus};
-use crate::storage::{StorageMsg, Stores, BACKLOG_LIMIT};
-use crate::store::{MetricWrite, StoreError, TaskWrite};
-
-/// The kinds of job a poller runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    /// Metric collection.
-    Metrics,
-    /// Task-list fetch.
-    Tasks,
-    /// Status poll of tracked tasks.
-    Tracked,
-}
-
-/// What a finished fetch produced.
-#[derive(Debug)]
-pub enum Fetched {
-    /// A metric batch.
-    Metrics(Result<MetricBatch, SourceError>),
-    /// A task batch and the query it answers.
-    Tasks(Result<TaskBatch, SourceError>, TaskQuery),
-    /// Tracked-task states.
-    Tracked(TrackedResults),
-    /// The source panicked; the poller fails with this text.
-    Panicked(String),
-}
-
-/// One step of a job's pipeline, sent to the poller by itself, the limiter or storage.
-pub enum Step {
-    /// The per-connection delay has passed.
-    DelayDone,
-    /// The limiter granted the lease.
-    Granted(Lease),
-    /// The spawned fetch finished; it hands back the lease when storage is behind (the
-    /// poll then keeps its connection permit until the batch is stored).
-    Fetched(Fetched, Option<Lease>),
-    /// Storage answered.
-    Stored(Result<Option<Cursor>, StoreError>),
-}
-
-impl fmt::Debug for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Step::DelayDone => f.write_str("DelayDone"),
-            Step::Granted(l) => write!(f, "Granted({l:?})"),
-            Step::Fetched(x, _) => write!(f, "Fetched({x:?})"),
-            Step::Stored(r) => write!(f, "Stored({r:?})"),
-        }
-    }
-}
-
-/// Messages of a Poller.
-pub enum PollerMsg {
-    /// The scheduler (lane Scheduled) or a trigger (lane Manual) asks for a metric
-    /// collection; the waiter, if any, hears when it is stored or why not.
-    Collect {
-        /// Which queue the lease request waits in.
-        lane: Lane,
-        /// Run even while in backoff (an explicit trigger of this remote).
-        bypass_backoff: bool,
-        /// Who waits for the outcome.
-        waiter: Option<Waiter>,
-    },
-    /// The scheduler or a refresh asks for the task list; the waiter hears when merged.
-    FetchTasks {
-        /// Only the currently running tasks (the 30 s check).
-        running_only: bool,
-        /// Which queue the lease request waits in.
-        lane: Lane,
-        /// Who waits for the outcome.
-        waiter: Option<Waiter>,
-    },
-    /// The scheduler asks for the state of tracked tasks; answered through `respond`.
-    PollTracked {
-        /// The UPIDs to poll.
-        upids: Vec<String>,
-        /// Receives the results.
-        respond: TrackedResponder,
-    },
-    /// Internal pipeline step of job `seq` of `kind`.
-    Step {
-        /// Which job slot.
-        kind: JobKind,
-        /// The job's number; steps of a superseded job are ignored.
-        seq: u64,
-        /// What happened.
-        step: Step,
-    },
-    /// Self-sent when the backoff delay numbered `seq` has passed.
-    RetryDue {
-        /// Steps of an older backoff are ignored.
-        seq: u64,
-    },
-    /// A reload changed the collection settings.
-    Reconfigure(CollectionSettings),
-    /// Shutdown: start no new job; reply once nothing is in flight.
-    Drain(RpcReplyPort<()>),
-    /// Reply with the current status.
-    Status(RpcReplyPort<RemoteStatus>),
-}
-
-impl fmt::Debug for PollerMsg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PollerMsg::Collect { lane, .. } => write!(f, "Collect({lane:?})"),
-            PollerMsg::FetchTasks { running_only, .. } => {
-                write!(f, "FetchTasks(running_only={running_only})")
-            }
-            PollerMsg::PollTracked { upids, .. } => write!(f, "PollTracked({})", upids.len()),
-            PollerMsg::Step { kind, seq, step } => write!(f, "Step({kind:?}#{seq}: {step:?})"),
-            PollerMsg::RetryDue { seq } => write!(f, "RetryDue({seq})"),
-            PollerMsg::Reconfigure(_) => f.write_str("Reconfigure"),
-            PollerMsg::Drain(_) => f.write_str("Drain"),
-            PollerMsg::Status(_) => f.write_str("Status"),
-        }
-    }
-}
-
-/// Whether a new poller collects at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartCollect {
-    /// Collect immediately (a remote just added by a reload).
-    Now,
-    /// Collect only when the stored data is older than one interval (start-up).
-    IfOverdue,
-}
-
-/// Start arguments of a Poller.
-#[derive(Debug)]
-pub struct PollerArgs {
-    /// The remote.
-    pub remote: RemoteConfig,
-    /// Collection timing.
-    pub settings: CollectionSettings,
-    /// Clock and randomness.
-    pub env: Env,
-    /// The limiter to lease connections from.
-    pub limiter: ActorRef<LimiterMsg>,
-    /// The storage writer.
-    pub storage: ActorRef<StorageMsg>,
-    /// The stores, read for the start cursor and task cutoffs.
-    pub stores: Stores,
-    /// Where status updates go.
-    pub parent: ActorRef<RemotesMsg>,
-    /// How often this remote's poller was restarted before.
-    pub restarts: u32,
-    /// Whether to collect at once.
-    pub start: StartCollect,
-}
-
-/// Aborts the spawned fetch when the poller stops or crashes.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Delaying,
-    WaitingLease,
-    Fetching,
-    Storing,
-}
-
-enum Work {
-    Metrics,
-    Tasks {
-        running_only: bool,
-    },
-    Tracked {
-        upids: Vec<String>,
-        respond: TrackedResponder,
-    },
-}
-
-struct Job {
-    seq: u64,
-    phase: Phase,
-    lane: Lane,
-    work: Work,
-    waiters: Vec<Waiter>,
-    fetch: Option<AbortOnDrop>,
-    lease: Option<Lease>,
-    started: Option<Instant>,
-    points: usize,
-}
-
-#[derive(Default)]
-struct Slot {
-    current: Option<Job>,
-    /// A follow-up requested while `current` was already fetching.
-    next: Option<(Lane, Work, Vec<Waiter>)>,
-}
+use super::status::{PollState, RemoteStatus};
+use crate::config::CollectionSettings;
+use crate::env::Env;
+use crate::limiter::{Acquire, Lane, LimiterMsg};
+use crate::model::{Cursor, RemoteId};
+use crate::source::{ErrorClass, RemoteSource};
+use crate::storage::{MetricWrite, StorageMsg, Stores, TaskWrite};
+use crate::supervisor::RemotesMsg;
 
 /// State of a Poller.
-pub struct PollerState {
+pub(crate) struct PollerState {
     self_id: ractor::ActorId,
     source: Arc<dyn RemoteSource>,
     id: RemoteId,
@@ -243,7 +47,7 @@ pub struct PollerState {
     retry_seq: u64,
     retry_at: Option<Instant>,
     next_seq: u64,
-    slots: [Slot; 3],
+    slots: [JobQueue; 3],
     status: RemoteStatus,
     last_success_at: Option<Instant>,
     draining: Vec<RpcReplyPort<()>>,
@@ -259,28 +63,10 @@ impl fmt::Debug for PollerState {
     }
 }
 
-fn slot_index(kind: JobKind) -> usize {
-    match kind {
-        JobKind::Metrics => 0,
-        JobKind::Tasks => 1,
-        JobKind::Tracked => 2,
-    }
-}
-
-/// The Poller actor.
-#[derive(Debug, Default)]
-pub struct Poller;
-
-impl Actor for Poller {
-    type Msg = PollerMsg;
-    type State = PollerState;
-    type Arguments = PollerArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: PollerArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+impl PollerState {
+    /// The state of a new incarnation: the cursor read from the store, the status
+    /// published, and a first collection queued when the data is overdue (or at once).
+    pub(super) fn new(myself: &ActorRef<PollerMsg>, args: PollerArgs) -> PollerState {
         let remote = args.remote;
         let cursor = args.stores.metrics.cursor(&remote.id);
         let mut status = RemoteStatus::pending(remote.id.clone(), remote.kind);
@@ -327,85 +113,122 @@ impl Actor for Poller {
                 waiter: None,
             });
         }
-        Ok(state)
+        state
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            PollerMsg::Collect {
-                lane,
-                bypass_backoff,
-                waiter,
-            } => state.collect(&myself, lane, bypass_backoff, waiter),
-            PollerMsg::FetchTasks {
-                running_only,
-                lane,
-                waiter,
-            } => {
-                if let Some(skip) = state.task_skip(running_only, lane) {
-                    if let Some(w) = waiter {
-                        let _ = w.send(Ok(CollectOutcome::Skipped(skip)));
-                    }
-                    return Ok(());
-                }
-                state.request(
-                    &myself,
-                    JobKind::Tasks,
-                    lane,
-                    Work::Tasks { running_only },
-                    waiter,
-                )
+    /// A task-list fetch asked by the scheduler or a refresh.
+    pub(super) fn fetch_tasks(
+        &mut self,
+        myself: &ActorRef<PollerMsg>,
+        running_only: bool,
+        lane: Lane,
+        waiter: Option<Waiter>,
+    ) {
+        if let Some(skip) = self.task_skip(running_only, lane) {
+            if let Some(w) = waiter {
+                let _ = w.send(Ok(CollectOutcome::Skipped(skip)));
             }
-            PollerMsg::PollTracked { upids, respond } => state.request(
-                &myself,
-                JobKind::Tracked,
-                Lane::Scheduled,
-                Work::Tracked { upids, respond },
-                None,
-            ),
-            PollerMsg::Step { kind, seq, step } => state.step(&myself, kind, seq, step)?,
-            PollerMsg::RetryDue { seq } => {
-                if seq == state.retry_seq && state.retry_at.is_some() {
-                    state.retry_at = None;
-                    state.status.state = PollState::Failing;
-                    state.status.next_attempt = None;
-                    state.request(
-                        &myself,
-                        JobKind::Metrics,
-                        Lane::Scheduled,
-                        Work::Metrics,
-                        None,
-                    );
-                    state.publish();
-                }
-            }
-            PollerMsg::Reconfigure(settings) => {
-                state
-                    .backoff
-                    .reconfigure(settings.backoff_base, settings.backoff_cap);
-                state.settings = settings;
-            }
-            PollerMsg::Drain(reply) => {
-                state.is_draining = true;
-                state.retry_at = None;
-                state.cancel_unstarted();
-                state.draining.push(reply);
-                state.finish_drain_if_idle();
-            }
-            PollerMsg::Status(reply) => {
-                let _ = reply.send(state.status.clone());
-            }
+            return;
         }
-        Ok(())
+        self.request(
+            myself,
+            JobKind::Tasks,
+            lane,
+            Work::Tasks { running_only },
+            waiter,
+        )
     }
-}
 
-impl PollerState {
+    /// A status poll of tracked tasks asked by the scheduler.
+    pub(super) fn poll_tracked(
+        &mut self,
+        myself: &ActorRef<PollerMsg>,
+        upids: Vec<String>,
+        respond: TrackedResponder,
+    ) {
+        self.request(
+            myself,
+            JobKind::Tracked,
+            Lane::Scheduled,
+            Work::Tracked { upids, respond },
+            None,
+        )
+    }
+
+    /// The backoff delay numbered `seq` has passed: retry unless a newer one replaced it.
+    pub(super) fn retry_due(&mut self, myself: &ActorRef<PollerMsg>, seq: u64) {
+        if seq == self.retry_seq && self.retry_at.is_some() {
+            self.retry_at = None;
+            self.status.state = PollState::Failing;
+            self.status.next_attempt = None;
+            self.request(
+                myself,
+                JobKind::Metrics,
+                Lane::Scheduled,
+                Work::Metrics,
+                None,
+            );
+            self.publish();
+        }
+    }
+
+    /// New collection settings from a reload; the failure count is kept.
+    pub(super) fn reconfigure(&mut self, settings: CollectionSettings) {
+        self.backoff
+            .reconfigure(settings.backoff_base, settings.backoff_cap);
+        self.settings = settings;
+    }
+
+    /// Shutdown: start nothing new, drop what has not reached the remote, and answer
+    /// `reply` once nothing is in flight.
+    pub(super) fn drain(&mut self, reply: RpcReplyPort<()>) {
+        self.is_draining = true;
+        self.retry_at = None;
+        self.cancel_unstarted();
+        self.draining.push(reply);
+        self.finish_drain_if_idle();
+    }
+
+    /// The per-connection delay: a poll from the scheduler waits a random delay drawn
+    /// from `[connection_delay_min, connection_delay_max]` before it asks for its lease,
+    /// so the polls of one cycle do not all open their connections at the same instant.
+    /// Manual triggers and tracked-task polls go at once.
+    fn per_connection_delay(&self, lane: Lane, kind: JobKind) -> Duration {
+        if lane == Lane::Scheduled && kind != JobKind::Tracked {
+            self.env.rng.between(
+                self.settings.connection_delay_min,
+                self.settings.connection_delay_max,
+            )
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// What the fetch of the current `kind` job asks of the remote.
+    fn request_of(&self, kind: JobKind, permits: u32) -> Request {
+        let work = self.slots[slot_index(kind)]
+            .current
+            .as_ref()
+            .map(|j| &j.work);
+        match (kind, work) {
+            (JobKind::Tasks, Some(Work::Tasks { running_only })) => {
+                let mut query = self
+                    .stores
+                    .tasks
+                    .task_query(&self.id, self.env.clock.now_secs());
+                query.running_only = *running_only;
+                query.connections = permits;
+                Request::Tasks(query)
+            }
+            (JobKind::Tasks, _) => Request::Tasks(Default::default()),
+            (JobKind::Tracked, Some(Work::Tracked { upids, .. })) => {
+                Request::Tracked(upids.clone())
+            }
+            (JobKind::Tracked, _) => Request::Tracked(Vec::new()),
+            (JobKind::Metrics, _) => Request::Metrics(self.cursor),
+        }
+    }
+
     fn publish(&self) {
         let _ = self
             .parent
@@ -430,7 +253,7 @@ impl PollerState {
         None
     }
 
-    fn collect(
+    pub(super) fn collect(
         &mut self,
         myself: &ActorRef<PollerMsg>,
         lane: Lane,
@@ -533,15 +356,8 @@ impl PollerState {
         }
         self.next_seq += 1;
         let seq = self.next_seq;
-        let delay = if lane == Lane::Scheduled && kind != JobKind::Tracked {
-            self.env.rng.between(
-                self.settings.connection_delay_min,
-                self.settings.connection_delay_max,
-            )
-        } else {
-            Duration::ZERO
-        };
-        self.slots[idx].current = Some(Job {
+        let delay = self.per_connection_delay(lane, kind);
+        self.slots[idx].current = Some(PollJob {
             seq,
             phase: Phase::Delaying,
             lane,
@@ -594,7 +410,7 @@ impl PollerState {
         }));
     }
 
-    fn step(
+    pub(super) fn step(
         &mut self,
         myself: &ActorRef<PollerMsg>,
         kind: JobKind,
@@ -622,9 +438,18 @@ impl PollerState {
                 job.started = Some(Instant::now());
                 // The fetch task owns the lease and returns it the moment the remote
                 // has answered, without a detour through this mailbox.
-                let handle = self.spawn_fetch(myself, kind, seq, lease);
+                let request = self.request_of(kind, lease.permits());
+                let order = FetchOrder {
+                    remote: self.id.clone(),
+                    source: self.source.clone(),
+                    kind,
+                    seq,
+                    request,
+                    backlog: self.stores.backlog.clone(),
+                };
+                let fetch = spawn_fetch(myself, order, lease);
                 if let Some(job) = self.slots[idx].current.as_mut() {
-                    job.fetch = Some(AbortOnDrop(handle));
+                    job.fetch = Some(fetch);
                 }
                 if kind == JobKind::Metrics {
                     self.status.last_attempt = Some(self.env.clock.now_secs());
@@ -703,76 +528,6 @@ impl PollerState {
         Ok(())
     }
 
-    fn spawn_fetch(
-        &self,
-        myself: &ActorRef<PollerMsg>,
-        kind: JobKind,
-        seq: u64,
-        lease: Lease,
-    ) -> JoinHandle<()> {
-        let source = self.source.clone();
-        let me = myself.clone();
-        let cursor = self.cursor;
-        let job = self.slots[slot_index(kind)].current.as_ref();
-        let work = match job.map(|j| &j.work) {
-            Some(Work::Tasks { running_only }) => {
-                let mut query = self
-                    .stores
-                    .tasks
-                    .task_query(&self.id, self.env.clock.now_secs());
-                query.running_only = *running_only;
-                query.connections = lease.permits();
-                Some(query)
-            }
-            _ => None,
-        };
-        let upids: Vec<String> = match job.map(|j| &j.work) {
-            Some(Work::Tracked { upids, .. }) => upids.clone(),
-            _ => Vec::new(),
-        };
-        let backlog = self.stores.backlog.clone();
-        let span = tracing::info_span!("poll", remote = %self.id, job = ?kind, seq);
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                let fut = async move {
-                    match kind {
-                        JobKind::Metrics => Fetched::Metrics(source.fetch_metrics(cursor).await),
-                        JobKind::Tasks => {
-                            let query = work.unwrap_or_default();
-                            Fetched::Tasks(source.list_tasks(&query).await, query)
-                        }
-                        JobKind::Tracked => {
-                            let mut results = Vec::with_capacity(upids.len());
-                            for upid in upids {
-                                let state = source.task_status(&upid).await;
-                                results.push((upid, state));
-                            }
-                            Fetched::Tracked(results)
-                        }
-                    }
-                };
-                let fetched = match AssertUnwindSafe(fut).catch_unwind().await {
-                    Ok(f) => f,
-                    Err(panic) => Fetched::Panicked(panic_text(&panic)),
-                };
-                // Return the connection now, unless storage is behind: then the permit
-                // travels with the batch and comes back once it is stored.
-                let held = if backlog.load(std::sync::atomic::Ordering::Relaxed) > BACKLOG_LIMIT {
-                    Some(lease)
-                } else {
-                    drop(lease);
-                    None
-                };
-                let _ = me.send_message(PollerMsg::Step {
-                    kind,
-                    seq,
-                    step: Step::Fetched(fetched, held),
-                });
-            },
-            span,
-        ))
-    }
-
     /// Ends the current job of `kind` with `result`, updates status and backoff, answers
     /// the waiters, and starts a queued follow-up.
     fn finish(&mut self, myself: &ActorRef<PollerMsg>, kind: JobKind, result: CollectResult) {
@@ -786,17 +541,8 @@ impl PollerState {
                 self.backoff.reset();
                 self.retry_at = None;
                 self.last_success_at = Some(Instant::now());
-                let s = &mut self.status;
-                s.state = PollState::Ok;
-                s.last_success = Some(now);
-                s.consecutive_failures = 0;
-                s.next_attempt = None;
-                s.last_error = None;
-                s.last_error_class = None;
-                s.newest_datapoint = cursor.0;
-                s.points_stored += *points as u64;
                 let took = job.started.map(|t| t.elapsed());
-                s.last_duration_ms = took.map(|d| d.as_millis() as u64);
+                self.status.record_stored(now, *cursor, *points, took);
                 self.env.stats.record_ok(took);
             }
             (JobKind::Metrics, Err(err)) => {
@@ -811,26 +557,18 @@ impl PollerState {
                 self.retry_seq += 1;
                 let retry_seq = self.retry_seq;
                 self.retry_at = Some(Instant::now() + delay);
-                let s = &mut self.status;
-                s.state = PollState::Backoff;
-                s.last_error = Some(err.to_string());
-                s.last_error_class = Some(class);
-                s.consecutive_failures = self.backoff.failures();
-                s.next_attempt = Some(now + delay.as_secs_f64().ceil() as i64);
-                s.last_duration_ms = job.started.map(|t| t.elapsed().as_millis() as u64);
-                tracing::warn!(remote = %self.id, error = %err, failures = s.consecutive_failures,
+                let failures = self.backoff.failures();
+                let took = job.started.map(|t| t.elapsed());
+                self.status
+                    .record_failure(now, err, class, failures, delay, took);
+                tracing::warn!(remote = %self.id, error = %err, failures,
                     retry_in_ms = delay.as_millis() as u64, "collection failed");
                 if !self.is_draining {
                     myself.send_after(delay, move || PollerMsg::RetryDue { seq: retry_seq });
                 }
             }
-            (JobKind::Tasks, Ok(_)) => {
-                self.status.tasks_last_success = Some(now);
-                self.status.tasks_last_error = None;
-            }
-            (JobKind::Tasks, Err(err)) => {
-                self.status.tasks_last_error = Some(err.to_string());
-            }
+            (JobKind::Tasks, Ok(_)) => self.status.record_tasks(now, None),
+            (JobKind::Tasks, Err(err)) => self.status.record_tasks(now, Some(err)),
             _ => {}
         }
         for w in job.waiters {
@@ -885,16 +623,5 @@ impl PollerState {
                 let _ = reply.send(());
             }
         }
-    }
-}
-
-/// The message of a caught panic payload.
-pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-text payload".to_string()
     }
 }

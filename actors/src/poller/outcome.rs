@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 
 use crate::model::{Cursor, RemoteId, TaskState, UnixTime};
 use crate::source::SourceError;
-use crate::store::StoreError;
+use crate::storage::StoreError;
 
 /// Which remotes a trigger addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,10 +83,10 @@ impl From<StoreError> for CollectError {
 pub type CollectResult = Result<CollectOutcome, CollectError>;
 
 /// Where a caller waits for a collection.
-pub type Waiter = oneshot::Sender<CollectResult>;
+pub(crate) type Waiter = oneshot::Sender<CollectResult>;
 
 /// The results of polling tracked tasks by UPID.
-pub type TrackedResults = Vec<(String, Result<TaskState, SourceError>)>;
+pub(crate) type TrackedResults = Vec<(String, Result<TaskState, SourceError>)>;
 
 /// Callback through which a poller hands tracked-task results back to the scheduler.
-pub type TrackedResponder = Box<dyn FnOnce(RemoteId, TrackedResults) + Send>;
+pub(crate) type TrackedResponder = Box<dyn FnOnce(RemoteId, TrackedResults) + Send>;

@@ -1,4 +1,4 @@
-//! The Rotation actor: the storage housekeeping cadences. It sends the metric journal
+//! The Housekeeping actor: the storage housekeeping cadences. It sends the metric journal
 //! commit, the task journal apply and the task archive rotation check to the Storage
 //! actor, each on its own aligned timer (the rotation check on the hour, so the daily
 //! rotation happens within an hour after UTC midnight), and one rotation check at start.
@@ -7,14 +7,14 @@ use std::fmt;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::clock::until_next_boundary;
+use crate::clock::next_aligned_tick;
 use crate::config::HousekeepingSettings;
-use crate::env::{Env, RefsRx};
-use crate::storage::{Housekeeping, StorageMsg};
+use crate::env::Env;
+use crate::storage::{HousekeepingOp, StorageMsg};
 
-/// The cadences the Rotation actor keeps.
+/// The cadences the Housekeeping actor keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cadence {
+pub(crate) enum Cadence {
     /// Metric journal commit.
     Commit,
     /// Task journal apply.
@@ -23,9 +23,9 @@ pub enum Cadence {
     Rotate,
 }
 
-/// Messages of the Rotation actor.
+/// Messages of the Housekeeping actor.
 #[derive(Debug)]
-pub enum RotationMsg {
+pub(crate) enum HousekeepingMsg {
     /// Self-sent when a cadence is due.
     Due {
         /// Which one.
@@ -33,59 +33,59 @@ pub enum RotationMsg {
         /// Timers of an older generation are ignored.
         generation: u64,
     },
-    /// A reload changed the cadences.
+    /// The supervisor applies a reload that changed the cadences.
     Reconfigure(HousekeepingSettings),
 }
 
-/// Start arguments of the Rotation actor.
+/// Start arguments of the Housekeeping actor.
 #[derive(Debug)]
-pub struct RotationArgs {
+pub(crate) struct HousekeepingArgs {
     /// The cadences.
     pub settings: HousekeepingSettings,
     /// Clock.
     pub env: Env,
-    /// Reference to storage.
-    pub refs: RefsRx,
+    /// The storage writer (started before this actor).
+    pub storage: ActorRef<StorageMsg>,
 }
 
-/// State of the Rotation actor.
-pub struct RotationState {
+/// State of the Housekeeping actor.
+pub(crate) struct HousekeepingState {
     settings: HousekeepingSettings,
     env: Env,
-    refs: RefsRx,
+    storage: ActorRef<StorageMsg>,
     generation: u64,
 }
 
-impl fmt::Debug for RotationState {
+impl fmt::Debug for HousekeepingState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RotationState")
+        f.debug_struct("HousekeepingState")
             .field("settings", &self.settings)
             .finish()
     }
 }
 
-/// The Rotation actor.
+/// The Housekeeping actor.
 #[derive(Debug, Default)]
-pub struct Rotation;
+pub(crate) struct Housekeeping;
 
-impl Actor for Rotation {
-    type Msg = RotationMsg;
-    type State = RotationState;
-    type Arguments = RotationArgs;
+impl Actor for Housekeeping {
+    type Msg = HousekeepingMsg;
+    type State = HousekeepingState;
+    type Arguments = HousekeepingArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: RotationArgs,
+        args: HousekeepingArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let state = RotationState {
+        let state = HousekeepingState {
             settings: args.settings,
             env: args.env,
-            refs: args.refs,
+            storage: args.storage,
             generation: 1,
         };
         // A start in a new UTC day rotates at once rather than within the hour.
-        state.send(Housekeeping::RotateTasks(state.env.clock.now_secs()));
+        state.send(HousekeepingOp::RotateTasks(state.env.clock.now_secs()));
         for cadence in [Cadence::Commit, Cadence::TaskJournal, Cadence::Rotate] {
             state.arm(&myself, cadence);
         }
@@ -99,7 +99,7 @@ impl Actor for Rotation {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RotationMsg::Due {
+            HousekeepingMsg::Due {
                 cadence,
                 generation,
             } => {
@@ -107,13 +107,13 @@ impl Actor for Rotation {
                     return Ok(());
                 }
                 state.send(match cadence {
-                    Cadence::Commit => Housekeeping::CommitMetrics,
-                    Cadence::TaskJournal => Housekeeping::ApplyTaskJournal,
-                    Cadence::Rotate => Housekeeping::RotateTasks(state.env.clock.now_secs()),
+                    Cadence::Commit => HousekeepingOp::CommitMetrics,
+                    Cadence::TaskJournal => HousekeepingOp::ApplyTaskJournal,
+                    Cadence::Rotate => HousekeepingOp::RotateTasks(state.env.clock.now_secs()),
                 });
                 state.arm(&myself, cadence);
             }
-            RotationMsg::Reconfigure(settings) => {
+            HousekeepingMsg::Reconfigure(settings) => {
                 if settings != state.settings {
                     state.settings = settings;
                     state.generation += 1;
@@ -127,25 +127,20 @@ impl Actor for Rotation {
     }
 }
 
-impl RotationState {
-    fn send(&self, op: Housekeeping) {
-        if let Some(storage) = &self.refs.borrow().storage {
-            let _ = storage.send_message(StorageMsg::Housekeep(op));
-        }
+impl HousekeepingState {
+    fn send(&self, op: HousekeepingOp) {
+        let _ = self.storage.send_message(StorageMsg::Housekeep(op));
     }
 
-    fn arm(&self, myself: &ActorRef<RotationMsg>, cadence: Cadence) {
+    fn arm(&self, myself: &ActorRef<HousekeepingMsg>, cadence: Cadence) {
         let period = match cadence {
             Cadence::Commit => self.settings.metric_commit_interval,
             Cadence::TaskJournal => self.settings.task_journal_interval,
             Cadence::Rotate => self.settings.rotation_check_interval,
         };
-        let mut wait = until_next_boundary(self.env.clock.now(), period);
-        if wait.is_zero() {
-            wait = period;
-        }
+        let wait = next_aligned_tick(self.env.clock.now(), period);
         let generation = self.generation;
-        myself.send_after(wait, move || RotationMsg::Due {
+        myself.send_after(wait, move || HousekeepingMsg::Due {
             cadence,
             generation,
         });

@@ -1,6 +1,8 @@
-//! The engine's top Supervisor: starts the RateLimiter, Storage, RemoteSupervisor,
-//! Scheduler and Rotation in that order and supervises them rest-for-one (a child that
-//! restarts takes every later child with it, since those hold its reference). A child
+//! The engine's top Supervisor: starts the RateLimiter, Storage, Housekeeping,
+//! RemoteSupervisor and Scheduler in that order, handing each the references of the
+//! siblings started before it, and supervises them rest-for-one (a child that restarts
+//! takes every later child with it, since those hold its reference). It publishes the
+//! running references for the engine handle alone. A child
 //! that exceeds the restart intensity is escalated: the supervisor fails, and its own
 //! parent (the embedding application, if it gave one) receives the failure.
 //!
@@ -17,38 +19,55 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::remote_supervisor::{ReloadReport, RemoteSupervisor, RemotesArgs, RemotesMsg};
+use super::restart::{ChildRecord, Decision, Exit, Restart};
+use super::tree::TreeNode;
 use crate::config::EngineConfig;
-use crate::env::{Env, Refs};
+use crate::env::Env;
 use crate::limiter::{LimiterMsg, RateLimiter};
-use crate::live::LiveFeed;
 use crate::model::RemoteId;
-use crate::remotes::{ReloadReport, RemoteSupervisor, RemotesArgs, RemotesMsg};
-use crate::rotation::{Rotation, RotationArgs, RotationMsg};
-use crate::scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
-use crate::storage::{Storage, StorageArgs, StorageMsg, Stores};
-use crate::supervision::{ChildRecord, Decision, Exit, Restart, TreeNode};
+use crate::storage::{LiveFeed, Storage, StorageArgs, StorageMsg, Stores};
+use crate::timers::{
+    Housekeeping, HousekeepingArgs, HousekeepingMsg, Scheduler, SchedulerArgs, SchedulerMsg,
+};
+
+/// The running incarnation of each child, as the supervisor last started it; published
+/// through a watch channel that only the engine handle reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Refs {
+    /// The rate limiter.
+    pub(crate) limiter: Option<ActorRef<LimiterMsg>>,
+    /// The storage writer.
+    pub(crate) storage: Option<ActorRef<StorageMsg>>,
+    /// The housekeeping timer.
+    pub(crate) housekeeping: Option<ActorRef<HousekeepingMsg>>,
+    /// The supervisor of the pollers.
+    pub(crate) remotes: Option<ActorRef<RemotesMsg>>,
+    /// The scheduler.
+    pub(crate) scheduler: Option<ActorRef<SchedulerMsg>>,
+}
 
 /// The supervisor's children, in start order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Child {
+pub(crate) enum Child {
     /// The RateLimiter.
     Limiter = 0,
     /// The Storage writer.
     Storage = 1,
-    /// The RemoteSupervisor and its pollers.
-    Remotes = 2,
-    /// The Scheduler.
-    Scheduler = 3,
-    /// The Rotation actor.
-    Rotation = 4,
+    /// The Housekeeping timer (needs Storage).
+    Housekeeping = 2,
+    /// The RemoteSupervisor and its pollers (need the limiter and Storage).
+    Remotes = 3,
+    /// The Scheduler (needs the RemoteSupervisor and Storage).
+    Scheduler = 4,
 }
 
 const CHILDREN: [Child; 5] = [
     Child::Limiter,
     Child::Storage,
+    Child::Housekeeping,
     Child::Remotes,
     Child::Scheduler,
-    Child::Rotation,
 ];
 
 impl Child {
@@ -57,8 +76,8 @@ impl Child {
             Child::Limiter => "rate_limiter",
             Child::Storage => "storage",
             Child::Remotes => "remote_supervisor",
+            Child::Housekeeping => "housekeeping",
             Child::Scheduler => "scheduler",
-            Child::Rotation => "rotation",
         }
     }
 }
@@ -76,7 +95,7 @@ pub struct ShutdownReport {
 
 /// Messages of the Supervisor.
 #[derive(Debug)]
-pub enum SupervisorMsg {
+pub(crate) enum SupervisorMsg {
     /// Self-sent when the restart delay of `child` (and the children after it) passed.
     RestartFrom {
         /// The first child to start again.
@@ -94,32 +113,33 @@ pub enum SupervisorMsg {
 
 /// Start arguments of the Supervisor.
 #[derive(Debug)]
-pub struct SupervisorArgs {
+pub(crate) struct SupervisorArgs {
     /// The validated config.
-    pub config: EngineConfig,
+    pub(crate) config: EngineConfig,
     /// The stores.
-    pub stores: Stores,
+    pub(crate) stores: Stores,
     /// Clock and randomness.
-    pub env: Env,
-    /// Where the current child references are published.
-    pub refs: watch::Sender<Refs>,
+    pub(crate) env: Env,
+    /// Where the current child references are published for the engine handle.
+    pub(crate) refs: watch::Sender<Refs>,
     /// Where stored batches are published (outlives Storage's restarts).
-    pub live: Arc<LiveFeed>,
+    pub(crate) live: Arc<LiveFeed>,
 }
 
-struct Slot {
+struct ChildSlot {
     cell: Option<ActorCell>,
     record: ChildRecord,
 }
 
 /// State of the Supervisor.
-pub struct SupervisorState {
+pub(crate) struct SupervisorState {
     config: EngineConfig,
     stores: Stores,
     live: Arc<LiveFeed>,
     env: Env,
     refs: watch::Sender<Refs>,
-    slots: Vec<Slot>,
+    running: Refs,
+    slots: Vec<ChildSlot>,
     epoch: u64,
     shutting_down: bool,
 }
@@ -135,7 +155,7 @@ impl fmt::Debug for SupervisorState {
 
 /// The top Supervisor actor.
 #[derive(Debug, Default)]
-pub struct Supervisor;
+pub(crate) struct Supervisor;
 
 impl Actor for Supervisor {
     type Msg = SupervisorMsg;
@@ -153,9 +173,10 @@ impl Actor for Supervisor {
             live: args.live,
             env: args.env,
             refs: args.refs,
+            running: Refs::default(),
             slots: CHILDREN
                 .iter()
-                .map(|_| Slot {
+                .map(|_| ChildSlot {
                     cell: None,
                     record: ChildRecord::new(Restart::Permanent),
                 })
@@ -268,11 +289,15 @@ impl SupervisorState {
     ) -> Result<(), ActorProcessingErr> {
         let sup = myself.get_cell();
         let cfg = &self.config;
+        // rest_for_one: every sibling started before `child` is running now.
+        let sibling = |name: &str| -> ActorProcessingErr {
+            format!("{} must run before {} starts", name, child.name()).into()
+        };
         let cell = match child {
             Child::Limiter => {
                 let (r, _) =
                     Actor::spawn_linked(None, RateLimiter, cfg.limits.clone(), sup).await?;
-                self.refs.send_modify(|refs| refs.limiter = Some(r.clone()));
+                self.running.limiter = Some(r.clone());
                 r.get_cell()
             }
             Child::Storage => {
@@ -281,7 +306,21 @@ impl SupervisorState {
                     live: self.live.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, Storage, args, sup).await?;
-                self.refs.send_modify(|refs| refs.storage = Some(r.clone()));
+                self.running.storage = Some(r.clone());
+                r.get_cell()
+            }
+            Child::Housekeeping => {
+                let args = HousekeepingArgs {
+                    settings: cfg.housekeeping.clone(),
+                    env: self.env.clone(),
+                    storage: self
+                        .running
+                        .storage
+                        .clone()
+                        .ok_or_else(|| sibling("storage"))?,
+                };
+                let (r, _) = Actor::spawn_linked(None, Housekeeping, args, sup).await?;
+                self.running.housekeeping = Some(r.clone());
                 r.get_cell()
             }
             Child::Remotes => {
@@ -290,11 +329,20 @@ impl SupervisorState {
                     settings: cfg.collection.clone(),
                     supervision: cfg.supervision.clone(),
                     env: self.env.clone(),
-                    refs: self.refs.subscribe(),
+                    limiter: self
+                        .running
+                        .limiter
+                        .clone()
+                        .ok_or_else(|| sibling("rate_limiter"))?,
+                    storage: self
+                        .running
+                        .storage
+                        .clone()
+                        .ok_or_else(|| sibling("storage"))?,
                     stores: self.stores.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, RemoteSupervisor, args, sup).await?;
-                self.refs.send_modify(|refs| refs.remotes = Some(r.clone()));
+                self.running.remotes = Some(r.clone());
                 r.get_cell()
             }
             Child::Scheduler => {
@@ -302,26 +350,24 @@ impl SupervisorState {
                     collection: cfg.collection.clone(),
                     tasks: cfg.tasks.clone(),
                     env: self.env.clone(),
-                    refs: self.refs.subscribe(),
+                    remotes: self
+                        .running
+                        .remotes
+                        .clone()
+                        .ok_or_else(|| sibling("remote_supervisor"))?,
+                    storage: self
+                        .running
+                        .storage
+                        .clone()
+                        .ok_or_else(|| sibling("storage"))?,
                     stores: self.stores.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, Scheduler, args, sup).await?;
-                self.refs
-                    .send_modify(|refs| refs.scheduler = Some(r.clone()));
-                r.get_cell()
-            }
-            Child::Rotation => {
-                let args = RotationArgs {
-                    settings: cfg.housekeeping.clone(),
-                    env: self.env.clone(),
-                    refs: self.refs.subscribe(),
-                };
-                let (r, _) = Actor::spawn_linked(None, Rotation, args, sup).await?;
-                self.refs
-                    .send_modify(|refs| refs.rotation = Some(r.clone()));
+                self.running.scheduler = Some(r.clone());
                 r.get_cell()
             }
         };
+        self.refs.send_replace(self.running.clone());
         let slot = &mut self.slots[child as usize];
         slot.record.started(cell.get_id());
         slot.cell = Some(cell);
@@ -329,13 +375,15 @@ impl SupervisorState {
     }
 
     fn unpublish(&mut self, child: Child) {
-        self.refs.send_modify(|refs| match child {
+        let refs = &mut self.running;
+        match child {
             Child::Limiter => refs.limiter = None,
             Child::Storage => refs.storage = None,
+            Child::Housekeeping => refs.housekeeping = None,
             Child::Remotes => refs.remotes = None,
             Child::Scheduler => refs.scheduler = None,
-            Child::Rotation => refs.rotation = None,
-        });
+        }
+        self.refs.send_replace(self.running.clone());
     }
 
     /// Stops every child after `index`, last started first.
@@ -368,12 +416,13 @@ impl SupervisorState {
     }
 
     async fn reload(&mut self, config: EngineConfig) -> Result<ReloadReport, ActorProcessingErr> {
-        let refs = self.refs.borrow().clone();
+        let refs = self.running.clone();
         if let Some(limiter) = &refs.limiter {
             let _ = limiter.send_message(LimiterMsg::Reconfigure(config.limits.clone()));
         }
-        if let Some(rotation) = &refs.rotation {
-            let _ = rotation.send_message(RotationMsg::Reconfigure(config.housekeeping.clone()));
+        if let Some(housekeeping) = &refs.housekeeping {
+            let _ = housekeeping
+                .send_message(HousekeepingMsg::Reconfigure(config.housekeeping.clone()));
         }
         let mut report = match &refs.remotes {
             Some(remotes) => ractor::call!(remotes, |reply| RemotesMsg::Reload {
@@ -399,7 +448,7 @@ impl SupervisorState {
     async fn shutdown(&mut self, grace: Duration) -> ShutdownReport {
         let started = Instant::now();
         self.shutting_down = true;
-        let refs = self.refs.borrow().clone();
+        let refs = self.running.clone();
         if let Some(scheduler) = &refs.scheduler {
             let _ = scheduler.send_message(SchedulerMsg::Quiesce);
         }
@@ -418,7 +467,6 @@ impl SupervisorState {
             tracing::warn!(remotes = ?report.cut_short,
                 "shutdown grace period ended with these remotes' polls still in flight");
         }
-        self.stop_child(Child::Rotation, "shutdown").await;
         self.stop_child(Child::Scheduler, "shutdown").await;
         if let Some(remotes) = &refs.remotes {
             remotes
@@ -429,6 +477,7 @@ impl SupervisorState {
                 .await;
         }
         self.stop_child(Child::Remotes, "shutdown").await;
+        self.stop_child(Child::Housekeeping, "shutdown").await;
         if let Some(storage) = &refs.storage {
             let flushed =
                 tokio::time::timeout(self.config.supervision.stop_timeout.max(grace), async {
@@ -449,7 +498,7 @@ impl SupervisorState {
     }
 
     async fn tree(&self) -> TreeNode {
-        let refs = self.refs.borrow().clone();
+        let refs = self.running.clone();
         let mut children = Vec::new();
         for child in CHILDREN {
             let slot = &self.slots[child as usize];

@@ -19,7 +19,7 @@ use crate::model::RemoteId;
 
 /// Which queue a request waits in. Manual requests are always served first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lane {
+pub(crate) enum Lane {
     /// Caused by a manual trigger ("collect now").
     Manual,
     /// Caused by the scheduler or a retry.
@@ -27,10 +27,10 @@ pub enum Lane {
 }
 
 /// Callback that hands a granted lease to its requester (usually a message send).
-pub type GrantFn = Box<dyn FnOnce(Lease) + Send>;
+pub(crate) type GrantFn = Box<dyn FnOnce(Lease) + Send>;
 
 /// Permits held by one poller. Dropping the lease returns the permits.
-pub struct Lease {
+pub(crate) struct Lease {
     id: u64,
     permits: u32,
     limiter: ActorRef<LimiterMsg>,
@@ -38,7 +38,7 @@ pub struct Lease {
 
 impl Lease {
     /// How many connections this lease allows.
-    pub fn permits(&self) -> u32 {
+    pub(crate) fn permits(&self) -> u32 {
         self.permits
     }
 }
@@ -62,21 +62,21 @@ impl Drop for Lease {
 }
 
 /// One permit request.
-pub struct Acquire {
+pub(crate) struct Acquire {
     /// Who asks; its death reclaims what it holds and cancels what it waits for.
-    pub holder: ActorCell,
+    pub(crate) holder: ActorCell,
     /// The holder's own number for this request (to cancel or promote it).
-    pub ticket: u64,
+    pub(crate) ticket: u64,
     /// The remote the connections go to.
-    pub remote: RemoteId,
+    pub(crate) remote: RemoteId,
     /// The remote's own cap.
-    pub remote_cap: u32,
+    pub(crate) remote_cap: u32,
     /// How many connections are wanted (clamped to both caps).
-    pub permits: u32,
+    pub(crate) permits: u32,
     /// Which queue to wait in.
-    pub lane: Lane,
+    pub(crate) lane: Lane,
     /// Called with the lease once granted.
-    pub grant: GrantFn,
+    pub(crate) grant: GrantFn,
 }
 
 impl fmt::Debug for Acquire {
@@ -112,7 +112,7 @@ pub struct LimiterSnapshot {
 
 /// Messages of the RateLimiter.
 #[derive(Debug)]
-pub enum LimiterMsg {
+pub(crate) enum LimiterMsg {
     /// A poller asks for permits; the grant arrives through its callback.
     Acquire(Acquire),
     /// The poller no longer wants the request `ticket` (stopped, superseded).
@@ -157,7 +157,7 @@ struct Active {
 }
 
 /// State of the RateLimiter.
-pub struct LimiterState {
+pub(crate) struct LimiterState {
     settings: LimitSettings,
     manual: VecDeque<Pending>,
     scheduled: VecDeque<Pending>,
@@ -182,7 +182,7 @@ impl fmt::Debug for LimiterState {
 
 /// The RateLimiter actor.
 #[derive(Debug, Default)]
-pub struct RateLimiter;
+pub(crate) struct RateLimiter;
 
 /// The sweep cadence: often enough that a dead holder's permits return quickly.
 fn sweep_period(settings: &LimitSettings) -> Duration {
@@ -423,3 +423,6 @@ impl LimiterState {
         (req.grant)(lease);
     }
 }
+
+#[cfg(test)]
+mod tests;

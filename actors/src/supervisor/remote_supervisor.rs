@@ -15,15 +15,17 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::restart::{ChildRecord, Decision, Exit, Restart};
+use super::tree::TreeNode;
 use crate::config::{CollectionSettings, RemoteConfig, SupervisionSettings};
-use crate::env::{Env, RefsRx};
+use crate::env::Env;
 use crate::limiter::{Lane, LimiterMsg};
 use crate::model::RemoteId;
-use crate::poll::{CollectError, CollectResult, Target, TrackedResponder};
-use crate::poller::{Poller, PollerArgs, PollerMsg, StartCollect};
-use crate::status::{PollState, RemoteStatus};
-use crate::storage::Stores;
-use crate::supervision::{ChildRecord, Decision, Exit, Restart, TreeNode};
+use crate::poller::{
+    CollectError, CollectResult, PollState, Poller, PollerArgs, PollerMsg, RemoteStatus,
+    StartCollect, Target, TrackedResponder,
+};
+use crate::storage::{StorageMsg, Stores};
 
 /// What a reload changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -43,7 +45,7 @@ pub type TriggerResults = Vec<(RemoteId, CollectResult)>;
 
 /// Which job a fan-out asks of the pollers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Job {
+pub(crate) enum FanOut {
     /// Metric collection.
     Metrics {
         /// Run even in backoff.
@@ -57,7 +59,7 @@ pub enum Job {
 }
 
 /// Messages of the RemoteSupervisor.
-pub enum RemotesMsg {
+pub(crate) enum RemotesMsg {
     /// The engine (manual) or scheduler (scheduled) asks for a job on the target's
     /// remotes. With `reply`, answers once every addressed poller has answered;
     /// without, the job is only queued.
@@ -65,7 +67,7 @@ pub enum RemotesMsg {
         /// Which remotes.
         target: Target,
         /// Which job.
-        job: Job,
+        job: FanOut,
         /// Which lane the leases wait in.
         lane: Lane,
         /// Whether `reply` waits for the results or answers once the job is queued
@@ -96,8 +98,10 @@ pub enum RemotesMsg {
     },
     /// A poller reports its status.
     StatusUpdate(RemoteStatus),
-    /// Reply with every remote's status, in config order.
+    /// The engine handle asks for every remote's status, in config order.
     Status(RpcReplyPort<Vec<RemoteStatus>>),
+    /// The engine handle asks for one remote's status (`None`: not configured).
+    RemoteStatus(RemoteId, RpcReplyPort<Option<RemoteStatus>>),
     /// Self-sent when a crashed poller's restart delay has passed.
     Restart {
         /// The remote.
@@ -124,6 +128,7 @@ impl fmt::Debug for RemotesMsg {
             RemotesMsg::Reload { remotes, .. } => write!(f, "Reload({} remotes)", remotes.len()),
             RemotesMsg::StatusUpdate(s) => write!(f, "StatusUpdate({})", s.remote),
             RemotesMsg::Status(_) => f.write_str("Status"),
+            RemotesMsg::RemoteStatus(id, _) => write!(f, "RemoteStatus({id})"),
             RemotesMsg::Restart { remote, .. } => write!(f, "Restart({remote})"),
             RemotesMsg::Drain { .. } => f.write_str("Drain"),
             RemotesMsg::Tree(_) => f.write_str("Tree"),
@@ -133,7 +138,7 @@ impl fmt::Debug for RemotesMsg {
 
 /// Start arguments of the RemoteSupervisor.
 #[derive(Debug)]
-pub struct RemotesArgs {
+pub(crate) struct RemotesArgs {
     /// The remotes, in start order.
     pub remotes: Vec<RemoteConfig>,
     /// Collection timing for the pollers.
@@ -142,13 +147,15 @@ pub struct RemotesArgs {
     pub supervision: SupervisionSettings,
     /// Clock and randomness.
     pub env: Env,
-    /// References to the limiter and storage.
-    pub refs: RefsRx,
+    /// The rate limiter (started before this supervisor).
+    pub limiter: ActorRef<LimiterMsg>,
+    /// The storage writer (started before this supervisor).
+    pub storage: ActorRef<StorageMsg>,
     /// The stores (the pollers read their start cursor).
     pub stores: Stores,
 }
 
-struct Slot {
+struct PollerSlot {
     config: RemoteConfig,
     poller: Option<ActorRef<PollerMsg>>,
     record: ChildRecord,
@@ -157,14 +164,15 @@ struct Slot {
 }
 
 /// State of the RemoteSupervisor.
-pub struct RemotesState {
+pub(crate) struct RemotesState {
     order: Vec<RemoteId>,
-    slots: HashMap<RemoteId, Slot>,
+    slots: HashMap<RemoteId, PollerSlot>,
     by_actor: HashMap<ActorId, RemoteId>,
     settings: CollectionSettings,
     supervision: SupervisionSettings,
     env: Env,
-    refs: RefsRx,
+    limiter: ActorRef<LimiterMsg>,
+    storage: ActorRef<StorageMsg>,
     stores: Stores,
     draining: bool,
 }
@@ -180,7 +188,7 @@ impl fmt::Debug for RemotesState {
 
 /// The RemoteSupervisor actor.
 #[derive(Debug, Default)]
-pub struct RemoteSupervisor;
+pub(crate) struct RemoteSupervisor;
 
 impl Actor for RemoteSupervisor {
     type Msg = RemotesMsg;
@@ -199,7 +207,8 @@ impl Actor for RemoteSupervisor {
             settings: args.settings,
             supervision: args.supervision,
             env: args.env,
-            refs: args.refs,
+            limiter: args.limiter,
+            storage: args.storage,
             stores: args.stores,
             draining: false,
         };
@@ -250,6 +259,9 @@ impl Actor for RemoteSupervisor {
                         slot.status = status;
                     }
                 }
+            }
+            RemotesMsg::RemoteStatus(id, reply) => {
+                let _ = reply.send(state.slots.get(&id).map(|s| s.status.clone()));
             }
             RemotesMsg::Status(reply) => {
                 let list = state
@@ -303,7 +315,7 @@ impl RemotesState {
         self.order.push(id.clone());
         self.slots.insert(
             id.clone(),
-            Slot {
+            PollerSlot {
                 config,
                 poller: None,
                 record: ChildRecord::new(Restart::Permanent),
@@ -320,10 +332,6 @@ impl RemotesState {
         id: &RemoteId,
         start: StartCollect,
     ) -> Result<(), ActorProcessingErr> {
-        let refs = self.refs.borrow().clone();
-        let (Some(limiter), Some(storage)) = (refs.limiter, refs.storage) else {
-            return Err("the limiter and storage must run before the pollers start".into());
-        };
         let Some(slot) = self.slots.get_mut(id) else {
             return Ok(());
         };
@@ -331,8 +339,8 @@ impl RemotesState {
             remote: slot.config.clone(),
             settings: self.settings.clone(),
             env: self.env.clone(),
-            limiter,
-            storage,
+            limiter: self.limiter.clone(),
+            storage: self.storage.clone(),
             stores: self.stores.clone(),
             parent: myself.clone(),
             restarts: slot.record.restarts,
@@ -348,9 +356,7 @@ impl RemotesState {
     fn on_child_exit(&mut self, myself: &ActorRef<RemotesMsg>, cell: ActorCell, exit: Exit) {
         let actor = cell.get_id();
         // Whatever the exit, the limiter takes back what the poller held.
-        if let Some(limiter) = &self.refs.borrow().limiter {
-            let _ = limiter.send_message(LimiterMsg::HolderGone(actor));
-        }
+        let _ = self.limiter.send_message(LimiterMsg::HolderGone(actor));
         let Some(remote) = self.by_actor.remove(&actor) else {
             tracing::debug!(actor = %actor, "exit of an unknown poller ignored");
             return;
@@ -400,7 +406,7 @@ impl RemotesState {
     fn run(
         &mut self,
         target: Target,
-        job: Job,
+        job: FanOut,
         lane: Lane,
         wait: bool,
         reply: Option<oneshot::Sender<Result<TriggerResults, CollectError>>>,
@@ -441,12 +447,12 @@ impl RemotesState {
                 continue;
             };
             let msg = match job {
-                Job::Metrics { bypass_backoff } => PollerMsg::Collect {
+                FanOut::Metrics { bypass_backoff } => PollerMsg::Collect {
                     lane,
                     bypass_backoff,
                     waiter: tx,
                 },
-                Job::Tasks { running_only } => PollerMsg::FetchTasks {
+                FanOut::Tasks { running_only } => PollerMsg::FetchTasks {
                     running_only,
                     lane,
                     waiter: tx,

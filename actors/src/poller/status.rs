@@ -3,7 +3,10 @@
 
 use serde::Serialize;
 
-use crate::model::{RemoteId, RemoteKind, UnixTime};
+use std::time::Duration;
+
+use super::outcome::CollectError;
+use crate::model::{Cursor, RemoteId, RemoteKind, UnixTime};
 use crate::source::ErrorClass;
 
 /// The state of one remote's collection.
@@ -78,6 +81,54 @@ impl RemoteStatus {
             tasks_last_success: None,
             tasks_last_error: None,
             restarts: 0,
+        }
+    }
+
+    /// A metric batch was stored at `now`: the remote is ok, its failures are over.
+    pub(crate) fn record_stored(
+        &mut self,
+        now: UnixTime,
+        cursor: Cursor,
+        points: usize,
+        took: Option<Duration>,
+    ) {
+        self.state = PollState::Ok;
+        self.last_success = Some(now);
+        self.consecutive_failures = 0;
+        self.next_attempt = None;
+        self.last_error = None;
+        self.last_error_class = None;
+        self.newest_datapoint = cursor.0;
+        self.points_stored += points as u64;
+        self.last_duration_ms = took.map(|d| d.as_millis() as u64);
+    }
+
+    /// A metric collection failed at `now`; the next attempt waits `delay`.
+    pub(crate) fn record_failure(
+        &mut self,
+        now: UnixTime,
+        err: &CollectError,
+        class: ErrorClass,
+        failures: u32,
+        delay: Duration,
+        took: Option<Duration>,
+    ) {
+        self.state = PollState::Backoff;
+        self.last_error = Some(err.to_string());
+        self.last_error_class = Some(class);
+        self.consecutive_failures = failures;
+        self.next_attempt = Some(now + delay.as_secs_f64().ceil() as i64);
+        self.last_duration_ms = took.map(|d| d.as_millis() as u64);
+    }
+
+    /// A task-list fetch ended at `now`, with its error if it failed.
+    pub(crate) fn record_tasks(&mut self, now: UnixTime, err: Option<&CollectError>) {
+        match err {
+            None => {
+                self.tasks_last_success = Some(now);
+                self.tasks_last_error = None;
+            }
+            Some(err) => self.tasks_last_error = Some(err.to_string()),
         }
     }
 }

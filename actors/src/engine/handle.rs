@@ -1,31 +1,25 @@
-//! The front door of the library: [`Engine::builder`] starts one supervision tree and
-//! returns an [`EngineHandle`]. Nothing is global: two engines in one process share
-//! nothing, and every actor is reached through the handle.
+//! The [`EngineHandle`]: what an embedder holds of a running engine. Every call is a
+//! message to one of the engine's actors; nothing is global, and two engines in one
+//! process share nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorCell, ActorRef};
+use ractor::ActorRef;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::clock::{Clock, Randomness, ThreadRandomness, TokioClock};
 use crate::config::{ConfigError, EngineConfig};
-use crate::env::{Env, Refs};
 use crate::limiter::{Lane, LimiterMsg, LimiterSnapshot};
-use crate::live::{LiveFeed, Subscription};
-use crate::model::{RemoteId, TaskRef};
-use crate::poll::{CollectError, Target};
-use crate::remotes::{Job, ReloadReport, RemotesMsg, TriggerResults};
-use crate::scheduler::{SchedulerMsg, SchedulerStats};
-use crate::stats::{PollStats, PollStatsSnapshot};
-use crate::status::RemoteStatus;
-use crate::storage::{StorageMsg, StorageStats, Stores};
-use crate::store::{MetricStore, TaskStore};
-use crate::supervision::TreeNode;
-use crate::supervisor::{ShutdownReport, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::model::{RemoteId, TaskRef, UnixTime};
+use crate::poller::{CollectError, PollStats, PollStatsSnapshot, RemoteStatus, Target};
+use crate::storage::{LiveFeed, StorageMsg, StorageStats, Subscription};
+use crate::supervisor::{
+    FanOut, Refs, ReloadReport, RemotesMsg, ShutdownReport, SupervisorMsg, TreeNode, TriggerResults,
+};
+use crate::timers::{SchedulerMsg, SchedulerStats};
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,133 +52,22 @@ pub struct TriggerReport {
     pub results: TriggerResults,
 }
 
-/// Builds and starts an engine.
+/// What every clone of a handle shares.
 #[derive(Debug)]
-pub struct EngineBuilder {
-    config: EngineConfig,
-    metrics: Option<Arc<dyn MetricStore>>,
-    tasks: Option<Arc<dyn TaskStore>>,
-    clock: Arc<dyn Clock>,
-    rng: Arc<dyn Randomness>,
-    parent: Option<ActorCell>,
-}
-
-/// Stored batches kept for replay to new live subscribers, and the points they may hold
-/// (about 24 bytes each): enough for a reader to catch up from its history query.
-const LIVE_REPLAY_BATCHES: usize = 4096;
-const LIVE_REPLAY_POINTS: usize = 250_000;
-
-/// Entry point of the library.
-#[derive(Debug)]
-pub struct Engine;
-
-impl Engine {
-    /// A builder for an engine running `config`.
-    pub fn builder(config: EngineConfig) -> EngineBuilder {
-        EngineBuilder {
-            config,
-            metrics: None,
-            tasks: None,
-            clock: Arc::new(TokioClock::system()),
-            rng: Arc::new(ThreadRandomness),
-            parent: None,
-        }
-    }
-}
-
-impl EngineBuilder {
-    /// The metric store (required).
-    pub fn metric_store(mut self, store: Arc<dyn MetricStore>) -> Self {
-        self.metrics = Some(store);
-        self
-    }
-
-    /// The task store (required).
-    pub fn task_store(mut self, store: Arc<dyn TaskStore>) -> Self {
-        self.tasks = Some(store);
-        self
-    }
-
-    /// The wall clock (default: the system time advanced by tokio's clock).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// The randomness for offsets, delays and jitter (default: thread-local RNG).
-    pub fn randomness(mut self, rng: Arc<dyn Randomness>) -> Self {
-        self.rng = rng;
-        self
-    }
-
-    /// An actor of the embedding application that supervises the engine: it receives
-    /// the engine supervisor's failure when a core actor exceeds its restart intensity.
-    pub fn supervised_by(mut self, parent: ActorCell) -> Self {
-        self.parent = Some(parent);
-        self
-    }
-
-    /// Validates the config and starts the supervision tree.
-    pub async fn start(self) -> Result<EngineHandle, EngineError> {
-        self.config.validate()?;
-        let stores = Stores {
-            metrics: self
-                .metrics
-                .ok_or(EngineError::Incomplete("no metric store was given"))?,
-            tasks: self
-                .tasks
-                .ok_or(EngineError::Incomplete("no task store was given"))?,
-            backlog: Default::default(),
-        };
-        let (refs_tx, refs_rx) = watch::channel(Refs::default());
-        let live = LiveFeed::new(LIVE_REPLAY_BATCHES, LIVE_REPLAY_POINTS);
-        let stats = Arc::new(PollStats::default());
-        let args = SupervisorArgs {
-            config: self.config.clone(),
-            stores,
-            env: Env {
-                clock: self.clock,
-                rng: self.rng,
-                stats: stats.clone(),
-            },
-            refs: refs_tx,
-            live: live.clone(),
-        };
-        let spawned = match self.parent {
-            Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,
-            None => Actor::spawn(None, Supervisor, args).await,
-        };
-        let (supervisor, join) = spawned
-            .map_err(|e| EngineError::NotRunning(format!("the engine failed to start: {e}")))?;
-        Ok(EngineHandle {
-            inner: Arc::new(Inner {
-                supervisor,
-                refs: refs_rx,
-                live,
-                stats,
-                accepting: AtomicBool::new(true),
-                join: std::sync::Mutex::new(Some(join)),
-                ask_timeout: Duration::from_secs(30),
-            }),
-        })
-    }
-}
-
-#[derive(Debug)]
-struct Inner {
-    supervisor: ActorRef<SupervisorMsg>,
-    refs: watch::Receiver<Refs>,
-    live: Arc<LiveFeed>,
-    stats: Arc<PollStats>,
-    accepting: AtomicBool,
-    join: std::sync::Mutex<Option<JoinHandle<()>>>,
-    ask_timeout: Duration,
+pub(super) struct Inner {
+    pub(super) supervisor: ActorRef<SupervisorMsg>,
+    pub(super) refs: watch::Receiver<Refs>,
+    pub(super) live: Arc<LiveFeed>,
+    pub(super) stats: Arc<PollStats>,
+    pub(super) accepting: AtomicBool,
+    pub(super) join: std::sync::Mutex<Option<JoinHandle<()>>>,
+    pub(super) ask_timeout: Duration,
 }
 
 /// A running engine. Cheap to clone; every clone talks to the same tree.
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl EngineHandle {
@@ -220,7 +103,7 @@ impl EngineHandle {
     async fn run(
         &self,
         target: Target,
-        job: Job,
+        job: FanOut,
         wait: bool,
     ) -> Result<TriggerReport, EngineError> {
         self.run_in(target, job, Lane::Manual, wait).await
@@ -229,7 +112,7 @@ impl EngineHandle {
     async fn run_in(
         &self,
         target: Target,
-        job: Job,
+        job: FanOut,
         lane: Lane,
         wait: bool,
     ) -> Result<TriggerReport, EngineError> {
@@ -260,7 +143,7 @@ impl EngineHandle {
     /// bypasses its backoff.
     pub async fn trigger(&self, target: Target, wait: bool) -> Result<TriggerReport, EngineError> {
         let bypass_backoff = matches!(target, Target::Remote(_));
-        self.run(target, Job::Metrics { bypass_backoff }, wait)
+        self.run(target, FanOut::Metrics { bypass_backoff }, wait)
             .await
     }
 
@@ -268,7 +151,7 @@ impl EngineHandle {
     /// tick would: scheduled lane, per-connection delay, skip window and backoff apply.
     /// With `wait`, returns once every remote answered.
     pub async fn cycle(&self, wait: bool) -> Result<TriggerReport, EngineError> {
-        let job = Job::Metrics {
+        let job = FanOut::Metrics {
             bypass_backoff: false,
         };
         self.run_in(Target::All, job, Lane::Scheduled, wait).await
@@ -282,7 +165,7 @@ impl EngineHandle {
     ) -> Result<TriggerReport, EngineError> {
         self.run(
             target,
-            Job::Tasks {
+            FanOut::Tasks {
                 running_only: false,
             },
             wait,
@@ -294,10 +177,7 @@ impl EngineHandle {
     /// its remote's task list is fetched. Persisted across restarts.
     pub async fn track_task(&self, task: TaskRef) -> Result<(), EngineError> {
         self.accepting()?;
-        let exists = self.status().await?.iter().any(|s| s.remote == task.remote);
-        if !exists {
-            return Err(EngineError::UnknownRemote(task.remote));
-        }
+        self.remote_status(&task.remote).await?;
         let scheduler = self
             .refs()?
             .scheduler
@@ -318,7 +198,7 @@ impl EngineHandle {
 
     /// Follow stored metric batches live: first those already stored with a point newer
     /// than `since` (from a short replay buffer), then each new one as it is stored.
-    pub fn subscribe(&self, since: Option<crate::model::UnixTime>) -> Subscription {
+    pub fn subscribe(&self, since: Option<UnixTime>) -> Subscription {
         self.inner.live.subscribe(since)
     }
 
@@ -336,11 +216,13 @@ impl EngineHandle {
 
     /// One remote's status.
     pub async fn remote_status(&self, id: &RemoteId) -> Result<RemoteStatus, EngineError> {
-        self.status()
-            .await?
-            .into_iter()
-            .find(|s| &s.remote == id)
-            .ok_or_else(|| EngineError::UnknownRemote(id.clone()))
+        let remotes = self.remotes()?;
+        let wanted = id.clone();
+        self.ask(
+            async move { ractor::call!(remotes, |reply| RemotesMsg::RemoteStatus(wanted, reply)) },
+        )
+        .await?
+        .ok_or_else(|| EngineError::UnknownRemote(id.clone()))
     }
 
     /// The supervision tree with each actor's state and restart count.

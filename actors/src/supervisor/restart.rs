@@ -1,7 +1,8 @@
 //! OTP restart bookkeeping shared by both supervisors (ractor 0.16 has none built in;
-//! the strategies themselves — one_for_one in `remotes.rs`, rest_for_one in
-//! `supervisor.rs` — live with the supervisors): restart types, restart intensity within a period, restart delay with backoff, and the
-//! record that recognises events from an old incarnation of a child.
+//! the strategies themselves — one_for_one in `remote_supervisor.rs`, rest_for_one in
+//! `top.rs` — live with the supervisors): restart types, restart intensity within a
+//! period, restart delay with backoff, and the record that recognises events from an
+//! old incarnation of a child.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,11 +12,15 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::SupervisionSettings;
+use crate::poller::doubled_up_to;
 
-/// When a child that exited is started again (OTP's restart types).
+/// When a child that exited is started again (OTP's restart types). Every child the
+/// engine starts today is permanent; the other two are kept for children that may end
+/// (and are covered by the unit tests below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Restart {
+#[allow(dead_code)]
+pub(crate) enum Restart {
     /// Always restarted.
     Permanent,
     /// Restarted only after an abnormal exit (panic or error).
@@ -26,7 +31,7 @@ pub enum Restart {
 
 /// How a child ended, as read from a supervision event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// Stopped on request or returned normally.
     Normal(Option<String>),
     /// Panicked or returned an error; the text is kept for the status.
@@ -35,7 +40,7 @@ pub enum Exit {
 
 impl Exit {
     /// Reads the exit of a terminated or failed child; `None` for other events.
-    pub fn from_event(event: &SupervisionEvent) -> Option<(ActorCell, Exit)> {
+    pub(crate) fn from_event(event: &SupervisionEvent) -> Option<(ActorCell, Exit)> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 Some((cell.clone(), Exit::Normal(reason.clone())))
@@ -48,14 +53,14 @@ impl Exit {
     }
 
     /// Whether the exit was a failure.
-    pub fn is_abnormal(&self) -> bool {
+    pub(crate) fn is_abnormal(&self) -> bool {
         matches!(self, Exit::Abnormal(_))
     }
 }
 
 /// What the supervisor does about an exited child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Start it again after the delay.
     Restart(Duration),
     /// Leave it stopped (temporary child, or a transient one that ended normally).
@@ -67,24 +72,24 @@ pub enum Decision {
 
 /// The restart history of one child slot across its incarnations.
 #[derive(Debug, Clone)]
-pub struct ChildRecord {
+pub(crate) struct ChildRecord {
     /// The restart type of the slot.
-    pub restart: Restart,
+    pub(crate) restart: Restart,
     /// The id of the running incarnation; events from other ids are stale.
-    pub current: Option<ActorId>,
+    pub(crate) current: Option<ActorId>,
     /// Restarts since the slot was created.
-    pub restarts: u32,
+    pub(crate) restarts: u32,
     /// The last abnormal exit's text.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// Increases with every start; delayed restart messages carry it so a superseded
     /// one is ignored.
-    pub generation: u64,
+    pub(crate) generation: u64,
     recent: VecDeque<Instant>,
 }
 
 impl ChildRecord {
     /// A new slot of the given restart type.
-    pub fn new(restart: Restart) -> Self {
+    pub(crate) fn new(restart: Restart) -> Self {
         Self {
             restart,
             current: None,
@@ -96,18 +101,18 @@ impl ChildRecord {
     }
 
     /// Whether an event about `id` concerns the running incarnation.
-    pub fn is_current(&self, id: ActorId) -> bool {
+    pub(crate) fn is_current(&self, id: ActorId) -> bool {
         self.current == Some(id)
     }
 
     /// Records a (re)start of the slot with the new incarnation's id.
-    pub fn started(&mut self, id: ActorId) {
+    pub(crate) fn started(&mut self, id: ActorId) {
         self.current = Some(id);
         self.generation += 1;
     }
 
     /// Decides about an exit of the current incarnation and updates the history.
-    pub fn on_exit(
+    pub(crate) fn on_exit(
         &mut self,
         exit: &Exit,
         settings: &SupervisionSettings,
@@ -137,30 +142,13 @@ impl ChildRecord {
         }
         self.recent.push_back(now);
         self.restarts += 1;
-        let shift = (self.recent.len() as u32 - 1).min(20);
-        let delay = settings
-            .restart_delay_base
-            .checked_mul(1 << shift)
-            .map_or(settings.restart_delay_cap, |d| {
-                d.min(settings.restart_delay_cap)
-            });
+        let delay = doubled_up_to(
+            settings.restart_delay_base,
+            self.recent.len() as u32 - 1,
+            settings.restart_delay_cap,
+        );
         Decision::Restart(delay)
     }
-}
-
-/// One node of the supervision tree as shown by the engine's `tree()`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TreeNode {
-    /// The actor's role and, for pollers, its remote.
-    pub name: String,
-    /// `running`, `restarting`, `failed`, `stopped`.
-    pub state: String,
-    /// How often this slot was restarted.
-    pub restarts: u32,
-    /// The last failure's text.
-    pub last_error: Option<String>,
-    /// Children, in start order.
-    pub children: Vec<TreeNode>,
 }
 
 #[cfg(test)]

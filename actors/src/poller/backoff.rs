@@ -5,10 +5,17 @@ use std::time::Duration;
 
 use crate::clock::Randomness;
 
+/// `base` doubled `doublings` times, but never more than `cap` (no overflow however many
+/// doublings): the growth rule of retry backoff and of restart delays.
+pub(crate) fn doubled_up_to(base: Duration, doublings: u32, cap: Duration) -> Duration {
+    base.checked_mul(1u32 << doublings.min(31))
+        .map_or(cap, |d| d.min(cap))
+}
+
 /// Exponential backoff with full jitter: after the n-th consecutive failure the delay
 /// is drawn uniformly from `[0, min(cap, base · 2^(n−1))]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     cap: Duration,
     failures: u32,
@@ -16,7 +23,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// A backoff with no failures yet.
-    pub fn new(base: Duration, cap: Duration) -> Self {
+    pub(crate) fn new(base: Duration, cap: Duration) -> Self {
         Self {
             base,
             cap: cap.max(base),
@@ -25,30 +32,27 @@ impl Backoff {
     }
 
     /// New bounds (a reload); the failure count is kept.
-    pub fn reconfigure(&mut self, base: Duration, cap: Duration) {
+    pub(crate) fn reconfigure(&mut self, base: Duration, cap: Duration) {
         self.base = base;
         self.cap = cap.max(base);
     }
 
     /// Consecutive failures since the last success.
-    pub fn failures(&self) -> u32 {
+    pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
 
     /// The upper bound of the delay after `failures` consecutive failures.
-    pub fn ceiling(&self, failures: u32) -> Duration {
+    pub(crate) fn ceiling(&self, failures: u32) -> Duration {
         if failures == 0 {
             return Duration::ZERO;
         }
-        let shift = (failures - 1).min(31);
-        self.base
-            .checked_mul(1u32 << shift)
-            .map_or(self.cap, |d| d.min(self.cap))
+        doubled_up_to(self.base, failures - 1, self.cap)
     }
 
     /// Records a failure and draws the delay before the next attempt. A persistent
     /// failure (bad credentials, TLS) jumps straight to the cap's range.
-    pub fn fail(&mut self, persistent: bool, rng: &dyn Randomness) -> Duration {
+    pub(crate) fn fail(&mut self, persistent: bool, rng: &dyn Randomness) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let ceiling = if persistent {
             self.cap
@@ -59,7 +63,7 @@ impl Backoff {
     }
 
     /// Records a success: the next failure starts from the base again.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }

@@ -11,18 +11,18 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
-use crate::clock::until_next_boundary;
+use crate::clock::{next_aligned_tick, until_next_boundary};
 use crate::config::{CollectionSettings, TaskSettings};
-use crate::env::{Env, RefsRx};
+use crate::env::Env;
 use crate::limiter::Lane;
 use crate::model::{RemoteId, TaskRef, TaskState};
-use crate::poll::{Target, TrackedResults};
-use crate::remotes::{Job, RemotesMsg};
-use crate::storage::{Housekeeping, StorageMsg, Stores};
+use crate::poller::{Target, TrackedResults};
+use crate::storage::{HousekeepingOp, StorageMsg, Stores};
+use crate::supervisor::{FanOut, RemotesMsg};
 
 /// Messages of the Scheduler.
 #[derive(Debug)]
-pub enum SchedulerMsg {
+pub(crate) enum SchedulerMsg {
     /// Self-sent at an aligned metric tick of timer generation `generation`.
     Tick {
         /// Ticks of an older timer generation are ignored.
@@ -68,25 +68,28 @@ pub struct SchedulerStats {
 
 /// Start arguments of the Scheduler.
 #[derive(Debug)]
-pub struct SchedulerArgs {
+pub(crate) struct SchedulerArgs {
     /// Metric timing.
     pub collection: CollectionSettings,
     /// Task timing.
     pub tasks: TaskSettings,
     /// Clock and randomness.
     pub env: Env,
-    /// References to the remote supervisor and storage.
-    pub refs: RefsRx,
+    /// The remote supervisor (started before the scheduler).
+    pub remotes: ActorRef<RemotesMsg>,
+    /// The storage writer (started before the scheduler).
+    pub storage: ActorRef<StorageMsg>,
     /// The task store, read for the saved tracked tasks.
     pub stores: Stores,
 }
 
 /// State of the Scheduler.
-pub struct SchedulerState {
+pub(crate) struct SchedulerState {
     collection: CollectionSettings,
     tasks: TaskSettings,
     env: Env,
-    refs: RefsRx,
+    remotes: ActorRef<RemotesMsg>,
+    storage: ActorRef<StorageMsg>,
     generation: u64,
     tracked: BTreeSet<TaskRef>,
     last_running_check: Option<Instant>,
@@ -106,7 +109,7 @@ impl fmt::Debug for SchedulerState {
 
 /// The Scheduler actor.
 #[derive(Debug, Default)]
-pub struct Scheduler;
+pub(crate) struct Scheduler;
 
 impl Actor for Scheduler {
     type Msg = SchedulerMsg;
@@ -123,7 +126,8 @@ impl Actor for Scheduler {
             collection: args.collection,
             tasks: args.tasks,
             env: args.env,
-            refs: args.refs,
+            remotes: args.remotes,
+            storage: args.storage,
             generation: 0,
             tracked,
             last_running_check: None,
@@ -162,7 +166,7 @@ impl Actor for Scheduler {
                 tracing::info!(cycle = state.stats.cycles, "metric collection cycle starts");
                 state.send_remotes(RemotesMsg::Run {
                     target: Target::All,
-                    job: Job::Metrics {
+                    job: FanOut::Metrics {
                         bypass_backoff: false,
                     },
                     lane: Lane::Scheduled,
@@ -217,23 +221,12 @@ impl SchedulerState {
 
     fn arm_metric_tick(&self, myself: &ActorRef<SchedulerMsg>) {
         let generation = self.generation;
-        let mut wait = until_next_boundary(self.env.clock.now(), self.collection.interval);
-        if wait.is_zero() {
-            // Exactly on a boundary (the tick that just fired): the next one is due.
-            wait = self.collection.interval;
-        }
+        let wait = next_aligned_tick(self.env.clock.now(), self.collection.interval);
         myself.send_after(wait, move || SchedulerMsg::Tick { generation });
     }
 
     fn send_remotes(&self, msg: RemotesMsg) {
-        match &self.refs.borrow().remotes {
-            Some(remotes) => {
-                let _ = remotes.send_message(msg);
-            }
-            None => {
-                tracing::warn!("no remote supervisor is running; the scheduled work is skipped")
-            }
-        }
+        let _ = self.remotes.send_message(msg);
     }
 
     fn task_tick(&mut self, myself: &ActorRef<SchedulerMsg>) {
@@ -267,7 +260,7 @@ impl SchedulerState {
             self.last_running_check = Some(now);
             self.send_remotes(RemotesMsg::Run {
                 target: Target::All,
-                job: Job::Tasks {
+                job: FanOut::Tasks {
                     running_only: false,
                 },
                 lane: Lane::Scheduled,
@@ -278,7 +271,7 @@ impl SchedulerState {
             self.last_running_check = Some(now);
             self.send_remotes(RemotesMsg::Run {
                 target: Target::All,
-                job: Job::Tasks { running_only: true },
+                job: FanOut::Tasks { running_only: true },
                 lane: Lane::Scheduled,
                 wait: false,
                 reply: None,
@@ -311,7 +304,7 @@ impl SchedulerState {
             self.save_tracked();
             self.send_remotes(RemotesMsg::Run {
                 target: Target::Remote(remote),
-                job: Job::Tasks {
+                job: FanOut::Tasks {
                     running_only: false,
                 },
                 lane: Lane::Manual,
@@ -323,8 +316,8 @@ impl SchedulerState {
 
     fn save_tracked(&self) {
         let list = self.tracked.iter().cloned().collect();
-        if let Some(storage) = &self.refs.borrow().storage {
-            let _ = storage.send_message(StorageMsg::Housekeep(Housekeeping::SaveTracked(list)));
-        }
+        let _ = self
+            .storage
+            .send_message(StorageMsg::Housekeep(HousekeepingOp::SaveTracked(list)));
     }
 }

@@ -12,44 +12,44 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::live::LiveFeed;
+use super::live::LiveFeed;
+use super::seam::{MetricStore, MetricWrite, StoreError, TaskStore, TaskWrite};
 use crate::model::{Cursor, TaskRef, UnixTime};
-use crate::store::{MetricStore, MetricWrite, StoreError, TaskStore, TaskWrite};
 
 /// Callback that receives the outcome of a metric write.
-pub type MetricResponder = Box<dyn FnOnce(Result<Cursor, StoreError>) + Send>;
+pub(crate) type MetricResponder = Box<dyn FnOnce(Result<Cursor, StoreError>) + Send>;
 /// Callback that receives the outcome of a task write.
-pub type TaskResponder = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(crate) type TaskResponder = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// The stores the engine writes to.
 #[derive(Debug, Clone)]
-pub struct Stores {
+pub(crate) struct Stores {
     /// Metric storage.
-    pub metrics: Arc<dyn MetricStore>,
+    pub(crate) metrics: Arc<dyn MetricStore>,
     /// Task cache.
-    pub tasks: Arc<dyn TaskStore>,
+    pub(crate) tasks: Arc<dyn TaskStore>,
     /// Writes waiting in Storage's lanes (kept current by the Storage actor); pollers
     /// read it to hold their connection permits while storage is behind.
-    pub backlog: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Above this many queued writes, a poll keeps its connection permit until its batch is
 /// stored, so fetching slows to the pace of storage instead of piling batches up in
 /// memory (a first backfill of a large fleet is gigabytes of points).
-pub const BACKLOG_LIMIT: usize = 16;
+pub(crate) const BACKLOG_LIMIT: usize = 16;
 
 /// Start arguments of the Storage actor.
 #[derive(Debug, Clone)]
-pub struct StorageArgs {
+pub(crate) struct StorageArgs {
     /// The stores.
-    pub stores: Stores,
+    pub(crate) stores: Stores,
     /// Where stored metric batches are published.
-    pub live: Arc<LiveFeed>,
+    pub(crate) live: Arc<LiveFeed>,
 }
 
-/// Housekeeping operations, sent by the Rotation actor and on shutdown.
+/// Housekeeping operations, sent by the Housekeeping actor and the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Housekeeping {
+pub(crate) enum HousekeepingOp {
     /// Apply the metric journal to the files.
     CommitMetrics,
     /// Fold the task journal into the active file.
@@ -61,13 +61,13 @@ pub enum Housekeeping {
 }
 
 /// Messages of the Storage actor.
-pub enum StorageMsg {
+pub(crate) enum StorageMsg {
     /// A poller stores a metric batch; the responder gets the new cursor once durable.
     StoreMetrics(MetricWrite, MetricResponder),
     /// A poller merges a task batch; the responder hears when it is durable.
     StoreTasks(TaskWrite, TaskResponder),
-    /// The Rotation actor (or the scheduler) asks for housekeeping; no reply.
-    Housekeep(Housekeeping),
+    /// The Housekeeping actor (or the scheduler) asks for housekeeping; no reply.
+    Housekeep(HousekeepingOp),
     /// Shutdown: write everything queued, commit the journals, then reply.
     Flush(RpcReplyPort<Result<(), StoreError>>),
     /// Reply with counters and the queue depth.
@@ -110,14 +110,14 @@ pub struct StorageStats {
 enum Op {
     Metrics(MetricWrite, MetricResponder),
     Tasks(TaskWrite, TaskResponder),
-    Housekeep(Housekeeping),
+    Housekeep(HousekeepingOp),
     Flush(Arc<FlushJoin>),
 }
 
 /// The two writers: each store has one operation in flight at a time, and the stores do
 /// not wait for each other (a large task merge does not hold up metric batches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteLane {
+pub(crate) enum WriteLane {
     /// The metric store.
     Metrics = 0,
     /// The task cache.
@@ -160,7 +160,7 @@ struct Lane {
 }
 
 /// The outcome of one blocking operation.
-pub struct Completion(CompletionKind);
+pub(crate) struct Completion(CompletionKind);
 
 impl fmt::Debug for Completion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -175,12 +175,12 @@ enum CompletionKind {
         Vec<MetricWrite>,
     ),
     Tasks(Vec<TaskResponder>, Vec<Result<(), StoreError>>),
-    Housekeep(Housekeeping, Result<(), StoreError>),
+    Housekeep(HousekeepingOp, Result<(), StoreError>),
     Flush(Arc<FlushJoin>, Result<(), StoreError>),
 }
 
 /// State of the Storage actor.
-pub struct StorageState {
+pub(crate) struct StorageState {
     stores: Stores,
     live: Arc<LiveFeed>,
     lanes: [Lane; 2],
@@ -198,7 +198,7 @@ impl fmt::Debug for StorageState {
 
 /// The Storage actor.
 #[derive(Debug, Default)]
-pub struct Storage;
+pub(crate) struct Storage;
 
 /// The most writes stored as one group.
 const MAX_GROUP: usize = 4096;
@@ -232,7 +232,7 @@ impl Actor for Storage {
             StorageMsg::StoreTasks(w, r) => state.push(WriteLane::Tasks, Op::Tasks(w, r)),
             StorageMsg::Housekeep(h) => {
                 let lane = match h {
-                    Housekeeping::CommitMetrics => WriteLane::Metrics,
+                    HousekeepingOp::CommitMetrics => WriteLane::Metrics,
                     _ => WriteLane::Tasks,
                 };
                 state.push(lane, Op::Housekeep(h));
@@ -361,10 +361,10 @@ impl StorageState {
             }
             Op::Housekeep(op) => Box::new(move || {
                 let result = match &op {
-                    Housekeeping::CommitMetrics => stores.metrics.commit(),
-                    Housekeeping::ApplyTaskJournal => stores.tasks.apply_journal(),
-                    Housekeeping::RotateTasks(now) => stores.tasks.rotate(*now).map(|_| ()),
-                    Housekeeping::SaveTracked(list) => stores.tasks.save_tracked(list),
+                    HousekeepingOp::CommitMetrics => stores.metrics.commit(),
+                    HousekeepingOp::ApplyTaskJournal => stores.tasks.apply_journal(),
+                    HousekeepingOp::RotateTasks(now) => stores.tasks.rotate(*now).map(|_| ()),
+                    HousekeepingOp::SaveTracked(list) => stores.tasks.save_tracked(list),
                 };
                 CompletionKind::Housekeep(op, result)
             }),

@@ -26,7 +26,7 @@ pub struct StoredBatch {
 
 /// The feed of one engine.
 #[derive(Debug)]
-pub struct LiveFeed {
+pub(crate) struct LiveFeed {
     inner: Mutex<Ring>,
     sender: broadcast::Sender<Arc<StoredBatch>>,
 }
@@ -53,7 +53,7 @@ impl LiveFeed {
     /// A feed keeping at most the last `capacity` batches and `max_points` points for
     /// replay (the newest batch is always kept). Live subscribers that fall more than
     /// `capacity` batches behind are told they lagged.
-    pub fn new(capacity: usize, max_points: usize) -> Arc<LiveFeed> {
+    pub(crate) fn new(capacity: usize, max_points: usize) -> Arc<LiveFeed> {
         let (sender, _) = broadcast::channel(capacity.max(16));
         Arc::new(LiveFeed {
             inner: Mutex::new(Ring {
@@ -68,7 +68,7 @@ impl LiveFeed {
     }
 
     /// Publishes a stored batch (called by the Storage actor after the store acked it).
-    pub fn publish(&self, remote: RemoteId, batch: Arc<MetricBatch>, cursor: Cursor) {
+    pub(crate) fn publish(&self, remote: RemoteId, batch: Arc<MetricBatch>, cursor: Cursor) {
         let mut ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let item = Arc::new(StoredBatch {
             seq: ring.next_seq,
@@ -92,7 +92,7 @@ impl LiveFeed {
 
     /// Subscribes; the replay holds the ring's batches with a point newer than `since`
     /// (all of them with `None`).
-    pub fn subscribe(&self, since: Option<UnixTime>) -> Subscription {
+    pub(crate) fn subscribe(&self, since: Option<UnixTime>) -> Subscription {
         let ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let receiver = self.sender.subscribe();
         let replay = ring

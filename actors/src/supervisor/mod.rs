@@ -1,0 +1,20 @@
+//! The supervision tree (ractor 0.16 has no restart strategies of its own).
+//!
+//! - `top`: the engine's Supervisor — rest_for_one over the engine's actors, restart
+//!   intensity and escalation, reload and bounded shutdown.
+//! - `remote_supervisor`: one_for_one over the pollers, the reload diff, trigger fan-out
+//!   and every remote's last status.
+//! - `restart`: the OTP bookkeeping both use — restart types, intensity within a period,
+//!   growing restart delays, stale events of an old incarnation.
+//! - `tree`: the tree as the engine reports it.
+
+mod remote_supervisor;
+mod restart;
+mod top;
+mod tree;
+
+pub(crate) use remote_supervisor::{FanOut, RemotesMsg};
+pub use remote_supervisor::{ReloadReport, TriggerResults};
+pub use top::ShutdownReport;
+pub(crate) use top::{Refs, Supervisor, SupervisorArgs, SupervisorMsg};
+pub use tree::TreeNode;
