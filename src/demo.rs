@@ -87,15 +87,16 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         }
     };
     let mut config = fleet_config(&sim, &data_dir);
-    config.collection.interval_secs = options.interval.as_secs().max(1);
-    config.collection.start_offset_max_secs =
-        (options.interval.as_secs() / 5).min(config.collection.interval_secs - 1);
-    config.collection.connection_delay_max_ms = 500;
-    config.collection.backoff_base_secs = 2;
-    config.collection.backoff_cap_secs = 30;
-    config.collection.skip_recent_secs = 2;
-    config.limits.request_timeout_secs = 5;
-    config.limits.connect_timeout_secs = 2;
+    let interval_secs = options.interval.as_secs().max(1);
+    let c = &mut config.collection;
+    c.interval = Duration::from_secs(interval_secs);
+    c.start_offset_max = Duration::from_secs((interval_secs / 5).min(interval_secs - 1));
+    c.connection_delay_max = Duration::from_millis(500);
+    c.backoff_base = Duration::from_secs(2);
+    c.backoff_cap = Duration::from_secs(30);
+    c.skip_recent = Duration::from_secs(2);
+    config.limits.request_timeout = Duration::from_secs(5);
+    config.limits.connect_timeout = Duration::from_secs(2);
     // The demo's API: the asked-for address, or any free port when it is taken.
     config.api.listen = match std::net::TcpListener::bind(options.listen) {
         Ok(probe) => {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use fleetpoll::config::{self, Config, ConfigError};
+use fleetpoll::config::{self, Config, ConfigFileError};
 use fleetpoll::engine::TokioClock;
 
 fn clock() -> Arc<TokioClock> {
@@ -22,13 +22,13 @@ auth_id = "mon@pve!poll"
 token = "s3cret-token-a"
 "#;
 
-fn resolve_text(text: &str) -> Result<config::Resolved, ConfigError> {
+fn resolve_text(text: &str) -> Result<config::Resolved, ConfigFileError> {
     let path = Path::new("test.toml");
     let parsed = config::parse(path, text)?;
     config::resolve(path, parsed, clock())
 }
 
-fn error_of(text: &str) -> ConfigError {
+fn error_of(text: &str) -> ConfigFileError {
     resolve_text(text).expect_err("the config must be rejected")
 }
 
@@ -37,7 +37,7 @@ fn the_example_config_in_deploy_is_valid_and_round_trips() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/fleetpoll.toml");
     let parsed = config::load(&path).unwrap();
     assert_eq!(parsed.remotes.len(), 2);
-    assert_eq!(parsed.collection.interval_secs, 600);
+    assert_eq!(parsed.collection.interval.as_secs(), 600);
     assert_eq!(parsed.api.listen, "127.0.0.1:8450");
     // Serialized and parsed again, it is the same config.
     let text = toml::to_string(&parsed).unwrap();
@@ -70,7 +70,7 @@ fn an_empty_file_gives_the_documented_defaults() {
     assert_eq!(e.tasks.running_interval.as_secs(), 30);
     assert_eq!(e.tasks.full_interval.as_secs(), 600);
     assert_eq!(e.supervision.max_restarts, 5);
-    assert_eq!(e.housekeeping.metric_commit_interval.as_secs(), 1800);
+    assert_eq!(e.storage.metric_commit_interval.as_secs(), 1800);
 }
 
 #[test]
@@ -207,4 +207,69 @@ fn validate_exits_64_naming_the_file_and_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 remotes"));
+}
+
+/// The `| key | default | meaning |` rows of one `## `[section]`` of the docs.
+fn documented_defaults(doc: &str) -> Vec<(String, String, String)> {
+    let mut rows = Vec::new();
+    let mut section = None;
+    for line in doc.lines() {
+        if let Some(rest) = line.strip_prefix("## `[") {
+            section = rest
+                .strip_suffix("]`")
+                .filter(|s| !s.starts_with('['))
+                .map(str::to_string);
+            continue;
+        }
+        let (Some(section), Some(row)) = (&section, line.strip_prefix("| `")) else {
+            continue;
+        };
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let key = cells[0].trim_end_matches('`').to_string();
+        let default = cells[1].trim().trim_matches('`').to_string();
+        rows.push((section.clone(), key, default));
+    }
+    rows
+}
+
+#[test]
+fn every_default_matches_the_tables_of_docs_configuration_md() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let rows = documented_defaults(&doc);
+    assert!(rows.len() > 25, "the tables were not found: {rows:?}");
+    let defaults = toml::Value::try_from(Config::default()).unwrap();
+    for (section, key, documented) in &rows {
+        let actual = defaults.get(section).and_then(|s| s.get(key));
+        let shown = actual.map(|v| match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        if documented == "—" {
+            assert_eq!(
+                shown, None,
+                "[{section}] {key} is documented without a default"
+            );
+        } else {
+            assert_eq!(
+                shown.as_deref(),
+                Some(documented.as_str()),
+                "[{section}] {key}: the docs and the code disagree"
+            );
+        }
+    }
+    // And every key the code has is documented.
+    for (section, table) in defaults.as_table().unwrap() {
+        let Some(table) = table.as_table() else {
+            continue;
+        };
+        for key in table.keys() {
+            assert!(
+                rows.iter().any(|(s, k, _)| s == section && k == key),
+                "[{section}] {key} is not in docs/configuration.md"
+            );
+        }
+    }
 }

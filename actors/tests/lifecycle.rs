@@ -223,7 +223,7 @@ async fn reload_applies_a_diff_and_rejects_an_invalid_config_whole() {
     bad_timing.collection.start_offset_max = Duration::from_secs(900);
     assert!(matches!(
         engine.reload(bad_timing).await,
-        Err(EngineError::InvalidConfig(e)) if e.key == "collection.start_offset_max"
+        Err(EngineError::InvalidConfig(e)) if e.key == "collection.start_offset_max_secs"
     ));
     let still: Vec<String> = engine
         .status()

@@ -280,7 +280,7 @@ async fn task_lists_are_fetched_fully_every_600s_and_running_ones_every_30s() {
 async fn housekeeping_runs_on_its_cadences() {
     let mut fleet = Fleet::new(1);
     fleet.seed_fresh();
-    fleet.config.housekeeping.metric_commit_interval = Duration::from_secs(1800);
+    fleet.config.storage.metric_commit_interval = Duration::from_secs(1800);
     let engine = fleet.start().await;
     tokio::time::sleep(Duration::from_secs(2 * 3600 + 10)).await;
     let checks = fleet.tasks.rotation_checks();

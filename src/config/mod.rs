@@ -10,7 +10,6 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use fleetpoll_actors::{Clock, EngineConfig, RemoteConfig, RemoteKind};
 
@@ -19,15 +18,12 @@ use crate::remote::{
     ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
 };
 
-pub use schema::{
-    ApiConfig, CollectionConfig, Config, LimitsConfig, LogConfig, LogFormat, NodeEntry,
-    RemoteEntry, Secret, StorageConfig, SupervisionConfig, TasksConfig,
-};
+pub use schema::{ApiConfig, Config, LogConfig, LogFormat, NodeEntry, RemoteEntry, Secret};
 
-/// A config that cannot be used: which file, which key, what is wrong and expected.
+/// A config file that cannot be used: which file, which key, what is wrong and expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: `{key}`: {message}", file = file.display())]
-pub struct ConfigError {
+pub struct ConfigFileError {
     /// The config file.
     pub file: PathBuf,
     /// The dotted key (`remotes[2].token_file`), or `(file)` for the file as a whole.
@@ -50,8 +46,8 @@ pub struct Resolved {
 }
 
 /// Reads and parses `path`; syntax errors and unknown keys name the key.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+pub fn load(path: &Path) -> Result<Config, ConfigFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
         file: path.to_path_buf(),
         key: "(file)".into(),
         message: format!("cannot read the config file: {e}"),
@@ -60,11 +56,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Parses config text read from `path`.
-pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigFileError> {
     toml::from_str::<Config>(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         let (line, key) = key_at(text, offset);
-        ConfigError {
+        ConfigFileError {
             file: path.to_path_buf(),
             key,
             message: format!("{} (line {line})", e.message().trim()),
@@ -104,8 +100,8 @@ fn key_at(text: &str, offset: usize) -> (usize, String) {
     (line_no, full)
 }
 
-fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
+fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigFileError {
+    ConfigFileError {
         file: file.to_path_buf(),
         key: key.into(),
         message: message.into(),
@@ -119,7 +115,7 @@ fn read_secret(
     inline: &Option<Secret>,
     path: &Option<PathBuf>,
     env: &Option<String>,
-) -> Result<Option<Secret>, ConfigError> {
+) -> Result<Option<Secret>, ConfigFileError> {
     let given = [inline.is_some(), path.is_some(), env.is_some()]
         .iter()
         .filter(|x| **x)
@@ -170,7 +166,7 @@ fn parse_node(
     key: &str,
     node: &NodeEntry,
     default_port: u16,
-) -> Result<NodeAddress, ConfigError> {
+) -> Result<NodeAddress, ConfigFileError> {
     let address = node.address.trim();
     let (host, port) = if let Some(rest) = address.strip_prefix('[') {
         // [v6]:port
@@ -216,49 +212,24 @@ fn parse_node(
     Ok(NodeAddress::new(host, port, fingerprint))
 }
 
-fn secs(v: u64) -> Duration {
-    Duration::from_secs(v)
-}
-
 /// Checks a parsed config and builds the engine's config and clients from it. Secrets
 /// are read here, so a missing token file is reported before anything starts.
 pub fn resolve(
     file: &Path,
     config: Config,
     clock: Arc<dyn Clock>,
-) -> Result<Resolved, ConfigError> {
+) -> Result<Resolved, ConfigFileError> {
     let c = &config;
-    let mut engine = EngineConfig::default();
-    engine.collection.interval = secs(c.collection.interval_secs);
-    engine.collection.start_offset_min = secs(c.collection.start_offset_min_secs);
-    engine.collection.start_offset_max = secs(c.collection.start_offset_max_secs);
-    engine.collection.connection_delay_min =
-        Duration::from_millis(c.collection.connection_delay_min_ms);
-    engine.collection.connection_delay_max =
-        Duration::from_millis(c.collection.connection_delay_max_ms);
-    engine.collection.skip_recent = secs(c.collection.skip_recent_secs);
-    engine.collection.backoff_base = secs(c.collection.backoff_base_secs);
-    engine.collection.backoff_cap = secs(c.collection.backoff_cap_secs);
-    engine.limits.global_connections = c.limits.global_connections;
-    engine.limits.manual_reserve = c.limits.manual_reserve;
-    engine.limits.lease_deadline = secs(c.limits.lease_deadline_secs);
-    engine.tasks.tick = secs(c.tasks.tick_secs);
-    engine.tasks.running_interval = secs(c.tasks.running_interval_secs);
-    engine.tasks.full_interval = secs(c.tasks.full_interval_secs);
-    engine.tasks.backfill = secs(c.tasks.backfill_days * 86_400);
-    engine.supervision.max_restarts = c.supervision.max_restarts;
-    engine.supervision.period = secs(c.supervision.period_secs);
-    engine.housekeeping.metric_commit_interval = secs(c.storage.metric_commit_interval_secs);
-    if c.limits.request_timeout_secs == 0 || c.limits.connect_timeout_secs == 0 {
-        return Err(err(
-            file,
-            "limits.request_timeout_secs",
-            "timeouts must be at least 1 second",
-        ));
-    }
-    if c.limits.max_body_mib == 0 {
-        return Err(err(file, "limits.max_body_mib", "must be at least 1 MiB"));
-    }
+    let mut engine = EngineConfig {
+        remotes: Vec::new(),
+        collection: c.collection.clone(),
+        limits: c.limits.clone(),
+        tasks: c.tasks.clone(),
+        supervision: c.supervision.clone(),
+        storage: c.storage.clone(),
+    };
+    // The sections are checked first, so a bad value is reported before any secret is read.
+    engine.validate().map_err(|e| err(file, e.key, e.message))?;
     let api_listen: SocketAddr = c.api.listen.parse().map_err(|_| {
         err(
             file,
@@ -368,16 +339,16 @@ pub fn resolve(
         let mut hasher = DefaultHasher::new();
         format!("{r:?}").hash(&mut hasher);
         secret.0.hash(&mut hasher);
-        c.limits.connect_timeout_secs.hash(&mut hasher);
-        c.limits.request_timeout_secs.hash(&mut hasher);
+        c.limits.connect_timeout.hash(&mut hasher);
+        c.limits.request_timeout.hash(&mut hasher);
         c.limits.max_body_mib.hash(&mut hasher);
         let endpoint = RemoteEndpoint {
             remote: r.id.as_str().into(),
             nodes,
             token: ApiToken::new(r.auth_id.clone(), secret.0.clone()),
             options: ClientOptions {
-                connect_timeout: secs(c.limits.connect_timeout_secs),
-                request_timeout: secs(c.limits.request_timeout_secs),
+                connect_timeout: c.limits.connect_timeout,
+                request_timeout: c.limits.request_timeout,
                 max_body_bytes: c.limits.max_body_mib << 20,
                 path_prefix: r.path_prefix.clone(),
                 roots: Some(roots.clone()),
@@ -395,9 +366,7 @@ pub fn resolve(
         rc.revision = hasher.finish();
         engine.remotes.push(rc);
     }
-    engine
-        .validate()
-        .map_err(|e| err(file, engine_key_to_file_key(&e.key), e.message))?;
+    engine.validate().map_err(|e| err(file, e.key, e.message))?;
     Ok(Resolved {
         config,
         engine,
@@ -406,25 +375,8 @@ pub fn resolve(
     })
 }
 
-/// Maps a key of the engine's own validation back to the file's key.
-fn engine_key_to_file_key(key: &str) -> String {
-    match key {
-        "collection.interval" => "collection.interval_secs".into(),
-        "collection.start_offset_min" => "collection.start_offset_min_secs".into(),
-        "collection.start_offset_max" => "collection.start_offset_max_secs".into(),
-        "collection.connection_delay_min" => "collection.connection_delay_min_ms".into(),
-        "collection.backoff_base" => "collection.backoff_base_secs".into(),
-        "limits.lease_deadline" => "limits.lease_deadline_secs".into(),
-        "tasks.tick" => "tasks.tick_secs".into(),
-        "tasks.running_interval" => "tasks.running_interval_secs".into(),
-        "supervision.period" => "supervision.period_secs".into(),
-        "housekeeping.metric_commit_interval" => "storage.metric_commit_interval_secs".into(),
-        other => other.to_string(),
-    }
-}
-
 /// Loads, validates and resolves a config file in one step.
-pub fn load_and_resolve(path: &Path, clock: Arc<dyn Clock>) -> Result<Resolved, ConfigError> {
+pub fn load_and_resolve(path: &Path, clock: Arc<dyn Clock>) -> Result<Resolved, ConfigFileError> {
     let config = load(path)?;
     resolve(path, config, clock)
 }

@@ -19,7 +19,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::api::{self, ApiState, ReloadRequest};
-use crate::config::{self, ConfigError, LogFormat};
+use crate::config::{self, ConfigFileError, LogFormat};
 use notify::Notifier;
 
 /// Why the daemon could not run.
@@ -27,7 +27,7 @@ use notify::Notifier;
 pub enum DaemonError {
     /// The config file is bad (exit code 64).
     #[error("invalid config: {0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] ConfigFileError),
     /// Anything else (exit code 1).
     #[error(transparent)]
     Runtime(#[from] anyhow::Error),
@@ -86,7 +86,7 @@ impl Service {
         let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
         let last_reload = Arc::new(Mutex::new(None));
         let interval_secs = Arc::new(std::sync::atomic::AtomicU64::new(
-            resolved.config.collection.interval_secs,
+            resolved.config.collection.interval.as_secs(),
         ));
         let state = ApiState {
             engine: engine.clone(),
@@ -144,7 +144,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let resolved = config::load_and_resolve(&config_path, clock.clone())?;
     init_logging(&resolved.config.log.filter, resolved.config.log.format);
     let notifier = Notifier::from_env();
-    let grace = Duration::from_secs(resolved.config.supervision.shutdown_grace_secs);
+    let grace = resolved.config.supervision.shutdown_grace;
     let remotes = resolved.engine.remotes.len();
     let mut service = Service::start(resolved, clock.clone()).await?;
     let engine = service.engine.clone();
@@ -224,7 +224,7 @@ async fn reload(
         Ok(resolved) => match engine.reload(resolved.engine).await {
             Ok(report) => {
                 interval.store(
-                    resolved.config.collection.interval_secs,
+                    resolved.config.collection.interval.as_secs(),
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 tracing::info!(added = ?report.added, removed = ?report.removed,

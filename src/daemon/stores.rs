@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use crate::config::StorageConfig;
 use crate::rrd::RrdStore;
 use crate::tasks::TaskCache;
 use anyhow::Context;
+use fleetpoll_actors::StorageSettings;
 
 /// The metric store and task cache of the daemon.
-pub(super) fn open(storage: &StorageConfig) -> anyhow::Result<(Arc<RrdStore>, Arc<TaskCache>)> {
+pub(super) fn open(storage: &StorageSettings) -> anyhow::Result<(Arc<RrdStore>, Arc<TaskCache>)> {
     for dir in [&storage.state_dir, &storage.cache_dir] {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(

@@ -40,6 +40,7 @@ async fn limiter_with_reserve(
         lease_deadline: Duration::from_secs(60),
         head_wait_limit: head_wait,
         manual_reserve: reserve,
+        ..LimitSettings::default()
     };
     Actor::spawn(None, RateLimiter, settings).await.unwrap().0
 }

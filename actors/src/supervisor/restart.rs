@@ -162,6 +162,7 @@ mod tests {
             restart_delay_base: Duration::from_millis(100),
             restart_delay_cap: Duration::from_millis(300),
             stop_timeout: Duration::from_secs(1),
+            ..SupervisionSettings::default()
         }
     }
 

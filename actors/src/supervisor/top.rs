@@ -311,7 +311,7 @@ impl SupervisorState {
             }
             Child::Housekeeping => {
                 let args = HousekeepingArgs {
-                    settings: cfg.housekeeping.clone(),
+                    settings: cfg.storage.clone(),
                     env: self.env.clone(),
                     storage: self
                         .running
@@ -421,8 +421,7 @@ impl SupervisorState {
             let _ = limiter.send_message(LimiterMsg::Reconfigure(config.limits.clone()));
         }
         if let Some(housekeeping) = &refs.housekeeping {
-            let _ = housekeeping
-                .send_message(HousekeepingMsg::Reconfigure(config.housekeeping.clone()));
+            let _ = housekeeping.send_message(HousekeepingMsg::Reconfigure(config.storage.clone()));
         }
         let mut report = match &refs.remotes {
             Some(remotes) => ractor::call!(remotes, |reply| RemotesMsg::Reload {

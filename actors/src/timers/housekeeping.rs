@@ -8,7 +8,7 @@ use std::fmt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::clock::next_aligned_tick;
-use crate::config::HousekeepingSettings;
+use crate::config::StorageSettings;
 use crate::env::Env;
 use crate::storage::{HousekeepingOp, StorageMsg};
 
@@ -34,14 +34,14 @@ pub(crate) enum HousekeepingMsg {
         generation: u64,
     },
     /// The supervisor applies a reload that changed the cadences.
-    Reconfigure(HousekeepingSettings),
+    Reconfigure(StorageSettings),
 }
 
 /// Start arguments of the Housekeeping actor.
 #[derive(Debug)]
 pub(crate) struct HousekeepingArgs {
     /// The cadences.
-    pub settings: HousekeepingSettings,
+    pub settings: StorageSettings,
     /// Clock.
     pub env: Env,
     /// The storage writer (started before this actor).
@@ -50,7 +50,7 @@ pub(crate) struct HousekeepingArgs {
 
 /// State of the Housekeeping actor.
 pub(crate) struct HousekeepingState {
-    settings: HousekeepingSettings,
+    settings: StorageSettings,
     env: Env,
     storage: ActorRef<StorageMsg>,
     generation: u64,

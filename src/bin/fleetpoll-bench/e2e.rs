@@ -265,12 +265,13 @@ fn prepare_config(path: &Path, port: u16, concurrency: u32) -> anyhow::Result<()
     let mut config = fleetpoll::config::load(path)?;
     config.api.listen = format!("127.0.0.1:{port}");
     config.limits.global_connections = concurrency;
-    config.collection.interval_secs = 86_400;
-    config.collection.start_offset_max_secs = 0;
-    config.collection.connection_delay_max_ms = 0;
-    config.tasks.tick_secs = 86_400;
-    config.tasks.running_interval_secs = 86_400;
-    config.tasks.full_interval_secs = 86_400;
+    let day = Duration::from_secs(86_400);
+    config.collection.interval = day;
+    config.collection.start_offset_max = Duration::ZERO;
+    config.collection.connection_delay_max = Duration::ZERO;
+    config.tasks.tick = day;
+    config.tasks.running_interval = day;
+    config.tasks.full_interval = day;
     let text = toml::to_string(&config).context("serializing the benchmark's config")?;
     std::fs::write(path, text)?;
     Ok(())
