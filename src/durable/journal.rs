@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use super::error::DurableError;
 use super::frame::{begin_frame, end_frame, parse_frames, BadFrame};
 
-/// Mode of a new journal file (less the umask): it holds nothing secret.
-const JOURNAL_MODE: u32 = 0o644;
+/// Mode of a file [`open_append`] creates (less the umask): it holds nothing secret.
+const APPEND_MODE: u32 = 0o644;
 
 /// An append writes its frames in pieces of about this size: few system calls, and
 /// memory for at most this much beyond one record, whatever the number of records.
@@ -194,13 +194,14 @@ impl Journal {
     }
 }
 
-/// Opens (creating) a journal file for reading and appending.
-fn open_append(path: &Path) -> Result<File, DurableError> {
+/// Opens (creating, mode 0644 less the umask) a file for reading and appending: a
+/// journal, or any other file only ever appended to.
+pub fn open_append(path: &Path) -> Result<File, DurableError> {
     OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
-        .mode(JOURNAL_MODE)
+        .mode(APPEND_MODE)
         .open(path)
         .map_err(DurableError::at(path, "open for append"))
 }

@@ -10,11 +10,9 @@ use fleetpoll_actors::{StoreError, TaskQuery, TaskRef, TaskStore, TaskWrite, Uni
 use super::cache::{lock, read, slot_day, write, TaskCache, Writer, BACKFILL_SECS};
 use super::day::day_of;
 use super::error::TaskCacheError;
-use super::files::{
-    archive_name, list_archives, open_append, sync_dir, temp_path, FileLock, LockKind, ACTIVE,
-    IO_LOCK,
-};
+use super::files::{archive_name, list_archives, FileLock, LockKind, ACTIVE, IO_LOCK};
 use super::format::{header_line, write_line, DiskTask};
+use crate::durable::{open_append, replace_with, sync_dir, sync_parent, write_atomic, Mode};
 
 /// The journal is folded into the active file once it is this large.
 pub const JOURNAL_APPLY_BYTES: u64 = 5 * 1024 * 1024;
@@ -37,7 +35,7 @@ impl TaskCache {
     }
 
     pub(crate) fn apply_locked(&self, writer: &mut Writer) -> Result<(), TaskCacheError> {
-        if writer.pending.is_empty() && writer.journal.len() == 0 {
+        if writer.pending.is_empty() && writer.journal.is_empty() {
             return Ok(());
         }
         let _io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Exclusive)?;
@@ -72,7 +70,7 @@ impl TaskCache {
         })();
         let written = written.and_then(|()| {
             if before == 0 {
-                sync_dir(&self.dir)
+                Ok(sync_dir(&self.dir)?)
             } else {
                 Ok(())
             }
@@ -84,7 +82,7 @@ impl TaskCache {
             return Err(e);
         }
         self.save_state()?;
-        writer.journal.truncate(0)
+        Ok(writer.journal.truncate(0)?)
     }
 
     /// Rotates when `now` lies in a later UTC day than the active file: the journal is
@@ -117,7 +115,7 @@ impl TaskCache {
         // From here on the old day is archived: should creating the new file fail, the
         // next apply starts it with the new day's header.
         write(&self.inner).active_day = new_day;
-        crate::tasks::files::write_atomic(&active, &header_line(new_day))?;
+        write_atomic(&active, &header_line(new_day), Mode::WorldReadable)?;
         let n = self.housekeep()?;
         tracing::info!(day = new_day, archives = n, "rotated task cache");
         drop(io);
@@ -158,19 +156,12 @@ impl TaskCache {
 
 /// Writes the zstd copy of `plain` to `target` durably, then removes `plain`.
 fn compress(plain: &std::path::Path, target: &std::path::Path) -> Result<(), TaskCacheError> {
-    let tmp = temp_path(target);
     let input = fs::File::open(plain).map_err(TaskCacheError::io(plain, "open"))?;
-    let output = fs::File::create(&tmp).map_err(TaskCacheError::io(&tmp, "create"))?;
-    zstd::stream::copy_encode(input, &output, ZSTD_LEVEL)
-        .map_err(TaskCacheError::io(&tmp, "zstd compress"))?;
-    output
-        .sync_all()
-        .map_err(TaskCacheError::io(&tmp, "fsync"))?;
-    fs::rename(&tmp, target).map_err(TaskCacheError::io(target, "rename temp file over"))?;
-    let dir = target.parent().unwrap_or(std::path::Path::new("."));
-    sync_dir(dir)?;
+    replace_with(target, Mode::Umask, |output| {
+        zstd::stream::copy_encode(input, output, ZSTD_LEVEL)
+    })?;
     fs::remove_file(plain).map_err(TaskCacheError::io(plain, "remove"))?;
-    sync_dir(dir)
+    Ok(sync_parent(target)?)
 }
 
 fn store_error(e: &TaskCacheError) -> StoreError {
