@@ -154,10 +154,11 @@ impl TaskCache {
     }
 }
 
-/// Writes the zstd copy of `plain` to `target` durably, then removes `plain`.
+/// Writes the zstd copy of `plain` to `target` durably (mode 0644, like every file of
+/// the cache, for readers running as other users), then removes `plain`.
 fn compress(plain: &std::path::Path, target: &std::path::Path) -> Result<(), TaskCacheError> {
     let input = fs::File::open(plain).map_err(TaskCacheError::io(plain, "open"))?;
-    replace_with(target, Mode::Umask, |output| {
+    replace_with(target, Mode::WorldReadable, |output| {
         zstd::stream::copy_encode(input, output, ZSTD_LEVEL)
     })?;
     fs::remove_file(plain).map_err(TaskCacheError::io(plain, "remove"))?;
@@ -217,5 +218,29 @@ impl TaskStore for TaskCache {
 
     fn load_tracked(&self) -> Vec<TaskRef> {
         self.tracked()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_compressed_archive_is_0644_even_over_a_leftover_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join(archive_name(20_000, false));
+        let target = dir.path().join(archive_name(20_000, true));
+        fs::write(&plain, b"{\"line\":1}\n").unwrap();
+        let leftover = crate::durable::temp_path(&target);
+        fs::write(&leftover, b"cut short").unwrap();
+        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o600)).unwrap();
+        compress(&plain, &target).unwrap();
+        assert!(!plain.exists() && !leftover.exists());
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let bytes = zstd::decode_all(fs::File::open(&target).unwrap()).unwrap();
+        assert_eq!(bytes, b"{\"line\":1}\n");
     }
 }
