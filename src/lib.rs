@@ -9,6 +9,8 @@
 //!   the engine's metric store on them (`fleetpoll rrd …`).
 //! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
 //! - [`tasks`]: the rotating task cache behind the engine's `TaskStore`.
+//! - [`durable`]: what both stores write files with: the framed, checksummed journal,
+//!   atomic replacement and directory syncs.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
 //! - [`daemon`]: `fleetpoll run`: signals, systemd notification, the API server.
 //! - [`api`]: the HTTP API; [`client`]: the command-line clients of it.
@@ -20,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod durable;
 pub mod remote;
 pub mod rrd;
 pub mod sim;

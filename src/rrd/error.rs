@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::durable::DurableError;
+
 /// Something the RRD engine could not do. Messages name the offending argument or file
 /// and, for files, what the operator can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,16 @@ pub enum RrdError {
         /// so error chains do not repeat it).
         io: std::io::Error,
     },
+}
+
+impl From<DurableError> for RrdError {
+    /// Keeps the message of [`RrdError::Io`]: the file, then the system's error.
+    fn from(e: DurableError) -> Self {
+        RrdError::Io {
+            path: e.path,
+            io: e.io,
+        }
+    }
 }
 
 impl RrdError {

@@ -4,7 +4,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
-
 use std::path::{Path, PathBuf};
 
 use super::database::Rrd;
@@ -12,24 +11,7 @@ use super::error::RrdError;
 use super::fetch::{FetchRequest, FetchResult};
 use super::format::{self, Layout};
 use super::value::RawValue;
-
-/// Syncs a directory, so that files created or renamed in it survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<(), RrdError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| RrdError::Io {
-            path: dir.to_path_buf(),
-            io: source,
-        })
-}
-
-/// Syncs the directory holding `path`.
-fn sync_parent(path: &Path) -> Result<(), RrdError> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
-        _ => sync_dir(Path::new(".")),
-    }
-}
+use crate::durable::{replace_with, Mode};
 
 /// An open RRD file with its contents in memory.
 #[derive(Debug)]
@@ -48,31 +30,7 @@ impl RrdFile {
         if path.exists() {
             return Err(RrdError::Exists(path.to_path_buf()));
         }
-        let io = |source| RrdError::Io {
-            path: path.to_path_buf(),
-            io: source,
-        };
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(".tmp");
-        let tmp = PathBuf::from(tmp_name);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io)?;
-        file.write_all(&format::encode(&rrd)).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        sync_parent(path)?;
-        let layout = Layout::of(rrd.ds.len(), &rrd.rras);
-        Ok(RrdFile {
-            path: path.to_path_buf(),
-            file,
-            layout,
-            rrd,
-        })
+        RrdFile::write_whole(path.to_path_buf(), rrd)
     }
 
     /// Replaces the file's contents with `rrd` (same path), atomically: written under
@@ -80,18 +38,21 @@ impl RrdFile {
     pub fn replace(self, rrd: Rrd) -> Result<RrdFile, RrdError> {
         let path = self.path.clone();
         drop(self);
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(".new");
-        let tmp = PathBuf::from(tmp_name);
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = RrdFile::create(&tmp, rrd)?;
-        std::fs::rename(&tmp, &path).map_err(|source| RrdError::Io {
-            path: path.clone(),
-            io: source,
+        RrdFile::write_whole(path, rrd)
+    }
+
+    /// Writes `rrd` whole to `path`, atomically, keeping the new file open.
+    fn write_whole(path: PathBuf, rrd: Rrd) -> Result<RrdFile, RrdError> {
+        let file = replace_with(&path, Mode::Umask, |file| {
+            file.write_all(&format::encode(&rrd))
         })?;
-        sync_parent(&path)?;
-        file.path = path;
-        Ok(file)
+        let layout = Layout::of(rrd.ds.len(), &rrd.rras);
+        Ok(RrdFile {
+            path,
+            file,
+            layout,
+            rrd,
+        })
     }
 
     /// The last update time recorded in a file, reading and verifying only its

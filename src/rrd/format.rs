@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use super::consolidate::CdpPrep;
-use super::crc::crc32;
 use super::database::{Changes, PdpPrep, Ring, Rrd};
 use super::def::{Cf, DsDef, DsType, RraDef};
 use super::value::RawValue;
+use crate::durable::crc32;
 
 /// The first eight bytes of every file.
 pub const MAGIC: [u8; 8] = *b"FPRRD\r\n\x1a";

@@ -9,9 +9,11 @@
 //! - [`consolidate`]: PDPs into consolidated rows (AVERAGE/MIN/MAX/LAST, xff).
 //! - [`fetch`]: archive choice and the fetch window, as `rrdtool fetch`.
 //! - [`text`]: rrdtool's `%0.10e` numbers, fetch table and info lines.
-//! - [`format`](mod@format): the on-disk layout (see `docs/rrd-format.md`); [`crc`] its checksum.
+//! - [`format`](mod@format): the on-disk layout (see `docs/rrd-format.md`), checksummed
+//!   with [`crate::durable::crc32`].
 //! - [`file`](mod@file): [`RrdFile`], a file updated in place with positioned writes.
-//! - [`journal`]: the synced, checksummed journal replayed on start.
+//! - [`journal`]: the store's journal, a [`crate::durable::Journal`] with a sealed part
+//!   for commits, replayed on start.
 //! - `record`: a journal record's payload, a remote's batch in a compact binary form.
 //! - `pending`: points journalled but not yet committed to their files.
 //! - `cache`: the bounded cache of open files (the least recently used is synced
@@ -25,7 +27,6 @@
 mod cache;
 pub mod cli;
 pub mod consolidate;
-pub mod crc;
 pub mod database;
 pub mod def;
 pub mod error;

@@ -13,14 +13,14 @@ use fleetpoll_actors::{
 };
 
 use super::cache::{sync_owned, FileCache, MAX_UNSYNCED};
-use super::crc::crc32;
 use super::def::{Cf, DsDef, DsType, RraDef, MAX_DS_NAME_LEN};
 use super::error::RrdError;
-use super::file::{sync_dir, RrdFile};
+use super::file::RrdFile;
 use super::journal::Journal;
 use super::pending::{Pending, TimedPoint};
 use super::record;
 use super::Rrd;
+use crate::durable::{crc32, sync_dir};
 
 /// Seconds per primary data point in the Proxmox VE 9 layout.
 pub const PVE_STEP: u64 = 60;

@@ -11,14 +11,15 @@ use fleetpoll_actors::{RemoteId, TaskRef, UnixTime};
 use super::day::{day_of, day_start};
 use super::error::TaskCacheError;
 use super::files::{
-    list_archives, set_aside, sync_dir, write_atomic, FileLock, LockKind, ACTIVE, IO_LOCK, JOURNAL,
-    STATE, TRACKED, WRITER_LOCK,
+    list_archives, set_aside, FileLock, LockKind, ACTIVE, IO_LOCK, JOURNAL, STATE, TRACKED,
+    WRITER_LOCK,
 };
 use super::filter::{query, TaskFilter, TaskPage};
 use super::format::{header_line, read_data_file, ReadError};
 use super::index::{Index, Merged};
-use super::journal::{replay, Journal, JournalEntry};
+use super::journal::{replay, JournalEntry};
 use super::state::{load_cutoffs, load_tracked, save_cutoffs, Cutoffs};
+use crate::durable::{sync_dir, write_atomic, Journal, Mode, Replay};
 
 /// First fetch of a node without a cutoff: the last 7 days.
 pub const BACKFILL_SECS: i64 = 7 * 86_400;
@@ -81,11 +82,14 @@ impl TaskCache {
         let writer_lock = FileLock::try_exclusive(&dir.join(WRITER_LOCK))?;
         let io = FileLock::acquire(&dir.join(IO_LOCK), LockKind::Exclusive)?;
         let mut problems = Vec::new();
-        let loaded = load(&dir, Some(now), &mut problems)?;
-        let mut journal = Journal::open(&dir.join(JOURNAL))?;
+        // Opening cuts a torn tail off the journal; a record that does not decode is
+        // cut below.
+        let (mut journal, found) = Journal::open(&dir.join(JOURNAL))?;
         // The journal may have just been created: its name must be as durable as the
         // records fsynced into it later.
         sync_dir(&dir)?;
+        let loaded = load(&dir, Some(now), &found, &mut problems)?;
+        drop(found);
         if loaded.journal_valid_len < journal.len() {
             journal.truncate(loaded.journal_valid_len)?;
         }
@@ -127,7 +131,8 @@ impl TaskCache {
         }
         let io = FileLock::acquire(&dir.join(IO_LOCK), LockKind::Shared)?;
         let mut problems = Vec::new();
-        let loaded = load(&dir, None, &mut problems)?;
+        let found = Replay::read(&dir.join(JOURNAL))?;
+        let loaded = load(&dir, None, &found, &mut problems)?;
         let tracked = load_tracked(&dir.join(TRACKED), false, &mut problems)?;
         drop(io);
         Ok(TaskCache {
@@ -148,7 +153,8 @@ impl TaskCache {
         }
         let io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Shared)?;
         let mut problems = Vec::new();
-        let loaded = load(&self.dir, None, &mut problems)?;
+        let found = Replay::read(&self.dir.join(JOURNAL))?;
+        let loaded = load(&self.dir, None, &found, &mut problems)?;
         let tracked = load_tracked(&self.dir.join(TRACKED), false, &mut problems)?;
         drop(io);
         *write(&self.inner) = loaded.inner;
@@ -295,11 +301,13 @@ fn reset_cutoffs(cutoffs: &mut Cutoffs, to: UnixTime) {
     }
 }
 
-/// Loads every file of `dir`. `now` is `Some` for the writer, which repairs: it sets
-/// corrupt files aside and creates a missing active file.
+/// Loads every file of `dir`, and the journal's records as `journal` holds them. `now`
+/// is `Some` for the writer, which repairs: it sets corrupt files aside and creates a
+/// missing active file.
 fn load(
     dir: &Path,
     now: Option<UnixTime>,
+    journal: &Replay,
     problems: &mut Vec<TaskCacheError>,
 ) -> Result<Loaded, TaskCacheError> {
     let writable = now.is_some();
@@ -391,16 +399,16 @@ fn load(
         // No (readable) active file: start one for today, after the newest archive.
         let newest_archive = list_archives(dir)?.last().map(|a| a.day + 1);
         inner.active_day = newest_archive.unwrap_or(i64::MIN).max(day_of(now));
-        write_atomic(&active, &header_line(inner.active_day))?;
+        write_atomic(&active, &header_line(inner.active_day), Mode::WorldReadable)?;
     }
     for &i in &pending {
         inner.index.slots.get_mut(i).day = slot_day(inner.active_day);
     }
     inner.index.shrink();
-    let replayed = replay(&dir.join(JOURNAL), |entry| {
+    let replayed = replay(journal, |entry| {
         pending.extend(merge_entry(&mut inner, &entry));
         advance_cutoffs(&mut inner, &entry.r, &entry.c);
-    })?;
+    });
     if let Some(problem) = replayed.problem {
         problems.push(TaskCacheError::JournalTail {
             path: dir.join(JOURNAL),

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::durable::DurableError;
+
 /// A task cache operation failed, or a problem was found and recovered from on open.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskCacheError {
@@ -82,17 +84,24 @@ pub enum TaskCacheError {
     },
 }
 
+impl From<DurableError> for TaskCacheError {
+    /// A [`TaskCacheError::Io`], the failed step as its action.
+    fn from(e: DurableError) -> Self {
+        TaskCacheError::Io {
+            path: e.path,
+            action: e.op,
+            source: e.io,
+        }
+    }
+}
+
 impl TaskCacheError {
     /// An IO error on `path` while doing `action`.
     pub(crate) fn io(
         path: impl Into<PathBuf>,
         action: &'static str,
     ) -> impl FnOnce(std::io::Error) -> Self {
-        let path = path.into();
-        move |source| TaskCacheError::Io {
-            path,
-            action,
-            source,
-        }
+        let at = DurableError::at(path, action);
+        move |source| at(source).into()
     }
 }

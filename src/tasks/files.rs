@@ -1,14 +1,13 @@
-//! The files of one cache directory: their names, atomic replacement (temp file, fsync,
-//! rename, fsync of the directory), permissions, and the advisory locks that let
-//! readers in other processes load while the engine writes.
+//! The files of one cache directory: their names, the archives among them, bad files
+//! set aside, and the advisory locks that let readers in other processes load while the
+//! engine writes. Files are written through [`crate::durable`].
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use super::day::{format_day, parse_day};
 use super::error::TaskCacheError;
+use crate::durable::{open_append, sync_parent};
 
 /// The file the active day's records are appended to.
 pub(crate) const ACTIVE: &str = "active.jsonl";
@@ -22,9 +21,6 @@ pub(crate) const TRACKED: &str = "tracked.json";
 pub(crate) const IO_LOCK: &str = "io.lock";
 /// Held exclusively for the life of the one writing handle.
 pub(crate) const WRITER_LOCK: &str = "writer.lock";
-
-/// Mode of files that hold nothing secret.
-const FILE_MODE: u32 = 0o644;
 
 /// One dated archive file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,51 +71,6 @@ pub(crate) fn list_archives(dir: &Path) -> Result<Vec<Archive>, TaskCacheError> 
     Ok(out)
 }
 
-/// Opens (creating if needed) a file for appending, mode 0644.
-pub(crate) fn open_append(path: &Path) -> Result<File, TaskCacheError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(TaskCacheError::io(path, "open for append"))
-}
-
-/// Fsyncs a directory so that renames and creations in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), TaskCacheError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(TaskCacheError::io(dir, "fsync directory"))
-}
-
-/// Replaces `path` with `bytes` atomically: temp file, fsync, rename, fsync directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TaskCacheError> {
-    let tmp = temp_path(path);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(&tmp)
-        .map_err(TaskCacheError::io(&tmp, "create temp file"))?;
-    f.write_all(bytes)
-        .map_err(TaskCacheError::io(&tmp, "write"))?;
-    f.sync_all().map_err(TaskCacheError::io(&tmp, "fsync"))?;
-    drop(f);
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(FILE_MODE))
-        .map_err(TaskCacheError::io(&tmp, "chmod"))?;
-    fs::rename(&tmp, path).map_err(TaskCacheError::io(path, "rename temp file over"))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
-/// The temp file name used while replacing `path`.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
 /// Renames a bad file to `<name>.corrupt` (or `<name>.corrupt.N` if that exists), never
 /// overwriting an earlier one.
 pub(crate) fn set_aside(path: &Path) -> Result<PathBuf, TaskCacheError> {
@@ -135,7 +86,7 @@ pub(crate) fn set_aside(path: &Path) -> Result<PathBuf, TaskCacheError> {
         n += 1;
     }
     fs::rename(path, &target).map_err(TaskCacheError::io(path, "rename aside"))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    sync_parent(path)?;
     Ok(target)
 }
 

@@ -1,23 +1,15 @@
-//! The write-ahead journal: every merge that changed the cache is appended here and
-//! fsynced before `store_tasks` returns. A record is `[len: u32 LE][crc32: u32 LE][JSON]`;
-//! replay stops at the first record that is cut off or fails its checksum.
+//! The write-ahead journal's records: every merge that changed the cache is appended
+//! as one JSON [`JournalEntry`] to a [`Journal`] (framed `[len: u32 LE][crc32: u32 LE]`)
+//! and fsynced before `store_tasks` returns. Replay stops at the first record that is
+//! cut off, fails its checksum or does not decode.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::error::TaskCacheError;
-use super::files::open_append;
 use super::format::DiskTask;
-
-/// Bytes of a record's frame before its payload.
-const FRAME: usize = 8;
-
-/// Largest payload replay accepts; a longer length means a corrupt frame.
-const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
+use crate::durable::{framed_len, Journal, Replay};
 
 /// One merge of one remote's batch.
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,17 +24,9 @@ pub(crate) struct JournalEntry<'a> {
     pub(crate) t: Vec<DiskTask<'a>>,
 }
 
-/// The journal file, open for appending.
-#[derive(Debug)]
-pub(crate) struct Journal {
-    file: File,
-    path: PathBuf,
-    len: u64,
-}
-
 /// What replay found.
 #[derive(Debug)]
-pub(crate) struct Replay {
+pub(crate) struct Replayed {
     /// Bytes of complete, valid records.
     pub(crate) valid_len: u64,
     /// The file's length.
@@ -51,145 +35,46 @@ pub(crate) struct Replay {
     pub(crate) problem: Option<String>,
 }
 
-impl Journal {
-    /// Opens (creating) the journal; `len` is where the next record goes.
-    pub(crate) fn open(path: &Path) -> Result<Journal, TaskCacheError> {
-        let file = open_append(path)?;
-        let len = file
-            .metadata()
-            .map_err(TaskCacheError::io(path, "stat"))?
-            .len();
-        Ok(Journal {
-            file,
-            path: path.to_path_buf(),
-            len,
-        })
-    }
-
-    /// Bytes in the journal.
-    pub(crate) fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Appends the records and fsyncs once for all of them. Each record is encoded into
-    /// one buffer, reused for the next and dropped at the end, so memory holds one
-    /// record at a time whatever the number of records.
-    pub(crate) fn append<T: Serialize>(
-        &mut self,
-        records: impl IntoIterator<Item = T>,
-    ) -> Result<(), TaskCacheError> {
-        let mut buf = Vec::new();
-        let mut len = self.len;
-        let mut written = Ok(());
-        for record in records {
-            buf.clear();
-            buf.extend_from_slice(&[0; FRAME]);
-            if let Err(e) = serde_json::to_writer(&mut buf, &record) {
-                written = Err(TaskCacheError::Io {
-                    path: self.path.clone(),
-                    action: "encode journal record",
-                    source: std::io::Error::other(e),
-                });
-                break;
-            }
-            let payload = &buf[FRAME..];
-            let frame_len = (payload.len() as u32).to_le_bytes();
-            let crc = crc32fast::hash(payload).to_le_bytes();
-            buf[..4].copy_from_slice(&frame_len);
-            buf[4..FRAME].copy_from_slice(&crc);
-            written = self
-                .file
-                .write_all(&buf)
-                .map_err(TaskCacheError::io(&self.path, "append"));
-            if written.is_err() {
-                break;
-            }
-            len += buf.len() as u64;
-        }
-        let written = written.and_then(|()| {
-            self.file
-                .sync_data()
-                .map_err(TaskCacheError::io(&self.path, "fsync"))
-        });
-        if let Err(e) = written {
-            // A partly written record would stop replay before every later record:
-            // cut it off again (best effort; replay would stop there anyway).
-            let _ = self.file.set_len(self.len);
-            return Err(e);
-        }
-        self.len = len;
-        Ok(())
-    }
-
-    /// Cuts the journal to `len` bytes (0 after it was applied) and fsyncs.
-    pub(crate) fn truncate(&mut self, len: u64) -> Result<(), TaskCacheError> {
-        self.file
-            .set_len(len)
-            .map_err(TaskCacheError::io(&self.path, "truncate"))?;
-        self.file
-            .sync_all()
-            .map_err(TaskCacheError::io(&self.path, "fsync"))?;
-        self.len = len;
-        Ok(())
-    }
+/// Appends the entries and fsyncs once for all of them. Each is encoded straight into
+/// the journal's buffer, so memory holds about one record at a time whatever their
+/// number.
+pub(crate) fn append<T: Serialize>(
+    journal: &mut Journal,
+    entries: impl IntoIterator<Item = T>,
+) -> Result<(), TaskCacheError> {
+    Ok(journal.append_with(entries, |entry, buf| {
+        serde_json::to_writer(buf, &entry).map_err(std::io::Error::other)
+    })?)
 }
 
-/// Reads the journal at `path` (missing means empty) and hands each valid entry to
-/// `apply`, stopping at the first torn or corrupt record.
-pub(crate) fn replay(
-    path: &Path,
-    mut apply: impl FnMut(JournalEntry<'_>),
-) -> Result<Replay, TaskCacheError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(TaskCacheError::io(path, "read")(e)),
-    };
-    let mut at = 0usize;
-    let mut problem = None;
-    while at < bytes.len() {
-        let Some(frame) = bytes.get(at..at + FRAME) else {
-            problem = Some(format!(
-                "the record header is cut off ({} of {FRAME} bytes)",
-                bytes.len() - at
-            ));
-            break;
-        };
-        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        if len > MAX_PAYLOAD {
-            problem = Some(format!("the record length {len} is implausible"));
-            break;
-        }
-        let Some(payload) = bytes.get(at + FRAME..at + FRAME + len) else {
-            problem = Some(format!(
-                "the record is cut off ({} of {len} payload bytes)",
-                bytes.len() - at - FRAME
-            ));
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            problem = Some("the record's CRC32 does not match".to_string());
-            break;
-        }
-        match serde_json::from_slice::<JournalEntry<'_>>(payload) {
+/// Hands each entry of the journal's intact records to `apply`, stopping at the first
+/// that does not decode.
+pub(crate) fn replay(found: &Replay, mut apply: impl FnMut(JournalEntry<'_>)) -> Replayed {
+    let mut valid_len = 0;
+    for record in &found.records {
+        match serde_json::from_slice::<JournalEntry<'_>>(record) {
             Ok(entry) => apply(entry),
             Err(e) => {
-                problem = Some(format!("the record does not decode: {e}"));
-                break;
+                return Replayed {
+                    valid_len,
+                    file_len: found.file_len,
+                    problem: Some(format!("the record does not decode: {e}")),
+                }
             }
         }
-        at += FRAME + len;
+        valid_len += framed_len(record.len());
     }
-    Ok(Replay {
-        valid_len: at as u64,
-        file_len: bytes.len() as u64,
-        problem,
-    })
+    Replayed {
+        valid_len,
+        file_len: found.file_len,
+        problem: found.stop.as_ref().map(ToString::to_string),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn entry(remote: &str) -> JournalEntry<'_> {
@@ -200,19 +85,24 @@ mod tests {
         }
     }
 
-    fn remotes(path: &Path) -> (Vec<String>, Replay) {
+    fn remotes(path: &Path) -> (Vec<String>, Replayed) {
         let mut seen = Vec::new();
-        let replayed = replay(path, |e| seen.push(e.r.to_string())).unwrap();
+        let found = Replay::read(path).unwrap();
+        let replayed = replay(&found, |e| seen.push(e.r.to_string()));
         (seen, replayed)
+    }
+
+    fn open(path: &Path) -> Journal {
+        Journal::open(path).unwrap().0
     }
 
     #[test]
     fn replay_returns_every_fsynced_record_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.bin");
-        let mut j = Journal::open(&path).unwrap();
-        j.append([entry("a"), entry("b")]).unwrap();
-        j.append([entry("c")]).unwrap();
+        let mut j = open(&path);
+        append(&mut j, [entry("a"), entry("b")]).unwrap();
+        append(&mut j, [entry("c")]).unwrap();
         let (seen, replayed) = remotes(&path);
         assert_eq!(seen, ["a", "b", "c"]);
         assert_eq!(replayed.valid_len, j.len());
@@ -223,8 +113,8 @@ mod tests {
     fn replay_stops_at_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.bin");
-        let mut j = Journal::open(&path).unwrap();
-        j.append([entry("a"), entry("b")]).unwrap();
+        let mut j = open(&path);
+        append(&mut j, [entry("a"), entry("b")]).unwrap();
         let full = std::fs::read(&path).unwrap();
         for cut in [full.len() - 1, full.len() - 10, full.len() - 30] {
             std::fs::write(&path, &full[..cut]).unwrap();
@@ -239,8 +129,8 @@ mod tests {
     fn replay_stops_at_a_checksum_mismatch() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.bin");
-        let mut j = Journal::open(&path).unwrap();
-        j.append([entry("a"), entry("b"), entry("c")]).unwrap();
+        let mut j = open(&path);
+        append(&mut j, [entry("a"), entry("b"), entry("c")]).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let second = bytes.len() / 2;
         bytes[second] ^= 0x40;
@@ -248,5 +138,21 @@ mod tests {
         let (seen, replayed) = remotes(&path);
         assert_eq!(seen, ["a"]);
         assert!(replayed.problem.unwrap().contains("CRC32"));
+    }
+
+    #[test]
+    fn replay_stops_at_a_record_that_does_not_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.bin");
+        let mut j = open(&path);
+        append(&mut j, [entry("a")]).unwrap();
+        let valid = j.len();
+        j.append([b"not json"]).unwrap();
+        append(&mut j, [entry("c")]).unwrap();
+        let (seen, replayed) = remotes(&path);
+        assert_eq!(seen, ["a"]);
+        assert_eq!(replayed.valid_len, valid);
+        assert_eq!(replayed.file_len, j.len());
+        assert!(replayed.problem.unwrap().contains("does not decode"));
     }
 }

@@ -16,6 +16,7 @@ use super::error::TaskCacheError;
 use super::files::{FileLock, LockKind, IO_LOCK};
 use super::format::{DiskTask, Fields};
 use super::index::{Change, Incoming, Index, Merged, MAX_REMOTES};
+use super::journal;
 use super::write::JOURNAL_APPLY_BYTES;
 use crate::remote::upid::Upid;
 
@@ -92,11 +93,14 @@ impl TaskCache {
         }
         {
             let _io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Exclusive)?;
-            writer.journal.append(journalled().map(|p| EntryOut {
-                r: p.write.remote.as_str(),
-                c: &p.write.batch.complete_nodes,
-                t: TasksOut(p),
-            }))?;
+            journal::append(
+                &mut writer.journal,
+                journalled().map(|p| EntryOut {
+                    r: p.write.remote.as_str(),
+                    c: &p.write.batch.complete_nodes,
+                    t: TasksOut(p),
+                }),
+            )?;
         }
         for plan in &plans {
             self.apply_batch(writer, plan, day);

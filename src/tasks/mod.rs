@@ -14,9 +14,10 @@
 //! - `slots`: the 28-byte task slots in fixed-size chunks, and the shared task shapes.
 //! - `intern`: the string table behind the index.
 //! - `format`: the JSON-lines record format of the data files.
-//! - `journal`: the checksummed, length-framed write-ahead journal.
+//! - `journal`: the write-ahead journal's JSON entries, appended to and replayed from a
+//!   [`crate::durable::Journal`].
 //! - `state`: the cutoff and tracked-task files.
-//! - `files`: file names, atomic replacement, locks.
+//! - `files`: file names, archives, setting bad files aside, locks.
 //! - `day`: UTC days and their `YYYY-MM-DD` names.
 //! - `error`: [`TaskCacheError`].
 

@@ -8,7 +8,8 @@ use fleetpoll_actors::{RemoteId, TaskRef, UnixTime};
 use serde::{Deserialize, Serialize};
 
 use super::error::TaskCacheError;
-use super::files::{set_aside, write_atomic};
+use super::files::set_aside;
+use crate::durable::{write_atomic, Mode};
 
 /// Per remote, per cutoff key (node), the start time from which to list tasks again.
 pub(crate) type Cutoffs = HashMap<RemoteId, BTreeMap<String, UnixTime>>;
@@ -36,7 +37,7 @@ pub(crate) fn save_cutoffs(path: &Path, cutoffs: &Cutoffs) -> Result<(), TaskCac
         action: "encode",
         source: std::io::Error::other(e),
     })?;
-    write_atomic(path, &bytes)
+    Ok(write_atomic(path, &bytes, Mode::WorldReadable)?)
 }
 
 /// Reads a JSON file; a missing file is `None`; an undecodable one is set aside (when
@@ -93,7 +94,7 @@ pub(crate) fn save_tracked(path: &Path, tracked: &[TaskRef]) -> Result<(), TaskC
         action: "encode",
         source: std::io::Error::other(e),
     })?;
-    write_atomic(path, &bytes)
+    Ok(write_atomic(path, &bytes, Mode::WorldReadable)?)
 }
 
 /// Reads the tracked tasks (empty when missing or unreadable).

@@ -10,11 +10,9 @@ use fleetpoll_actors::{StoreError, TaskQuery, TaskRef, TaskStore, TaskWrite, Uni
 use super::cache::{lock, read, slot_day, write, TaskCache, Writer, BACKFILL_SECS};
 use super::day::day_of;
 use super::error::TaskCacheError;
-use super::files::{
-    archive_name, list_archives, open_append, sync_dir, temp_path, FileLock, LockKind, ACTIVE,
-    IO_LOCK,
-};
+use super::files::{archive_name, list_archives, FileLock, LockKind, ACTIVE, IO_LOCK};
 use super::format::{header_line, write_line, DiskTask};
+use crate::durable::{open_append, replace_with, sync_dir, sync_parent, write_atomic, Mode};
 
 /// The journal is folded into the active file once it is this large.
 pub const JOURNAL_APPLY_BYTES: u64 = 5 * 1024 * 1024;
@@ -37,7 +35,7 @@ impl TaskCache {
     }
 
     pub(crate) fn apply_locked(&self, writer: &mut Writer) -> Result<(), TaskCacheError> {
-        if writer.pending.is_empty() && writer.journal.len() == 0 {
+        if writer.pending.is_empty() && writer.journal.is_empty() {
             return Ok(());
         }
         let _io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Exclusive)?;
@@ -72,7 +70,7 @@ impl TaskCache {
         })();
         let written = written.and_then(|()| {
             if before == 0 {
-                sync_dir(&self.dir)
+                Ok(sync_dir(&self.dir)?)
             } else {
                 Ok(())
             }
@@ -84,7 +82,7 @@ impl TaskCache {
             return Err(e);
         }
         self.save_state()?;
-        writer.journal.truncate(0)
+        Ok(writer.journal.truncate(0)?)
     }
 
     /// Rotates when `now` lies in a later UTC day than the active file: the journal is
@@ -117,7 +115,7 @@ impl TaskCache {
         // From here on the old day is archived: should creating the new file fail, the
         // next apply starts it with the new day's header.
         write(&self.inner).active_day = new_day;
-        crate::tasks::files::write_atomic(&active, &header_line(new_day))?;
+        write_atomic(&active, &header_line(new_day), Mode::WorldReadable)?;
         let n = self.housekeep()?;
         tracing::info!(day = new_day, archives = n, "rotated task cache");
         drop(io);
@@ -156,21 +154,15 @@ impl TaskCache {
     }
 }
 
-/// Writes the zstd copy of `plain` to `target` durably, then removes `plain`.
+/// Writes the zstd copy of `plain` to `target` durably (mode 0644, like every file of
+/// the cache, for readers running as other users), then removes `plain`.
 fn compress(plain: &std::path::Path, target: &std::path::Path) -> Result<(), TaskCacheError> {
-    let tmp = temp_path(target);
     let input = fs::File::open(plain).map_err(TaskCacheError::io(plain, "open"))?;
-    let output = fs::File::create(&tmp).map_err(TaskCacheError::io(&tmp, "create"))?;
-    zstd::stream::copy_encode(input, &output, ZSTD_LEVEL)
-        .map_err(TaskCacheError::io(&tmp, "zstd compress"))?;
-    output
-        .sync_all()
-        .map_err(TaskCacheError::io(&tmp, "fsync"))?;
-    fs::rename(&tmp, target).map_err(TaskCacheError::io(target, "rename temp file over"))?;
-    let dir = target.parent().unwrap_or(std::path::Path::new("."));
-    sync_dir(dir)?;
+    replace_with(target, Mode::WorldReadable, |output| {
+        zstd::stream::copy_encode(input, output, ZSTD_LEVEL)
+    })?;
     fs::remove_file(plain).map_err(TaskCacheError::io(plain, "remove"))?;
-    sync_dir(dir)
+    Ok(sync_parent(target)?)
 }
 
 fn store_error(e: &TaskCacheError) -> StoreError {
@@ -226,5 +218,29 @@ impl TaskStore for TaskCache {
 
     fn load_tracked(&self) -> Vec<TaskRef> {
         self.tracked()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_compressed_archive_is_0644_even_over_a_leftover_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join(archive_name(20_000, false));
+        let target = dir.path().join(archive_name(20_000, true));
+        fs::write(&plain, b"{\"line\":1}\n").unwrap();
+        let leftover = crate::durable::temp_path(&target);
+        fs::write(&leftover, b"cut short").unwrap();
+        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o600)).unwrap();
+        compress(&plain, &target).unwrap();
+        assert!(!plain.exists() && !leftover.exists());
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let bytes = zstd::decode_all(fs::File::open(&target).unwrap()).unwrap();
+        assert_eq!(bytes, b"{\"line\":1}\n");
     }
 }
