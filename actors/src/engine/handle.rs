@@ -78,10 +78,21 @@ impl EngineHandle {
         Ok(self.inner.refs.borrow().clone())
     }
 
+    /// The running incarnation of one child, or why there is none.
+    fn child<M>(
+        &self,
+        pick: impl FnOnce(Refs) -> Option<ActorRef<M>>,
+        name: &str,
+    ) -> Result<ActorRef<M>, EngineError> {
+        pick(self.refs()?).ok_or_else(|| EngineError::NotRunning(format!("{name} is restarting")))
+    }
+
     fn remotes(&self) -> Result<ActorRef<RemotesMsg>, EngineError> {
-        self.refs()?
-            .remotes
-            .ok_or_else(|| EngineError::NotRunning("the remote supervisor is restarting".into()))
+        self.child(|r| r.remotes, "the remote supervisor")
+    }
+
+    fn scheduler_ref(&self) -> Result<ActorRef<SchedulerMsg>, EngineError> {
+        self.child(|r| r.scheduler, "the scheduler")
     }
 
     fn accepting(&self) -> Result<(), EngineError> {
@@ -178,20 +189,14 @@ impl EngineHandle {
     pub async fn track_task(&self, task: TaskRef) -> Result<(), EngineError> {
         self.accepting()?;
         self.remote_status(&task.remote).await?;
-        let scheduler = self
-            .refs()?
-            .scheduler
-            .ok_or_else(|| EngineError::NotRunning("the scheduler is restarting".into()))?;
+        let scheduler = self.scheduler_ref()?;
         self.ask(async move { ractor::call!(scheduler, |reply| SchedulerMsg::Track(task, reply)) })
             .await
     }
 
     /// The tasks currently tracked.
     pub async fn tracked_tasks(&self) -> Result<Vec<TaskRef>, EngineError> {
-        let scheduler = self
-            .refs()?
-            .scheduler
-            .ok_or_else(|| EngineError::NotRunning("the scheduler is restarting".into()))?;
+        let scheduler = self.scheduler_ref()?;
         self.ask(async move { ractor::call!(scheduler, SchedulerMsg::Tracked) })
             .await
     }
@@ -234,30 +239,21 @@ impl EngineHandle {
 
     /// The rate limiter's books (permits in use, queue depths).
     pub async fn limiter(&self) -> Result<LimiterSnapshot, EngineError> {
-        let limiter = self
-            .refs()?
-            .limiter
-            .ok_or_else(|| EngineError::NotRunning("the rate limiter is restarting".into()))?;
+        let limiter = self.child(|r| r.limiter, "the rate limiter")?;
         self.ask(async move { ractor::call!(limiter, LimiterMsg::Snapshot) })
             .await
     }
 
     /// The storage writer's counters.
     pub async fn storage(&self) -> Result<StorageStats, EngineError> {
-        let storage = self
-            .refs()?
-            .storage
-            .ok_or_else(|| EngineError::NotRunning("storage is restarting".into()))?;
+        let storage = self.child(|r| r.storage, "storage")?;
         self.ask(async move { ractor::call!(storage, StorageMsg::Stats) })
             .await
     }
 
     /// The scheduler's counters.
     pub async fn scheduler(&self) -> Result<SchedulerStats, EngineError> {
-        let scheduler = self
-            .refs()?
-            .scheduler
-            .ok_or_else(|| EngineError::NotRunning("the scheduler is restarting".into()))?;
+        let scheduler = self.scheduler_ref()?;
         self.ask(async move { ractor::call!(scheduler, SchedulerMsg::Stats) })
             .await
     }

@@ -322,38 +322,20 @@ impl StorageState {
         let stores = self.stores.clone();
         let job: Box<dyn FnOnce() -> CompletionKind + Send> = match first {
             Op::Metrics(w, r) => {
-                let mut writes = vec![w];
-                let mut responders = vec![r];
-                while writes.len() < MAX_GROUP {
-                    match queue.front() {
-                        Some(Op::Metrics(..)) => {
-                            if let Some(Op::Metrics(w, r)) = queue.pop_front() {
-                                writes.push(w);
-                                responders.push(r);
-                            }
-                        }
-                        _ => break,
-                    }
-                }
+                let (writes, responders) = take_group(queue, (w, r), |op| match op {
+                    Op::Metrics(w, r) => Ok((w, r)),
+                    other => Err(other),
+                });
                 Box::new(move || {
                     let results = stores.metrics.store_metrics(&writes);
                     CompletionKind::Metrics(responders, results, writes)
                 })
             }
             Op::Tasks(w, r) => {
-                let mut writes = vec![w];
-                let mut responders = vec![r];
-                while writes.len() < MAX_GROUP {
-                    match queue.front() {
-                        Some(Op::Tasks(..)) => {
-                            if let Some(Op::Tasks(w, r)) = queue.pop_front() {
-                                writes.push(w);
-                                responders.push(r);
-                            }
-                        }
-                        _ => break,
-                    }
-                }
+                let (writes, responders) = take_group(queue, (w, r), |op| match op {
+                    Op::Tasks(w, r) => Ok((w, r)),
+                    other => Err(other),
+                });
                 Box::new(move || {
                     let results = stores.tasks.store_tasks(&writes);
                     CompletionKind::Tasks(responders, results)
@@ -388,4 +370,29 @@ impl StorageState {
             let _ = me.send_message(StorageMsg::Done(lane, done));
         });
     }
+}
+
+/// A write group: `first` and the writes of the same kind queued right behind it (up to
+/// `MAX_GROUP`), stored together under one journal sync. `same` hands an operation's
+/// write back, or the operation itself when it is of another kind (which stays queued).
+fn take_group<W, R>(
+    queue: &mut VecDeque<Op>,
+    first: (W, R),
+    same: impl Fn(Op) -> Result<(W, R), Op>,
+) -> (Vec<W>, Vec<R>) {
+    let (mut writes, mut responders) = (vec![first.0], vec![first.1]);
+    while writes.len() < MAX_GROUP {
+        let Some(op) = queue.pop_front() else { break };
+        match same(op) {
+            Ok((w, r)) => {
+                writes.push(w);
+                responders.push(r);
+            }
+            Err(other) => {
+                queue.push_front(other);
+                break;
+            }
+        }
+    }
+    (writes, responders)
 }
