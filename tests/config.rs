@@ -48,6 +48,7 @@ fn the_example_config_in_deploy_is_valid_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("pbs-main");
     std::fs::write(&token, "pbs-secret\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut with_secrets = parsed.clone();
     with_secrets.remotes[0].token_env = None;
     with_secrets.remotes[0].token = Some(config::Secret("pve-secret".into()));
@@ -272,4 +273,135 @@ fn every_default_matches_the_tables_of_docs_configuration_md() {
             );
         }
     }
+}
+
+#[test]
+fn hostile_configs_are_refused_naming_the_key() {
+    // SAFETY of the test: only this test reads these variables.
+    std::env::set_var("FLEETPOLL_TEST_EMPTY_TOKEN", "");
+    let long_id = "x".repeat(10_000);
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("[api]\ntoken = \"\"\n".into(), "api.token", "empty"),
+        ("[api]\ntoken = \"  \\t \"\n".into(), "api.token", "empty"),
+        (
+            "[api]\ntoken_env = \"FLEETPOLL_TEST_EMPTY_TOKEN\"\n".into(),
+            "api.token_env",
+            "empty",
+        ),
+        (
+            "[api]\nlisten = \"0.0.0.0:8450\"\ntoken = \"\"\n".into(),
+            "api.token",
+            "empty",
+        ),
+        (
+            REMOTE.replace("s3cret-token-a", "two words"),
+            "remotes[0].token",
+            "visible ASCII",
+        ),
+        (
+            "[supervision]\nshutdown_grace_secs = 9223372036854775807\n".into(),
+            "supervision.shutdown_grace_secs",
+            "at most 3600",
+        ),
+        (
+            "[limits]\nrequest_timeout_secs = 9223372036854775807\n".into(),
+            "limits.request_timeout_secs",
+            "at most",
+        ),
+        (
+            "[limits]\nlease_deadline_secs = 9223372036854775807\n".into(),
+            "limits.lease_deadline_secs",
+            "at most",
+        ),
+        (
+            "[limits]\nconnect_timeout_secs = 0\n".into(),
+            "limits.connect_timeout_secs",
+            "at least 1",
+        ),
+        (
+            "[tasks]\nfull_interval_secs = 0\n".into(),
+            "tasks.full_interval_secs",
+            "at least 10",
+        ),
+        (
+            "[collection]\ninterval_secs = 0\n".into(),
+            "collection.interval_secs",
+            "at least 1",
+        ),
+        (
+            REMOTE.replace("id = \"a\"", &format!("id = \"{long_id}\"")),
+            "remotes[0].id",
+            "1 to 64",
+        ),
+        (
+            REMOTE.replace("id = \"a\"", "id = \"..\""),
+            "remotes[0].id",
+            "1 to 64",
+        ),
+        (
+            "[storage]\nstate_dir = \"\"\n".into(),
+            "storage.state_dir",
+            "empty",
+        ),
+        (
+            "[storage]\nstate_dir = \"/srv/fp\"\ncache_dir = \"/srv/fp\"\n".into(),
+            "storage.cache_dir",
+            "differ",
+        ),
+        (
+            format!("{REMOTE}path_prefix = \"api\"\n"),
+            "remotes[0].path_prefix",
+            "start with '/'",
+        ),
+        (
+            format!("{REMOTE}path_prefix = \"/a/../b\"\n"),
+            "remotes[0].path_prefix",
+            "'..'",
+        ),
+        (
+            "[log]\nfilter = \"info,fleetpoll=[[[\"\n".into(),
+            "log.filter",
+            "not a log filter",
+        ),
+        (
+            "[api]\nlisten = \"127.0.0.1:8450\"\n\n[bogus]\nx = 1\n".into(),
+            "bogus",
+            "unknown field",
+        ),
+    ];
+    for (text, key, needle) in cases {
+        let e = error_of(&text);
+        assert_eq!(e.key, key, "for config:\n{text}\ngot {e}");
+        assert!(e.message.contains(needle), "{e} should say {needle:?}");
+        assert!(e.message.len() < 400, "the message repeats the input: {e}");
+    }
+}
+
+#[test]
+fn token_files_readable_by_everyone_are_refused_and_paths_resolve_beside_the_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("remote.token");
+    std::fs::write(&token, "s3cret-token-a\n").unwrap();
+    let text = REMOTE.replace(
+        "token = \"s3cret-token-a\"",
+        "token_file = \"remote.token\"",
+    ) + "[storage]\nstate_dir = \"state\"\ncache_dir = \"cache\"\n";
+    let path = dir.path().join("fleetpoll.toml");
+    let parse = || config::parse(&path, &text).unwrap();
+
+    std::fs::set_permissions(&token, PermissionsExt::from_mode(0o644)).unwrap();
+    let e = config::resolve(&path, parse(), clock()).expect_err("a 0644 token file");
+    assert_eq!(e.key, "remotes[0].token_file");
+    assert!(e.message.contains("readable by every user"), "{e}");
+
+    // Group-readable, as systemd set-ups use, is fine; relative paths are the file's.
+    std::fs::set_permissions(&token, PermissionsExt::from_mode(0o640)).unwrap();
+    let resolved = config::resolve(&path, parse(), clock()).unwrap();
+    assert_eq!(resolved.config.storage.state_dir, dir.path().join("state"));
+    assert_eq!(resolved.engine.storage.cache_dir, dir.path().join("cache"));
+    assert_eq!(
+        resolved.config.remotes[0].token_file.as_deref(),
+        Some(token.as_path())
+    );
 }

@@ -813,6 +813,11 @@ fn with_an_api_token_mutating_endpoints_need_it_and_reads_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("api.token");
     std::fs::write(&token_file, "api-secret-123\n").unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let token_line = format!("token_file = \"{}\"\n", token_file.display());
     let (_sim, _daemon, port) = start_fleet_with(
         dir.path(),

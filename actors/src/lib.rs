@@ -85,8 +85,8 @@ pub use clock::{
     system_now, system_now_secs, Clock, Randomness, SeededRandomness, ThreadRandomness, TokioClock,
 };
 pub use config::{
-    CollectionSettings, ConfigError, EngineConfig, LimitSettings, RemoteConfig, StorageSettings,
-    SupervisionSettings, TaskSettings,
+    is_valid_remote_id, CollectionSettings, ConfigError, EngineConfig, LimitSettings, RemoteConfig,
+    StorageSettings, SupervisionSettings, TaskSettings, MAX_REMOTE_ID_LEN,
 };
 pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, TriggerReport};
 pub use limiter::LimiterSnapshot;

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fleetpoll_actors::{Clock, EngineConfig, RemoteConfig, RemoteKind};
+use fleetpoll_actors::{
+    is_valid_remote_id, Clock, EngineConfig, RemoteConfig, RemoteKind, MAX_REMOTE_ID_LEN,
+};
 
 use crate::remote::tls::{system_roots, TlsSessions};
 use crate::remote::{
@@ -71,9 +73,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigFileError> {
 /// The dotted key at a byte offset of a TOML text, from the nearest table header and
 /// the key on that line; `[[remotes]]` headers are counted into an index.
 fn key_at(text: &str, offset: usize) -> (usize, String) {
-    let before = &text[..offset.min(text.len())];
-    let line_no = before.matches('\n').count() + 1;
+    let line_no = text[..offset.min(text.len())].matches('\n').count() + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or("");
+    // The table headers up to and including the error's own line (an unknown table is
+    // reported as itself, not as a key of the table before it).
+    let line_end = text[offset.min(text.len())..]
+        .find('\n')
+        .map_or(text.len(), |n| offset + n);
+    let before = &text[..line_end];
     let mut table = String::new();
     let mut counts: std::collections::HashMap<String, usize> = Default::default();
     for l in before.lines() {
@@ -108,7 +115,9 @@ fn err(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Confi
     }
 }
 
-/// Reads a secret from exactly one of inline / file / environment.
+/// Reads a secret from exactly one of inline / file / environment. A secret must be
+/// non-empty visible ASCII (it travels in an HTTP header); a file must not be readable
+/// by every user (group-readable is fine, as systemd set-ups use it).
 fn read_secret(
     file: &Path,
     key: &str,
@@ -127,38 +136,102 @@ fn read_secret(
             format!("set only one of `{key}`, `{key}_file` and `{key}_env`"),
         ));
     }
-    if let Some(s) = inline {
-        return Ok(Some(s.clone()));
+    let (source_key, where_, value) = if let Some(s) = inline {
+        (key.to_string(), "the inline value".to_string(), s.0.clone())
+    } else if let Some(p) = path {
+        let key = format!("{key}_file");
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| err(file, &key, format!("cannot read {}: {e}", p.display())))?;
+        refuse_world_readable(file, &key, p)?;
+        (key, p.display().to_string(), text)
+    } else if let Some(var) = env {
+        let key = format!("{key}_env");
+        let value = std::env::var(var)
+            .map_err(|_| err(file, &key, format!("environment variable {var} is not set")))?;
+        (key, format!("environment variable {var}"), value)
+    } else {
+        return Ok(None);
+    };
+    let secret = value.trim();
+    if secret.is_empty() {
+        return Err(err(
+            file,
+            source_key,
+            format!("{where_} is empty; it must hold the secret"),
+        ));
     }
-    if let Some(p) = path {
-        let text = std::fs::read_to_string(p).map_err(|e| {
-            err(
-                file,
-                format!("{key}_file"),
-                format!("cannot read {}: {e}", p.display()),
-            )
-        })?;
-        let secret = text.trim().to_string();
-        if secret.is_empty() {
-            return Err(err(
-                file,
-                format!("{key}_file"),
-                format!("{} is empty; it must hold the secret", p.display()),
-            ));
+    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err(
+            file,
+            source_key,
+            format!(
+                "{where_} holds a space or a control or non-ASCII character; \
+                 a secret is visible ASCII only"
+            ),
+        ));
+    }
+    Ok(Some(Secret(secret.to_string())))
+}
+
+/// Refuses a secret file that every user of the machine can read.
+fn refuse_world_readable(file: &Path, key: &str, path: &Path) -> Result<(), ConfigFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| err(file, key, format!("cannot stat {}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o004 != 0 {
+        return Err(err(
+            file,
+            key,
+            format!(
+                "{} is readable by every user (mode {:03o}); run chmod 600 (or 640 for a \
+                 group) on it",
+                path.display(),
+                mode & 0o777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A path from the config file: a relative one is taken relative to the file's directory.
+fn beside(file: &Path, path: &Path) -> PathBuf {
+    if path.is_relative() {
+        file.parent().unwrap_or(Path::new("")).join(path)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Resolves every path of the file against its directory and checks the storage paths.
+fn resolve_paths(file: &Path, config: &mut Config) -> Result<(), ConfigFileError> {
+    let storage = &mut config.storage;
+    for (key, dir) in [
+        ("storage.state_dir", &mut storage.state_dir),
+        ("storage.cache_dir", &mut storage.cache_dir),
+    ] {
+        if dir.as_os_str().is_empty() {
+            return Err(err(file, key, "must name a directory, not be empty"));
         }
-        return Ok(Some(Secret(secret)));
+        *dir = beside(file, dir);
     }
-    if let Some(var) = env {
-        let value = std::env::var(var).map_err(|_| {
-            err(
-                file,
-                format!("{key}_env"),
-                format!("environment variable {var} is not set"),
-            )
-        })?;
-        return Ok(Some(Secret(value.trim().to_string())));
+    if storage.state_dir == storage.cache_dir {
+        return Err(err(
+            file,
+            "storage.cache_dir",
+            "must differ from storage.state_dir (the two stores lock and own their directories)",
+        ));
     }
-    Ok(None)
+    if let Some(p) = &mut config.api.token_file {
+        *p = beside(file, p);
+    }
+    for r in &mut config.remotes {
+        if let Some(p) = &mut r.token_file {
+            *p = beside(file, p);
+        }
+    }
+    Ok(())
 }
 
 fn parse_node(
@@ -216,9 +289,20 @@ fn parse_node(
 /// are read here, so a missing token file is reported before anything starts.
 pub fn resolve(
     file: &Path,
-    config: Config,
+    mut config: Config,
     clock: Arc<dyn Clock>,
 ) -> Result<Resolved, ConfigFileError> {
+    resolve_paths(file, &mut config)?;
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.filter) {
+        return Err(err(
+            file,
+            "log.filter",
+            format!(
+                "{:?} is not a log filter ({e}); write it like \"info\" or \"info,fleetpoll=debug\"",
+                config.log.filter
+            ),
+        ));
+    }
     let c = &config;
     let mut engine = EngineConfig {
         remotes: Vec::new(),
@@ -263,16 +347,30 @@ pub fn resolve(
     let mut seen = HashSet::new();
     for (i, r) in c.remotes.iter().enumerate() {
         let key = format!("remotes[{i}]");
-        if r.id.is_empty()
-            || !r
-                .id
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
-        {
+        if !is_valid_remote_id(&r.id) {
+            let shown: String = r.id.chars().take(80).collect();
             return Err(err(
                 file,
                 format!("{key}.id"),
-                format!("{:?} must be letters, digits, '-', '_' or '.'", r.id),
+                format!(
+                    "{shown:?} must be 1 to {MAX_REMOTE_ID_LEN} letters, digits, '-', '_' or '.'"
+                ),
+            ));
+        }
+        if !r.path_prefix.is_empty()
+            && (!r.path_prefix.starts_with('/')
+                || r.path_prefix
+                    .split('/')
+                    .any(|seg| seg == ".." || seg == ".")
+                || !r.path_prefix.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(err(
+                file,
+                format!("{key}.path_prefix"),
+                format!(
+                    "{:?} must start with '/' and hold no '.' or '..' segment or space",
+                    r.path_prefix
+                ),
             ));
         }
         if !seen.insert(r.id.clone()) {

@@ -7,6 +7,7 @@ mod sections;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::model::{RemoteId, RemoteKind};
 use crate::source::RemoteSource;
@@ -89,16 +90,64 @@ fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The longest remote id (ids name files and URL path segments).
+pub const MAX_REMOTE_ID_LEN: usize = 64;
+
+/// Whether `id` is 1 to [`MAX_REMOTE_ID_LEN`] characters of `[A-Za-z0-9._-]`, not `.` or
+/// `..` (ids become file and directory names).
+pub fn is_valid_remote_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REMOTE_ID_LEN
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `value` must lie in `[lo, hi]` (in `unit`s), or the key is refused with its range.
+fn within(key: &str, value: u64, lo: u64, hi: u64, unit: &str) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(err(
+            key,
+            format!("must be at least {lo} and at most {hi}{unit}, not {value}"),
+        ))
+    }
+}
+
+fn secs_within(key: &str, value: Duration, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    within(key, value.as_secs(), lo, hi, " seconds")
+}
+
+fn ms_within(key: &str, value: Duration, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    within(key, value.as_millis() as u64, lo, hi, " milliseconds")
+}
+
+/// One day, in seconds: the longest interval, timeout and backoff a key may set.
+const DAY: u64 = 86_400;
+
 impl EngineConfig {
-    /// Checks the config as a whole; the engine starts or reloads only a valid one.
+    /// Checks the config as a whole; the engine starts or reloads only a valid one. Every
+    /// duration and count has a range (listed in `docs/operations.md`, "Limits"), so no
+    /// arithmetic on a config value can overflow; errors name the file's key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let c = &self.collection;
-        if c.interval.is_zero() {
-            return Err(err(
-                "collection.interval_secs",
-                "must be greater than zero seconds",
-            ));
-        }
+        secs_within("collection.interval_secs", c.interval, 1, DAY)?;
+        let interval = c.interval.as_secs();
+        secs_within(
+            "collection.start_offset_min_secs",
+            c.start_offset_min,
+            0,
+            DAY,
+        )?;
+        secs_within(
+            "collection.start_offset_max_secs",
+            c.start_offset_max,
+            0,
+            DAY,
+        )?;
         if c.start_offset_min > c.start_offset_max {
             return Err(err(
                 "collection.start_offset_min_secs",
@@ -111,82 +160,92 @@ impl EngineConfig {
                 "must be shorter than the collection interval",
             ));
         }
+        ms_within(
+            "collection.connection_delay_min_ms",
+            c.connection_delay_min,
+            0,
+            interval * 1000,
+        )?;
+        ms_within(
+            "collection.connection_delay_max_ms",
+            c.connection_delay_max,
+            0,
+            interval * 1000,
+        )?;
         if c.connection_delay_min > c.connection_delay_max {
             return Err(err(
                 "collection.connection_delay_min_ms",
                 "must not exceed collection.connection_delay_max_ms",
             ));
         }
-        if c.backoff_base.is_zero() || c.backoff_base > c.backoff_cap {
-            return Err(err(
-                "collection.backoff_base_secs",
-                "must be greater than zero and not exceed collection.backoff_cap_secs",
-            ));
-        }
-        if self.limits.global_connections == 0 {
-            return Err(err(
-                "limits.global_connections",
-                "must be at least 1 connection",
-            ));
-        }
-        if self.limits.manual_reserve >= self.limits.global_connections {
+        secs_within("collection.skip_recent_secs", c.skip_recent, 0, interval)?;
+        secs_within("collection.backoff_cap_secs", c.backoff_cap, 1, DAY)?;
+        secs_within(
+            "collection.backoff_base_secs",
+            c.backoff_base,
+            1,
+            c.backoff_cap.as_secs(),
+        )?;
+
+        let l = &self.limits;
+        within(
+            "limits.global_connections",
+            l.global_connections.into(),
+            1,
+            10_000,
+            " connections",
+        )?;
+        if l.manual_reserve >= l.global_connections {
             return Err(err(
                 "limits.manual_reserve",
                 "must be smaller than limits.global_connections, or scheduled polls never run",
             ));
         }
-        if self.limits.lease_deadline.is_zero() {
-            return Err(err(
-                "limits.lease_deadline_secs",
-                "must be greater than zero",
-            ));
-        }
+        secs_within("limits.lease_deadline_secs", l.lease_deadline, 1, DAY)?;
+        secs_within("limits.connect_timeout_secs", l.connect_timeout, 1, 600)?;
+        secs_within("limits.request_timeout_secs", l.request_timeout, 1, 3600)?;
+        within("limits.max_body_mib", l.max_body_mib, 1, 4096, " MiB")?;
+
         let t = &self.tasks;
-        if t.tick.is_zero() {
-            return Err(err("tasks.tick_secs", "must be greater than zero seconds"));
-        }
-        if t.running_interval < t.tick || t.full_interval < t.tick {
-            return Err(err(
-                "tasks.running_interval_secs",
-                "task intervals must not be shorter than tasks.tick_secs",
-            ));
-        }
+        secs_within("tasks.tick_secs", t.tick, 1, 3600)?;
+        let tick = t.tick.as_secs();
+        secs_within("tasks.running_interval_secs", t.running_interval, tick, DAY)?;
+        secs_within("tasks.full_interval_secs", t.full_interval, tick, 7 * DAY)?;
+        within("tasks.backfill_days", t.backfill_days, 0, 3650, " days")?;
+
         let s = &self.supervision;
-        if s.period.is_zero() {
-            return Err(err("supervision.period_secs", "must be greater than zero"));
-        }
+        within(
+            "supervision.max_restarts",
+            s.max_restarts.into(),
+            0,
+            10_000,
+            "",
+        )?;
+        secs_within("supervision.period_secs", s.period, 1, DAY)?;
+        secs_within("supervision.shutdown_grace_secs", s.shutdown_grace, 0, 3600)?;
         if s.restart_delay_base > s.restart_delay_cap {
             return Err(err(
                 "supervision.restart_delay_base",
                 "must not exceed supervision.restart_delay_cap",
             ));
         }
-        let l = &self.limits;
-        if l.request_timeout.is_zero() {
-            return Err(err(
-                "limits.request_timeout_secs",
-                "must be at least 1 second",
-            ));
-        }
-        if l.connect_timeout.is_zero() {
-            return Err(err(
-                "limits.connect_timeout_secs",
-                "must be at least 1 second",
-            ));
-        }
-        if l.max_body_mib == 0 {
-            return Err(err("limits.max_body_mib", "must be at least 1 MiB"));
-        }
-        if self.storage.metric_commit_interval.is_zero() {
-            return Err(err(
-                "storage.metric_commit_interval_secs",
-                "must be greater than zero",
-            ));
-        }
+        secs_within(
+            "storage.metric_commit_interval_secs",
+            self.storage.metric_commit_interval,
+            1,
+            DAY,
+        )?;
+
         let mut seen = HashSet::new();
         for (i, r) in self.remotes.iter().enumerate() {
-            if r.id.as_str().is_empty() {
-                return Err(err(format!("remotes[{i}].id"), "must not be empty"));
+            if !is_valid_remote_id(r.id.as_str()) {
+                return Err(err(
+                    format!("remotes[{i}].id"),
+                    format!(
+                        "{:?} must be 1 to {MAX_REMOTE_ID_LEN} letters, digits, '-', '_' or '.'",
+                        r.id.as_str().chars().take(80).collect::<String>()
+                    ),
+                ));
             }
             if !seen.insert(r.id.clone()) {
                 return Err(err(
@@ -194,12 +253,13 @@ impl EngineConfig {
                     format!("remote id {:?} is used twice; ids must be unique", r.id),
                 ));
             }
-            if r.connection_cap == 0 {
-                return Err(err(
-                    format!("remotes[{i}].connection_cap"),
-                    "must be at least 1",
-                ));
-            }
+            within(
+                &format!("remotes[{i}].connection_cap"),
+                r.connection_cap.into(),
+                1,
+                64,
+                " connections",
+            )?;
         }
         Ok(())
     }
