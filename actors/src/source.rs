@@ -24,6 +24,12 @@ pub enum ErrorClass {
     Remote,
     /// The reply was not what the API promises (malformed JSON, schema mismatch, too large).
     BadReply,
+    /// The remote says the object asked for does not exist (404).
+    NotFound,
+    /// The remote's clock is off: its points lie in the future (the text has the offset).
+    Clock,
+    /// The remote answered, but storing its data failed (disk full, read-only, damaged).
+    Storage,
     /// Anything else (a bug, a local resource problem).
     Other,
 }
@@ -38,6 +44,9 @@ impl ErrorClass {
             ErrorClass::Auth => "auth",
             ErrorClass::Remote => "remote",
             ErrorClass::BadReply => "bad_reply",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Clock => "clock",
+            ErrorClass::Storage => "storage",
             ErrorClass::Other => "other",
         }
     }
@@ -45,8 +54,22 @@ impl ErrorClass {
     /// Errors that will not go away by asking again soon: the poller goes straight to
     /// the backoff cap instead of retrying quickly.
     pub fn is_persistent(self) -> bool {
-        matches!(self, ErrorClass::Tls | ErrorClass::Auth)
+        matches!(self, ErrorClass::Tls | ErrorClass::Auth | ErrorClass::Clock)
     }
+
+    /// Every class, in the order the counters report them.
+    pub const ALL: [ErrorClass; 10] = [
+        ErrorClass::Unreachable,
+        ErrorClass::Timeout,
+        ErrorClass::Tls,
+        ErrorClass::Auth,
+        ErrorClass::Remote,
+        ErrorClass::BadReply,
+        ErrorClass::NotFound,
+        ErrorClass::Clock,
+        ErrorClass::Storage,
+        ErrorClass::Other,
+    ];
 }
 
 /// A failed request to a remote. The message must never contain a secret.

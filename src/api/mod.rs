@@ -85,6 +85,7 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
             EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::NotRunning(_) | EngineError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
             EngineError::Incomplete(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, err.to_string())

@@ -212,6 +212,20 @@ impl EngineConfig {
         secs_within("tasks.running_interval_secs", t.running_interval, tick, DAY)?;
         secs_within("tasks.full_interval_secs", t.full_interval, tick, 7 * DAY)?;
         within("tasks.backfill_days", t.backfill_days, 0, 3650, " days")?;
+        within(
+            "tasks.max_tracked",
+            t.max_tracked.into(),
+            1,
+            100_000,
+            " tasks",
+        )?;
+        within(
+            "tasks.max_tracked_per_remote",
+            t.max_tracked_per_remote.into(),
+            1,
+            t.max_tracked.into(),
+            " tasks",
+        )?;
 
         let s = &self.supervision;
         within(

@@ -149,6 +149,10 @@ pub struct TaskSettings {
     pub full_interval: Duration,
     /// How many days back the first fetch of a node reaches.
     pub backfill_days: u64,
+    /// The most tasks the manager may track at once (more are refused).
+    pub max_tracked: u32,
+    /// The most tracked tasks of one remote.
+    pub max_tracked_per_remote: u32,
 }
 
 impl TaskSettings {
@@ -165,6 +169,8 @@ impl Default for TaskSettings {
             running_interval: secs(30),
             full_interval: secs(600),
             backfill_days: 7,
+            max_tracked: 1000,
+            max_tracked_per_remote: 100,
         }
     }
 }

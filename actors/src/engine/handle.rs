@@ -39,6 +39,9 @@ pub enum EngineError {
     /// The engine stopped (shut down, or its supervisor escalated a failure).
     #[error("the engine is not running: {0}")]
     NotRunning(String),
+    /// A bound was reached (too many tracked tasks, say); the message names the key.
+    #[error("{0}")]
+    LimitReached(String),
     /// An actor did not answer in time.
     #[error("the engine did not answer within {0:?}")]
     Timeout(Duration),
@@ -191,7 +194,17 @@ impl EngineHandle {
         self.remote_status(&task.remote).await?;
         let scheduler = self.scheduler_ref()?;
         self.ask(async move { ractor::call!(scheduler, |reply| SchedulerMsg::Track(task, reply)) })
-            .await
+            .await?
+            .map_err(EngineError::LimitReached)
+    }
+
+    /// Stop tracking a task; returns whether it was tracked.
+    pub async fn untrack_task(&self, task: TaskRef) -> Result<bool, EngineError> {
+        let scheduler = self.scheduler_ref()?;
+        self.ask(
+            async move { ractor::call!(scheduler, |reply| SchedulerMsg::Untrack(task, reply)) },
+        )
+        .await
     }
 
     /// The tasks currently tracked.

@@ -15,21 +15,11 @@ use crate::source::ErrorClass;
 pub const DURATION_BUCKETS_SECS: [f64; 10] =
     [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-const CLASSES: [ErrorClass; 7] = [
-    ErrorClass::Unreachable,
-    ErrorClass::Timeout,
-    ErrorClass::Tls,
-    ErrorClass::Auth,
-    ErrorClass::Remote,
-    ErrorClass::BadReply,
-    ErrorClass::Other,
-];
-
 /// The live counters.
 #[derive(Debug, Default)]
 pub struct PollStats {
     ok: AtomicU64,
-    failed: [AtomicU64; 7],
+    failed: [AtomicU64; ErrorClass::ALL.len()],
     buckets: [AtomicU64; 10],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -59,7 +49,7 @@ impl PollStats {
 
     /// Records a failed poll.
     pub fn record_failure(&self, class: ErrorClass, took: Option<Duration>) {
-        if let Some(i) = CLASSES.iter().position(|c| *c == class) {
+        if let Some(i) = ErrorClass::ALL.iter().position(|c| *c == class) {
             self.failed[i].fetch_add(1, Ordering::Relaxed);
         }
         self.observe(took);
@@ -82,7 +72,7 @@ impl PollStats {
     pub fn snapshot(&self) -> PollStatsSnapshot {
         PollStatsSnapshot {
             ok: self.ok.load(Ordering::Relaxed),
-            failed: CLASSES
+            failed: ErrorClass::ALL
                 .iter()
                 .zip(&self.failed)
                 .map(|(c, n)| (*c, n.load(Ordering::Relaxed)))

@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::model::{Cursor, RemoteId, TaskState, UnixTime};
-use crate::source::SourceError;
+use crate::source::{ErrorClass, SourceError};
 use crate::storage::StoreError;
 
 /// Which remotes a trigger addresses.
@@ -71,6 +71,17 @@ pub enum CollectError {
     /// The engine is shutting down or the poller stopped before the collection finished.
     #[error("the collection was cut short: the poller stopped")]
     Stopped,
+}
+
+impl CollectError {
+    /// The error class the status and the counters show.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CollectError::Source(e) => e.class,
+            CollectError::Store(_) => ErrorClass::Storage,
+            _ => ErrorClass::Other,
+        }
+    }
 }
 
 impl From<StoreError> for CollectError {

@@ -25,7 +25,7 @@ use crate::config::CollectionSettings;
 use crate::env::Env;
 use crate::limiter::{Acquire, Lane, LimiterMsg};
 use crate::model::{Cursor, RemoteId};
-use crate::source::{ErrorClass, RemoteSource};
+use crate::source::RemoteSource;
 use crate::storage::{MetricWrite, StorageMsg, Stores, TaskWrite};
 use crate::supervisor::RemotesMsg;
 
@@ -466,6 +466,7 @@ impl PollerState {
                     Fetched::Metrics(Ok(batch)) => {
                         job.phase = Phase::Storing;
                         job.points = batch.len();
+                        self.status.future_points_dropped += batch.dropped_future;
                         let me = myself.clone();
                         let write = MetricWrite {
                             remote: self.id.clone(),
@@ -546,10 +547,7 @@ impl PollerState {
                 self.env.stats.record_ok(took);
             }
             (JobKind::Metrics, Err(err)) => {
-                let class = match err {
-                    CollectError::Source(e) => e.class,
-                    _ => ErrorClass::Other,
-                };
+                let class = err.class();
                 self.env
                     .stats
                     .record_failure(class, job.started.map(|t| t.elapsed()));

@@ -54,6 +54,9 @@ pub struct RemoteStatus {
     pub newest_datapoint: Option<UnixTime>,
     /// Points stored since the poller started.
     pub points_stored: u64,
+    /// Points the remote sent dated more than a minute past the request (dropped, so
+    /// that one future point cannot block every later one), since the poller started.
+    pub future_points_dropped: u64,
     /// When the last task-list fetch succeeded (Unix seconds).
     pub tasks_last_success: Option<UnixTime>,
     /// The last task-list fetch error.
@@ -78,6 +81,7 @@ impl RemoteStatus {
             last_duration_ms: None,
             newest_datapoint: None,
             points_stored: 0,
+            future_points_dropped: 0,
             tasks_last_success: None,
             tasks_last_error: None,
             restarts: 0,

@@ -17,8 +17,13 @@ use crate::env::Env;
 use crate::limiter::Lane;
 use crate::model::{RemoteId, TaskRef, TaskState};
 use crate::poller::{Target, TrackedResults};
+use crate::source::ErrorClass;
 use crate::storage::{HousekeepingOp, StorageMsg, Stores};
 use crate::supervisor::{FanOut, RemotesMsg};
+
+/// A tracked task its remote answers "no such task" for this many polls in a row is
+/// dropped (a UPID that never existed, or one the remote has forgotten).
+const GONE_AFTER: u32 = 3;
 
 /// Messages of the Scheduler.
 #[derive(Debug)]
@@ -39,8 +44,10 @@ pub(crate) enum SchedulerMsg {
         generation: u64,
     },
     /// The engine adds a task the manager started; replies once it is tracked and its
-    /// persisting is queued with Storage.
-    Track(TaskRef, RpcReplyPort<()>),
+    /// persisting is queued with Storage, or why it was refused (a bound reached).
+    Track(TaskRef, RpcReplyPort<Result<(), String>>),
+    /// The engine stops tracking a task; replies whether it was tracked.
+    Untrack(TaskRef, RpcReplyPort<bool>),
     /// A poller answered a tracked-task poll.
     TrackedResults(RemoteId, TrackedResults),
     /// A reload changed the timing; the timers restart from the next aligned tick.
@@ -92,6 +99,8 @@ pub(crate) struct SchedulerState {
     storage: ActorRef<StorageMsg>,
     generation: u64,
     tracked: BTreeSet<TaskRef>,
+    /// Tracked tasks their remote answered "no such task" for, and how often in a row.
+    missing: BTreeMap<TaskRef, u32>,
     last_running_check: Option<Instant>,
     last_full_fetch: Option<Instant>,
     quiet: bool,
@@ -130,6 +139,7 @@ impl Actor for Scheduler {
             storage: args.storage,
             generation: 0,
             tracked,
+            missing: BTreeMap::new(),
             last_running_check: None,
             last_full_fetch: None,
             quiet: false,
@@ -183,9 +193,15 @@ impl Actor for Scheduler {
                 myself.send_after(tick, move || SchedulerMsg::TaskTick { generation });
             }
             SchedulerMsg::Track(task, reply) => {
-                state.tracked.insert(task);
-                state.save_tracked();
-                let _ = reply.send(());
+                let _ = reply.send(state.track(task));
+            }
+            SchedulerMsg::Untrack(task, reply) => {
+                let was = state.tracked.remove(&task);
+                state.missing.remove(&task);
+                if was {
+                    state.save_tracked();
+                }
+                let _ = reply.send(was);
             }
             SchedulerMsg::TrackedResults(remote, results) => {
                 state.on_tracked(remote, results);
@@ -279,9 +295,46 @@ impl SchedulerState {
         }
     }
 
+    /// Tracks `task` unless a bound of `[tasks]` is reached.
+    fn track(&mut self, task: TaskRef) -> Result<(), String> {
+        if self.tracked.contains(&task) {
+            return Ok(());
+        }
+        let max = self.tasks.max_tracked as usize;
+        if self.tracked.len() >= max {
+            return Err(format!(
+                "{max} tasks are tracked already (tasks.max_tracked); untrack one first"
+            ));
+        }
+        let per_remote = self.tasks.max_tracked_per_remote as usize;
+        let of_remote = self
+            .tracked
+            .iter()
+            .filter(|t| t.remote == task.remote)
+            .count();
+        if of_remote >= per_remote {
+            return Err(format!(
+                "{per_remote} tasks of remote {} are tracked already \
+                 (tasks.max_tracked_per_remote); untrack one first",
+                task.remote
+            ));
+        }
+        self.tracked.insert(task);
+        self.save_tracked();
+        Ok(())
+    }
+
     fn on_tracked(&mut self, remote: RemoteId, results: TrackedResults) {
         let mut finished = 0;
+        let mut dropped = false;
         for (upid, state) in results {
+            let key = TaskRef {
+                remote: remote.clone(),
+                upid: upid.clone(),
+            };
+            if !matches!(&state, Err(e) if e.class == ErrorClass::NotFound) {
+                self.missing.remove(&key);
+            }
             match state {
                 Ok(TaskState::Stopped { exit_status }) => {
                     tracing::info!(remote = %remote, upid = %upid, exit_status = %exit_status,
@@ -293,11 +346,25 @@ impl SchedulerState {
                     finished += 1;
                 }
                 Ok(TaskState::Running) => {}
+                Err(err) if err.class == ErrorClass::NotFound => {
+                    let count = self.missing.entry(key.clone()).or_default();
+                    *count += 1;
+                    if *count >= GONE_AFTER {
+                        tracing::warn!(remote = %remote, upid = %upid, error = %err, answers = GONE_AFTER,
+                            "tracked task does not exist on its remote; no longer tracked");
+                        self.missing.remove(&key);
+                        self.tracked.remove(&key);
+                        dropped = true;
+                    }
+                }
                 Err(err) => {
                     tracing::debug!(remote = %remote, upid = %upid, error = %err,
                         "tracked task poll failed; retrying next tick");
                 }
             }
+        }
+        if dropped && finished == 0 {
+            self.save_tracked();
         }
         if finished > 0 {
             self.stats.tracked_finished += finished;
