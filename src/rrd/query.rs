@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use super::def::Cf;
 use super::error::RrdError;
 use super::fetch::FetchRequest;
-use super::store::{ds_name, RrdStore};
+use super::layout::ds_name;
+use super::store::RrdStore;
 
 /// A named span of time ending now, with the resolution its graph wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,7 +30,8 @@ use anyhow::{bail, Context, Result};
 use fleetpoll::engine::{
     MetricBatch, MetricKind, MetricPoint, MetricStore, MetricWrite, RemoteId, SeriesKey,
 };
-use fleetpoll::rrd::store::{RrdStore, PVE_ARCHIVES, PVE_HEARTBEAT, PVE_STEP};
+use fleetpoll::rrd::layout::{PVE_ARCHIVES, PVE_HEARTBEAT, PVE_STEP};
+use fleetpoll::rrd::RrdStore;
 use tokio::time::Instant;
 
 use crate::measure::{cpu_time, round};
