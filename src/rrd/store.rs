@@ -16,6 +16,7 @@ use super::file::RrdFile;
 use super::journal::Journal;
 use super::layout::{self, PVE_STEP};
 use super::pending::{Pending, TimedPoint};
+use super::query::{Query, QueryResult};
 use super::record;
 use super::Rrd;
 use crate::durable::sync_dir;
@@ -209,6 +210,23 @@ impl RrdStore {
         let file = inner.files.get_or_open(&path, || RrdFile::open(&path))?;
         file.load()?;
         file.fetch(request).map(Some)
+    }
+
+    /// Answers a query at time `now` (the end of a timeframe); `None` when the entity
+    /// has never been stored. Points not yet committed are included. Asking for a
+    /// metric the entity does not have, or a CF other than AVERAGE or MAX, is an
+    /// error naming it. The fetch and the selection are [`Query`]'s.
+    pub fn query(
+        &self,
+        remote: &RemoteId,
+        query: &Query,
+        now: i64,
+    ) -> Result<Option<QueryResult>, RrdError> {
+        let request = query.fetch_request(now)?;
+        match self.fetch(remote, &query.entity, &request)? {
+            Some(fetched) => query.select(remote, fetched).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The entities stored for a remote (committed or pending), sorted; empty when
