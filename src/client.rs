@@ -111,9 +111,7 @@ fn ago(now: i64, ts: Option<i64>) -> String {
 
 /// Prints the remotes' status as a table.
 pub fn print_status(value: &Value) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = fleetpoll_actors::system_now_secs();
     println!(
         "{:<20} {:<5} {:<9} {:>5} {:>12} {:>12} {:>10}  LAST ERROR",
         "REMOTE", "KIND", "STATE", "FAILS", "LAST OK", "NEXT TRY", "POINTS"

@@ -538,9 +538,7 @@ pub(crate) fn run(args: RrdIngestArgs) -> Result<serde_json::Value> {
     std::fs::create_dir_all(dir.path())
         .with_context(|| format!("creating {}", dir.path().display()))?;
     // A cycle ending now, aligned to the minute.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
+    let now = fleetpoll::engine::system_now_secs();
     let start = now - now % 60 - args.points as i64 * args.interval_secs;
     let fleet = Fleet { args: &args, start };
     let points = (args.remotes * args.entities * args.metrics * args.points) as f64;
