@@ -78,72 +78,8 @@ enum Command {
         #[arg(long, short = 'c', default_value = "/etc/fleetpoll/fleetpoll.toml")]
         config: std::path::PathBuf,
     },
-    /// Show every remote's status (a client of the daemon's API).
-    Status {
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// Collect one remote, or all, now (a client of the daemon's API).
-    Trigger {
-        /// The remote; all remotes when omitted.
-        remote: Option<String>,
-        /// Return only once the data is stored.
-        #[arg(long)]
-        wait: bool,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// List cached tasks, newest first (a client of the daemon's API).
-    Tasks {
-        /// Only this remote's tasks.
-        #[arg(long)]
-        remote: Option<String>,
-        /// Only this node's tasks.
-        #[arg(long)]
-        node: Option<String>,
-        /// Only running tasks.
-        #[arg(long)]
-        running: bool,
-        /// Only failed tasks.
-        #[arg(long)]
-        errors: bool,
-        /// Only tasks started at or after this Unix time.
-        #[arg(long)]
-        since: Option<i64>,
-        /// Only tasks started at or before this Unix time.
-        #[arg(long)]
-        until: Option<i64>,
-        /// Only tasks whose type contains this text.
-        #[arg(long = "type")]
-        task_type: Option<String>,
-        /// Only tasks whose user contains this text.
-        #[arg(long)]
-        user: Option<String>,
-        /// ok, warning, error or running.
-        #[arg(long)]
-        status: Option<String>,
-        /// Tasks to skip.
-        #[arg(long, default_value_t = 0)]
-        start: usize,
-        /// Page size (0 = all).
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// Show an entity's stored metrics (a client of the daemon's API).
-    Query {
-        /// `REMOTE/ENTITY`, e.g. `pve-1/node/pve1` or `pve-1/qemu/100`.
-        path: String,
-        /// hour, day, week, month, year or decade.
-        #[arg(long, default_value = "hour")]
-        timeframe: String,
-        /// AVERAGE or MAX.
-        #[arg(long, default_value = "AVERAGE")]
-        cf: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    #[command(flatten)]
+    Api(fleetpoll::api_client::ApiCommand),
     /// Check a configuration file; exit 64 with the key named when it is bad.
     Validate {
         /// The configuration file.
@@ -164,129 +100,6 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-}
-
-/// How the command-line clients reach the API.
-#[derive(Debug, clap::Args)]
-struct ApiArgs {
-    /// The daemon's API.
-    #[arg(long, default_value = "http://127.0.0.1:8450")]
-    api: String,
-    /// File with the API token (for commands that change something); the
-    /// FLEETPOLL_API_TOKEN environment variable works too.
-    #[arg(long)]
-    token_file: Option<std::path::PathBuf>,
-    /// Print the API's JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-impl ApiArgs {
-    fn client(&self) -> anyhow::Result<fleetpoll::client::ApiClient> {
-        let token = match &self.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            None => std::env::var("FLEETPOLL_API_TOKEN").ok(),
-        };
-        fleetpoll::client::ApiClient::new(&self.api, token)
-    }
-}
-
-/// Runs one API client command.
-fn client_command(command: &Command) -> anyhow::Result<()> {
-    match command {
-        Command::Status { api } => {
-            let value = api.client()?.call("GET", "/api/v1/remotes", None)?;
-            if api.json {
-                println!("{value:#}");
-            } else {
-                fleetpoll::client::print_status(&value);
-            }
-        }
-        Command::Trigger { remote, wait, api } => {
-            let body = serde_json::json!({ "remote": remote, "wait": wait });
-            let value = api.client()?.call("POST", "/api/v1/collect", Some(&body))?;
-            if api.json {
-                println!("{value:#}");
-            } else {
-                fleetpoll::client::print_trigger(&value, *wait);
-            }
-        }
-        Command::Tasks {
-            remote,
-            node,
-            running,
-            errors,
-            since,
-            until,
-            task_type,
-            user,
-            status,
-            start,
-            limit,
-            api,
-        } => {
-            let mut query = vec![format!("start={start}"), format!("limit={limit}")];
-            let text = [
-                ("remote", remote),
-                ("node", node),
-                ("type", task_type),
-                ("user", user),
-                ("status", status),
-            ];
-            for (key, value) in text {
-                if let Some(v) = value {
-                    query.push(format!("{key}={}", fleetpoll::client::encode(v)));
-                }
-            }
-            for (key, value) in [("since", since), ("until", until)] {
-                if let Some(v) = value {
-                    query.push(format!("{key}={v}"));
-                }
-            }
-            if *running {
-                query.push("running=true".into());
-            }
-            if *errors {
-                query.push("errors=true".into());
-            }
-            let path = format!("/api/v1/tasks?{}", query.join("&"));
-            let value = api.client()?.call("GET", &path, None)?;
-            if api.json {
-                println!("{value:#}");
-            } else {
-                fleetpoll::client::print_tasks(&value);
-            }
-        }
-        Command::Query {
-            path,
-            timeframe,
-            cf,
-            api,
-        } => {
-            let path = path.trim_matches('/');
-            if !path.contains('/') {
-                anyhow::bail!("query: give REMOTE/ENTITY, e.g. pve-1/node/pve1");
-            }
-            let url = format!(
-                "/api/v1/rrd/{path}?timeframe={}&cf={}",
-                fleetpoll::client::encode(timeframe),
-                fleetpoll::client::encode(cf)
-            );
-            let value = api.client()?.call("GET", &url, None)?;
-            if api.json {
-                println!("{value:#}");
-            } else {
-                fleetpoll::client::print_history(&value);
-            }
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -327,17 +140,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    if matches!(
-        cli.command,
-        Command::Status { .. }
-            | Command::Trigger { .. }
-            | Command::Tasks { .. }
-            | Command::Query { .. }
-    ) {
-        return match client_command(&cli.command) {
+    if let Command::Api(command) = &cli.command {
+        return match command.run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("fleetpoll: {err:#}");
+                eprintln!("fleetpoll: {:#}", anyhow::Error::from(err));
                 ExitCode::FAILURE
             }
         };
@@ -365,11 +172,7 @@ fn main() -> ExitCode {
     }
     let default_filter = match cli.command {
         Command::Demo { .. } => "error",
-        Command::Run { .. }
-        | Command::Status { .. }
-        | Command::Trigger { .. }
-        | Command::Tasks { .. }
-        | Command::Query { .. } => "info",
+        Command::Run { .. } | Command::Api(_) => "info",
         Command::Validate { .. } => "warn",
         Command::Sim { .. } | Command::Rrd { .. } => "warn",
     };
