@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let engine = Engine::builder(config)
         .metric_store(metrics.clone())
         .task_store(tasks.clone())
-        .clock(clock)
+        .clock(clock.clone())
         .start()
         .await?;
 
@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         token: None,
         reload: reload_tx,
         last_reload: Default::default(),
+        clock,
     };
     let host = Router::new()
         .route("/", get(|| async { "the host's own page" }))

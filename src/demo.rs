@@ -46,6 +46,47 @@ impl Default for DemoOptions {
     }
 }
 
+/// The flags of `fleetpoll demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Number of simulated remotes.
+    #[arg(long, default_value_t = 36)]
+    remotes: usize,
+    /// Collection interval in seconds.
+    #[arg(long, default_value_t = 10)]
+    interval_secs: u64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Where to keep the data (default: a temporary directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where the API listens (a free port is used when this one is taken).
+    #[arg(long, default_value = "127.0.0.1:8450")]
+    listen: SocketAddr,
+}
+
+/// Flags the demo cannot run with (exit code 64).
+#[derive(Debug, thiserror::Error)]
+#[error("--remotes and --interval-secs must be at least 1")]
+pub struct DemoUsageError;
+
+impl DemoArgs {
+    /// The options the flags ask for.
+    pub fn options(self) -> Result<DemoOptions, DemoUsageError> {
+        if self.remotes == 0 || self.interval_secs == 0 {
+            return Err(DemoUsageError);
+        }
+        Ok(DemoOptions {
+            remotes: self.remotes,
+            interval: Duration::from_secs(self.interval_secs),
+            duration: self.duration_secs.map(Duration::from_secs),
+            data_dir: self.data_dir,
+            listen: self.listen,
+        })
+    }
+}
+
 /// The faults of the demo fleet: everyone has some latency, a few remotes fail half
 /// their requests, one in twenty hangs (and times out), one in twenty presents a
 /// certificate that does not match its pinned fingerprint.

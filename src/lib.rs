@@ -13,12 +13,13 @@
 //!   atomic replacement and directory syncs.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
 //! - [`daemon`]: `fleetpoll run`: signals, systemd notification, the API server.
-//! - [`api`]: the HTTP API; [`client`]: the command-line clients of it.
+//! - [`api`]: the HTTP API; [`api_client`]: `fleetpoll status|trigger|tasks|query`,
+//!   the command-line client of it.
 
 pub use fleetpoll_actors as engine;
 
 pub mod api;
-pub mod client;
+pub mod api_client;
 pub mod config;
 pub mod daemon;
 pub mod demo;

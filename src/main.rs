@@ -1,13 +1,22 @@
-//! The `fleetpoll` command: daemon, demo, simulator and tools.
+//! The `fleetpoll` command: daemon, demo, simulator and tools. Each command's work is
+//! the library's; this file parses the command line, starts the runtime where one is
+//! needed and turns outcomes into exit codes (64 for bad usage or configuration).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use fleetpoll::api_client::ApiCommand;
+use fleetpoll::daemon::DaemonError;
+use fleetpoll::demo::DemoArgs;
+use tracing_subscriber::EnvFilter;
 
 /// Threads for blocking work (storage writes, file reads of API queries). Tokio's
 /// default allows 512; storage writes at most two batches at once (one per lane).
 const BLOCKING_THREADS: usize = 4;
+
+/// Exit code for bad usage or configuration (sysexits' EX_USAGE).
+const EXIT_USAGE: u8 = 64;
 
 /// glibc malloc settings that keep resident memory near the live data. By default
 /// every thread may get its own arena, each keeping what was freed in it, and after
@@ -30,17 +39,6 @@ fn tune_malloc() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_malloc() {}
 
-/// The multi-threaded runtime of the daemon and the demo.
-fn daemon_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(BLOCKING_THREADS)
-        .build()
-}
-
-/// Exit code for bad usage or configuration (sysexits' EX_USAGE).
-const EXIT_USAGE: u8 = 64;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "fleetpoll",
@@ -55,100 +53,20 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the engine on a simulated fleet, no configuration needed.
-    Demo {
-        /// Number of simulated remotes.
-        #[arg(long, default_value_t = 36)]
-        remotes: usize,
-        /// Collection interval in seconds.
-        #[arg(long, default_value_t = 10)]
-        interval_secs: u64,
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        duration_secs: Option<u64>,
-        /// Where to keep the data (default: a temporary directory).
-        #[arg(long)]
-        data_dir: Option<std::path::PathBuf>,
-        /// Where the API listens (a free port is used when this one is taken).
-        #[arg(long, default_value = "127.0.0.1:8450")]
-        listen: std::net::SocketAddr,
-    },
+    Demo(DemoArgs),
     /// Run the daemon: poll the configured remotes and serve the API.
     Run {
         /// The configuration file.
         #[arg(long, short = 'c', default_value = "/etc/fleetpoll/fleetpoll.toml")]
-        config: std::path::PathBuf,
+        config: PathBuf,
     },
-    /// Show every remote's status (a client of the daemon's API).
-    Status {
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// Collect one remote, or all, now (a client of the daemon's API).
-    Trigger {
-        /// The remote; all remotes when omitted.
-        remote: Option<String>,
-        /// Return only once the data is stored.
-        #[arg(long)]
-        wait: bool,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// List cached tasks, newest first (a client of the daemon's API).
-    Tasks {
-        /// Only this remote's tasks.
-        #[arg(long)]
-        remote: Option<String>,
-        /// Only this node's tasks.
-        #[arg(long)]
-        node: Option<String>,
-        /// Only running tasks.
-        #[arg(long)]
-        running: bool,
-        /// Only failed tasks.
-        #[arg(long)]
-        errors: bool,
-        /// Only tasks started at or after this Unix time.
-        #[arg(long)]
-        since: Option<i64>,
-        /// Only tasks started at or before this Unix time.
-        #[arg(long)]
-        until: Option<i64>,
-        /// Only tasks whose type contains this text.
-        #[arg(long = "type")]
-        task_type: Option<String>,
-        /// Only tasks whose user contains this text.
-        #[arg(long)]
-        user: Option<String>,
-        /// ok, warning, error or running.
-        #[arg(long)]
-        status: Option<String>,
-        /// Tasks to skip.
-        #[arg(long, default_value_t = 0)]
-        start: usize,
-        /// Page size (0 = all).
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// Show an entity's stored metrics (a client of the daemon's API).
-    Query {
-        /// `REMOTE/ENTITY`, e.g. `pve-1/node/pve1` or `pve-1/qemu/100`.
-        path: String,
-        /// hour, day, week, month, year or decade.
-        #[arg(long, default_value = "hour")]
-        timeframe: String,
-        /// AVERAGE or MAX.
-        #[arg(long, default_value = "AVERAGE")]
-        cf: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    #[command(flatten)]
+    Api(ApiCommand),
     /// Check a configuration file; exit 64 with the key named when it is bad.
     Validate {
         /// The configuration file.
         #[arg(long, short = 'c', default_value = "/etc/fleetpoll/fleetpoll.toml")]
-        config: std::path::PathBuf,
+        config: PathBuf,
     },
     /// Round-robin database tool (`fleetpoll rrd create|update|fetch|info`).
     #[command(disable_help_flag = true)]
@@ -166,274 +84,80 @@ enum Command {
     },
 }
 
-/// How the command-line clients reach the API.
-#[derive(Debug, clap::Args)]
-struct ApiArgs {
-    /// The daemon's API.
-    #[arg(long, default_value = "http://127.0.0.1:8450")]
-    api: String,
-    /// File with the API token (for commands that change something); the
-    /// FLEETPOLL_API_TOKEN environment variable works too.
-    #[arg(long)]
-    token_file: Option<std::path::PathBuf>,
-    /// Print the API's JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-impl ApiArgs {
-    fn client(&self) -> anyhow::Result<fleetpoll::client::ApiClient> {
-        let token = match &self.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            None => std::env::var("FLEETPOLL_API_TOKEN").ok(),
-        };
-        fleetpoll::client::ApiClient::new(&self.api, token)
-    }
-}
-
-/// Runs one API client command.
-fn client_command(command: &Command) -> anyhow::Result<()> {
-    match command {
-        Command::Status { api } => {
-            let value = api.client()?.call("GET", "/api/v1/remotes", None)?;
-            if api.json {
-                println!("{value:#}");
-            } else {
-                fleetpoll::client::print_status(&value);
-            }
-        }
-        Command::Trigger { remote, wait, api } => {
-            let body = serde_json::json!({ "remote": remote, "wait": wait });
-            let value = api.client()?.call("POST", "/api/v1/collect", Some(&body))?;
-            if api.json {
-                println!("{value:#}");
-            } else {
-                fleetpoll::client::print_trigger(&value, *wait);
-            }
-        }
-        Command::Tasks {
-            remote,
-            node,
-            running,
-            errors,
-            since,
-            until,
-            task_type,
-            user,
-            status,
-            start,
-            limit,
-            api,
-        } => {
-            let mut query = vec![format!("start={start}"), format!("limit={limit}")];
-            let text = [
-                ("remote", remote),
-                ("node", node),
-                ("type", task_type),
-                ("user", user),
-                ("status", status),
-            ];
-            for (key, value) in text {
-                if let Some(v) = value {
-                    query.push(format!("{key}={}", fleetpoll::client::encode(v)));
-                }
-            }
-            for (key, value) in [("since", since), ("until", until)] {
-                if let Some(v) = value {
-                    query.push(format!("{key}={v}"));
-                }
-            }
-            if *running {
-                query.push("running=true".into());
-            }
-            if *errors {
-                query.push("errors=true".into());
-            }
-            let path = format!("/api/v1/tasks?{}", query.join("&"));
-            let value = api.client()?.call("GET", &path, None)?;
-            if api.json {
-                println!("{value:#}");
-            } else {
-                fleetpoll::client::print_tasks(&value);
-            }
-        }
-        Command::Query {
-            path,
-            timeframe,
-            cf,
-            api,
-        } => {
-            let path = path.trim_matches('/');
-            if !path.contains('/') {
-                anyhow::bail!("query: give REMOTE/ENTITY, e.g. pve-1/node/pve1");
-            }
-            let url = format!(
-                "/api/v1/rrd/{path}?timeframe={}&cf={}",
-                fleetpoll::client::encode(timeframe),
-                fleetpoll::client::encode(cf)
-            );
-            let value = api.client()?.call("GET", &url, None)?;
-            if api.json {
-                println!("{value:#}");
-            } else {
-                fleetpoll::client::print_history(&value);
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     tune_malloc();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let command = match Cli::try_parse() {
+        Ok(cli) => cli.command,
         Err(err) => {
-            let code = if err.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = err.print();
-            return ExitCode::from(code);
+            return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    if let Command::Rrd { args } = &cli.command {
-        return ExitCode::from(fleetpoll::rrd::cli::main(args));
-    }
-    if let Command::Sim { args } = cli.command {
-        // The simulator parses its own flags and runs its own runtime.
-        let mut full = vec!["fleetpoll".to_string(), "sim".to_string()];
-        full.extend(args);
-        return ExitCode::from(fleetpoll::sim::cli::run(full).clamp(0, 255) as u8);
-    }
-    // The demo's progress line says what failing remotes do; its log stays quiet.
-    if let Command::Validate { config } = &cli.command {
-        let clock = std::sync::Arc::new(fleetpoll::engine::TokioClock::system());
-        return match fleetpoll::config::load_and_resolve(config, clock) {
-            Ok(resolved) => {
-                println!(
-                    "{}: valid, {} remotes, API on {}",
-                    config.display(),
-                    resolved.engine.remotes.len(),
-                    resolved.api_listen
-                );
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("fleetpoll: invalid config: {err}");
-                ExitCode::from(EXIT_USAGE)
-            }
-        };
-    }
-    if matches!(
-        cli.command,
-        Command::Status { .. }
-            | Command::Trigger { .. }
-            | Command::Tasks { .. }
-            | Command::Query { .. }
-    ) {
-        return match client_command(&cli.command) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("fleetpoll: {err:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if let Command::Run { config } = cli.command {
-        // The daemon sets up its own logging from the config file.
-        let runtime = match daemon_runtime() {
-            Ok(rt) => rt,
-            Err(err) => {
-                eprintln!("fleetpoll: cannot start the async runtime: {err}");
-                return ExitCode::FAILURE;
-            }
-        };
-        return match runtime.block_on(fleetpoll::daemon::run(config)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err @ fleetpoll::daemon::DaemonError::Config(_)) => {
-                eprintln!("fleetpoll: {err}");
-                ExitCode::from(EXIT_USAGE)
-            }
-            Err(err) => {
-                eprintln!("fleetpoll: {err:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let default_filter = match cli.command {
-        Command::Demo { .. } => "error",
-        Command::Run { .. }
-        | Command::Status { .. }
-        | Command::Trigger { .. }
-        | Command::Tasks { .. }
-        | Command::Query { .. } => "info",
-        Command::Validate { .. } => "warn",
-        Command::Sim { .. } | Command::Rrd { .. } => "warn",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match daemon_runtime() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("fleetpoll: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
+    match command {
+        Command::Rrd { args } => ExitCode::from(fleetpoll::rrd::cli::main(&args)),
+        Command::Sim { args } => {
+            // The simulator parses its own flags and runs its own runtime.
+            let full = ["fleetpoll".to_string(), "sim".to_string()].into_iter();
+            let code = fleetpoll::sim::cli::run(full.chain(args).collect());
+            ExitCode::from(code.clamp(0, 255) as u8)
         }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Demo {
-                remotes,
-                interval_secs,
-                duration_secs,
-                data_dir,
-                listen,
-            } => {
-                if remotes == 0 || interval_secs == 0 {
-                    return Err(
-                        Usage("--remotes and --interval-secs must be at least 1".into()).into(),
+        Command::Validate { config } => {
+            let clock = std::sync::Arc::new(fleetpoll::engine::TokioClock::system());
+            match fleetpoll::config::load_and_resolve(&config, clock) {
+                Ok(resolved) => {
+                    let (remotes, api) = (resolved.engine.remotes.len(), resolved.api_listen);
+                    println!(
+                        "{}: valid, {remotes} remotes, API on {api}",
+                        config.display()
                     );
+                    ExitCode::SUCCESS
                 }
-                fleetpoll::demo::run(fleetpoll::demo::DemoOptions {
-                    remotes,
-                    interval: Duration::from_secs(interval_secs),
-                    duration: duration_secs.map(Duration::from_secs),
-                    data_dir,
-                    listen,
-                })
-                .await
+                Err(err) => fail(format_args!("invalid config: {err}"), EXIT_USAGE),
             }
-            _ => Ok(()),
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("fleetpoll: {err:#}");
-            if err.downcast_ref::<Usage>().is_some() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::FAILURE
+        Command::Api(command) => match command.run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(format_args!("{:#}", anyhow::Error::from(err)), 1),
+        },
+        // The daemon sets up its own logging from the config file.
+        Command::Run { config } => match block_on(fleetpoll::daemon::run(config)) {
+            None => ExitCode::FAILURE,
+            Some(Ok(())) => ExitCode::SUCCESS,
+            Some(Err(err @ DaemonError::Config(_))) => fail(format_args!("{err}"), EXIT_USAGE),
+            Some(Err(err)) => fail(format_args!("{err:#}"), 1),
+        },
+        Command::Demo(args) => {
+            let options = match args.options() {
+                Ok(options) => options,
+                Err(err) => return fail(err, EXIT_USAGE),
+            };
+            // The demo's progress line says what failing remotes do; its log stays quiet.
+            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into());
+            let log = tracing_subscriber::fmt().with_env_filter(filter);
+            log.with_writer(std::io::stderr).init();
+            match block_on(fleetpoll::demo::run(options)) {
+                None => ExitCode::FAILURE,
+                Some(Ok(())) => ExitCode::SUCCESS,
+                Some(Err(err)) => fail(format_args!("{err:#}"), 1),
             }
         }
     }
 }
 
-/// A usage error found after parsing (exit code 64).
-#[derive(Debug)]
-struct Usage(String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Runs `work` on the multi-threaded runtime of the daemon and the demo; `None`, said
+/// on stderr, when the runtime cannot start.
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+        .map_err(|err| eprintln!("fleetpoll: cannot start the async runtime: {err}"))
+        .ok()?;
+    Some(runtime.block_on(work))
 }
 
-impl std::error::Error for Usage {}
+/// Says what failed on stderr and gives the exit code.
+fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("fleetpoll: {message}");
+    ExitCode::from(code)
+}

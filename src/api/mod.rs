@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fleetpoll_actors::{EngineError, EngineHandle, RemoteId, Target, TaskRef};
+use fleetpoll_actors::{Clock, EngineError, EngineHandle, RemoteId, Target, TaskRef};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -45,6 +45,8 @@ pub struct ApiState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// The outcome of the last reload attempt, for `GET /api/v1/daemon`.
     pub last_reload: Arc<std::sync::Mutex<Option<serde_json::Value>>>,
+    /// The engine's wall clock: "now" of the history and top queries.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A JSON error reply.

@@ -32,12 +32,6 @@ pub(super) struct RrdParams {
     resolution: Option<u64>,
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn parse_cf(cf: Option<&str>) -> ApiResult<Cf> {
     match cf.unwrap_or("AVERAGE").to_ascii_uppercase().as_str() {
         "AVERAGE" => Ok(Cf::Average),
@@ -68,7 +62,7 @@ pub(super) async fn history(
                 .map_err(|e| ApiError::bad_request(format!("timeframe: {e}")))?,
         ),
         (None, Some(start), end) => {
-            let end = end.unwrap_or_else(now_secs);
+            let end = end.unwrap_or_else(|| state.clock.now_secs());
             if end <= start {
                 return Err(ApiError::bad_request("end must be after start"));
             }
@@ -90,7 +84,7 @@ pub(super) async fn history(
     if window == Window::Timeframe(Timeframe::Hour)
         && status
             .newest_datapoint
-            .is_none_or(|t| now_secs() - t > interval)
+            .is_none_or(|t| state.clock.now_secs() - t > interval)
     {
         let trigger = state
             .engine
@@ -106,10 +100,12 @@ pub(super) async fn history(
         window,
     };
     let store = state.metrics.clone();
-    let result = tokio::task::spawn_blocking(move || store.query(&remote_id, &query, now_secs()))
-        .await
-        .map_err(|e| ApiError::internal(format!("the history query failed: {e}")))?
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let clock = state.clock.clone();
+    let result =
+        tokio::task::spawn_blocking(move || store.query(&remote_id, &query, clock.now_secs()))
+            .await
+            .map_err(|e| ApiError::internal(format!("the history query failed: {e}")))?
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     match result {
         Some(r) => Ok(Json(json!({ "remote": remote, "entity": entity, "cf": cf.to_string(), "data": r }))),
         None => Err(ApiError::not_found(format!(
@@ -161,8 +157,9 @@ pub(super) async fn top(
         .map(|s| s.remote)
         .collect();
     let store = state.metrics.clone();
+    let clock = state.clock.clone();
     let lists = tokio::task::spawn_blocking(move || {
-        let now = now_secs();
+        let now = clock.now_secs();
         let (mut guests, mut node_cpu, mut node_mem) = (Vec::new(), Vec::new(), Vec::new());
         for remote in &remotes {
             let Ok(entities) = store.entities(remote) else {

@@ -71,7 +71,7 @@ impl Service {
         resolved: config::Resolved,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Service> {
-        let (metrics, tasks) = stores::open(&resolved.config.storage)?;
+        let (metrics, tasks) = stores::open(&resolved.config.storage, clock.as_ref())?;
         let listener = tokio::net::TcpListener::bind(resolved.api_listen)
             .await
             .with_context(|| format!("cannot listen on {} (api.listen)", resolved.api_listen))?;
@@ -79,7 +79,7 @@ impl Service {
         let engine = Engine::builder(resolved.engine)
             .metric_store(metrics.clone())
             .task_store(tasks.clone())
-            .clock(clock)
+            .clock(clock.clone())
             .start()
             .await
             .context("starting the engine")?;
@@ -96,6 +96,7 @@ impl Service {
             token: resolved.api_token.clone(),
             reload: reload_tx,
             last_reload: last_reload.clone(),
+            clock,
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {

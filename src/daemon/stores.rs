@@ -7,10 +7,14 @@ use std::sync::Arc;
 use crate::rrd::RrdStore;
 use crate::tasks::TaskCache;
 use anyhow::Context;
-use fleetpoll_actors::StorageSettings;
+use fleetpoll_actors::{Clock, StorageSettings};
 
-/// The metric store and task cache of the daemon.
-pub(super) fn open(storage: &StorageSettings) -> anyhow::Result<(Arc<RrdStore>, Arc<TaskCache>)> {
+/// The metric store and task cache of the daemon; `clock` dates a new active file of
+/// the task cache.
+pub(super) fn open(
+    storage: &StorageSettings,
+    clock: &dyn Clock,
+) -> anyhow::Result<(Arc<RrdStore>, Arc<TaskCache>)> {
     for dir in [&storage.state_dir, &storage.cache_dir] {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(
@@ -32,10 +36,7 @@ pub(super) fn open(storage: &StorageSettings) -> anyhow::Result<(Arc<RrdStore>, 
     for err in &recovery.errors {
         tracing::error!(error = %err, "a journalled batch could not be applied");
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let tasks = TaskCache::open(&storage.cache_dir, now)
+    let tasks = TaskCache::open(&storage.cache_dir, clock.now_secs())
         .with_context(|| format!("opening the task cache in {}", storage.cache_dir.display()))?;
     for problem in tasks.problems() {
         tracing::error!(error = %problem, "task cache problem found at open");

@@ -8,6 +8,7 @@
 //! - `http`: the shared transport (failover, timeouts, body cap, error classes).
 //! - `pool`: idle connections kept for reuse, bounded by an [`IdleBudget`] across remotes.
 //! - `reply`: node lists, task lists and task status replies.
+//! - `task_pages`: a node's task list page by page, as both kinds serve it.
 //! - [`pve`]: [`PveClient`], a [`fleetpoll_actors::RemoteSource`] for a PVE cluster.
 //! - [`pbs`]: [`PbsClient`], a [`fleetpoll_actors::RemoteSource`] for a PBS.
 
@@ -19,6 +20,7 @@ pub mod pbs;
 mod pool;
 pub mod pve;
 mod reply;
+mod task_pages;
 pub mod tls;
 pub mod upid;
 

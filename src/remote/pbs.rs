@@ -5,21 +5,18 @@ use std::fmt;
 
 use async_trait::async_trait;
 use fleetpoll_actors::{
-    Cursor, ErrorClass, MetricBatch, RemoteSource, SourceError, TaskBatch, TaskQuery, TaskRecord,
-    TaskState,
+    Cursor, ErrorClass, MetricBatch, RemoteSource, SourceError, TaskBatch, TaskQuery, TaskState,
 };
 
 use super::endpoint::RemoteEndpoint;
 use super::http::{encode_segment, HttpClient};
 use super::metrics::parse_metric_reply;
-use super::pve::TASK_PAGE_LIMIT;
-use super::reply::{parse_data, TaskItem, TaskStatusItem};
+use super::reply::{parse_data, TaskStatusItem};
+use super::task_pages::list_node_tasks;
 use super::upid::Upid;
 
 /// The node name a PBS answers to in its API paths, and the key of its task cutoff.
 pub const PBS_NODE: &str = "localhost";
-/// Pages fetched per task listing at most.
-const MAX_PAGES: usize = 100;
 
 /// A Proxmox Backup Server.
 pub struct PbsClient {
@@ -70,26 +67,15 @@ impl RemoteSource for PbsClient {
         } else {
             format!("since={since}")
         };
-        let mut batch = TaskBatch::default();
-        for page in 0..MAX_PAGES {
-            let start = page * TASK_PAGE_LIMIT;
-            let path =
-                format!("/nodes/{PBS_NODE}/tasks?{filter}&limit={TASK_PAGE_LIMIT}&start={start}");
-            let items: Vec<TaskItem> = parse_data(remote, &self.http.get(&path).await?)?;
-            let count = items.len();
-            batch.tasks.extend(items.into_iter().map(TaskRecord::from));
-            if count < TASK_PAGE_LIMIT {
-                batch.complete_nodes.push(PBS_NODE.to_string());
-                return Ok(batch);
-            }
-        }
-        Err(SourceError::new(
-            ErrorClass::BadReply,
-            format!(
-                "remote {remote}: more than {} tasks listed",
-                MAX_PAGES * TASK_PAGE_LIMIT
-            ),
-        ))
+        let whose = || format!("remote {remote}");
+        let tasks = list_node_tasks(remote, PBS_NODE, &filter, whose, |path| async move {
+            self.http.get(&path).await
+        })
+        .await?;
+        Ok(TaskBatch {
+            tasks,
+            complete_nodes: vec![PBS_NODE.to_string()],
+        })
     }
 
     async fn task_status(&self, upid: &str) -> Result<TaskState, SourceError> {

@@ -17,15 +17,12 @@ use tokio::time::Instant;
 use super::endpoint::RemoteEndpoint;
 use super::http::{encode_segment, HttpClient};
 use super::metrics::parse_metric_reply;
-use super::reply::{parse_data, NodeItem, TaskItem, TaskStatusItem};
+use super::reply::{parse_data, NodeItem, TaskStatusItem};
+use super::task_pages::list_node_tasks;
 use super::upid::Upid;
 
 /// Nodes asked for their tasks at the same time (the reference manager's per-remote cap).
 pub const MAX_PARALLEL_NODES: usize = 5;
-/// Tasks asked for per request (the API's default is only 50).
-pub const TASK_PAGE_LIMIT: usize = 5000;
-/// Pages fetched per node and fetch at most, so a misbehaving remote cannot loop us.
-const MAX_PAGES: usize = 100;
 
 /// How long a cluster's node list is used before it is listed again. A node that fails
 /// its task list makes the next fetch list the nodes again at once.
@@ -87,32 +84,16 @@ impl PveClient {
         running_only: bool,
     ) -> Result<Vec<TaskRecord>, SourceError> {
         let remote = self.http.remote();
-        let mut tasks = Vec::new();
-        for page in 0..MAX_PAGES {
-            let start = page * TASK_PAGE_LIMIT;
-            let filter = if running_only {
-                "source=active".to_string()
-            } else {
-                format!("source=all&since={since}")
-            };
-            let path = format!(
-                "/nodes/{}/tasks?{filter}&limit={TASK_PAGE_LIMIT}&start={start}",
-                encode_segment(node)
-            );
-            let items: Vec<TaskItem> = parse_data(remote, &self.http.get(&path).await?)?;
-            let count = items.len();
-            tasks.extend(items.into_iter().map(TaskRecord::from));
-            if count < TASK_PAGE_LIMIT {
-                return Ok(tasks);
-            }
-        }
-        Err(SourceError::new(
-            ErrorClass::BadReply,
-            format!(
-                "remote {remote} node {node}: more than {} tasks listed",
-                MAX_PAGES * TASK_PAGE_LIMIT
-            ),
-        ))
+        let filter = if running_only {
+            "source=active".to_string()
+        } else {
+            format!("source=all&since={since}")
+        };
+        let whose = || format!("remote {remote} node {node}");
+        list_node_tasks(remote, node, &filter, whose, |path| async move {
+            self.http.get(&path).await
+        })
+        .await
     }
 }
 

@@ -5,6 +5,7 @@ use std::io::{BufRead as _, Write as _};
 use std::path::Path;
 
 use anyhow::Context as _;
+use fleetpoll_actors::system_now_secs;
 
 use super::def::{Cf, DsDef, RraDef};
 use super::fetch::FetchRequest;
@@ -59,17 +60,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Parses a time: seconds since the epoch, `N`/`now`, or a negative number of
 /// seconds relative to `base`.
 fn parse_time(text: &str, base: i64) -> anyhow::Result<i64> {
     match text {
-        "N" | "now" => Ok(now()),
+        "N" | "now" => Ok(system_now_secs()),
         _ => match text.parse::<i64>() {
             Ok(t) if t < 0 => Ok(base + t),
             Ok(t) => Ok(t),
@@ -132,7 +127,7 @@ fn create(args: &[String]) -> anyhow::Result<()> {
         return Err(usage("create needs a FILE"));
     };
     let mut step = 300;
-    let mut start = now() - 10;
+    let mut start = system_now_secs() - 10;
     for (name, value) in opts {
         match name {
             "step" => {
@@ -140,7 +135,7 @@ fn create(args: &[String]) -> anyhow::Result<()> {
                     .parse()
                     .map_err(|_| usage(format!("--step {value:?} must be whole seconds")))?
             }
-            _ => start = parse_time(value, now())?,
+            _ => start = parse_time(value, system_now_secs())?,
         }
     }
     let mut ds = Vec::new();
@@ -176,11 +171,11 @@ fn update(args: &[String]) -> anyhow::Result<()> {
             for line in std::io::stdin().lock().lines() {
                 let line = line.context("reading updates from stdin")?;
                 for item in line.split_whitespace() {
-                    parsed.push(parse_update(item, now(), ds_count)?);
+                    parsed.push(parse_update(item, system_now_secs(), ds_count)?);
                 }
             }
         } else {
-            parsed.push(parse_update(word, now(), ds_count)?);
+            parsed.push(parse_update(word, system_now_secs(), ds_count)?);
         }
     }
     let ignored = rrd.update(&parsed)?;
@@ -204,7 +199,7 @@ fn fetch(args: &[String]) -> anyhow::Result<()> {
     let cf = cf.parse::<Cf>().map_err(usage)?;
     let mut resolution = 1;
     let mut start_text = None;
-    let mut end = now();
+    let mut end = system_now_secs();
     for (name, value) in opts {
         match name {
             "resolution" => {
@@ -213,7 +208,7 @@ fn fetch(args: &[String]) -> anyhow::Result<()> {
                     .map_err(|_| usage(format!("-r {value:?} must be whole seconds")))?
             }
             "start" => start_text = Some(value),
-            _ => end = parse_time(value, now())?,
+            _ => end = parse_time(value, system_now_secs())?,
         }
     }
     let start = match start_text {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::consolidate::{self, CdpPrep, RowSink};
 use super::def::{DsDef, DsType, RraDef};
 use super::error::RrdError;
+use super::fetch::{self, FetchRequest, FetchResult};
 use super::value::RawValue;
 
 /// The part-built primary data point of one data source.
@@ -261,6 +262,19 @@ impl Rrd {
             rows: vec![Vec::new(); self.rras.len()],
         };
         std::mem::replace(&mut self.changes, empty)
+    }
+
+    /// Chooses the archive a fetch reads from, as `rrdtool fetch` does: among archives
+    /// of the same CF (or any one-step AVERAGE/MIN/MAX/LAST archive) the one whose
+    /// span covers `start` with the resolution closest to the wish; failing that, the
+    /// one covering most of the window (see [`mod@fetch`]).
+    pub fn choose_archive(&self, request: &FetchRequest) -> Result<usize, RrdError> {
+        fetch::choose_archive(self, request)
+    }
+
+    /// Reads the rows of the window from the chosen archive.
+    pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResult, RrdError> {
+        fetch::fetch(self, request)
     }
 
     /// Applies one update: `values` has one raw value per data source. An update at or

@@ -36,93 +36,90 @@ pub struct FetchResult {
     pub rows: Vec<(i64, Vec<f64>)>,
 }
 
-impl Rrd {
-    /// Chooses the archive a fetch reads from: among archives of the same CF (or any
-    /// one-step AVERAGE/MIN/MAX/LAST archive) the one whose span covers `start` with
-    /// the resolution closest to the wish; failing that, the one covering most of
-    /// the window.
-    pub fn choose_archive(&self, request: &FetchRequest) -> Result<usize, RrdError> {
-        let mut best_full: Option<(usize, u64)> = None;
-        let mut best_part: Option<(usize, i64, u64)> = None;
-        for (i, rra) in self.rras.iter().enumerate() {
-            if rra.cf != request.cf && rra.steps != 1 {
-                continue;
+/// The archive of `rrd` a fetch reads from ([`Rrd::choose_archive`]): among archives of
+/// the same CF (or any one-step AVERAGE/MIN/MAX/LAST archive) the one whose span
+/// covers `start` with the resolution closest to the wish; failing that, the one
+/// covering most of the window.
+pub(super) fn choose_archive(rrd: &Rrd, request: &FetchRequest) -> Result<usize, RrdError> {
+    let mut best_full: Option<(usize, u64)> = None;
+    let mut best_part: Option<(usize, i64, u64)> = None;
+    for (i, rra) in rrd.rras.iter().enumerate() {
+        if rra.cf != request.cf && rra.steps != 1 {
+            continue;
+        }
+        let span_step = (rra.steps * rrd.step) as i64;
+        let cal_end = rrd.last_update - rrd.last_update.rem_euclid(span_step);
+        let cal_start = cal_end - span_step * rra.rows as i64;
+        let step_diff = (request.resolution as i64).abs_diff(span_step);
+        if cal_start <= request.start {
+            if best_full.is_none_or(|(_, best)| step_diff < best) {
+                best_full = Some((i, step_diff));
             }
-            let span_step = (rra.steps * self.step) as i64;
-            let cal_end = self.last_update - self.last_update.rem_euclid(span_step);
-            let cal_start = cal_end - span_step * rra.rows as i64;
-            let step_diff = (request.resolution as i64).abs_diff(span_step);
-            if cal_start <= request.start {
-                if best_full.is_none_or(|(_, best)| step_diff < best) {
-                    best_full = Some((i, step_diff));
+        } else {
+            let covered = (request.end - request.start) - (cal_start - request.start);
+            let better = match best_part {
+                None => true,
+                Some((_, best_cover, best_diff)) => {
+                    best_cover < covered || (best_cover == covered && step_diff < best_diff)
                 }
-            } else {
-                let covered = (request.end - request.start) - (cal_start - request.start);
-                let better = match best_part {
-                    None => true,
-                    Some((_, best_cover, best_diff)) => {
-                        best_cover < covered || (best_cover == covered && step_diff < best_diff)
-                    }
-                };
-                if better {
-                    best_part = Some((i, covered, step_diff));
-                }
-            }
-        }
-        best_full
-            .map(|(i, _)| i)
-            .or(best_part.map(|(i, _, _)| i))
-            .ok_or_else(|| {
-                RrdError::Fetch(format!(
-                    "the RRD does not contain an RRA matching the chosen CF {}",
-                    request.cf
-                ))
-            })
-    }
-
-    /// Reads the rows of the window from the chosen archive.
-    pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResult, RrdError> {
-        if request.end < request.start {
-            return Err(RrdError::Fetch(format!(
-                "start ({}) should be less than end ({})",
-                request.start, request.end
-            )));
-        }
-        let archive = self.choose_archive(request)?;
-        if !self.rings[archive].is_loaded() {
-            return Err(RrdError::Fetch(
-                "the archive's rows are not loaded (the file was opened for updating only)"
-                    .to_string(),
-            ));
-        }
-        let rra = &self.rras[archive];
-        let step = (rra.steps * self.step) as i64;
-        let start = request.start - request.start.rem_euclid(step);
-        let end = request.end + (step - request.end.rem_euclid(step));
-        let ring = &self.rings[archive];
-        let ds_count = self.ds.len();
-        let newest = self.last_update - self.last_update.rem_euclid(step);
-        let rows = rra.rows as i64;
-        let mut out = Vec::with_capacity(((end - start) / step) as usize);
-        let mut ts = start + step;
-        while ts <= end {
-            let back = (newest - ts) / step;
-            let values = if ts <= newest && back < rows {
-                let row = (ring.cur_row as i64 - back).rem_euclid(rows) as usize;
-                ring.values[row * ds_count..(row + 1) * ds_count].to_vec()
-            } else {
-                vec![f64::NAN; ds_count]
             };
-            out.push((ts, values));
-            ts += step;
+            if better {
+                best_part = Some((i, covered, step_diff));
+            }
         }
-        Ok(FetchResult {
-            start,
-            end,
-            step: step as u64,
-            archive,
-            names: self.ds.iter().map(|d| d.name.clone()).collect(),
-            rows: out,
-        })
     }
+    best_full
+        .map(|(i, _)| i)
+        .or(best_part.map(|(i, _, _)| i))
+        .ok_or_else(|| {
+            RrdError::Fetch(format!(
+                "the RRD does not contain an RRA matching the chosen CF {}",
+                request.cf
+            ))
+        })
+}
+
+/// The rows of the window from the chosen archive of `rrd` ([`Rrd::fetch`]).
+pub(super) fn fetch(rrd: &Rrd, request: &FetchRequest) -> Result<FetchResult, RrdError> {
+    if request.end < request.start {
+        return Err(RrdError::Fetch(format!(
+            "start ({}) should be less than end ({})",
+            request.start, request.end
+        )));
+    }
+    let archive = choose_archive(rrd, request)?;
+    if !rrd.rings[archive].is_loaded() {
+        return Err(RrdError::Fetch(
+            "the archive's rows are not loaded (the file was opened for updating only)".to_string(),
+        ));
+    }
+    let rra = &rrd.rras[archive];
+    let step = (rra.steps * rrd.step) as i64;
+    let start = request.start - request.start.rem_euclid(step);
+    let end = request.end + (step - request.end.rem_euclid(step));
+    let ring = &rrd.rings[archive];
+    let ds_count = rrd.ds.len();
+    let newest = rrd.last_update - rrd.last_update.rem_euclid(step);
+    let rows = rra.rows as i64;
+    let mut out = Vec::with_capacity(((end - start) / step) as usize);
+    let mut ts = start + step;
+    while ts <= end {
+        let back = (newest - ts) / step;
+        let values = if ts <= newest && back < rows {
+            let row = (ring.cur_row as i64 - back).rem_euclid(rows) as usize;
+            ring.values[row * ds_count..(row + 1) * ds_count].to_vec()
+        } else {
+            vec![f64::NAN; ds_count]
+        };
+        out.push((ts, values));
+        ts += step;
+    }
+    Ok(FetchResult {
+        start,
+        end,
+        step: step as u64,
+        archive,
+        names: rrd.ds.iter().map(|d| d.name.clone()).collect(),
+        rows: out,
+    })
 }

@@ -18,8 +18,10 @@
 //! - `pending`: points journalled but not yet committed to their files.
 //! - `cache`: the bounded cache of open files (the least recently used is synced
 //!   and closed).
+//! - [`layout`]: the Proxmox VE 9 layout of every store file: step, heartbeat,
+//!   archives, and a metric's data source and name.
 //! - [`store`]: [`RrdStore`], the engine's `MetricStore`: one file per (remote,
-//!   entity) in the Proxmox VE 9 layout, behind the journal, committed on a cadence.
+//!   entity) in that layout, behind the journal, committed on a cadence.
 //! - [`query`]: an entity's metrics on one time axis for a timeframe or window, as
 //!   the HTTP API returns them.
 //! - [`cli`]: `fleetpoll rrd create|update|fetch|info`.
@@ -34,6 +36,7 @@ pub mod fetch;
 pub mod file;
 pub mod format;
 pub mod journal;
+pub mod layout;
 mod pending;
 pub mod query;
 mod record;

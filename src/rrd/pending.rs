@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use fleetpoll_actors::MetricBatch;
 
 use super::def::DsDef;
-use super::store::data_source_for;
+use super::layout::data_source_for;
 use super::value::RawValue;
 
 /// A point of a batch as staged: `(timestamp, index into the batch's series, value)`.

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::def::Cf;
 use super::error::RrdError;
-use super::fetch::FetchRequest;
-use super::store::{ds_name, RrdStore};
+use super::fetch::{FetchRequest, FetchResult};
+use super::layout::ds_name;
 
 /// A named span of time ending now, with the resolution its graph wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,26 +159,19 @@ pub struct QueryResult {
     pub metrics: Vec<MetricSeries>,
 }
 
-impl RrdStore {
-    /// Answers a query at time `now` (the end of a timeframe); `None` when the entity
-    /// has never been stored. Points not yet committed are included. Asking for a
-    /// metric the entity does not have, or a CF other than AVERAGE or MAX, is an
-    /// error naming it.
-    pub fn query(
-        &self,
-        remote: &RemoteId,
-        query: &Query,
-        now: i64,
-    ) -> Result<Option<QueryResult>, RrdError> {
-        if !matches!(query.cf, Cf::Average | Cf::Max) {
+impl Query {
+    /// The fetch that answers this query at time `now` (the end of a timeframe); a CF
+    /// other than AVERAGE or MAX is an error naming it.
+    pub(crate) fn fetch_request(&self, now: i64) -> Result<FetchRequest, RrdError> {
+        if !matches!(self.cf, Cf::Average | Cf::Max) {
             return Err(RrdError::Fetch(format!(
                 "the metric store keeps AVERAGE and MAX archives, not {}",
-                query.cf
+                self.cf
             )));
         }
-        let request = match query.window {
+        Ok(match self.window {
             Window::Timeframe(t) => FetchRequest {
-                cf: query.cf,
+                cf: self.cf,
                 start: now - t.span() as i64,
                 end: now,
                 resolution: t.resolution(),
@@ -188,16 +181,22 @@ impl RrdStore {
                 end,
                 resolution,
             } => FetchRequest {
-                cf: query.cf,
+                cf: self.cf,
                 start,
                 end,
                 resolution,
             },
-        };
-        let Some(fetched) = self.fetch(remote, &query.entity, &request)? else {
-            return Ok(None);
-        };
-        let columns: Vec<usize> = match &query.metrics {
+        })
+    }
+
+    /// The metrics asked for out of the fetched rows of `remote`'s entity; asking for
+    /// a metric the entity does not have is an error naming it.
+    pub(crate) fn select(
+        &self,
+        remote: &RemoteId,
+        fetched: FetchResult,
+    ) -> Result<QueryResult, RrdError> {
+        let columns: Vec<usize> = match &self.metrics {
             None => (0..fetched.names.len()).collect(),
             Some(wanted) => wanted
                 .iter()
@@ -210,7 +209,7 @@ impl RrdStore {
                         .ok_or_else(|| {
                             RrdError::Fetch(format!(
                                 "entity {:?} of remote {remote} has no metric {metric:?}",
-                                query.entity
+                                self.entity
                             ))
                         })
                 })
@@ -227,12 +226,12 @@ impl RrdStore {
                     .collect(),
             })
             .collect();
-        Ok(Some(QueryResult {
+        Ok(QueryResult {
             start: fetched.start,
             step: fetched.step,
             timestamps: fetched.rows.iter().map(|(ts, _)| *ts).collect(),
             metrics,
-        }))
+        })
     }
 }
 
@@ -244,6 +243,7 @@ mod tests {
     use fleetpoll_actors::{RemoteId, SeriesKey};
 
     use super::*;
+    use crate::rrd::RrdStore;
 
     const T0: i64 = 1_700_000_040; // a multiple of 60
 

@@ -8,26 +8,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use fleetpoll_actors::{
-    Cursor, MetricBatch, MetricKind, MetricStore, MetricWrite, RemoteId, StoreError,
-};
+use fleetpoll_actors::{Cursor, MetricBatch, MetricStore, MetricWrite, RemoteId, StoreError};
 
 use super::cache::{sync_owned, FileCache, MAX_UNSYNCED};
-use super::def::{Cf, DsDef, DsType, RraDef, MAX_DS_NAME_LEN};
 use super::error::RrdError;
 use super::file::RrdFile;
 use super::journal::Journal;
+use super::layout::{self, PVE_STEP};
 use super::pending::{Pending, TimedPoint};
+use super::query::{Query, QueryResult};
 use super::record;
 use super::Rrd;
-use crate::durable::{crc32, sync_dir};
+use crate::durable::sync_dir;
 
-/// Seconds per primary data point in the Proxmox VE 9 layout.
-pub const PVE_STEP: u64 = 60;
-/// Heartbeat of every data source in that layout.
-pub const PVE_HEARTBEAT: u64 = 120;
-/// `(PDPs per row, rows)` of its archives, each kept as AVERAGE and MAX.
-pub const PVE_ARCHIVES: [(u64, u64); 4] = [(1, 1440), (30, 1440), (360, 1440), (10080, 570)];
+// The tests of `src/rrd/file.rs` still import these two from here.
+#[cfg(test)]
+pub(crate) use super::layout::{data_source_for, pve_archives};
 
 /// How many files are kept open (and in memory) at once: 16 files of 12 data sources
 /// hold about 15 MB. A commit walks every entity once, so a larger cache would not
@@ -41,54 +37,6 @@ const OPEN_FILES: usize = 16;
 /// 1,000 remotes — so large fleets commit early several times per interval; each
 /// commit writes an entity's file once, whatever number of points it has pending.
 const MAX_PENDING_VALUES: usize = 2 << 20;
-
-/// The archives of the Proxmox VE 9 layout.
-pub fn pve_archives() -> Vec<RraDef> {
-    PVE_ARCHIVES
-        .iter()
-        .flat_map(|&(steps, rows)| {
-            [Cf::Average, Cf::Max].map(|cf| RraDef {
-                cf,
-                xff: 0.5,
-                steps,
-                rows,
-            })
-        })
-        .collect()
-}
-
-/// The data source a metric is stored as: GAUGE with min 0, counters with min 0 (a
-/// DERIVE reset becomes unknown), heartbeat 120 s.
-pub fn data_source_for(metric: &str, kind: MetricKind) -> DsDef {
-    DsDef {
-        name: ds_name(metric),
-        kind: match kind {
-            MetricKind::Gauge => DsType::Gauge,
-            MetricKind::Counter => DsType::Counter,
-            MetricKind::Derive => DsType::Derive,
-        },
-        heartbeat: PVE_HEARTBEAT,
-        min: Some(0.0),
-        max: None,
-    }
-}
-
-/// A metric name as a data-source name: other characters than `[A-Za-z0-9_]` become
-/// `_`; names longer than 19 characters keep 11 and gain a hash of the full name.
-pub fn ds_name(metric: &str) -> String {
-    let clean: String = metric
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    if !clean.is_empty() && clean.len() <= MAX_DS_NAME_LEN {
-        return clean;
-    }
-    format!(
-        "{:.11}_{:07x}",
-        clean,
-        crc32(metric.as_bytes()) & 0x0FFF_FFFF
-    )
-}
 
 /// A name as one path component: `[A-Za-z0-9_.-]` kept (a leading `.` escaped), every
 /// other byte as `%XX`.
@@ -264,6 +212,23 @@ impl RrdStore {
         file.fetch(request).map(Some)
     }
 
+    /// Answers a query at time `now` (the end of a timeframe); `None` when the entity
+    /// has never been stored. Points not yet committed are included. Asking for a
+    /// metric the entity does not have, or a CF other than AVERAGE or MAX, is an
+    /// error naming it. The fetch and the selection are [`Query`]'s.
+    pub fn query(
+        &self,
+        remote: &RemoteId,
+        query: &Query,
+        now: i64,
+    ) -> Result<Option<QueryResult>, RrdError> {
+        let request = query.fetch_request(now)?;
+        match self.fetch(remote, &query.entity, &request)? {
+            Some(fetched) => query.select(remote, fetched).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The entities stored for a remote (committed or pending), sorted; empty when
     /// the remote has none.
     pub fn entities(&self, remote: &RemoteId) -> Result<Vec<String>, RrdError> {
@@ -412,7 +377,12 @@ impl Inner {
             }
             // A new file starts just before its first point, so that point counts.
             let start = pending.first_time().map_or(0, |t| (t - 1).max(0));
-            let rrd = Rrd::create(PVE_STEP, start, pending.defs.clone(), pve_archives())?;
+            let rrd = Rrd::create(
+                PVE_STEP,
+                start,
+                pending.defs.clone(),
+                layout::pve_archives(),
+            )?;
             self.files.insert(RrdFile::create(path, rrd)?, false)?;
         }
         let file = self

@@ -8,7 +8,8 @@ use fleetpoll_actors::{
     Cursor, MetricBatch, MetricKind, MetricPoint, MetricStore, MetricWrite, RemoteId, SeriesKey,
 };
 
-use super::store::{pve_archives, RrdStore};
+use super::layout::pve_archives;
+use super::store::RrdStore;
 use super::{Cf, DsType, FetchRequest, RrdFile};
 
 const T0: i64 = 1_700_000_040; // a multiple of 60
@@ -228,7 +229,7 @@ fn a_torn_journal_tail_is_cut_off_and_the_records_before_it_replayed() {
 
 #[test]
 fn metric_names_become_valid_distinct_data_source_names() {
-    use super::store::ds_name;
+    use super::layout::ds_name;
     assert_eq!(ds_name("cpu_current"), "cpu_current");
     assert_eq!(ds_name("node.load-1"), "node_load_1");
     let a = ds_name("node_network_receive_bytes_total");

@@ -1,12 +1,14 @@
-//! [`TaskCache`]: the rotating task cache of one directory. Opening loads every file
-//! into the in-memory index (archives, then the active file, then the journal), repairs
-//! what a crash or corruption left, and folds the journal into the active file.
+//! [`TaskCache`]: the rotating task cache of one directory, the engine's
+//! [`TaskStore`]. Opening loads every file into the in-memory index (archives, then the
+//! active file, then the journal), repairs what a crash or corruption left, and folds
+//! the journal into the active file. Merging (`merge.rs`) and the file writes
+//! (`write.rs`) are free functions its methods call.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use fleetpoll_actors::{RemoteId, TaskRef, UnixTime};
+use fleetpoll_actors::{RemoteId, StoreError, TaskQuery, TaskRef, TaskStore, TaskWrite, UnixTime};
 
 use super::day::{day_of, day_start};
 use super::error::TaskCacheError;
@@ -18,7 +20,9 @@ use super::filter::{query, TaskFilter, TaskPage};
 use super::format::{header_line, read_data_file, ReadError};
 use super::index::{Index, Merged};
 use super::journal::{replay, JournalEntry};
+use super::merge;
 use super::state::{load_cutoffs, load_tracked, save_cutoffs, Cutoffs};
+use super::write::{apply_locked, housekeep};
 use crate::durable::{sync_dir, write_atomic, Journal, Mode, Replay};
 
 /// First fetch of a node without a cutoff: the last 7 days.
@@ -109,7 +113,7 @@ impl TaskCache {
         cache.apply()?;
         {
             let _io = FileLock::acquire(&cache.dir.join(IO_LOCK), LockKind::Exclusive)?;
-            cache.housekeep()?;
+            housekeep(&cache)?;
         }
         if loaded.cutoffs_reset {
             cache.save_state()?;
@@ -193,6 +197,32 @@ impl TaskCache {
         query(&read(&self.inner).index, filter)
     }
 
+    /// Merges the batches (idempotent: tasks already cached in the same or a later state
+    /// are skipped), journals what changed with one fsync per group of up to 16 Ki
+    /// tasks, then updates memory and the cutoffs of each batch's complete nodes.
+    /// Returning means the batches survive a crash. The merge is `merge.rs`'s.
+    pub fn store(&self, writes: &[TaskWrite]) -> Result<(), TaskCacheError> {
+        merge::store(self, writes)
+    }
+
+    /// Folds the journal into the active file, writes the state file, and empties the
+    /// journal.
+    pub fn apply(&self) -> Result<(), TaskCacheError> {
+        let mut guard = lock(&self.writer);
+        let Some(writer) = guard.as_mut() else {
+            return Err(self.read_only());
+        };
+        apply_locked(self, writer)
+    }
+
+    /// Rotates when `now` lies in a later UTC day than the active file: the journal is
+    /// applied, the active file becomes that day's archive, archives older than the
+    /// newest two are compressed, those beyond seven are deleted (and their tasks leave
+    /// memory). Returns whether a rotation happened. The file work is `write.rs`'s.
+    pub fn rotate_at(&self, now: UnixTime) -> Result<bool, TaskCacheError> {
+        super::write::rotate_at(self, now)
+    }
+
     /// The stored cutoffs of a remote, per node.
     pub fn cutoffs(&self, remote: &RemoteId) -> BTreeMap<String, UnixTime> {
         read(&self.inner)
@@ -228,6 +258,62 @@ impl TaskCache {
     pub(crate) fn save_state(&self) -> Result<(), TaskCacheError> {
         let cutoffs = read(&self.inner).cutoffs.clone();
         save_cutoffs(&self.dir.join(STATE), &cutoffs)
+    }
+}
+
+fn store_error(e: &TaskCacheError) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl TaskStore for TaskCache {
+    fn store_tasks(&self, writes: &[TaskWrite]) -> Vec<Result<(), StoreError>> {
+        match self.store(writes) {
+            Ok(()) => writes.iter().map(|_| Ok(())).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "storing tasks failed");
+                writes.iter().map(|_| Err(store_error(&e))).collect()
+            }
+        }
+    }
+
+    /// The stored cutoffs, none older than the backfill window: a task that stays
+    /// "running" because the remote forgot it must not make every poll list more than
+    /// the cache keeps.
+    fn task_query(&self, remote: &fleetpoll_actors::RemoteId, now: UnixTime) -> TaskQuery {
+        let default_since = now - BACKFILL_SECS;
+        let mut cutoffs = self.cutoffs(remote);
+        for c in cutoffs.values_mut() {
+            *c = (*c).max(default_since);
+        }
+        TaskQuery {
+            cutoffs,
+            default_since,
+            ..TaskQuery::default()
+        }
+    }
+
+    fn has_running(&self, remote: &fleetpoll_actors::RemoteId) -> bool {
+        let inner = read(&self.inner);
+        inner
+            .index
+            .remote_id(remote)
+            .is_some_and(|r| inner.index.has_running(r))
+    }
+
+    fn rotate(&self, now: UnixTime) -> Result<bool, StoreError> {
+        self.rotate_at(now).map_err(|e| store_error(&e))
+    }
+
+    fn apply_journal(&self) -> Result<(), StoreError> {
+        self.apply().map_err(|e| store_error(&e))
+    }
+
+    fn save_tracked(&self, tracked: &[TaskRef]) -> Result<(), StoreError> {
+        self.set_tracked(tracked).map_err(|e| store_error(&e))
+    }
+
+    fn load_tracked(&self) -> Vec<TaskRef> {
+        self.tracked()
     }
 }
 

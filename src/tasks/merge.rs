@@ -1,4 +1,4 @@
-//! Merging batches into a [`TaskCache`] (`store`). The costly part of a merge — parsing
+//! Merging batches into a [`TaskCache`] ([`TaskCache::store`]). The costly part of a merge — parsing
 //! UPIDs, finding tasks already cached, preparing new slots — runs under the shared lock
 //! that queries also take; the changes are journalled and fsynced; then they are applied
 //! under the write lock in steps of at most [`APPLY_STEP`] tasks, so a query waits for
@@ -17,7 +17,7 @@ use super::files::{FileLock, LockKind, IO_LOCK};
 use super::format::{DiskTask, Fields};
 use super::index::{Change, Incoming, Index, Merged, MAX_REMOTES};
 use super::journal;
-use super::write::JOURNAL_APPLY_BYTES;
+use super::write::{apply_locked, JOURNAL_APPLY_BYTES};
 use crate::remote::upid::Upid;
 
 /// Task changes applied per hold of the write lock.
@@ -45,99 +45,100 @@ struct BatchPlan<'a> {
     changes: Vec<Planned>,
 }
 
-impl TaskCache {
-    /// Merges the batches (idempotent: tasks already cached in the same or a later state
-    /// are skipped), journals what changed with one fsync per group of up to 16 Ki
-    /// tasks, then updates memory and the cutoffs of each batch's complete nodes.
-    /// Returning means the batches survive a crash.
-    pub fn store(&self, writes: &[TaskWrite]) -> Result<(), TaskCacheError> {
-        let mut guard = lock(&self.writer);
-        let Some(writer) = guard.as_mut() else {
-            return Err(self.read_only());
-        };
-        let mut rest = writes;
-        while !rest.is_empty() {
-            let n = group_len(rest);
-            self.store_group(writer, &rest[..n])?;
-            rest = &rest[n..];
-        }
-        if writer.journal.len() >= JOURNAL_APPLY_BYTES {
-            self.apply_locked(writer)?;
-        }
-        Ok(())
+/// [`TaskCache::store`]: merges the batches, journalling each group with one fsync,
+/// then updates memory and the cutoffs of each batch's complete nodes.
+pub(super) fn store(cache: &TaskCache, writes: &[TaskWrite]) -> Result<(), TaskCacheError> {
+    let mut guard = lock(&cache.writer);
+    let Some(writer) = guard.as_mut() else {
+        return Err(cache.read_only());
+    };
+    let mut rest = writes;
+    while !rest.is_empty() {
+        let n = group_len(rest);
+        store_group(cache, writer, &rest[..n])?;
+        rest = &rest[n..];
     }
-
-    fn store_group(&self, writer: &mut Writer, writes: &[TaskWrite]) -> Result<(), TaskCacheError> {
-        let (plans, day) = {
-            let inner = read(&self.inner);
-            let new_remotes = writes
-                .iter()
-                .filter(|w| inner.index.remote_id(&w.remote).is_none())
-                .count();
-            if inner.index.remotes.len() + new_remotes > MAX_REMOTES {
-                return Err(TaskCacheError::TooManyRemotes {
-                    path: self.dir.clone(),
-                });
-            }
-            let plans: Vec<BatchPlan<'_>> =
-                writes.iter().map(|w| plan_batch(&inner.index, w)).collect();
-            (plans, slot_day(inner.active_day))
-        };
-        let journalled = || {
-            plans
-                .iter()
-                .filter(|p| !p.changes.is_empty() || !p.write.batch.complete_nodes.is_empty())
-        };
-        if journalled().next().is_none() {
-            return Ok(());
-        }
-        {
-            let _io = FileLock::acquire(&self.dir.join(IO_LOCK), LockKind::Exclusive)?;
-            journal::append(
-                &mut writer.journal,
-                journalled().map(|p| EntryOut {
-                    r: p.write.remote.as_str(),
-                    c: &p.write.batch.complete_nodes,
-                    t: TasksOut(p),
-                }),
-            )?;
-        }
-        for plan in &plans {
-            self.apply_batch(writer, plan, day);
-        }
-        Ok(())
+    if writer.journal.len() >= JOURNAL_APPLY_BYTES {
+        apply_locked(cache, writer)?;
     }
+    Ok(())
+}
 
-    /// Applies one batch's planned changes, a step at a time under the write lock.
-    fn apply_batch(&self, writer: &mut Writer, plan: &BatchPlan<'_>, day: u16) {
-        let w = plan.write;
-        let new = plan
-            .changes
+/// Plans, journals and applies one group of batches (see [`group_len`]).
+fn store_group(
+    cache: &TaskCache,
+    writer: &mut Writer,
+    writes: &[TaskWrite],
+) -> Result<(), TaskCacheError> {
+    let (plans, day) = {
+        let inner = read(&cache.inner);
+        let new_remotes = writes
             .iter()
-            .filter(|p| matches!(p.change, Change::New(_)))
+            .filter(|w| inner.index.remote_id(&w.remote).is_none())
             .count();
-        for (n, step) in plan.changes.chunks(APPLY_STEP).enumerate() {
-            let mut inner = write(&self.inner);
-            // Checked before journalling: the id exists or there is room for it.
-            let Some(remote) = inner.index.intern_remote(w.remote.as_str()) else {
-                return;
-            };
-            if n == 0 {
-                inner.index.reserve(remote, new);
-            }
-            for p in step {
-                let t = Incoming::from_record(&w.batch.tasks[p.task as usize], None);
-                if let Merged::New(i) | Merged::Finished(i) =
-                    inner.index.apply(remote, p.change, &t, day)
-                {
-                    writer.pending.push(i);
-                }
+        if inner.index.remotes.len() + new_remotes > MAX_REMOTES {
+            return Err(TaskCacheError::TooManyRemotes {
+                path: cache.dir.clone(),
+            });
+        }
+        let plans: Vec<BatchPlan<'_>> =
+            writes.iter().map(|w| plan_batch(&inner.index, w)).collect();
+        (plans, slot_day(inner.active_day))
+    };
+    let journalled = || {
+        plans
+            .iter()
+            .filter(|p| !p.changes.is_empty() || !p.write.batch.complete_nodes.is_empty())
+    };
+    if journalled().next().is_none() {
+        return Ok(());
+    }
+    {
+        let _io = FileLock::acquire(&cache.dir.join(IO_LOCK), LockKind::Exclusive)?;
+        journal::append(
+            &mut writer.journal,
+            journalled().map(|p| EntryOut {
+                r: p.write.remote.as_str(),
+                c: &p.write.batch.complete_nodes,
+                t: TasksOut(p),
+            }),
+        )?;
+    }
+    for plan in &plans {
+        apply_batch(cache, writer, plan, day);
+    }
+    Ok(())
+}
+
+/// Applies one batch's planned changes, a step at a time under the write lock.
+fn apply_batch(cache: &TaskCache, writer: &mut Writer, plan: &BatchPlan<'_>, day: u16) {
+    let w = plan.write;
+    let new = plan
+        .changes
+        .iter()
+        .filter(|p| matches!(p.change, Change::New(_)))
+        .count();
+    for (n, step) in plan.changes.chunks(APPLY_STEP).enumerate() {
+        let mut inner = write(&cache.inner);
+        // Checked before journalling: the id exists or there is room for it.
+        let Some(remote) = inner.index.intern_remote(w.remote.as_str()) else {
+            return;
+        };
+        if n == 0 {
+            inner.index.reserve(remote, new);
+        }
+        for p in step {
+            let t = Incoming::from_record(&w.batch.tasks[p.task as usize], None);
+            if let Merged::New(i) | Merged::Finished(i) =
+                inner.index.apply(remote, p.change, &t, day)
+            {
+                writer.pending.push(i);
             }
         }
-        let remote = w.remote.as_str();
-        let cutoffs = complete_cutoffs(&read(&self.inner), remote, &w.batch.complete_nodes);
-        set_cutoffs(&mut write(&self.inner), remote, cutoffs);
     }
+    let remote = w.remote.as_str();
+    let cutoffs = complete_cutoffs(&read(&cache.inner), remote, &w.batch.complete_nodes);
+    set_cutoffs(&mut write(&cache.inner), remote, cutoffs);
 }
 
 /// How many of `writes` form the next group: at least one, no remote twice (a later

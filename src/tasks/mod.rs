@@ -4,11 +4,12 @@
 //!
 //! # Layout
 //!
-//! - `cache`: [`TaskCache`], opening and loading (repairing what a crash left).
-//! - `merge`: `store`: batches planned under the shared lock, journalled, applied in
-//!   short steps under the write lock.
-//! - `write`: journal apply, daily rotation; the [`fleetpoll_actors::TaskStore`]
-//!   implementation.
+//! - `cache`: [`TaskCache`] and every method of it, the
+//!   [`fleetpoll_actors::TaskStore`] implementation; opening and loading (repairing
+//!   what a crash left).
+//! - `merge`: the work of `store`: batches planned under the shared lock, journalled,
+//!   applied in short steps under the write lock.
+//! - `write`: the work of `apply` and `rotate_at`: journal apply, daily rotation.
 //! - `filter`: [`TaskFilter`] queries.
 //! - `index`: the in-memory index (deduplication, per-remote orderings, cutoffs).
 //! - `slots`: the 28-byte task slots in fixed-size chunks, and the shared task shapes.

@@ -30,7 +30,8 @@ use anyhow::{bail, Context, Result};
 use fleetpoll::engine::{
     MetricBatch, MetricKind, MetricPoint, MetricStore, MetricWrite, RemoteId, SeriesKey,
 };
-use fleetpoll::rrd::store::{RrdStore, PVE_ARCHIVES, PVE_HEARTBEAT, PVE_STEP};
+use fleetpoll::rrd::layout::{PVE_ARCHIVES, PVE_HEARTBEAT, PVE_STEP};
+use fleetpoll::rrd::RrdStore;
 use tokio::time::Instant;
 
 use crate::measure::{cpu_time, round};
@@ -537,9 +538,7 @@ pub(crate) fn run(args: RrdIngestArgs) -> Result<serde_json::Value> {
     std::fs::create_dir_all(dir.path())
         .with_context(|| format!("creating {}", dir.path().display()))?;
     // A cycle ending now, aligned to the minute.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
+    let now = fleetpoll::engine::system_now_secs();
     let start = now - now % 60 - args.points as i64 * args.interval_secs;
     let fleet = Fleet { args: &args, start };
     let points = (args.remotes * args.entities * args.metrics * args.points) as f64;
