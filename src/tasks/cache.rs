@@ -2,7 +2,7 @@
 //! [`TaskStore`]. Opening loads every file into the in-memory index (archives, then the
 //! active file, then the journal), repairs what a crash or corruption left, and folds
 //! the journal into the active file. Merging (`merge.rs`) and the file writes
-//! (`write.rs`) are free functions its methods call.
+//! (`apply.rs`, `rotation.rs`) are free functions its methods call.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fleetpoll_actors::{RemoteId, StoreError, TaskQuery, TaskRef, TaskStore, TaskWrite, UnixTime};
 
+use super::apply::apply_locked;
 use super::day::{day_of, day_start};
 use super::error::TaskCacheError;
 use super::files::{
@@ -21,8 +22,8 @@ use super::format::{header_line, read_data_file, ReadError};
 use super::index::{Index, Merged};
 use super::journal::{replay, JournalEntry};
 use super::merge;
+use super::rotation::housekeep;
 use super::state::{load_cutoffs, load_tracked, save_cutoffs, Cutoffs};
-use super::write::{apply_locked, housekeep};
 use crate::durable::{sync_dir, write_atomic, Journal, Mode, Replay};
 
 /// First fetch of a node without a cutoff: the last 7 days.
@@ -218,9 +219,9 @@ impl TaskCache {
     /// Rotates when `now` lies in a later UTC day than the active file: the journal is
     /// applied, the active file becomes that day's archive, archives older than the
     /// newest two are compressed, those beyond seven are deleted (and their tasks leave
-    /// memory). Returns whether a rotation happened. The file work is `write.rs`'s.
+    /// memory). Returns whether a rotation happened. The file work is in `rotation.rs`.
     pub fn rotate_at(&self, now: UnixTime) -> Result<bool, TaskCacheError> {
-        super::write::rotate_at(self, now)
+        super::rotation::rotate_at(self, now)
     }
 
     /// The stored cutoffs of a remote, per node.

@@ -11,13 +11,13 @@ use std::collections::{HashMap, HashSet};
 use fleetpoll_actors::{TaskRecord, TaskWrite};
 use serde::{Serialize, Serializer};
 
+use super::apply::{apply_locked, JOURNAL_APPLY_BYTES};
 use super::cache::{complete_cutoffs, lock, read, set_cutoffs, slot_day, write, TaskCache, Writer};
 use super::error::TaskCacheError;
 use super::files::{FileLock, LockKind, IO_LOCK};
 use super::format::{DiskTask, Fields};
 use super::index::{Change, Incoming, Index, Merged, MAX_REMOTES};
 use super::journal;
-use super::write::{apply_locked, JOURNAL_APPLY_BYTES};
 use crate::remote::upid::Upid;
 
 /// Task changes applied per hold of the write lock.

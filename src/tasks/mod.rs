@@ -9,7 +9,8 @@
 //!   what a crash left).
 //! - `merge`: the work of `store`: batches planned under the shared lock, journalled,
 //!   applied in short steps under the write lock.
-//! - `write`: the work of `apply` and `rotate_at`: journal apply, daily rotation.
+//! - `apply`: folding the journal into the active file.
+//! - `rotation`: daily archive rotation, compression and expiry.
 //! - `filter`: [`TaskFilter`] queries.
 //! - `index`: the in-memory index (deduplication, per-remote orderings, cutoffs).
 //! - `slots`: the 28-byte task slots in fixed-size chunks, and the shared task shapes.
@@ -22,6 +23,7 @@
 //! - `day`: UTC days and their `YYYY-MM-DD` names.
 //! - `error`: [`TaskCacheError`].
 
+mod apply;
 mod cache;
 mod day;
 mod error;
@@ -32,11 +34,12 @@ mod index;
 mod intern;
 mod journal;
 mod merge;
+mod rotation;
 mod slots;
 mod state;
-mod write;
 
+pub use apply::JOURNAL_APPLY_BYTES;
 pub use cache::{TaskCache, BACKFILL_SECS};
 pub use error::TaskCacheError;
 pub use filter::{CachedTask, StatusClass, TaskFilter, TaskPage, DEFAULT_LIMIT};
-pub use write::{ARCHIVES_KEPT, ARCHIVES_UNCOMPRESSED, JOURNAL_APPLY_BYTES};
+pub use rotation::{ARCHIVES_KEPT, ARCHIVES_UNCOMPRESSED};

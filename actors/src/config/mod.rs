@@ -207,9 +207,14 @@ impl EngineConfig {
         within("limits.max_body_mib", l.max_body_mib, 1, 4096, " MiB")?;
 
         let t = &self.tasks;
-        secs_within("tasks.tick_secs", t.tick, 1, 3600)?;
+        secs_within("tasks.tick_secs", t.tick, 1, DAY)?;
         let tick = t.tick.as_secs();
-        secs_within("tasks.running_interval_secs", t.running_interval, tick, DAY)?;
+        secs_within(
+            "tasks.running_interval_secs",
+            t.running_interval,
+            tick,
+            7 * DAY,
+        )?;
         secs_within("tasks.full_interval_secs", t.full_interval, tick, 7 * DAY)?;
         within("tasks.backfill_days", t.backfill_days, 0, 3650, " days")?;
         within(

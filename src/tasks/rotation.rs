@@ -1,80 +1,26 @@
-//! The file writes of a [`TaskCache`]: folding the journal into the active file, and
-//! daily rotation with compression and expiry, called from the cache's methods. Every
-//! change writes the state file (cutoffs) last.
+//! Daily rotation of the task archive ([`TaskCache::rotate_at`]): when a UTC day has
+//! passed, the journal is applied, the active file becomes the day's archive, archives
+//! past the newest two are compressed and those past the newest seven deleted. The
+//! state file is written last.
 
 use std::fs;
-use std::io::{BufWriter, Write};
 
 use fleetpoll_actors::UnixTime;
 
-use super::cache::{lock, read, slot_day, write, TaskCache, Writer};
+use super::apply::apply_locked;
+use super::cache::{lock, read, slot_day, write, TaskCache};
 use super::day::day_of;
 use super::error::TaskCacheError;
 use super::files::{archive_name, list_archives, FileLock, LockKind, ACTIVE, IO_LOCK};
-use super::format::{header_line, write_line, DiskTask};
-use crate::durable::{open_append, replace_with, sync_dir, sync_parent, write_atomic, Mode};
+use super::format::header_line;
+use crate::durable::{replace_with, sync_dir, sync_parent, write_atomic, Mode};
 
-/// The journal is folded into the active file once it is this large.
-pub const JOURNAL_APPLY_BYTES: u64 = 5 * 1024 * 1024;
 /// Archives kept.
 pub const ARCHIVES_KEPT: usize = 7;
 /// Newest archives left uncompressed.
 pub const ARCHIVES_UNCOMPRESSED: usize = 2;
 /// zstd level of compressed archives.
 const ZSTD_LEVEL: i32 = 3;
-
-/// Folds the journal into the active file, writes the state file, and empties the
-/// journal ([`TaskCache::apply`]); the caller holds the writer.
-pub(super) fn apply_locked(cache: &TaskCache, writer: &mut Writer) -> Result<(), TaskCacheError> {
-    if writer.pending.is_empty() && writer.journal.is_empty() {
-        return Ok(());
-    }
-    let _io = FileLock::acquire(&cache.dir.join(IO_LOCK), LockKind::Exclusive)?;
-    let path = cache.dir.join(ACTIVE);
-    let active_day = read(&cache.inner).active_day;
-    let file = open_append(&path)?;
-    let before = file
-        .metadata()
-        .map_err(TaskCacheError::io(&path, "stat"))?
-        .len();
-    let mut pending = std::mem::take(&mut writer.pending);
-    pending.sort_unstable();
-    pending.dedup();
-    let written = (|| {
-        let mut out = BufWriter::new(&file);
-        if before == 0 {
-            // A rotation that failed after renaming the old file left none.
-            out.write_all(&header_line(active_day))
-                .map_err(TaskCacheError::io(&path, "append"))?;
-        }
-        {
-            let inner = read(&cache.inner);
-            for &i in &pending {
-                let (remote, record) = inner.index.disk_line(i);
-                write_line(&mut out, &DiskTask::from_record(&remote, &record))
-                    .map_err(TaskCacheError::io(&path, "append"))?;
-            }
-        }
-        out.flush().map_err(TaskCacheError::io(&path, "append"))?;
-        drop(out);
-        file.sync_data().map_err(TaskCacheError::io(&path, "fsync"))
-    })();
-    let written = written.and_then(|()| {
-        if before == 0 {
-            Ok(sync_dir(&cache.dir)?)
-        } else {
-            Ok(())
-        }
-    });
-    if let Err(e) = written {
-        // A cut-off line would make the whole file look corrupt on the next open.
-        let _ = file.set_len(before);
-        writer.pending = pending;
-        return Err(e);
-    }
-    cache.save_state()?;
-    Ok(writer.journal.truncate(0)?)
-}
 
 /// [`TaskCache::rotate_at`]: when `now` lies in a later UTC day than the active file,
 /// applies the journal, archives the active file and keeps house.
