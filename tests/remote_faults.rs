@@ -127,14 +127,25 @@ async fn healthy_remotes_answer_while_others_hang() {
 }
 
 #[tokio::test]
-async fn points_from_a_clock_far_ahead_are_dropped_and_counted() {
+async fn a_remote_whose_clock_is_far_ahead_fails_with_class_clock_and_the_offset() {
     let sim = common::start(faulty_fleet()).await;
     let client = common::pbs(&sim, "pbs-1");
 
-    let batch = client.fetch_metrics(Cursor::START).await.unwrap();
+    // Every point lies an hour ahead: not an empty success, but a clock error.
+    let err = client.fetch_metrics(Cursor::START).await.unwrap_err();
 
-    assert!(batch.is_empty(), "every point lies an hour ahead");
-    assert!(batch.dropped_future > 0);
+    assert_eq!(err.class, ErrorClass::Clock, "{err}");
+    let offset: i64 = err
+        .message
+        .split("about ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no offset in {err}"));
+    assert!(
+        (3500..=3700).contains(&offset),
+        "offset {offset} s for a 3600 s skew: {err}"
+    );
     sim.shutdown().await;
 }
 

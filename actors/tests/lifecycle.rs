@@ -86,6 +86,34 @@ async fn a_failed_store_leaves_the_cursor_where_it_was() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_store_shows_as_a_storage_error_until_writing_works_again() {
+    let fleet = Fleet::new(1);
+    fleet.seed_fresh();
+    let engine = fleet.start().await;
+    let r0 = Target::Remote(RemoteId::new("r0"));
+    fleet.metrics.fail_next(1);
+    engine.trigger(r0.clone(), true).await.unwrap();
+
+    let status = engine.remote_status(&RemoteId::new("r0")).await.unwrap();
+    assert_eq!(status.last_error_class, Some(ErrorClass::Storage));
+    let storage = engine.storage().await.unwrap();
+    let shown = storage
+        .last_error
+        .expect("the daemon's storage error is set");
+    assert!(shown.contains("r0"), "{shown}");
+
+    // The explicit trigger bypasses the backoff; this store works, and both clear.
+    engine.trigger(r0, true).await.unwrap();
+    let status = engine.remote_status(&RemoteId::new("r0")).await.unwrap();
+    assert_eq!(
+        (status.state, status.last_error_class),
+        (PollState::Ok, None)
+    );
+    assert_eq!(engine.storage().await.unwrap().last_error, None);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn backoff_grows_within_its_bounds_resets_on_success_and_yields_to_a_trigger() {
     let fleet = Fleet::new(2);
     fleet.seed_fresh();

@@ -38,32 +38,73 @@ pub fn parse_metric_reply(
     body: &[u8],
     request_time: UnixTime,
 ) -> Result<MetricBatch, SourceError> {
-    match scanned(body, request_time) {
-        Some(batch) => Ok(batch),
-        None => parse_with_serde(remote, body, request_time),
+    let (batch, newest_future) = match scanned_with_future(body, request_time) {
+        Some(parsed) => parsed,
+        None => parse_with_serde_and_future(remote, body, request_time)?,
+    };
+    refuse_clock_skew(remote, &batch, newest_future, request_time)?;
+    Ok(batch)
+}
+
+/// A reply whose every point lies in the future comes from a remote whose clock is off:
+/// storing nothing and calling it a success would show the remote as `ok` forever.
+fn refuse_clock_skew(
+    remote: &RemoteId,
+    batch: &MetricBatch,
+    newest_future: Option<UnixTime>,
+    request_time: UnixTime,
+) -> Result<(), SourceError> {
+    match newest_future {
+        Some(newest) if batch.points.is_empty() => Err(SourceError::new(
+            ErrorClass::Clock,
+            format!(
+                "remote {remote}: its clock is about {} s ahead — all {} points of the reply \
+                 are dated after the request; set the remote's time right (NTP)",
+                newest - request_time,
+                batch.dropped_future
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
 /// The reference parser: serde visitors over the whole reply.
+#[cfg(test)]
 pub(super) fn parse_with_serde(
     remote: &RemoteId,
     body: &[u8],
     request_time: UnixTime,
 ) -> Result<MetricBatch, SourceError> {
+    parse_with_serde_and_future(remote, body, request_time).map(|(batch, _)| batch)
+}
+
+fn parse_with_serde_and_future(
+    remote: &RemoteId,
+    body: &[u8],
+    request_time: UnixTime,
+) -> Result<(MetricBatch, Option<UnixTime>), SourceError> {
     let mut builder = Builder::new(body, request_time);
     let mut de = serde_json::Deserializer::from_slice(body);
     ReplySeed(&mut builder)
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(|err| bad_json(remote, body, &err))?;
-    Ok(builder.batch)
+    Ok((builder.batch, builder.newest_future))
 }
 
 /// The fast path: the scanner's batch, if the reply has the canonical shape.
+#[cfg(test)]
 pub(super) fn scanned(body: &[u8], request_time: UnixTime) -> Option<MetricBatch> {
+    scanned_with_future(body, request_time).map(|(batch, _)| batch)
+}
+
+fn scanned_with_future(
+    body: &[u8],
+    request_time: UnixTime,
+) -> Option<(MetricBatch, Option<UnixTime>)> {
     let mut builder = Builder::new(body, request_time);
     scan(body, &mut builder)?;
-    Some(builder.batch)
+    Some((builder.batch, builder.newest_future))
 }
 
 /// Builds the `BadReply` error for a JSON error, quoting the reply around its position.
@@ -147,6 +188,8 @@ pub(super) struct Builder<'de> {
     metrics: HashMap<Cow<'de, str>, Arc<str>, FxBuild>,
     batch: MetricBatch,
     newest_allowed: UnixTime,
+    /// The newest of the dropped future points.
+    newest_future: Option<UnixTime>,
     /// The series the next point most likely belongs to: every generation lists the
     /// series in the same order, so after the first one the series follow each other.
     guess: usize,
@@ -162,6 +205,7 @@ impl<'de> Builder<'de> {
             metrics: HashMap::default(),
             batch,
             newest_allowed: request_time.saturating_add(MAX_FUTURE_SECS),
+            newest_future: None,
             guess: 0,
         }
     }
@@ -178,6 +222,7 @@ impl<'de> Builder<'de> {
     ) {
         if timestamp > self.newest_allowed {
             self.batch.dropped_future += 1;
+            self.newest_future = self.newest_future.max(Some(timestamp));
             return;
         }
         let guessed = self

@@ -105,6 +105,9 @@ pub struct StorageStats {
     pub peak_queue_depth: usize,
     /// Failed store operations.
     pub errors: u64,
+    /// The newest failure of a store that has not written successfully since (cleared
+    /// when writing works again): the daemon shows it as `storage_error`.
+    pub last_error: Option<String>,
 }
 
 enum Op {
@@ -184,6 +187,8 @@ pub(crate) struct StorageState {
     stores: Stores,
     live: Arc<LiveFeed>,
     lanes: [Lane; 2],
+    /// Each lane's failure since its last success.
+    lane_errors: [Option<String>; 2],
     stats: StorageStats,
 }
 
@@ -217,6 +222,7 @@ impl Actor for Storage {
             stores: args.stores,
             live: args.live,
             lanes: Default::default(),
+            lane_errors: Default::default(),
             stats: StorageStats::default(),
         })
     }
@@ -253,7 +259,7 @@ impl Actor for Storage {
             }
             StorageMsg::Done(lane, Ok(Completion(kind))) => {
                 state.lanes[lane as usize].busy = false;
-                state.complete(kind);
+                state.complete(lane, kind);
             }
             StorageMsg::Done(_, Err(panic)) => {
                 return Err(format!("a store operation panicked: {panic}").into());
@@ -279,7 +285,8 @@ impl StorageState {
         self.lanes[lane as usize].queue.push_back(op);
     }
 
-    fn complete(&mut self, kind: CompletionKind) {
+    fn complete(&mut self, lane: WriteLane, kind: CompletionKind) {
+        let mut failure = None;
         match kind {
             CompletionKind::Metrics(responders, results, writes) => {
                 self.stats.metric_groups += 1;
@@ -290,7 +297,10 @@ impl StorageState {
                             self.live
                                 .publish(write.remote, Arc::new(write.batch), *cursor);
                         }
-                        Err(_) => self.stats.errors += 1,
+                        Err(err) => {
+                            self.stats.errors += 1;
+                            failure = Some(format!("storing metrics of {}: {err}", write.remote));
+                        }
                     }
                     respond(result);
                 }
@@ -299,7 +309,10 @@ impl StorageState {
                 for (respond, result) in responders.into_iter().zip(results) {
                     match &result {
                         Ok(()) => self.stats.task_batches += 1,
-                        Err(_) => self.stats.errors += 1,
+                        Err(err) => {
+                            self.stats.errors += 1;
+                            failure = Some(format!("storing tasks: {err}"));
+                        }
                     }
                     respond(result);
                 }
@@ -308,10 +321,18 @@ impl StorageState {
                 if let Err(err) = result {
                     self.stats.errors += 1;
                     tracing::error!(operation = ?op, error = %err, "storage housekeeping failed");
+                    failure = Some(format!("{op:?}: {err}"));
                 }
             }
-            CompletionKind::Flush(join, result) => join.part_done(result),
+            CompletionKind::Flush(join, result) => {
+                if let Err(err) = &result {
+                    failure = Some(format!("flushing: {err}"));
+                }
+                join.part_done(result)
+            }
         }
+        self.lane_errors[lane as usize] = failure;
+        self.stats.last_error = self.lane_errors.iter().flatten().last().cloned();
     }
 
     fn start_next(&mut self, myself: &ActorRef<StorageMsg>, lane: WriteLane) {
