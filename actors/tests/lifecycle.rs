@@ -388,3 +388,42 @@ async fn when_storage_falls_behind_polls_wait_for_it_instead_of_piling_up_batche
     );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_read_freshens_a_remote_at_most_once_per_interval_and_never_in_backoff() {
+    let fleet = Fleet::new(1);
+    fleet.seed_fresh();
+    let interval = fleet.config.collection.interval;
+    let engine = fleet.start().await;
+    let r0 = RemoteId::new("r0");
+    let outcome = |r: fleetpoll_actors::TriggerReport| r.results[0].1.clone();
+
+    let first = outcome(engine.freshen(r0.clone(), true).await.unwrap());
+    assert!(
+        matches!(first, Ok(CollectOutcome::Stored { .. })),
+        "{first:?}"
+    );
+    let again = outcome(engine.freshen(r0.clone(), true).await.unwrap());
+    assert_eq!(
+        again,
+        Ok(CollectOutcome::Skipped(Skipped::RecentlyCollected))
+    );
+
+    // A failing remote: reads do not add to its failures while it backs off.
+    tokio::time::sleep(interval).await;
+    fleet.source("r0").fail_next(1, ErrorClass::Timeout);
+    let failed = outcome(engine.freshen(r0.clone(), true).await.unwrap());
+    assert!(failed.is_err(), "{failed:?}");
+    let fetches = fleet.probe.calls_to("r0", CallKind::Metrics).len();
+    for _ in 0..5 {
+        let read = outcome(engine.freshen(r0.clone(), true).await.unwrap());
+        assert!(
+            matches!(read, Ok(CollectOutcome::Skipped(Skipped::InBackoff { .. }))),
+            "{read:?}"
+        );
+    }
+    let status = engine.remote_status(&r0).await.unwrap();
+    assert_eq!(status.consecutive_failures, 1, "{status:?}");
+    assert_eq!(fleet.probe.calls_to("r0", CallKind::Metrics).len(), fetches);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}

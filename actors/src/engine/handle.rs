@@ -161,6 +161,19 @@ impl EngineHandle {
             .await
     }
 
+    /// Fresh data for a reader (the API's hour view of a stale remote): collect `remote`
+    /// in the priority lane unless it is backing off or was freshened within the last
+    /// interval; unlike [`trigger`](Self::trigger), never bypasses the backoff. With
+    /// `wait`, returns once stored (or why not).
+    pub async fn freshen(
+        &self,
+        remote: RemoteId,
+        wait: bool,
+    ) -> Result<TriggerReport, EngineError> {
+        self.run(Target::Remote(remote), FanOut::Freshen, wait)
+            .await
+    }
+
     /// Start a regular collection cycle of every remote now, exactly as the scheduler's
     /// tick would: scheduled lane, per-connection delay, skip window and backoff apply.
     /// With `wait`, returns once every remote answered.

@@ -28,6 +28,12 @@ pub(crate) enum PollerMsg {
         /// Who waits for the outcome.
         waiter: Option<Waiter>,
     },
+    /// A read of the API asks for fresh data (see [`FanOut::Freshen`](crate::supervisor::FanOut));
+    /// the waiter hears when it is stored or why not.
+    Freshen {
+        /// Who waits for the outcome.
+        waiter: Option<Waiter>,
+    },
     /// The scheduler or a refresh asks for the task list; the waiter hears when merged.
     FetchTasks {
         /// Only the currently running tasks (the 30 s check).
@@ -68,6 +74,7 @@ impl fmt::Debug for PollerMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PollerMsg::Collect { lane, .. } => write!(f, "Collect({lane:?})"),
+            PollerMsg::Freshen { .. } => f.write_str("Freshen"),
             PollerMsg::FetchTasks { running_only, .. } => {
                 write!(f, "FetchTasks(running_only={running_only})")
             }
@@ -141,6 +148,7 @@ impl Actor for Poller {
                 bypass_backoff,
                 waiter,
             } => state.collect(&myself, lane, bypass_backoff, waiter),
+            PollerMsg::Freshen { waiter } => state.freshen(&myself, waiter),
             PollerMsg::FetchTasks {
                 running_only,
                 lane,

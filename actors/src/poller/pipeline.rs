@@ -50,6 +50,8 @@ pub(crate) struct PollerState {
     slots: [JobQueue; 3],
     status: RemoteStatus,
     last_success_at: Option<Instant>,
+    /// When a read last freshened this remote.
+    last_freshen_at: Option<Instant>,
     draining: Vec<RpcReplyPort<()>>,
     is_draining: bool,
 }
@@ -95,6 +97,7 @@ impl PollerState {
             slots: Default::default(),
             status,
             last_success_at: None,
+            last_freshen_at: None,
             draining: Vec::new(),
             is_draining: false,
         };
@@ -114,6 +117,40 @@ impl PollerState {
             });
         }
         state
+    }
+
+    /// A read asks for fresh data: collected in the manual lane unless the remote is
+    /// backing off, disabled, or was freshened within the last interval — so reads can
+    /// neither hammer a failing remote nor stand in for an operator's "collect now".
+    pub(super) fn freshen(&mut self, myself: &ActorRef<PollerMsg>, waiter: Option<Waiter>) {
+        let skip = if !self.enabled {
+            Some(Skipped::Disabled)
+        } else if self.retry_at.is_some() {
+            self.status
+                .next_attempt
+                .map(|until| Skipped::InBackoff { until })
+        } else if self
+            .last_freshen_at
+            .is_some_and(|t| t.elapsed() < self.settings.interval)
+        {
+            Some(Skipped::RecentlyCollected)
+        } else {
+            None
+        };
+        if let Some(skip) = skip {
+            if let Some(w) = waiter {
+                let _ = w.send(Ok(CollectOutcome::Skipped(skip)));
+            }
+            return;
+        }
+        self.last_freshen_at = Some(Instant::now());
+        self.request(
+            myself,
+            JobKind::Metrics,
+            Lane::Manual,
+            Work::Metrics,
+            waiter,
+        );
     }
 
     /// A task-list fetch asked by the scheduler or a refresh.

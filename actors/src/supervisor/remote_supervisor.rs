@@ -56,6 +56,9 @@ pub(crate) enum FanOut {
         /// Only the running tasks.
         running_only: bool,
     },
+    /// A read asks for fresh data: metrics in the manual lane, but never in backoff and
+    /// at most once per interval per remote.
+    Freshen,
 }
 
 /// Messages of the RemoteSupervisor.
@@ -457,6 +460,7 @@ impl RemotesState {
                     lane,
                     waiter: tx,
                 },
+                FanOut::Freshen => PollerMsg::Freshen { waiter: tx },
             };
             if poller.send_message(msg).is_err() {
                 immediate.push((id, Err(CollectError::Stopped)));
