@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         metrics: metrics.clone(),
         tasks: tasks.clone(),
         interval_secs: Arc::new(600.into()),
-        token: None,
+        token: fleetpoll::api::ApiToken::new(None),
         reload: reload_tx,
         last_reload: Default::default(),
         clock,

@@ -851,3 +851,58 @@ fn with_an_api_token_mutating_endpoints_need_it_and_reads_do_not() {
     let (_, daemon_info) = http(port, "GET", "/api/v1/daemon", "");
     assert!(!daemon_info.contains("api-secret-123"));
 }
+
+#[test]
+fn a_reload_applies_a_new_api_token_and_refuses_keys_that_need_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, "old-secret-1\n").unwrap();
+    std::fs::set_permissions(&token_file, PermissionsExt::from_mode(0o600)).unwrap();
+    let token_line = format!("token_file = \"{}\"\n", token_file.display());
+    let (_sim, daemon, port) = start_fleet_with(
+        dir.path(),
+        &[],
+        &[("[api]\n", &format!("[api]\n{token_line}"))],
+    );
+    let reload_with = |token: &str| {
+        let request = format!(
+            "POST /api/v1/reload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    };
+
+    // The token file changes; SIGHUP applies it: the old token is refused, the new works.
+    std::fs::write(&token_file, "new-secret-2\n").unwrap();
+    let pid = daemon.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until(Duration::from_secs(10), "the new token is taken", || {
+        reload_with("new-secret-2").starts_with("HTTP/1.1 200")
+    });
+    assert!(reload_with("old-secret-1").starts_with("HTTP/1.1 401"));
+
+    // A key only a restart can change is refused whole, naming it; the token stays.
+    let config = dir.path().join("fleetpoll.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let moved = text.replace(
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    std::fs::write(&config, moved).unwrap();
+    let reply = reload_with("new-secret-2");
+    assert!(
+        reply.contains("api.listen") && reply.contains("restart"),
+        "{reply}"
+    );
+    let (_, info) = json(port, "GET", "/api/v1/daemon", "");
+    assert_eq!(info["last_reload"]["ok"], false, "{info}");
+}

@@ -39,8 +39,8 @@ pub struct ApiState {
     /// The collection interval in seconds (kept current across reloads): an hour view
     /// older than this triggers a collection first.
     pub interval_secs: Arc<std::sync::atomic::AtomicU64>,
-    /// Bearer token for mutating endpoints.
-    pub token: Option<Secret>,
+    /// Bearer token for mutating endpoints (a reload may change it).
+    pub token: ApiToken,
     /// Where reload requests go (the daemon's main loop).
     pub reload: mpsc::Sender<ReloadRequest>,
     /// The outcome of the last reload attempt, for `GET /api/v1/daemon`.
@@ -122,9 +122,29 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The API's bearer token, shared by the handlers and replaced by a reload.
+#[derive(Debug, Clone, Default)]
+pub struct ApiToken(Arc<std::sync::RwLock<Option<Secret>>>);
+
+impl ApiToken {
+    /// A token holder starting with `token` (`None`: no token required).
+    pub fn new(token: Option<Secret>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(token)))
+    }
+
+    /// Replaces the token; requests from now on are checked against the new one.
+    pub fn set(&self, token: Option<Secret>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = token;
+    }
+
+    fn current(&self) -> Option<Secret> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Checks the bearer token of a mutating request (constant-time comparison).
 fn authorize(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
-    let Some(expected) = &state.token else {
+    let Some(expected) = state.token.current() else {
         return Ok(());
     };
     let given = headers

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::api::{self, ApiState, ReloadRequest};
+use crate::api::{self, ApiState, ApiToken, ReloadRequest};
 use crate::config::{self, ConfigFileError, LogFormat};
 use notify::Notifier;
 
@@ -34,16 +34,48 @@ pub enum DaemonError {
 }
 
 /// Sets up logging from the config (`RUST_LOG` wins over `log.filter`).
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+/// Where a reload puts a new `log.filter` (`None` while `RUST_LOG` rules).
+type LogFilterHandle = Option<
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+>;
+
+fn init_logging(filter: &str, format: LogFormat) -> LogFilterHandle {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(filter));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
+        LogFormat::Json => registry.with(fmt.json()).try_init(),
     };
+    (!pinned).then_some(handle)
+}
+
+/// What a reload may change besides the engine, and how to compare a new file with the
+/// running one.
+struct Running {
+    config: config::Config,
+    token: ApiToken,
+    log: LogFilterHandle,
+}
+
+impl Running {
+    /// The keys that only a restart can change, if the new file changes one.
+    fn restart_needed(&self, new: &config::Config) -> Option<&'static str> {
+        if new.api.listen != self.config.api.listen {
+            Some("api.listen")
+        } else if new.storage != self.config.storage {
+            Some("[storage]")
+        } else if new.log.format != self.config.log.format {
+            Some("log.format")
+        } else {
+            None
+        }
+    }
 }
 
 /// A running engine with its stores and its API server: what `run` and `demo` share.
@@ -61,6 +93,8 @@ pub struct Service {
     pub reload_rx: mpsc::Receiver<ReloadRequest>,
     /// The last reload's outcome, shown by the API.
     pub last_reload: Arc<Mutex<Option<serde_json::Value>>>,
+    /// The API's token, replaced by a reload.
+    pub token: ApiToken,
     stop_api: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -84,6 +118,7 @@ impl Service {
             .await
             .context("starting the engine")?;
         let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+        let token = ApiToken::new(resolved.api_token.clone());
         let last_reload = Arc::new(Mutex::new(None));
         let interval_secs = Arc::new(std::sync::atomic::AtomicU64::new(
             resolved.config.collection.interval.as_secs(),
@@ -93,7 +128,7 @@ impl Service {
             metrics,
             tasks: tasks.clone(),
             interval_secs: interval_secs.clone(),
-            token: resolved.api_token.clone(),
+            token: token.clone(),
             reload: reload_tx,
             last_reload: last_reload.clone(),
             clock,
@@ -115,6 +150,7 @@ impl Service {
             api_addr,
             reload_rx,
             last_reload,
+            token,
             stop_api,
             server,
         })
@@ -143,7 +179,8 @@ impl Service {
 pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
     let resolved = config::load_and_resolve(&config_path, clock.clone())?;
-    init_logging(&resolved.config.log.filter, resolved.config.log.format);
+    let log = init_logging(&resolved.config.log.filter, resolved.config.log.format);
+    let running_config = resolved.config.clone();
     let notifier = Notifier::from_env();
     let grace = resolved.config.supervision.shutdown_grace;
     let remotes = resolved.engine.remotes.len();
@@ -152,6 +189,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let api_addr = service.api_addr;
     let last_reload = service.last_reload.clone();
     let interval = service.interval_secs.clone();
+    let mut running = Running {
+        config: running_config,
+        token: service.token.clone(),
+        log,
+    };
     tracing::info!(config = %config_path.display(), remotes, api = %api_addr, "fleetpoll is running");
     println!("fleetpoll: API on http://{api_addr}");
     notifier.ready(&format!("{remotes} remotes, API on {api_addr}"));
@@ -173,11 +215,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         };
         tokio::select! {
             _ = hup.recv() => {
-                let outcome = reload(&config_path, &engine, clock.clone(), &notifier, &interval).await;
+                let outcome = reload(&config_path, &engine, clock.clone(), &notifier, &interval, &mut running).await;
                 remember(&last_reload, &outcome);
             }
             Some(reply) = service.reload_rx.recv() => {
-                let outcome = reload(&config_path, &engine, clock.clone(), &notifier, &interval).await;
+                let outcome = reload(&config_path, &engine, clock.clone(), &notifier, &interval, &mut running).await;
                 remember(&last_reload, &outcome);
                 let _ = reply.send(outcome);
             }
@@ -208,16 +250,29 @@ fn remember(last: &Mutex<Option<serde_json::Value>>, outcome: &Result<serde_json
     }
 }
 
-/// Reloads the config file and applies it as a diff; a bad file changes nothing.
+/// Reloads the config file and applies every key that can change at runtime — the
+/// engine's sections and remotes as a diff, the API token, the log filter; a bad file,
+/// or one that changes a key only a restart can apply, changes nothing.
 async fn reload(
     path: &Path,
     engine: &EngineHandle,
     clock: Arc<dyn Clock>,
     notifier: &Notifier,
     interval: &std::sync::atomic::AtomicU64,
+    running: &mut Running,
 ) -> Result<serde_json::Value, String> {
     notifier.reloading();
-    let outcome = match config::load_and_resolve(path, clock) {
+    let resolved = config::load_and_resolve(path, clock)
+        .map_err(|err| err.to_string())
+        .and_then(|resolved| match running.restart_needed(&resolved.config) {
+            Some(key) => Err(format!(
+                "{}: `{key}` changed, and only a restart applies it (systemctl restart \
+                 fleetpoll); put it back to reload the other changes",
+                path.display()
+            )),
+            None => Ok(resolved),
+        });
+    let outcome = match resolved {
         Err(err) => {
             tracing::error!(error = %err, "reload rejected; the running config stays");
             Err(format!("reload rejected, the running config stays: {err}"))
@@ -228,6 +283,14 @@ async fn reload(
                     resolved.config.collection.interval.as_secs(),
                     std::sync::atomic::Ordering::Relaxed,
                 );
+                running.token.set(resolved.api_token);
+                if let Some(handle) = &running.log {
+                    let filter = tracing_subscriber::EnvFilter::new(&resolved.config.log.filter);
+                    if let Err(err) = handle.reload(filter) {
+                        tracing::warn!(error = %err, "the new log filter could not be applied");
+                    }
+                }
+                running.config = resolved.config;
                 tracing::info!(added = ?report.added, removed = ?report.removed,
                     changed = ?report.changed, timers_reset = report.timers_reset, "config reloaded");
                 Ok(serde_json::to_value(report).unwrap_or_default())
