@@ -188,6 +188,19 @@ fn assert_damaged_answer(err: &RrdError, path: &Path, aside: &Path, kind: Damage
     assert!(message.contains(".corrupt-"), "{kind:?}: {message}");
 }
 
+/// After minutes 0–2, the damage, then minutes 3–4: every other entity holds all its
+/// minutes, the damaged one goes on in a fresh file from minute 3.
+fn assert_every_entity_stored_on(store: &RrdStore, kind: Damage) {
+    for e in (0..ENTITIES).filter(|&e| e != DAMAGED) {
+        assert_eq!(stored_minutes(store, e), expected(e, 0, 4), "{kind:?}");
+    }
+    assert_eq!(
+        stored_minutes(store, DAMAGED),
+        expected(DAMAGED, 3, 4),
+        "{kind:?}: the fresh file holds what came after"
+    );
+}
+
 #[test]
 fn a_damaged_file_found_by_a_query_is_set_aside_and_the_query_says_so() {
     for kind in EVERY_DAMAGE {
@@ -223,14 +236,7 @@ fn a_damaged_file_found_by_a_query_is_set_aside_and_the_query_says_so() {
         let results = store.store_metrics(&batch(3, 2));
         assert!(results[0].is_ok(), "{kind:?}: {:?}", results[0]);
         store.commit().unwrap();
-        for e in (0..ENTITIES).filter(|&e| e != DAMAGED) {
-            assert_eq!(stored_minutes(&store, e), expected(e, 0, 4), "{kind:?}");
-        }
-        assert_eq!(
-            stored_minutes(&store, DAMAGED),
-            expected(DAMAGED, 3, 4),
-            "{kind:?}: the fresh file holds what came after"
-        );
+        assert_every_entity_stored_on(&store, kind);
         assert_eq!(set_aside_files(&path).len(), 1, "{kind:?}");
     }
 }
@@ -255,14 +261,7 @@ fn a_damaged_file_found_while_storing_is_set_aside_and_the_other_entities_keep_s
         let found = &store.damaged_files()[0];
         assert_eq!(found.path, path, "{kind:?}");
         assert!(!found.reason.is_empty(), "{kind:?}");
-        for e in (0..ENTITIES).filter(|&e| e != DAMAGED) {
-            assert_eq!(stored_minutes(&store, e), expected(e, 0, 4), "{kind:?}");
-        }
-        assert_eq!(
-            stored_minutes(&store, DAMAGED),
-            expected(DAMAGED, 3, 4),
-            "{kind:?}: the damaged entity goes on in a fresh file"
-        );
+        assert_every_entity_stored_on(&store, kind);
         drop(store);
         // The fresh file and the others open cleanly after a restart.
         let (store, recovery) = RrdStore::open(dir.path()).unwrap();
