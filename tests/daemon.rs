@@ -906,3 +906,52 @@ fn a_reload_applies_a_new_api_token_and_refuses_keys_that_need_a_restart() {
     let (_, info) = json(port, "GET", "/api/v1/daemon", "");
     assert_eq!(info["last_reload"]["ok"], false, "{info}");
 }
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_exits_non_zero_naming_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, _first, port) = start_fleet(dir.path());
+    let text = std::fs::read_to_string(dir.path().join("fleetpoll.toml")).unwrap();
+    let state_dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("state_dir = "))
+        .expect("the config names its state_dir")
+        .trim_matches('"')
+        .to_string();
+    // Its own API port and cache directory, the same state directory.
+    let second_port = free_port();
+    let second: String = text
+        .replace(
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{second_port}"),
+        )
+        .lines()
+        .map(|l| match l.strip_prefix("cache_dir = ") {
+            Some(v) => format!("cache_dir = \"{}-second\"\n", v.trim_matches('"')),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(second, text);
+    let config = dir.path().join("second.toml");
+    std::fs::write(&config, second).unwrap();
+    let log = dir.path().join("second.log");
+    let mut daemon = spawn_daemon(&config, &[], Some(&log));
+    let mut status = None;
+    wait_until(Duration::from_secs(20), "the second daemon exits", || {
+        status = daemon.0.try_wait().unwrap();
+        status.is_some()
+    });
+    let status = status.unwrap();
+    assert!(!status.success(), "{status:?}");
+    assert_ne!(status.code(), Some(64), "not a config error");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains(&state_dir), "{stderr}");
+    assert!(stderr.contains("store.lock"), "{stderr}");
+    assert!(stderr.contains("another process"), "{stderr}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", second_port)).is_err(),
+        "it bound nothing"
+    );
+    // The first one runs on.
+    wait_all_ok(port);
+}

@@ -258,3 +258,67 @@ fn a_corrupt_active_file_is_set_aside_and_everything_after_the_newest_archive_re
     // The new active file carries on after the newest archive.
     assert_eq!(cache.active_day(), (T0 + 2 * DAY) / DAY);
 }
+
+/// A cache whose active file holds two tasks after its header; returns the file's bytes
+/// and where the second task's line starts.
+fn active_with_two_tasks(dir: &std::path::Path) -> (Vec<u8>, usize) {
+    let cache = TaskCache::open(dir, T0).unwrap();
+    store(
+        &cache,
+        vec![batch(
+            "lab",
+            vec![
+                pve("n1", 1, T0 + 5, Some(T0 + 6), Some("OK")),
+                pve("n1", 2, T0 + 50, Some(T0 + 51), Some("OK")),
+            ],
+            &["n1"],
+        )],
+    );
+    cache.apply_journal().unwrap();
+    drop(cache);
+    let bytes = std::fs::read(dir.join("active.jsonl")).unwrap();
+    let lines: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(lines.len(), 3, "a header and two task lines");
+    (bytes, lines[1])
+}
+
+#[test]
+fn a_non_utf8_byte_in_the_active_file_is_set_aside_like_ascii_garbage_at_the_same_place() {
+    for (what, garbage) in [("ascii", b'#'), ("non-UTF-8", 0xFF)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut bytes, second_line) = active_with_two_tasks(dir.path());
+        bytes[second_line + 2] = garbage;
+        std::fs::write(dir.path().join("active.jsonl"), &bytes).unwrap();
+
+        let cache = TaskCache::open(dir.path(), T0 + 100)
+            .unwrap_or_else(|err| panic!("{what}: the cache opens: {err}"));
+        let problems: Vec<String> = cache.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 1, "{what}: {problems:?}");
+        assert!(
+            matches!(cache.problems()[0], TaskCacheError::CorruptFile { .. }),
+            "{what}: {problems:?}"
+        );
+        assert!(
+            problems[0].contains("active.jsonl") && problems[0].contains("line 3"),
+            "{what}: {}",
+            problems[0]
+        );
+        assert!(
+            !problems[0].contains("permissions"),
+            "{what}: {}",
+            problems[0]
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("active.jsonl.corrupt")).unwrap(),
+            bytes,
+            "{what}: the damaged file is kept as it was"
+        );
+        // The line before the damage is kept; the damaged one is fetched again.
+        assert_eq!(cache.query(&all("lab")).total, 1, "{what}");
+    }
+}

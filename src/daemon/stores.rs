@@ -1,6 +1,8 @@
 //! Opens the daemon's stores from `[storage]`: RRD files with their journal under
 //! `state_dir/metrics`, the task cache under `cache_dir`. Opening replays the metric
-//! journal, so nothing acknowledged before a crash is missing.
+//! journal, so nothing acknowledged before a crash is missing. Each store locks its
+//! directory, so a second daemon on the same `state_dir` or `cache_dir` stops here,
+//! naming the directory and the lock file.
 
 use std::sync::Arc;
 
@@ -24,8 +26,13 @@ pub(super) fn open(
         })?;
     }
     let metrics_dir = storage.state_dir.join("metrics");
-    let (metrics, recovery) = RrdStore::open(&metrics_dir)
-        .with_context(|| format!("opening the metric store in {}", metrics_dir.display()))?;
+    let (metrics, recovery) = RrdStore::open(&metrics_dir).with_context(|| {
+        format!(
+            "opening the metric store in {} (storage.state_dir {})",
+            metrics_dir.display(),
+            storage.state_dir.display()
+        )
+    })?;
     if recovery.replayed > 0 || recovery.discarded_bytes > 0 {
         tracing::info!(
             replayed = recovery.replayed,

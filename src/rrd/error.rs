@@ -38,11 +38,41 @@ pub enum RrdError {
         /// What the check found.
         reason: String,
     },
+    /// The store found an entity's file damaged (it failed a check: bad magic, a
+    /// checksum, a length) and set it aside: its history is in `set_aside`, and new
+    /// points start a fresh file. Server-side damage, not a bad request.
+    #[error(
+        "{path} is damaged ({reason}); it was moved to {set_aside} and new points start a \
+         fresh file — the history before is in the moved file (restore {path} from a \
+         backup to get it back)"
+    )]
+    Damaged {
+        /// The damaged file, where the entity's metrics are stored.
+        path: PathBuf,
+        /// What the check found.
+        reason: String,
+        /// Where the damaged file was moved (never overwritten, never deleted).
+        set_aside: PathBuf,
+    },
+    /// Another process holds the store's directory.
+    #[error(
+        "metric store {dir} is in use by another process (it holds the lock {lock}); stop \
+         the other fleetpoll, or give this one another storage.state_dir"
+    )]
+    Locked {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// Creating a file that already exists.
     #[error("{0}: file exists; refusing to overwrite it")]
     Exists(PathBuf),
     /// Reading or writing the file failed.
-    #[error("{path}: {io}")]
+    #[error(
+        "{path}: {io}; check that the disk is healthy and not full and that fleetpoll may \
+         read and write this file"
+    )]
     Io {
         /// The file.
         path: PathBuf,
@@ -63,6 +93,20 @@ impl From<DurableError> for RrdError {
 }
 
 impl RrdError {
+    /// Whether the fault lies with the server's files or disk ([`RrdError::Damaged`],
+    /// [`RrdError::Corrupt`], [`RrdError::Io`], [`RrdError::Locked`]) rather than with
+    /// the request: an API answers these with a 5xx status.
+    pub fn is_server_side(&self) -> bool {
+        matches!(
+            self,
+            RrdError::Damaged { .. }
+                | RrdError::Corrupt { .. }
+                | RrdError::Io { .. }
+                | RrdError::Locked { .. }
+                | RrdError::Exists(_)
+        )
+    }
+
     /// Shorthand for a [`RrdError::Definition`].
     pub(crate) fn definition(spec: impl Into<String>, reason: impl Into<String>) -> Self {
         RrdError::Definition {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::RrdError;
-use crate::durable::{self, sync_parent};
+use crate::durable::{self, aside_path, sync_parent, write_atomic, Mode};
 
 /// An open journal file.
 #[derive(Debug)]
@@ -26,6 +26,59 @@ pub struct Replay {
     /// Bytes cut from the end because they did not form an intact record (a write torn
     /// by a crash, or corruption).
     pub discarded_bytes: u64,
+    /// Where those bytes went, one entry per file that had some.
+    pub damaged: Vec<JournalDamage>,
+}
+
+/// The unreadable end of a journal file, cut off at open and kept aside.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "metric journal {path}: replay stopped at byte {offset} ({problem}); the {bytes} bytes \
+     from there on are not replayed — a record cut off by a crash was never acknowledged, \
+     but records after a damaged one are lost (cursors restart from the files, so what \
+     the remotes still hold is fetched again); the bytes were copied to {kept_in} for \
+     inspection"
+)]
+pub struct JournalDamage {
+    /// The journal file.
+    pub path: PathBuf,
+    /// Where its intact records end.
+    pub offset: u64,
+    /// Why the next record did not read.
+    pub problem: String,
+    /// How many bytes followed.
+    pub bytes: u64,
+    /// The copy of those bytes.
+    pub kept_in: PathBuf,
+}
+
+/// Copies what follows the intact records of the journal at `path` (if anything does)
+/// to `<path>.damaged-<now>`, before opening cuts it off.
+fn keep_damaged_tail(path: &Path, now: i64) -> Result<Option<JournalDamage>, RrdError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(io) => {
+            return Err(RrdError::Io {
+                path: path.to_path_buf(),
+                io,
+            })
+        }
+    };
+    let frames = durable::parse_frames(&bytes);
+    let Some(stop) = frames.stop else {
+        return Ok(None);
+    };
+    let tail = &bytes[frames.intact_len..];
+    let kept_in = aside_path(path, &format!("damaged-{now}"));
+    write_atomic(&kept_in, tail, Mode::Umask)?;
+    Ok(Some(JournalDamage {
+        path: path.to_path_buf(),
+        offset: frames.intact_len as u64,
+        problem: stop.to_string(),
+        bytes: tail.len() as u64,
+        kept_in,
+    }))
 }
 
 impl Journal {
@@ -36,6 +89,11 @@ impl Journal {
         let mut records = Vec::new();
         let mut discarded_bytes = 0;
         let sealed = sealed_path(path);
+        let now = fleetpoll_actors::system_now_secs();
+        let mut damaged = Vec::new();
+        for file in [&sealed, path] {
+            damaged.extend(keep_damaged_tail(file, now)?);
+        }
         if sealed.exists() {
             let (_, found) = durable::Journal::open(&sealed)?;
             discarded_bytes += found.discarded_bytes();
@@ -49,6 +107,7 @@ impl Journal {
             Replay {
                 records,
                 discarded_bytes,
+                damaged,
             },
         ))
     }

@@ -15,6 +15,8 @@
 //! - [`journal`]: the store's journal, a [`crate::durable::Journal`] with a sealed part
 //!   for commits, replayed on start.
 //! - `record`: a journal record's payload, a remote's batch in a compact binary form.
+//! - [`damage`]: damaged entity files set aside, logged and counted
+//!   ([`damage::DamagedFile`]).
 //! - `pending`: points journalled but not yet committed to their files.
 //! - `cache`: the bounded cache of open files (the least recently used is synced
 //!   and closed).
@@ -29,6 +31,7 @@
 mod cache;
 pub mod cli;
 pub mod consolidate;
+pub mod damage;
 pub mod database;
 pub mod def;
 pub mod error;
@@ -49,6 +52,7 @@ mod rules_tests;
 #[cfg(test)]
 mod store_tests;
 
+pub use damage::DamagedFile;
 pub use database::Rrd;
 pub use def::{Cf, DsDef, DsType, RraDef};
 pub use error::RrdError;

@@ -1,7 +1,8 @@
 //! [`RrdStore`]: the engine's [`MetricStore`] on RRD files — one file per (remote,
 //! entity) holding all the entity's metrics in the Proxmox VE 9 layout, behind a
 //! synced journal. `store_metrics` only journals (and keeps the points in memory);
-//! `commit` writes them into the files on the engine's cadence.
+//! `commit` writes them into the files on the engine's cadence. The directory is locked
+//! for the store's life; a damaged entity file is set aside (see [`super::damage`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,15 +12,19 @@ use std::sync::{Arc, Mutex};
 use fleetpoll_actors::{Cursor, MetricBatch, MetricStore, MetricWrite, RemoteId, StoreError};
 
 use super::cache::{sync_owned, FileCache, MAX_UNSYNCED};
+use super::damage::{DamageLog, DamagedFile};
 use super::error::RrdError;
 use super::file::RrdFile;
-use super::journal::Journal;
+use super::journal::{Journal, JournalDamage};
 use super::layout::{self, PVE_STEP};
 use super::pending::{Pending, TimedPoint};
 use super::query::{Query, QueryResult};
 use super::record;
 use super::Rrd;
-use crate::durable::sync_dir;
+use crate::durable::{sync_dir, FileLock};
+
+/// The lock file held by the open store, in its directory.
+pub const LOCK_FILE: &str = "store.lock";
 
 // The tests of `src/rrd/file.rs` still import these two from here.
 #[cfg(test)]
@@ -91,6 +96,12 @@ struct Inner {
     /// Values pending over all entities.
     pending_values: usize,
     cursors: HashMap<RemoteId, Cursor>,
+    /// Damaged files set aside since the store was opened.
+    damage: DamageLog,
+    /// The journal found at open is being replayed (until a commit succeeds): rows on
+    /// disk may be newer than their checksums where a commit was cut short (see
+    /// [`RrdFile::set_replaying`]).
+    replaying: bool,
 }
 
 /// Metric storage on RRD files under one directory:
@@ -120,6 +131,8 @@ struct Shared {
     /// unwritten pages, so a later sync's success proves nothing, and the sealed
     /// journal is kept (and replayed at the next open) instead of released.
     sync_failed: AtomicBool,
+    /// The directory's lock ([`LOCK_FILE`]), held while the store is open.
+    _lock: FileLock,
 }
 
 /// What opening a store found in its journal.
@@ -129,22 +142,41 @@ pub struct Recovery {
     pub replayed: usize,
     /// Bytes of a torn or corrupt journal tail that were cut off.
     pub discarded_bytes: u64,
-    /// Records that could not be applied (e.g. to a corrupt file), one message each;
-    /// the store opens anyway and the rest of the journal is applied.
+    /// Records that could not be applied (e.g. to a file that could not be written),
+    /// one message each; the store opens anyway and the rest of the journal is applied.
     pub errors: Vec<String>,
+    /// The unreadable ends of the journal files, kept aside (also logged at WARN).
+    pub damaged_journal: Vec<JournalDamage>,
 }
 
 impl RrdStore {
     /// Opens the store in `dir` (created if missing), replays its journal into the
     /// files and empties it; points the files already had are ignored, so replay is
-    /// idempotent.
+    /// idempotent. The directory is locked ([`LOCK_FILE`]) until the store is dropped:
+    /// while another process (or handle) has it open this fails with
+    /// [`RrdError::Locked`]. An unreadable end of the journal is copied aside
+    /// (`journal.damaged-<unix time>`) and reported at WARN.
     pub fn open(dir: &Path) -> Result<(RrdStore, Recovery), RrdError> {
         std::fs::create_dir_all(dir).map_err(|source| RrdError::Io {
             path: dir.to_path_buf(),
             io: source,
         })?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = FileLock::try_exclusive(&lock_path)?.ok_or_else(|| RrdError::Locked {
+            dir: dir.to_path_buf(),
+            lock: lock_path.clone(),
+        })?;
         let (journal, replay) = Journal::open(&dir.join("journal"))?;
         sync_dir(dir)?;
+        for damage in &replay.damaged {
+            tracing::warn!(
+                journal = %damage.path.display(),
+                offset = damage.offset,
+                bytes = damage.bytes,
+                kept_in = %damage.kept_in.display(),
+                "{damage}"
+            );
+        }
         let mut inner = Inner {
             dir: dir.to_path_buf(),
             journal,
@@ -152,11 +184,14 @@ impl RrdStore {
             entities: HashMap::new(),
             pending_values: 0,
             cursors: HashMap::new(),
+            damage: DamageLog::default(),
+            replaying: !replay.records.is_empty(),
         };
         let mut recovery = Recovery {
             replayed: 0,
             discarded_bytes: replay.discarded_bytes,
             errors: Vec::new(),
+            damaged_journal: replay.damaged.clone(),
         };
         for payload in &replay.records {
             let result = record::decode(payload)
@@ -170,8 +205,13 @@ impl RrdStore {
                 Err(err) => recovery.errors.push(err.to_string()),
             }
         }
-        if let Err(err) = inner.commit() {
-            recovery.errors.push(err.to_string());
+        match inner.commit() {
+            // Every replayed block is written: from now on a block that fails its
+            // checksum is damage.
+            Ok(()) => inner.replaying = false,
+            // Entities left pending may still hold torn blocks: the next commit that
+            // succeeds ends the replay.
+            Err(err) => recovery.errors.push(err.to_string()),
         }
         Ok((
             RrdStore {
@@ -180,6 +220,7 @@ impl RrdStore {
                     committing: Mutex::new(()),
                     early: AtomicBool::new(false),
                     sync_failed: AtomicBool::new(false),
+                    _lock: lock,
                 }),
             },
             recovery,
@@ -195,6 +236,11 @@ impl RrdStore {
     /// Reads a stored entity's rows, as [`Rrd::fetch`]; `None` if nothing was stored.
     /// Points not yet committed are written into the entity's file first (not synced;
     /// the journal still holds them), so the answer includes every stored point.
+    ///
+    /// A file found damaged (every block of rows is verified when it is read) is set
+    /// aside and the answer is [`RrdError::Damaged`], naming it; so is the answer for
+    /// an entity whose damaged file was set aside and that has stored nothing since.
+    /// Once new points are stored the entity answers from its fresh file.
     pub fn fetch(
         &self,
         remote: &RemoteId,
@@ -205,11 +251,42 @@ impl RrdStore {
         let path = RrdStore::file_path(&inner.dir, remote, entity);
         inner.flush(&path)?;
         if !inner.files.contains(&path) && !path.exists() {
-            return Ok(None);
+            return match inner.damage.of(&path) {
+                Some(damaged) => Err(damaged.error()),
+                None => Ok(None),
+            };
         }
-        let file = inner.files.get_or_open(&path, || RrdFile::open(&path))?;
-        file.load()?;
-        file.fetch(request).map(Some)
+        let fetched = match inner.files.get_or_open(&path, || RrdFile::open(&path)) {
+            Ok(file) => file.load().and_then(|()| file.fetch(request)),
+            Err(err) => Err(err),
+        };
+        match fetched {
+            Err(RrdError::Corrupt {
+                path: damaged,
+                reason,
+            }) if damaged == path => Err(inner.set_aside(&path, reason)?),
+            other => other.map(Some),
+        }
+    }
+
+    /// How many damaged files the store has set aside since it was opened.
+    pub fn damaged_file_count(&self) -> u64 {
+        self.lock().damage.count()
+    }
+
+    /// The damaged files set aside most recently (up to 100), oldest first.
+    pub fn damaged_files(&self) -> Vec<DamagedFile> {
+        self.lock().damage.recent()
+    }
+
+    /// The damaged files of one remote among [`RrdStore::damaged_files`] (for its
+    /// status).
+    pub fn damaged_files_of(&self, remote: &RemoteId) -> Vec<DamagedFile> {
+        let inner = self.lock();
+        let remote_dir = inner.dir.join(file_component(remote.as_str()));
+        let mut found = inner.damage.recent();
+        found.retain(|d| d.path.parent() == Some(remote_dir.as_path()));
+        found
     }
 
     /// Answers a query at time `now` (the end of a timeframe); `None` when the entity
@@ -308,6 +385,16 @@ impl Inner {
                 let last = if self.files.contains(&path) || path.exists() {
                     match RrdFile::peek_last_update(&path) {
                         Ok(last) => Some(last),
+                        // The entity starts afresh; the others go on.
+                        Err(RrdError::Corrupt { reason, .. }) => {
+                            match self.set_aside(&path, reason) {
+                                Ok(_) => None,
+                                Err(err) => {
+                                    first_error.get_or_insert(err);
+                                    continue;
+                                }
+                            }
+                        }
                         Err(err) => {
                             first_error.get_or_insert(err);
                             continue;
@@ -340,9 +427,17 @@ impl Inner {
         Ok(())
     }
 
+    /// Moves an entity's damaged file aside (out of the cache first), so that the
+    /// entity starts a fresh one; returns the [`RrdError::Damaged`] saying so.
+    fn set_aside(&mut self, path: &Path, reason: String) -> Result<RrdError, RrdError> {
+        drop(self.files.take(path));
+        self.damage.set_aside(path, reason)
+    }
+
     /// Writes an entity's pending points into its file (created, or grown by new data
-    /// sources, as needed); the file is left dirty in the cache. On failure the
-    /// points stay pending.
+    /// sources, as needed); the file is left dirty in the cache. A file found damaged
+    /// is set aside and the points go to a fresh one. On failure the points stay
+    /// pending.
     fn flush(&mut self, path: &Path) -> Result<(), RrdError> {
         let Some(state) = self.entities.get_mut(path) else {
             return Ok(());
@@ -351,7 +446,20 @@ impl Inner {
             return Ok(());
         }
         let pending = std::mem::take(&mut state.pending);
-        match self.write_pending(path, &pending) {
+        let mut written = self.write_pending(path, &pending);
+        let damage = match &written {
+            Err(RrdError::Corrupt {
+                path: damaged,
+                reason,
+            }) if damaged == path => Some(reason.clone()),
+            _ => None,
+        };
+        if let Some(reason) = damage {
+            written = self
+                .set_aside(path, reason)
+                .and_then(|_| self.write_pending(path, &pending));
+        }
+        match written {
             Ok(()) => {
                 self.pending_values -= pending.value_count();
                 Ok(())
@@ -423,6 +531,7 @@ impl Inner {
             })
             .collect();
         let updates = pending.updates(&columns, names.len());
+        file.set_replaying(self.replaying);
         let result = file.update(&updates);
         self.files.mark_dirty(path);
         result.map(|_ignored| ())
@@ -502,7 +611,12 @@ impl Shared {
                 );
                 Ok(())
             }
-            None => self.lock().journal.release_sealed(),
+            None => {
+                let mut inner = self.lock();
+                inner.journal.release_sealed()?;
+                inner.replaying = false;
+                Ok(())
+            }
         }
     }
 
@@ -551,6 +665,8 @@ impl RrdStore {
     }
 }
 
+/// The engine's error for a failed store operation: the message names the file and
+/// what to do (every [`RrdError`] a store operation returns does).
 fn store_error(err: RrdError) -> StoreError {
     StoreError(err.to_string())
 }

@@ -258,7 +258,7 @@ fn two_entities(first: i64, minutes: i64) -> MetricBatch {
 }
 
 #[test]
-fn a_corrupt_entity_file_is_reported_and_spares_the_other_entities_and_the_restart() {
+fn a_corrupt_entity_file_is_set_aside_and_spares_the_other_entities_and_the_restart() {
     let dir = temp_dir("corrupt");
     let (store, _) = RrdStore::open(&dir).unwrap();
     store.store_metrics(&write(two_entities(0, 2)));
@@ -271,12 +271,14 @@ fn a_corrupt_entity_file_is_reported_and_spares_the_other_entities_and_the_resta
 
     let (store, _) = RrdStore::open(&dir).unwrap();
     let result = store.store_metrics(&write(two_entities(2, 2)));
-    let err = result[0].clone().unwrap_err();
-    assert!(err.0.contains("node%2Fpve1.rrd"), "{err}");
+    assert!(result[0].is_ok(), "{:?}", result[0]);
+    let damaged = store.damaged_files();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].path, node);
     assert_eq!(
-        std::fs::read(&node).unwrap(),
+        std::fs::read(&damaged[0].set_aside).unwrap(),
         bytes,
-        "the corrupt file is kept as it is"
+        "the corrupt file is kept as it was"
     );
     let guest = store
         .fetch(
@@ -296,10 +298,68 @@ fn a_corrupt_entity_file_is_reported_and_spares_the_other_entities_and_the_resta
         vec![0.25],
         "minute 3 of the guest was stored"
     );
+    store.commit().unwrap();
     drop(store);
 
     let (_, recovery) = RrdStore::open(&dir).unwrap();
-    assert_eq!(recovery.errors.len(), 1, "{:?}", recovery.errors);
+    assert!(recovery.errors.is_empty(), "{:?}", recovery.errors);
+    assert_eq!(RrdFile::peek_last_update(&node).unwrap(), T0 + 180);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_naming_it_until_the_first_is_dropped() {
+    let dir = temp_dir("locked");
+    let (first, _) = RrdStore::open(&dir).unwrap();
+    let err = RrdStore::open(&dir).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, super::RrdError::Locked { .. }), "{message}");
+    assert!(message.contains(&dir.display().to_string()), "{message}");
+    assert!(
+        message.contains(&dir.join("store.lock").display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("stop the other fleetpoll"), "{message}");
+    drop(first);
+    assert!(RrdStore::open(&dir).is_ok());
+}
+
+#[test]
+fn a_damaged_journal_is_reported_and_its_unreadable_part_kept_aside() {
+    let dir = temp_dir("damaged-journal");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    store.store_metrics(&write(batch(0, 2, false)));
+    store.store_metrics(&write(batch(2, 2, false)));
+    drop(store); // no commit: both records are in the journal
+    let journal = dir.join("journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let first_len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    // A byte in the middle of the second record's payload.
+    let at = 8 + first_len + 8 + 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let (store, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.replayed, 1, "the first record is intact");
+    assert_eq!(recovery.damaged_journal.len(), 1);
+    let damage = &recovery.damaged_journal[0];
+    assert_eq!(damage.path, journal);
+    assert_eq!(damage.offset, (8 + first_len) as u64);
+    assert_eq!(damage.bytes, (bytes.len() - 8 - first_len) as u64);
+    assert!(damage.problem.contains("CRC32"), "{}", damage.problem);
+    let kept = std::fs::read(&damage.kept_in).unwrap();
+    assert_eq!(
+        kept,
+        bytes[8 + first_len..],
+        "the damaged part is kept as it was"
+    );
+    let name = damage.kept_in.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with("journal.damaged-"), "{name}");
+    let message = damage.to_string();
+    assert!(message.contains(name), "{message}");
+    assert!(message.contains("lost"), "{message}");
+    let rows = rows(&store, 1, 3);
+    assert_eq!(rows[0][0], 0.5, "minute 1 came from the intact record");
+    assert!(rows[1][0].is_nan(), "minute 2 was in the damaged record");
 }
 
 #[test]

@@ -14,8 +14,8 @@ use super::apply::apply_locked;
 use super::day::{day_of, day_start};
 use super::error::TaskCacheError;
 use super::files::{
-    list_archives, set_aside, FileLock, LockKind, ACTIVE, IO_LOCK, JOURNAL, STATE, TRACKED,
-    WRITER_LOCK,
+    list_archives, lock_writer, set_aside, FileLock, LockKind, ACTIVE, IO_LOCK, JOURNAL, STATE,
+    TRACKED, WRITER_LOCK,
 };
 use super::filter::{query, TaskFilter, TaskPage};
 use super::format::{header_line, read_data_file, ReadError};
@@ -84,7 +84,7 @@ impl TaskCache {
     pub fn open(dir: impl AsRef<Path>, now: UnixTime) -> Result<TaskCache, TaskCacheError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(TaskCacheError::io(&dir, "create directory"))?;
-        let writer_lock = FileLock::try_exclusive(&dir.join(WRITER_LOCK))?;
+        let writer_lock = lock_writer(&dir.join(WRITER_LOCK))?;
         let io = FileLock::acquire(&dir.join(IO_LOCK), LockKind::Exclusive)?;
         let mut problems = Vec::new();
         // Opening cuts a torn tail off the journal; a record that does not decode is

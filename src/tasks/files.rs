@@ -1,13 +1,15 @@
 //! The files of one cache directory: their names, the archives among them, bad files
-//! set aside, and the advisory locks that let readers in other processes load while the
-//! engine writes. Files are written through [`crate::durable`].
+//! set aside, and the advisory locks (a [`crate::durable::FileLock`] each) that let
+//! readers in other processes load while the engine writes. Files are written through
+//! [`crate::durable`].
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::day::{format_day, parse_day};
 use super::error::TaskCacheError;
-use crate::durable::{open_append, sync_parent};
+use crate::durable::move_aside;
+pub(crate) use crate::durable::{FileLock, LockKind};
 
 /// The file the active day's records are appended to.
 pub(crate) const ACTIVE: &str = "active.jsonl";
@@ -74,62 +76,14 @@ pub(crate) fn list_archives(dir: &Path) -> Result<Vec<Archive>, TaskCacheError> 
 /// Renames a bad file to `<name>.corrupt` (or `<name>.corrupt.N` if that exists), never
 /// overwriting an earlier one.
 pub(crate) fn set_aside(path: &Path) -> Result<PathBuf, TaskCacheError> {
-    let base = path
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let mut target = path.with_file_name(format!("{base}.corrupt"));
-    let mut n = 1;
-    while target.exists() {
-        target = path.with_file_name(format!("{base}.corrupt.{n}"));
-        n += 1;
-    }
-    fs::rename(path, &target).map_err(TaskCacheError::io(path, "rename aside"))?;
-    sync_parent(path)?;
-    Ok(target)
+    Ok(move_aside(path, "corrupt")?)
 }
 
-/// Which advisory lock to take on the cache's `io.lock`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LockKind {
-    /// Readers: many at once, none while a writer changes files.
-    Shared,
-    /// The writer while it changes files.
-    Exclusive,
-}
-
-/// An advisory `flock` on a lock file, released on drop.
-#[derive(Debug)]
-pub(crate) struct FileLock {
-    file: File,
-}
-
-impl FileLock {
-    /// Blocks until the lock is held.
-    pub(crate) fn acquire(path: &Path, kind: LockKind) -> Result<FileLock, TaskCacheError> {
-        let file = open_append(path)?;
-        let result = match kind {
-            LockKind::Shared => fs4::FileExt::lock_shared(&file),
-            LockKind::Exclusive => fs4::FileExt::lock(&file),
-        };
-        result.map_err(TaskCacheError::io(path, "lock"))?;
-        Ok(FileLock { file })
-    }
-
-    /// Takes the exclusive lock or fails at once if another process holds it.
-    pub(crate) fn try_exclusive(path: &Path) -> Result<FileLock, TaskCacheError> {
-        let file = open_append(path)?;
-        fs4::FileExt::try_lock(&file).map_err(|e| TaskCacheError::Busy {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        Ok(FileLock { file })
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = fs4::FileExt::unlock(&self.file);
-    }
+/// Takes the writer's lock of a cache directory, or fails at once naming the lock file
+/// if another process holds it.
+pub(crate) fn lock_writer(path: &Path) -> Result<FileLock, TaskCacheError> {
+    FileLock::try_exclusive(path)?.ok_or_else(|| TaskCacheError::Busy {
+        path: path.to_path_buf(),
+        source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+    })
 }

@@ -131,12 +131,14 @@ pub(crate) fn read_data_file(
         Box::new(file)
     };
     let mut reader = BufReader::with_capacity(256 * 1024, reader);
-    let mut line = String::new();
+    let mut line = Vec::new();
     let mut number = 0u64;
     let mut header = None;
     loop {
         line.clear();
-        let n = reader.read_line(&mut line).map_err(|e| {
+        // Bytes, not a `String`: a line that is not UTF-8 is damage to set aside like
+        // any other bad line, not a read error that stops the cache from opening.
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| {
             if compressed {
                 ReadError::Corrupt(format!("zstd decoding failed after line {number}: {e}"))
             } else {
@@ -147,12 +149,17 @@ pub(crate) fn read_data_file(
             break;
         }
         number += 1;
-        if !line.ends_with('\n') {
+        if !line.ends_with(b"\n") {
             return Err(ReadError::Corrupt(format!(
                 "line {number} is cut off (no newline at the end of the file)"
             )));
         }
-        let text = line.trim_end_matches('\n');
+        let text = std::str::from_utf8(&line[..line.len() - 1]).map_err(|e| {
+            ReadError::Corrupt(format!(
+                "line {number} is not UTF-8 (an invalid byte at column {})",
+                e.valid_up_to() + 1
+            ))
+        })?;
         if header.is_none() {
             let h: Header = serde_json::from_str(text).map_err(|e| {
                 ReadError::Corrupt(format!("line 1 is not a task cache header: {e}"))
