@@ -133,6 +133,11 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
             storage.errors as f64,
         ),
         (
+            "fleetpoll_rrd_files_set_aside_total",
+            "Damaged RRD files set aside (renamed *.corrupt-<time>) and started afresh.",
+            state.metrics.damaged_file_count() as f64,
+        ),
+        (
             "fleetpoll_cycles_total",
             "Metric collection cycles started.",
             scheduler.cycles as f64,

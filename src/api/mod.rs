@@ -310,9 +310,13 @@ async fn reload(
 
 async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {
     let last = state.last_reload.lock().ok().and_then(|l| l.clone());
+    // A failed store shows here until writing works again (and in the remote's status).
+    let storage_error = state.engine.storage().await.ok().and_then(|s| s.last_error);
     Json(json!({
         "running": state.engine.is_running(),
         "last_reload": last,
+        "storage_error": storage_error,
+        "rrd_files_set_aside": state.metrics.damaged_file_count(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }

@@ -105,7 +105,13 @@ pub(super) async fn history(
         tokio::task::spawn_blocking(move || store.query(&remote_id, &query, clock.now_secs()))
             .await
             .map_err(|e| ApiError::internal(format!("the history query failed: {e}")))?
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .map_err(|e| {
+                if e.is_server_side() {
+                    ApiError::internal(e.to_string())
+                } else {
+                    ApiError::bad_request(e.to_string())
+                }
+            })?;
     match result {
         Some(r) => Ok(Json(json!({ "remote": remote, "entity": entity, "cf": cf.to_string(), "data": r }))),
         None => Err(ApiError::not_found(format!(
