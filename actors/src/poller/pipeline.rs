@@ -123,24 +123,14 @@ impl PollerState {
     /// backing off, disabled, or was freshened within the last interval — so reads can
     /// neither hammer a failing remote nor stand in for an operator's "collect now".
     pub(super) fn freshen(&mut self, myself: &ActorRef<PollerMsg>, waiter: Option<Waiter>) {
-        let skip = if !self.enabled {
-            Some(Skipped::Disabled)
-        } else if self.retry_at.is_some() {
-            self.status
-                .next_attempt
-                .map(|until| Skipped::InBackoff { until })
-        } else if self
+        let recent = self
             .last_freshen_at
-            .is_some_and(|t| t.elapsed() < self.settings.interval)
-        {
-            Some(Skipped::RecentlyCollected)
-        } else {
-            None
-        };
+            .is_some_and(|t| t.elapsed() < self.settings.interval);
+        let skip = self
+            .metrics_blocked(false)
+            .or(recent.then_some(Skipped::RecentlyCollected));
         if let Some(skip) = skip {
-            if let Some(w) = waiter {
-                let _ = w.send(Ok(CollectOutcome::Skipped(skip)));
-            }
+            answer_skipped(waiter, skip);
             return;
         }
         self.last_freshen_at = Some(Instant::now());
@@ -162,9 +152,7 @@ impl PollerState {
         waiter: Option<Waiter>,
     ) {
         if let Some(skip) = self.task_skip(running_only, lane) {
-            if let Some(w) = waiter {
-                let _ = w.send(Ok(CollectOutcome::Skipped(skip)));
-            }
+            answer_skipped(waiter, skip);
             return;
         }
         self.request(
@@ -297,26 +285,16 @@ impl PollerState {
         bypass_backoff: bool,
         waiter: Option<Waiter>,
     ) {
-        let skip = if !self.enabled {
-            Some(Skipped::Disabled)
-        } else if self.retry_at.is_some() && !bypass_backoff {
-            self.status
-                .next_attempt
-                .map(|until| Skipped::InBackoff { until })
-        } else if lane == Lane::Scheduled
+        let recent = lane == Lane::Scheduled
             && self.slots[0].current.is_none()
             && self
                 .last_success_at
-                .is_some_and(|t| t.elapsed() < self.settings.skip_recent)
-        {
-            Some(Skipped::RecentlyCollected)
-        } else {
-            None
-        };
+                .is_some_and(|t| t.elapsed() < self.settings.skip_recent);
+        let skip = self
+            .metrics_blocked(bypass_backoff)
+            .or(recent.then_some(Skipped::RecentlyCollected));
         if let Some(skip) = skip {
-            if let Some(w) = waiter {
-                let _ = w.send(Ok(CollectOutcome::Skipped(skip)));
-            }
+            answer_skipped(waiter, skip);
             return;
         }
         if bypass_backoff && self.retry_at.take().is_some() {
@@ -325,6 +303,20 @@ impl PollerState {
             self.status.next_attempt = None;
         }
         self.request(myself, JobKind::Metrics, lane, Work::Metrics, waiter);
+    }
+
+    /// Why no metric collection may start now whatever asks: the remote is disabled, or
+    /// it backs off (unless `bypass_backoff`).
+    fn metrics_blocked(&self, bypass_backoff: bool) -> Option<Skipped> {
+        if !self.enabled {
+            Some(Skipped::Disabled)
+        } else if self.retry_at.is_some() && !bypass_backoff {
+            self.status
+                .next_attempt
+                .map(|until| Skipped::InBackoff { until })
+        } else {
+            None
+        }
     }
 
     /// Starts a job of `kind`, or merges the request into the one running.
@@ -658,5 +650,12 @@ impl PollerState {
                 let _ = reply.send(());
             }
         }
+    }
+}
+
+/// Tells a waiter that its collection was not run, and why.
+fn answer_skipped(waiter: Option<Waiter>, skip: Skipped) {
+    if let Some(w) = waiter {
+        let _ = w.send(Ok(CollectOutcome::Skipped(skip)));
     }
 }
