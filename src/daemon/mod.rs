@@ -97,6 +97,7 @@ impl Service {
             reload: reload_tx,
             last_reload: last_reload.clone(),
             clock,
+            live_streams: ApiState::live_stream_permits(),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
