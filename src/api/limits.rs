@@ -48,6 +48,14 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// The most header bytes of a request (names, values and separators); more is 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// What hyper itself accepts before answering a bare 431 and closing: above fleetpoll's
+/// own limit, so that every request fleetpoll refuses is refused with a JSON error.
+pub(super) const HYPER_MAX_HEADER_BYTES: usize = 4 * MAX_HEADER_BYTES;
+
+/// The most header lines hyper parses: enough for any head under [`MAX_HEADER_BYTES`]
+/// (the shortest line is four bytes), so the size limit answers before the count does.
+pub(super) const HYPER_MAX_HEADERS: usize = MAX_HEADER_BYTES / 4;
+
 /// How long a stopping server lets open connections finish before it drops them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -11,6 +11,7 @@
 //!   rewrite of any other error into JSON.
 //! - `body`: the JSON bodies of `POST`s (content type, size, timeout, shape).
 //! - `limits`: every bound of the API, as constants.
+//! - `server`: the accept loop: connection cap, header and idle timeouts, graceful drain.
 //! - `tracking`: tracked tasks (track, list, untrack).
 //! - `rrd`, `tasks`, `live`, `metrics`: history and top lists, the task list, the live
 //!   stream, Prometheus metrics.
@@ -21,6 +22,7 @@ pub mod limits;
 mod live;
 mod metrics;
 mod rrd;
+mod server;
 mod tasks;
 mod tracking;
 
@@ -40,6 +42,7 @@ use crate::config::Secret;
 use crate::rrd::RrdStore;
 use crate::tasks::TaskCache;
 pub use errors::ApiError;
+pub use server::{serve, ServerLimits};
 pub use tracking::manager_ref;
 
 /// Asks the daemon to reload its config file; answers with the report or the error.
