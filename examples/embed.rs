@@ -85,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         reload: reload_tx,
         last_reload: Default::default(),
         clock,
+        live_streams: ApiState::live_stream_permits(),
     };
     let host = Router::new()
         .route("/", get(|| async { "the host's own page" }))

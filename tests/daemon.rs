@@ -1,153 +1,18 @@
 //! `fleetpoll run` end to end: the daemon binary against `fleetpoll sim` over HTTPS,
 //! both as real processes, driven through the HTTP API and signals.
 
+mod daemon_support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use serde_json::Value;
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_fleetpoll")
-}
-
-/// A plain HTTP/1.1 request; returns the status code and the body.
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the API accepts connections");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw[9..12].parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    // Chunked bodies: keep the JSON between the chunk sizes.
-    let body = if raw
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body.lines()
-            .filter(|l| !l.chars().all(|c| c.is_ascii_hexdigit()) || l.is_empty())
-            .collect::<Vec<_>>()
-            .join("")
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
-fn json(port: u16, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let (status, text) = http(port, method, path, body);
-    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
-    (status, value)
-}
-
-fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        #[allow(clippy::disallowed_methods)] // reason: a blocking test polling real processes
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_sim(config: &Path) -> Proc {
-    start_sim_with(config, &[])
-}
-
-fn start_sim_with(config: &Path, extra: &[&str]) -> Proc {
-    let child = Command::new(bin())
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--pve",
-            "3",
-            "--pbs",
-            "2",
-            "--seed",
-            "3",
-        ])
-        .args(extra)
-        .arg("--write-config")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
-    wait_until(
-        Duration::from_secs(20),
-        "the simulator wrote its config",
-        || config.exists(),
-    );
-    p
-}
-
-/// Starts `fleetpoll run --config CONFIG` with extra environment; stderr goes to `log`
-/// when given.
-fn spawn_daemon(config: &Path, env: &[(&str, &std::ffi::OsStr)], log: Option<&Path>) -> Proc {
-    let mut cmd = Command::new(bin());
-    cmd.args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    match log {
-        Some(path) => cmd.stderr(std::fs::File::create(path).unwrap()),
-        None => cmd.stderr(Stdio::null()),
-    };
-    Proc(cmd.spawn().unwrap())
-}
-
-/// Waits until the API answers and every remote is ok.
-fn wait_all_ok(port: u16) {
-    wait_until(Duration::from_secs(30), "every remote is ok", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && states(port).iter().all(|(_, s)| s == "ok")
-    });
-}
-
-fn states(port: u16) -> Vec<(String, String)> {
-    let (_, v) = json(port, "GET", "/api/v1/remotes", "");
-    v["remotes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["remote"].as_str().unwrap().to_string(),
-                r["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
+use daemon_support::*;
 
 #[test]
 fn the_daemon_polls_the_fleet_reloads_on_sighup_and_stops_on_sigterm() {
@@ -299,29 +164,6 @@ fn run_with_a_bad_config_exits_64_before_binding_anything() {
         stderr.contains("api.listen") && stderr.contains("token"),
         "{stderr}"
     );
-}
-
-/// Starts the simulator and a daemon on its full config; returns both and the API port.
-fn start_fleet(dir: &Path) -> (Proc, Proc, u16) {
-    start_fleet_with(dir, &[], &[])
-}
-
-/// As `start_fleet`, with extra simulator flags and config text replacements.
-fn start_fleet_with(dir: &Path, sim_flags: &[&str], edits: &[(&str, &str)]) -> (Proc, Proc, u16) {
-    let full = dir.join("full.toml");
-    let sim = start_sim_with(&full, sim_flags);
-    let port = free_port();
-    let mut text = std::fs::read_to_string(&full)
-        .unwrap()
-        .replace("127.0.0.1:8450", &format!("127.0.0.1:{port}"));
-    for (from, to) in edits {
-        text = text.replace(from, to);
-    }
-    let config = dir.join("fleetpoll.toml");
-    std::fs::write(&config, text).unwrap();
-    let daemon = spawn_daemon(&config, &[], None);
-    wait_all_ok(port);
-    (sim, daemon, port)
 }
 
 #[test]
@@ -811,19 +653,7 @@ fn history_is_served_per_timeframe_and_top_lists_rank_guests_and_nodes() {
 #[test]
 fn with_an_api_token_mutating_endpoints_need_it_and_reads_do_not() {
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("api.token");
-    std::fs::write(&token_file, "api-secret-123\n").unwrap();
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let token_line = format!("token_file = \"{}\"\n", token_file.display());
-    let (_sim, _daemon, port) = start_fleet_with(
-        dir.path(),
-        &[],
-        &[("[api]\n", &format!("[api]\n{token_line}"))],
-    );
+    let (_sim, _daemon, port) = start_fleet_with_token(dir.path(), "api-secret-123");
     let (status, e) = json(port, "POST", "/api/v1/collect", r#"{"remote":"pbs-1"}"#);
     assert_eq!(status, 401, "{e}");
     assert!(e["error"].as_str().unwrap().contains("Bearer"), "{e}");

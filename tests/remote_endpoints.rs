@@ -168,7 +168,8 @@ async fn check_task_status<C: RemoteSource>(client: &C, now: i64) {
     let mut unknown = Upid::parse(&finished.upid).unwrap();
     unknown.pid ^= 1;
     let err = client.task_status(&unknown.to_string()).await.unwrap_err();
-    assert_eq!(err.class, fleetpoll_actors::ErrorClass::Remote, "{err}");
+    // A 404 of the remote: the engine stops tracking a task that does not exist.
+    assert_eq!(err.class, fleetpoll_actors::ErrorClass::NotFound, "{err}");
     assert!(err.message.contains("no such task"), "{err}");
 }
 

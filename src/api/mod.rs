@@ -1,28 +1,49 @@
 //! The HTTP API (JSON, default `127.0.0.1:8450`): remote status, collect-now, task
 //! refresh and tracking, the supervision tree, reload, and fleetpoll's own metrics in
 //! Prometheus text format. Errors are JSON with a message and the status code that fits;
-//! mutating endpoints require the bearer token when one is configured.
+//! mutating endpoints take JSON bodies and require the bearer token when one is
+//! configured.
+//!
+//! # Layout
+//!
+//! - this file: the shared state, the router, the token check and the small endpoints.
+//! - `errors`: [`ApiError`], the 404/405 fallbacks, the request-size limits and the
+//!   rewrite of any other error into JSON.
+//! - `body`: the JSON bodies of `POST`s (content type, size, timeout, shape).
+//! - `limits`: every bound of the API, as constants.
+//! - `server`: the accept loop: connection cap, header and idle timeouts, graceful drain.
+//! - `tracking`: tracked tasks (track, list, untrack).
+//! - `rrd`, `tasks`, `live`, `metrics`: history and top lists, the task list, the live
+//!   stream, Prometheus metrics.
 
+mod body;
+mod errors;
+pub mod limits;
 mod live;
 mod metrics;
 mod rrd;
+mod server;
 mod tasks;
+mod tracking;
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use fleetpoll_actors::{Clock, EngineError, EngineHandle, RemoteId, Target, TaskRef};
+use fleetpoll_actors::{Clock, EngineError, EngineHandle, RemoteId, Target};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::config::Secret;
 use crate::rrd::RrdStore;
 use crate::tasks::TaskCache;
+pub use errors::ApiError;
+pub use server::{serve, ServerLimits};
+pub use tracking::manager_ref;
 
 /// Asks the daemon to reload its config file; answers with the report or the error.
 pub type ReloadRequest = oneshot::Sender<Result<serde_json::Value, String>>;
@@ -36,8 +57,7 @@ pub struct ApiState {
     pub metrics: Arc<RrdStore>,
     /// The task cache, for task queries.
     pub tasks: Arc<TaskCache>,
-    /// The collection interval in seconds (kept current across reloads): an hour view
-    /// older than this triggers a collection first.
+    /// The collection interval in seconds (kept current across reloads).
     pub interval_secs: Arc<std::sync::atomic::AtomicU64>,
     /// Bearer token for mutating endpoints (a reload may change it).
     pub token: ApiToken,
@@ -47,36 +67,14 @@ pub struct ApiState {
     pub last_reload: Arc<std::sync::Mutex<Option<serde_json::Value>>>,
     /// The engine's wall clock: "now" of the history and top queries.
     pub clock: Arc<dyn Clock>,
+    /// One permit per open live stream ([`limits::MAX_STREAMS`]).
+    pub live_streams: Arc<Semaphore>,
 }
 
-/// A JSON error reply.
-#[derive(Debug)]
-pub struct ApiError(StatusCode, String);
-
-impl ApiError {
-    /// A 400 naming the parameter.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError(StatusCode::BAD_REQUEST, message.into())
-    }
-
-    /// A 404 saying what was not found.
-    pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError(StatusCode::NOT_FOUND, message.into())
-    }
-
-    /// A 500 for a failure of fleetpoll itself.
-    pub fn internal(message: impl Into<String>) -> Self {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, message.into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.0,
-            Json(json!({ "error": self.1, "status": self.0.as_u16() })),
-        )
-            .into_response()
+impl ApiState {
+    /// The permits of the live streams, [`limits::MAX_STREAMS`] of them.
+    pub fn live_stream_permits() -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(limits::MAX_STREAMS))
     }
 }
 
@@ -104,8 +102,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/collect", post(collect))
         .route("/api/v1/tasks", get(tasks::tasks))
         .route("/api/v1/tasks/refresh", post(refresh_tasks))
-        .route("/api/v1/tasks/track", post(track_task))
-        .route("/api/v1/tasks/tracked", get(tracked_tasks))
+        .route("/api/v1/tasks/track", post(tracking::track))
+        .route("/api/v1/tasks/tracked", get(tracking::tracked))
+        .route("/api/v1/tasks/tracked/{upid}", delete(tracking::untrack))
         .route("/api/v1/tree", get(tree))
         .route("/api/v1/live", get(live::live))
         .route("/api/v1/rrd/{remote}/{*entity}", get(rrd::history))
@@ -113,12 +112,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/daemon", get(daemon))
         .route("/metrics", get(metrics::prometheus))
-        .fallback(|| async {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                "no such endpoint; see docs/api.md".into(),
-            )
-        })
+        .fallback(errors::no_such_endpoint)
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .layer(axum::middleware::from_fn(errors::request_limits))
+        .layer(axum::middleware::map_response(errors::json_errors))
         .with_state(state)
 }
 
@@ -147,10 +144,16 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
     let Some(expected) = state.token.current() else {
         return Ok(());
     };
+    // The scheme is case-insensitive (RFC 7235); the credentials follow after spaces.
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            let (scheme, credentials) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credentials.trim())
+        })
         .unwrap_or("");
     let a = given.as_bytes();
     let b = expected.0.as_bytes();
@@ -195,23 +198,17 @@ fn target(remote: Option<String>) -> Target {
     remote.map_or(Target::All, |id| Target::Remote(RemoteId::new(id)))
 }
 
-fn body<T: serde::de::DeserializeOwned>(raw: &[u8], example: &str) -> ApiResult<T> {
-    let raw = if raw.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        raw
-    };
-    serde_json::from_slice(raw)
-        .map_err(|e| ApiError::bad_request(format!("bad JSON body ({e}); expected {example}")))
-}
+/// What the bodies of collect and refresh look like.
+const COLLECT_EXAMPLE: &str =
+    r#"{"remote": "<id>" | null, "wait": true|false} ({} for every remote)"#;
 
 async fn collect(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    raw: axum::body::Bytes,
+    raw: Body,
 ) -> ApiResult<Json<serde_json::Value>> {
     authorize(&state, &headers)?;
-    let b: CollectBody = body(&raw, r#"{"remote": "<id>" | null, "wait": true|false}"#)?;
+    let b: CollectBody = body::json_body(&headers, raw, COLLECT_EXAMPLE).await?;
     let report = state.engine.trigger(target(b.remote), b.wait).await?;
     Ok(Json(trigger_json(report)))
 }
@@ -231,54 +228,12 @@ fn trigger_json(report: fleetpoll_actors::TriggerReport) -> serde_json::Value {
 async fn refresh_tasks(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    raw: axum::body::Bytes,
+    raw: Body,
 ) -> ApiResult<Json<serde_json::Value>> {
     authorize(&state, &headers)?;
-    let b: CollectBody = body(&raw, r#"{"remote": "<id>" | null, "wait": true|false}"#)?;
+    let b: CollectBody = body::json_body(&headers, raw, COLLECT_EXAMPLE).await?;
     let report = state.engine.refresh_tasks(target(b.remote), b.wait).await?;
     Ok(Json(trigger_json(report)))
-}
-
-/// Body of `POST /api/v1/tasks/track`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrackBody {
-    upid: String,
-}
-
-async fn track_task(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    raw: axum::body::Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
-    authorize(&state, &headers)?;
-    let b: TrackBody = body(&raw, r#"{"upid": "pve:<remote>!UPID:…"}"#)?;
-    let task = TaskRef::parse(&b.upid).map_err(|e| ApiError::bad_request(format!("upid: {e}")))?;
-    crate::remote::Upid::parse(&task.upid)
-        .map_err(|e| ApiError::bad_request(format!("upid: {e}")))?;
-    state.engine.track_task(task.clone()).await?;
-    Ok(Json(
-        json!({ "tracked": manager_ref(&task.remote, &task.upid) }),
-    ))
-}
-
-/// The manager's name of a remote task: `pve:<remote>!<UPID>` or `pbs:<remote>!<UPID>`
-/// (the kind read from the UPID's shape: PBS UPIDs carry a task id).
-pub fn manager_ref(remote: &RemoteId, upid: &str) -> String {
-    let pbs = crate::remote::Upid::parse(upid).is_ok_and(|u| u.is_pbs());
-    let kind = if pbs { "pbs" } else { "pve" };
-    format!("{kind}:{remote}!{upid}")
-}
-
-async fn tracked_tasks(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Value>> {
-    let list: Vec<String> = state
-        .engine
-        .tracked_tasks()
-        .await?
-        .iter()
-        .map(|t| manager_ref(&t.remote, &t.upid))
-        .collect();
-    Ok(Json(json!({ "tracked": list })))
 }
 
 async fn tree(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Value>> {
@@ -291,6 +246,9 @@ async fn reload(
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
     authorize(&state, &headers)?;
+    // No body, but the JSON content type all the same: a page cannot send it
+    // cross-origin, so it cannot reload a token-less daemon.
+    body::require_json(&headers)?;
     let (tx, rx) = oneshot::channel();
     state.reload.send(tx).await.map_err(|_| {
         ApiError(

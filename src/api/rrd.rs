@@ -1,24 +1,21 @@
 //! `GET /api/v1/rrd/{remote}/{entity…}`: every metric of one entity on one time axis,
-//! for a timeframe (`hour` … `decade`) or an explicit window, AVERAGE or MAX. An `hour`
-//! request whose newest data is older than one collection interval first triggers a
-//! collection of that remote and waits for it up to 5 s, as the reference manager does.
+//! for a timeframe (`hour` … `decade`) or an explicit window, AVERAGE or MAX. A read
+//! serves what is stored and never starts a collection (an unauthenticated read must
+//! not drive polls or bypass a remote's backoff). An explicit window lies within
+//! `0..=MAX_TIMESTAMP` and has at most [`MAX_ROWS`] rows at the step of the archive
+//! that answers it; every time computation is checked, so a bad window is a 400.
 //! `GET /api/v1/top`: top guests by CPU and nodes by CPU and memory.
-
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use fleetpoll_actors::{RemoteId, Target};
+use fleetpoll_actors::RemoteId;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::limits::{MAX_ROWS, MAX_TIMESTAMP};
 use super::{ApiError, ApiResult, ApiState};
 use crate::rrd::query::{Query as RrdQuery, Timeframe, Window};
-use crate::rrd::Cf;
-
-/// How long an `hour` request waits for the collection it triggered.
-const FRESHEN_WAIT: Duration = Duration::from_secs(5);
+use crate::rrd::{Cf, FetchRequest, RrdStore};
 
 /// Query parameters of a history request.
 #[derive(Debug, Deserialize)]
@@ -63,14 +60,8 @@ pub(super) async fn history(
         ),
         (None, Some(start), end) => {
             let end = end.unwrap_or_else(|| state.clock.now_secs());
-            if end <= start {
-                return Err(ApiError::bad_request("end must be after start"));
-            }
-            Window::Explicit {
-                start,
-                end,
-                resolution: p.resolution.unwrap_or(60),
-            }
+            let resolution = p.resolution.unwrap_or(60);
+            explicit_window(start, end, resolution)?
         }
         (None, None, None) => Window::Timeframe(Timeframe::Hour),
         _ => {
@@ -79,18 +70,6 @@ pub(super) async fn history(
             ))
         }
     };
-    // An hour view of stale data: collect now and wait a little for fresh points.
-    let interval = state.interval_secs.load(Ordering::Relaxed) as i64;
-    if window == Window::Timeframe(Timeframe::Hour)
-        && status
-            .newest_datapoint
-            .is_none_or(|t| state.clock.now_secs() - t > interval)
-    {
-        let trigger = state
-            .engine
-            .trigger(Target::Remote(remote_id.clone()), true);
-        let _ = tokio::time::timeout(FRESHEN_WAIT, trigger).await;
-    }
     let query = RrdQuery {
         entity: entity.clone(),
         metrics: p
@@ -99,24 +78,129 @@ pub(super) async fn history(
         cf,
         window,
     };
+    if matches!(query.window, Window::Timeframe(Timeframe::Hour)) {
+        freshen_if_stale(&state, &remote_id, &entity, status.newest_datapoint).await;
+    }
     let store = state.metrics.clone();
     let clock = state.clock.clone();
-    let result =
-        tokio::task::spawn_blocking(move || store.query(&remote_id, &query, clock.now_secs()))
-            .await
-            .map_err(|e| ApiError::internal(format!("the history query failed: {e}")))?
+    let result = tokio::task::spawn_blocking(move || {
+        check_rows(&store, &remote_id, &query)?;
+        store
+            .query(&remote_id, &query, clock.now_secs())
             .map_err(|e| {
+                // Damage on the server's side is a 500 naming the file, not the caller's fault.
                 if e.is_server_side() {
                     ApiError::internal(e.to_string())
                 } else {
                     ApiError::bad_request(e.to_string())
                 }
-            })?;
+            })
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the history query failed: {e}")))??;
     match result {
         Some(r) => Ok(Json(json!({ "remote": remote, "entity": entity, "cf": cf.to_string(), "data": r }))),
         None => Err(ApiError::not_found(format!(
             "no metrics are stored for entity {entity:?} of remote {remote:?}; \
              entities look like node/<node>, qemu/<vmid>, lxc/<vmid>, storage/<node>/<id>, host, datastore/<name>"
+        ))),
+    }
+}
+
+/// The longest an hour view waits for the collection it asked for.
+const FRESHEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An hour view of a remote whose newest point is older than one interval asks the
+/// engine to freshen it and waits up to [`FRESHEN_WAIT`] — for an entity that exists
+/// only. The engine's freshen never bypasses a backoff and runs at most once per
+/// interval per remote, so readers cannot drive polls; it is not an operator's trigger.
+async fn freshen_if_stale(
+    state: &ApiState,
+    remote: &RemoteId,
+    entity: &str,
+    newest: Option<fleetpoll_actors::UnixTime>,
+) {
+    let interval = state
+        .interval_secs
+        .load(std::sync::atomic::Ordering::Relaxed) as i64;
+    let stale = newest.is_none_or(|t| state.clock.now_secs().saturating_sub(t) >= interval);
+    if !stale {
+        return;
+    }
+    let (store, id) = (state.metrics.clone(), remote.clone());
+    let exists = tokio::task::spawn_blocking(move || store.entities(&id))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .is_some_and(|entities| entities.iter().any(|e| e == entity));
+    if exists {
+        let _ =
+            tokio::time::timeout(FRESHEN_WAIT, state.engine.freshen(remote.clone(), true)).await;
+    }
+}
+
+/// The explicit window `start..end` at `resolution`, or a 400 naming what is wrong.
+fn explicit_window(start: i64, end: i64, resolution: u64) -> ApiResult<Window> {
+    if !(0..=MAX_TIMESTAMP).contains(&start) || !(0..=MAX_TIMESTAMP).contains(&end) {
+        return Err(ApiError::bad_request(format!(
+            "start and end are Unix seconds between 0 and {MAX_TIMESTAMP} (the end of 9999)"
+        )));
+    }
+    if end <= start {
+        return Err(ApiError::bad_request("end must be after start"));
+    }
+    if resolution == 0 || resolution > MAX_TIMESTAMP as u64 {
+        return Err(ApiError::bad_request(format!(
+            "resolution is seconds per row, between 1 and {MAX_TIMESTAMP}"
+        )));
+    }
+    Ok(Window::Explicit {
+        start,
+        end,
+        resolution,
+    })
+}
+
+/// How many rows `start..end` has at `step`, as a fetch lays them out (start rounded
+/// down, end rounded up to the step); `None` if that cannot be computed.
+fn rows(start: i64, end: i64, step: u64) -> Option<u64> {
+    let step = i64::try_from(step).ok().filter(|s| *s > 0)?;
+    let first = start.checked_sub(start.rem_euclid(step))?;
+    let last = end.checked_add(step.checked_sub(end.rem_euclid(step))?)?;
+    u64::try_from(last.checked_sub(first)? / step).ok()
+}
+
+/// Refuses an explicit window with more than [`MAX_ROWS`] rows. The archive that would
+/// answer it is found by fetching the window's first instant alone (the choice depends
+/// on the start and the resolution, not the end), so the answer is never built.
+fn check_rows(store: &RrdStore, remote: &RemoteId, query: &RrdQuery) -> ApiResult<()> {
+    let Window::Explicit {
+        start,
+        end,
+        resolution,
+    } = query.window
+    else {
+        return Ok(());
+    };
+    let probe = FetchRequest {
+        cf: query.cf,
+        start,
+        end: start,
+        resolution,
+    };
+    let Some(first) = store
+        .fetch(remote, &query.entity, &probe)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?
+    else {
+        return Ok(()); // Nothing stored: the query answers 404.
+    };
+    match rows(start, end, first.step) {
+        Some(n) if n <= MAX_ROWS => Ok(()),
+        n => Err(ApiError::bad_request(format!(
+            "the window has {} rows at this entity's {} s step; at most {MAX_ROWS} rows per \
+             metric are served (MAX_ROWS): narrow start..end or ask a coarser resolution",
+            n.map_or_else(|| "too many".to_string(), |n| n.to_string()),
+            first.step
         ))),
     }
 }
@@ -223,4 +307,32 @@ pub(super) async fn top(
     .await
     .map_err(|e| ApiError::internal(format!("the top query failed: {e}")))?;
     Ok(Json(lists))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_counted_with_checked_arithmetic() {
+        assert_eq!(rows(0, 3600, 60), Some(61), "an aligned end gains a row");
+        assert_eq!(rows(30, 3599, 60), Some(60));
+        assert_eq!(rows(0, i64::MAX, 60), None, "no overflow, no panic");
+        assert_eq!(rows(0, 10, 0), None);
+    }
+
+    #[test]
+    fn explicit_windows_outside_the_calendar_are_refused() {
+        for (start, end, resolution) in [
+            (0, i64::MAX, 60),
+            (-1, 10, 60),
+            (10, 10, 60),
+            (0, 10, 0),
+            (0, 10, u64::MAX),
+        ] {
+            let err = explicit_window(start, end, resolution).unwrap_err();
+            assert_eq!(err.0, axum::http::StatusCode::BAD_REQUEST, "{err:?}");
+        }
+        assert!(explicit_window(0, 3600, 60).is_ok());
+    }
 }

@@ -3,8 +3,11 @@
 //! ready, then waits for signals: SIGHUP reloads the config as a diff (a bad file is
 //! rejected, logged and shown by the API while the running config stays), SIGTERM and
 //! SIGINT shut down gracefully within the configured grace period. Under systemd the
-//! watchdog is pinged only while the supervision tree is healthy.
+//! watchdog is pinged only while the supervision tree is healthy. At start the soft
+//! descriptor limit is raised to the hard one, and the API's connection cap keeps a
+//! reserve of descriptors for the pollers (`fds`).
 
+mod fds;
 pub mod notify;
 mod stores;
 
@@ -105,6 +108,21 @@ impl Service {
         resolved: config::Resolved,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Service> {
+        let nofile = fds::raise_nofile_limit();
+        let bounds = api::ServerLimits {
+            max_connections: api::limits::connection_cap(
+                nofile,
+                resolved.config.limits.global_connections,
+            ),
+            ..api::ServerLimits::default()
+        };
+        if bounds.max_connections < api::limits::MAX_CONNECTIONS {
+            tracing::warn!(
+                nofile,
+                api_connections = bounds.max_connections,
+                "the descriptor limit is low; fewer API connections are served (raise LimitNOFILE=)"
+            );
+        }
         let (metrics, tasks) = stores::open(&resolved.config.storage, clock.as_ref())?;
         let listener = tokio::net::TcpListener::bind(resolved.api_listen)
             .await
@@ -132,6 +150,7 @@ impl Service {
             reload: reload_tx,
             last_reload: last_reload.clone(),
             clock,
+            live_streams: ApiState::live_stream_permits(),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
@@ -139,9 +158,7 @@ impl Service {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(shutdown)
-                .await
+            api::serve(listener, api::router(state), bounds, shutdown).await
         });
         Ok(Service {
             engine,

@@ -9,6 +9,7 @@
 //! | TLS handshake failed, certificate neither trusted nor pinned | `Tls` | no |
 //! | no complete reply within the request timeout (hang, trickle, latency) | `Timeout` | no |
 //! | HTTP 401 / 403 | `Auth` | no |
+//! | HTTP 404 (the object asked for does not exist, e.g. a task's UPID) | `NotFound` | no |
 //! | any other non-2xx status, with the API's message | `Remote` | no |
 //! | body over the cap, cut off, or not the promised JSON | `BadReply` | no |
 //!
@@ -337,6 +338,7 @@ impl HttpClient {
         let message = error_message(&body, status);
         let class = match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorClass::Auth,
+            StatusCode::NOT_FOUND => ErrorClass::NotFound,
             _ => ErrorClass::Remote,
         };
         Err(self.fail(class, node, format_args!("HTTP {status}: {message}")))
