@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             let _ = reply.send(Err("this host applies config changes itself".into()));
         }
     });
+    let defaults = fleetpoll::config::ApiConfig::default();
     let state = ApiState {
         engine: engine.clone(),
         metrics: metrics.clone(),
@@ -85,7 +86,9 @@ async fn main() -> anyhow::Result<()> {
         reload: reload_tx,
         last_reload: Default::default(),
         clock,
-        live_streams: ApiState::live_stream_permits(),
+        live_streams: ApiState::live_stream_permits(defaults.max_streams as usize),
+        max_streams: defaults.max_streams as usize,
+        max_rows: defaults.max_rows,
     };
     let host = Router::new()
         .route("/", get(|| async { "the host's own page" }))

@@ -358,6 +358,12 @@ fn hostile_configs_are_refused_naming_the_key() {
             "remotes[0].path_prefix",
             "'..'",
         ),
+        ("[api]\nmax_rows = 0\n".into(), "api.max_rows", "at least 1"),
+        (
+            "[api]\nidle_timeout_secs = 86400\n".into(),
+            "api.idle_timeout_secs",
+            "at most 3600",
+        ),
         (
             "[log]\nfilter = \"info,fleetpoll=[[[\"\n".into(),
             "log.filter",

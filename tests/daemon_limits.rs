@@ -150,7 +150,7 @@ fn refused_requests_answer_json_errors_that_say_what_to_do() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json()["results"][0]["ok"], true, "{reply:?}");
 
-    // History windows: at most MAX_ROWS rows, and no time arithmetic can overflow.
+    // History windows: at most api.max_rows rows, and no time arithmetic can overflow.
     let now = unix_now();
     let node = "/api/v1/rrd/pve-1/node/pve-1-n1";
     let (status, e) = json(
@@ -166,7 +166,7 @@ fn refused_requests_answer_json_errors_that_say_what_to_do() {
     assert_eq!(status, 400, "{e}");
     let error = e["error"].as_str().unwrap();
     assert!(
-        error.contains("MAX_ROWS") && error.contains("20000"),
+        error.contains("api.max_rows") && error.contains("20000"),
         "{error}"
     );
     for query in [

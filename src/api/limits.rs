@@ -1,40 +1,22 @@
-//! The API's bounds, in one place: rows per history answer, live streams, connections,
-//! request size and timeouts. They are constants for now (they will become `[api]` keys);
-//! `docs/operations.md` ("Limits") lists them with what happens at each.
+//! The API's fixed bounds (request size, body timeout, drain) and the arithmetic of the
+//! connection cap. The bounds an operator may set — rows, streams, connections, header
+//! and idle timeouts — are `[api]` keys (`max_rows`, `max_streams`, `max_connections`,
+//! `header_timeout_secs`, `idle_timeout_secs`); `docs/operations.md` ("Limits") lists
+//! every bound with what happens at it.
 
 use std::time::Duration;
-
-/// The most rows (timestamps) a history answer has per metric; a window that would
-/// have more is refused with 400 naming this limit.
-pub const MAX_ROWS: u64 = 20_000;
 
 /// Explicit history windows lie between the epoch and the end of year 9999, so that no
 /// time arithmetic of a query can overflow.
 pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
 
-/// The most `/api/v1/live` streams open at once; more are refused with 503 and
-/// `Retry-After`.
-pub const MAX_STREAMS: usize = 64;
-
 /// What a refused stream or connection is told to wait before trying again, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 5;
-
-/// The most API connections open at once (fewer when the descriptor limit is low, see
-/// [`connection_cap`]); more are answered 503 at once and closed.
-pub const MAX_CONNECTIONS: usize = 256;
 
 /// Descriptors kept for everything but API clients, on top of three per connection
 /// the pollers may hold (`limits.global_connections` open and twice that idle): the
 /// stores' files, the runtime, logging.
 pub const FD_RESERVE_BASE: u64 = 64;
-
-/// A client must send a request's head within this after connecting (or after the
-/// previous response); otherwise the connection is closed.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A connection that moves no byte for this long while no request of it is being
-/// handled is closed (a stalled reader, a half-open socket).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A request body must arrive completely within this.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,15 +42,15 @@ pub(super) const HYPER_MAX_HEADERS: usize = MAX_HEADER_BYTES / 4;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The connection cap for a process allowed `nofile` descriptors whose pollers may use
-/// `global_connections` connections: [`MAX_CONNECTIONS`], or fewer so that
+/// `global_connections` connections: `max` (`api.max_connections`), or fewer so that
 /// [`FD_RESERVE_BASE`] plus three descriptors per poller connection stay free — API
 /// clients can never take the descriptors the pollers need. At least one.
-pub fn connection_cap(nofile: u64, global_connections: u32) -> usize {
+pub fn connection_cap(nofile: u64, global_connections: u32, max: usize) -> usize {
     let reserve = FD_RESERVE_BASE.saturating_add(3 * u64::from(global_connections));
     let room = nofile.saturating_sub(reserve);
     usize::try_from(room)
         .unwrap_or(usize::MAX)
-        .clamp(1, MAX_CONNECTIONS)
+        .clamp(1, max.max(1))
 }
 
 #[cfg(test)]
@@ -77,9 +59,9 @@ mod tests {
 
     #[test]
     fn the_connection_cap_leaves_the_pollers_their_reserve() {
-        assert_eq!(connection_cap(65_536, 20), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(65_536, 20, 256), 256);
         // 300 descriptors, 20 poller connections: 64 + 60 kept back.
-        assert_eq!(connection_cap(300, 20), 176);
-        assert_eq!(connection_cap(100, 20), 1, "never zero");
+        assert_eq!(connection_cap(300, 20, 256), 176);
+        assert_eq!(connection_cap(100, 20, 256), 1, "never zero");
     }
 }

@@ -7,7 +7,7 @@
 //! pointer each), serialized one batch at a time as the socket takes them; live batches
 //! come through the feed's bounded broadcast, and a reader that falls behind it gets a
 //! `lagged` event naming the batches it missed instead of a growing buffer. At most
-//! [`MAX_STREAMS`] streams are open; beyond that the answer is 503 with `Retry-After`.
+//! `api.max_streams` streams are open; beyond that the answer is 503 with `Retry-After`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::limits::{MAX_STREAMS, RETRY_AFTER_SECS};
+use super::limits::RETRY_AFTER_SECS;
 use super::{ApiError, ApiState};
 
 /// Query parameters of the live stream.
@@ -118,8 +118,9 @@ async fn open(
         .try_acquire_owned()
         .map_err(|_| {
             ApiError::busy(format!(
-                "{MAX_STREAMS} live streams are open, the most fleetpoll serves at once; \
-             retry in {RETRY_AFTER_SECS} s or close a stream"
+                "{} live streams are open, the most fleetpoll serves at once (api.max_streams); \
+             retry in {RETRY_AFTER_SECS} s or close a stream",
+                state.max_streams
             ))
         })?;
     let sub = state.engine.subscribe(q.since);

@@ -67,14 +67,18 @@ pub struct ApiState {
     pub last_reload: Arc<std::sync::Mutex<Option<serde_json::Value>>>,
     /// The engine's wall clock: "now" of the history and top queries.
     pub clock: Arc<dyn Clock>,
-    /// One permit per open live stream ([`limits::MAX_STREAMS`]).
+    /// One permit per open live stream, [`max_streams`](Self::max_streams) of them.
     pub live_streams: Arc<Semaphore>,
+    /// The most live streams open at once (`api.max_streams`).
+    pub max_streams: usize,
+    /// The most rows per metric of a history answer (`api.max_rows`).
+    pub max_rows: u64,
 }
 
 impl ApiState {
-    /// The permits of the live streams, [`limits::MAX_STREAMS`] of them.
-    pub fn live_stream_permits() -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(limits::MAX_STREAMS))
+    /// The permits of `max_streams` live streams.
+    pub fn live_stream_permits(max_streams: usize) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(max_streams))
     }
 }
 

@@ -2,7 +2,7 @@
 //! for a timeframe (`hour` … `decade`) or an explicit window, AVERAGE or MAX. A read
 //! serves what is stored and never starts a collection (an unauthenticated read must
 //! not drive polls or bypass a remote's backoff). An explicit window lies within
-//! `0..=MAX_TIMESTAMP` and has at most [`MAX_ROWS`] rows at the step of the archive
+//! `0..=MAX_TIMESTAMP` and has at most `api.max_rows` rows at the step of the archive
 //! that answers it; every time computation is checked, so a bad window is a 400.
 //! `GET /api/v1/top`: top guests by CPU and nodes by CPU and memory.
 
@@ -12,7 +12,7 @@ use fleetpoll_actors::RemoteId;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::limits::{MAX_ROWS, MAX_TIMESTAMP};
+use super::limits::MAX_TIMESTAMP;
 use super::{ApiError, ApiResult, ApiState};
 use crate::rrd::query::{Query as RrdQuery, Timeframe, Window};
 use crate::rrd::{Cf, FetchRequest, RrdStore};
@@ -83,8 +83,9 @@ pub(super) async fn history(
     }
     let store = state.metrics.clone();
     let clock = state.clock.clone();
+    let max_rows = state.max_rows;
     let result = tokio::task::spawn_blocking(move || {
-        check_rows(&store, &remote_id, &query)?;
+        check_rows(&store, &remote_id, &query, max_rows)?;
         store
             .query(&remote_id, &query, clock.now_secs())
             .map_err(|e| {
@@ -170,10 +171,15 @@ fn rows(start: i64, end: i64, step: u64) -> Option<u64> {
     u64::try_from(last.checked_sub(first)? / step).ok()
 }
 
-/// Refuses an explicit window with more than [`MAX_ROWS`] rows. The archive that would
+/// Refuses an explicit window with more than `max_rows` rows. The archive that would
 /// answer it is found by fetching the window's first instant alone (the choice depends
 /// on the start and the resolution, not the end), so the answer is never built.
-fn check_rows(store: &RrdStore, remote: &RemoteId, query: &RrdQuery) -> ApiResult<()> {
+fn check_rows(
+    store: &RrdStore,
+    remote: &RemoteId,
+    query: &RrdQuery,
+    max_rows: u64,
+) -> ApiResult<()> {
     let Window::Explicit {
         start,
         end,
@@ -195,10 +201,10 @@ fn check_rows(store: &RrdStore, remote: &RemoteId, query: &RrdQuery) -> ApiResul
         return Ok(()); // Nothing stored: the query answers 404.
     };
     match rows(start, end, first.step) {
-        Some(n) if n <= MAX_ROWS => Ok(()),
+        Some(n) if n <= max_rows => Ok(()),
         n => Err(ApiError::bad_request(format!(
-            "the window has {} rows at this entity's {} s step; at most {MAX_ROWS} rows per \
-             metric are served (MAX_ROWS): narrow start..end or ask a coarser resolution",
+            "the window has {} rows at this entity's {} s step; at most {max_rows} rows per \
+             metric are served (api.max_rows): narrow start..end or ask a coarser resolution",
             n.map_or_else(|| "too many".to_string(), |n| n.to_string()),
             first.step
         ))),

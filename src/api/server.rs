@@ -47,10 +47,12 @@ pub struct ServerLimits {
 
 impl Default for ServerLimits {
     fn default() -> Self {
+        // The `[api]` keys' defaults: written once, in the config file's schema.
+        let api = crate::config::ApiConfig::default();
         Self {
-            header_timeout: limits::HEADER_TIMEOUT,
-            idle_timeout: limits::IDLE_TIMEOUT,
-            max_connections: limits::MAX_CONNECTIONS,
+            header_timeout: api.header_timeout,
+            idle_timeout: api.idle_timeout,
+            max_connections: api.max_connections as usize,
             drain_timeout: limits::DRAIN_TIMEOUT,
         }
     }

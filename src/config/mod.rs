@@ -195,6 +195,51 @@ fn refuse_world_readable(file: &Path, key: &str, path: &Path) -> Result<(), Conf
     Ok(())
 }
 
+/// The `[api]` bounds must lie in their ranges (`docs/operations.md`, "Limits").
+fn check_api_bounds(file: &Path, api: &ApiConfig) -> Result<(), ConfigFileError> {
+    let checks: [(&str, u64, u64, u64, &str); 5] = [
+        ("api.max_rows", api.max_rows, 1, 1_000_000, " rows"),
+        (
+            "api.max_streams",
+            api.max_streams.into(),
+            1,
+            10_000,
+            " streams",
+        ),
+        (
+            "api.max_connections",
+            api.max_connections.into(),
+            1,
+            65_536,
+            " connections",
+        ),
+        (
+            "api.header_timeout_secs",
+            api.header_timeout.as_secs(),
+            1,
+            600,
+            " seconds",
+        ),
+        (
+            "api.idle_timeout_secs",
+            api.idle_timeout.as_secs(),
+            1,
+            3600,
+            " seconds",
+        ),
+    ];
+    for (key, value, lo, hi, unit) in checks {
+        if !(lo..=hi).contains(&value) {
+            return Err(err(
+                file,
+                key,
+                format!("must be at least {lo} and at most {hi}{unit}, not {value}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A path from the config file: a relative one is taken relative to the file's directory.
 fn beside(file: &Path, path: &Path) -> PathBuf {
     if path.is_relative() {
@@ -314,6 +359,7 @@ pub fn resolve(
     };
     // The sections are checked first, so a bad value is reported before any secret is read.
     engine.validate().map_err(|e| err(file, e.key, e.message))?;
+    check_api_bounds(file, &c.api)?;
     let api_listen: SocketAddr = c.api.listen.parse().map_err(|_| {
         err(
             file,

@@ -5,11 +5,13 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use fleetpoll_actors::{
     CollectionSettings, LimitSettings, StorageSettings, SupervisionSettings, TaskSettings,
 };
 use serde::{Deserialize, Serialize};
+use serde_with::{serde_as, DurationSeconds};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -41,35 +43,63 @@ pub struct Config {
     pub remotes: Vec<RemoteEntry>,
 }
 
-fn d_listen() -> String {
-    "127.0.0.1:8450".into()
-}
-
 /// `[api]`
+#[serde_as]
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Address the HTTP API listens on.
-    #[serde(default = "d_listen")]
     pub listen: String,
     /// Bearer token required by mutating endpoints, inline (prefer `token_file`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
     /// File holding the bearer token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
     /// Environment variable holding the bearer token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
+    /// The most rows per metric of one history answer (a longer window is a 400).
+    pub max_rows: u64,
+    /// The most live streams (`/api/v1/live`) open at once (more are a 503).
+    pub max_streams: u32,
+    /// The most API connections open at once (more wait; fewer when descriptors are short).
+    pub max_connections: u32,
+    /// A request's head must arrive within this after connecting or the previous answer.
+    #[serde(rename = "header_timeout_secs")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub header_timeout: Duration,
+    /// A connection moving no byte this long while no request is in hand is closed.
+    #[serde(rename = "idle_timeout_secs")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub idle_timeout: Duration,
+}
+
+impl ApiConfig {
+    /// The bounds, which (like `listen`) only a restart applies.
+    pub fn restart_only(&self) -> (u64, u32, u32, Duration, Duration) {
+        (
+            self.max_rows,
+            self.max_streams,
+            self.max_connections,
+            self.header_timeout,
+            self.idle_timeout,
+        )
+    }
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
-            listen: d_listen(),
+            listen: "127.0.0.1:8450".into(),
             token: None,
             token_file: None,
             token_env: None,
+            max_rows: 20_000,
+            max_streams: 64,
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

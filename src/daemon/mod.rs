@@ -69,8 +69,11 @@ struct Running {
 impl Running {
     /// The keys that only a restart can change, if the new file changes one.
     fn restart_needed(&self, new: &config::Config) -> Option<&'static str> {
-        if new.api.listen != self.config.api.listen {
+        let (old, now) = (&self.config.api, &new.api);
+        if now.listen != old.listen {
             Some("api.listen")
+        } else if now.restart_only() != old.restart_only() {
+            Some("the [api] bounds (max_rows, max_streams, max_connections, timeouts)")
         } else if new.storage != self.config.storage {
             Some("[storage]")
         } else if new.log.format != self.config.log.format {
@@ -109,14 +112,18 @@ impl Service {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Service> {
         let nofile = fds::raise_nofile_limit();
+        let wanted = resolved.config.api.max_connections as usize;
         let bounds = api::ServerLimits {
             max_connections: api::limits::connection_cap(
                 nofile,
                 resolved.config.limits.global_connections,
+                wanted,
             ),
+            header_timeout: resolved.config.api.header_timeout,
+            idle_timeout: resolved.config.api.idle_timeout,
             ..api::ServerLimits::default()
         };
-        if bounds.max_connections < api::limits::MAX_CONNECTIONS {
+        if bounds.max_connections < wanted {
             tracing::warn!(
                 nofile,
                 api_connections = bounds.max_connections,
@@ -150,7 +157,9 @@ impl Service {
             reload: reload_tx,
             last_reload: last_reload.clone(),
             clock,
-            live_streams: ApiState::live_stream_permits(),
+            live_streams: ApiState::live_stream_permits(resolved.config.api.max_streams as usize),
+            max_streams: resolved.config.api.max_streams as usize,
+            max_rows: resolved.config.api.max_rows,
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
