@@ -11,9 +11,7 @@ use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
 use fleetpoll::api::{router, ApiState};
-use fleetpoll::engine::{Engine, EngineConfig, RemoteConfig, RemoteId, Target, TokioClock};
-use fleetpoll::remote::tls::system_roots;
-use fleetpoll::remote::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
+use fleetpoll::engine::{Engine, EngineConfig, RemoteId, Target, TokioClock};
 use fleetpoll::rrd::RrdStore;
 use fleetpoll::sim::{SimConfig, Simulator};
 use fleetpoll::tasks::TaskCache;
@@ -29,25 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let clock = Arc::new(TokioClock::system());
     let mut config = EngineConfig::default();
     for info in sim.remotes() {
-        let endpoint = RemoteEndpoint {
-            remote: info.id.as_str().into(),
-            nodes: vec![NodeAddress::new(
-                "127.0.0.1",
-                info.address.port(),
-                Some(info.fingerprint),
-            )],
-            token: ApiToken::new(info.token_id.clone(), info.secret.clone()),
-            options: ClientOptions {
-                path_prefix: info.path_prefix.clone(),
-                roots: Some(system_roots()),
-                clock: clock.clone(),
-                ..ClientOptions::default()
-            },
-        };
-        let source = endpoint.into_source(info.kind)?;
-        config
-            .remotes
-            .push(RemoteConfig::new(info.id.as_str(), info.kind, source));
+        config.remotes.push(info.engine_remote(clock.clone())?);
     }
 
     // The real stores, as the daemon opens them (replaying their journals).

@@ -47,7 +47,9 @@
 //!     ├── Housekeeping       commit / journal apply / rotation       timers/housekeeping.rs
 //!     ├── RemoteSupervisor   one_for_one over pollers, reload diff   supervisor/remote_supervisor.rs
 //!     │   └── Poller × N     delay → lease → fetch → store, backoff  poller/
-//!     └── Scheduler          aligned ticks, offsets, task cadences   timers/scheduler.rs
+//!     ├── Scheduler          aligned ticks, offsets, task cadences   timers/scheduler.rs
+//!     └── HookSupervisor     one_for_one over hook runners, feed     hooks/supervisor.rs
+//!         └── HookRunner × N one hook, bounded queue, ticks          hooks/runner.rs
 //! ```
 //!
 //! Each child gets the references of the siblings started before it in its start
@@ -62,6 +64,8 @@
 //! - `poller/`: one remote's collection — actor, job pipeline with the per-connection
 //!   delay, fetch task, outcome, backoff, status, counters.
 //! - `storage/`: the Storage actor, the store seam and the live feed.
+//! - `hooks/`: the [`Hook`] seam — stored batches with counter rates and status
+//!   changes, handed to each hook from its own bounded queue by its own actor.
 //! - `timers/`: the Scheduler and the Housekeeping cadences.
 //! - `config`, `model`, `source`, `clock`: the config, the vocabulary, the remote seam,
 //!   the time and randomness seam.
@@ -71,6 +75,7 @@ mod clock;
 mod config;
 mod engine;
 mod env;
+mod hooks;
 mod limiter;
 mod model;
 mod poller;
@@ -89,6 +94,7 @@ pub use config::{
     StorageSettings, SupervisionSettings, TaskSettings, MAX_REMOTE_ID_LEN,
 };
 pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, TriggerReport};
+pub use hooks::{Hook, HookBatch, HookError, HookOptions, HookStatus, Sample, StatusChange};
 pub use limiter::LimiterSnapshot;
 pub use model::{
     Cursor, MetricBatch, MetricKind, MetricPoint, RemoteId, RemoteKind, SeriesKey, TaskBatch,

@@ -155,6 +155,7 @@ pub struct FakeSource {
     fail_next: AtomicU32,
     fail_class: Mutex<ErrorClass>,
     panic_next: AtomicU32,
+    net_in: std::sync::atomic::AtomicBool,
     probe: Arc<Probe>,
     clock: Arc<dyn Clock>,
     tasks: Mutex<Vec<TaskRecord>>,
@@ -171,6 +172,7 @@ impl FakeSource {
             fail_next: AtomicU32::new(0),
             fail_class: Mutex::new(ErrorClass::Unreachable),
             panic_next: AtomicU32::new(0),
+            net_in: Default::default(),
             probe,
             clock,
             tasks: Mutex::new(Vec::new()),
@@ -205,6 +207,12 @@ impl FakeSource {
     /// The next `n` requests panic after their latency (crashing the poller).
     pub fn panic_next(&self, n: u32) {
         self.panic_next.store(n, Ordering::Relaxed);
+    }
+
+    /// Every poll also reports a derive `net_in` growing by 1000 per second (its value is
+    /// the point's timestamp × 1000).
+    pub fn emit_net_in(&self) {
+        self.net_in.store(true, Ordering::Relaxed);
     }
 
     /// Sets the task list the remote reports.
@@ -270,7 +278,7 @@ impl RemoteSource for FakeSource {
         self.answer(CallKind::Metrics).await?;
         let now = self.clock.now_secs();
         let ts = since.0.map_or(now, |c| now.max(c + 1));
-        Ok(MetricBatch {
+        let mut batch = MetricBatch {
             series: vec![SeriesKey {
                 entity: "node/fake".into(),
                 metric: "cpu_current".into(),
@@ -282,7 +290,20 @@ impl RemoteSource for FakeSource {
                 value: 0.5,
             }],
             dropped_future: 0,
-        })
+        };
+        if self.net_in.load(Ordering::Relaxed) {
+            batch.series.push(SeriesKey {
+                entity: "node/fake".into(),
+                metric: "net_in".into(),
+                kind: MetricKind::Derive,
+            });
+            batch.points.push(MetricPoint {
+                series: 1,
+                timestamp: ts,
+                value: ts as f64 * 1000.0,
+            });
+        }
+        Ok(batch)
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskBatch, SourceError> {

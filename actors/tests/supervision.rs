@@ -135,6 +135,7 @@ async fn a_crashing_core_actor_restarts_its_dependents_and_counts_only_itself() 
             ("housekeeping".into(), 0),
             ("remote_supervisor".into(), 0),
             ("scheduler".into(), 0),
+            ("hooks".into(), 0),
         ]
     );
     assert!(tree.children[1]

@@ -209,6 +209,7 @@ mod tests {
                 dropped_future: 0,
             }),
             cursor: Cursor(Some(ts)),
+            stored_at: tokio::time::Instant::now(),
         })
     }
 

@@ -90,7 +90,7 @@ impl From<EngineError> for ApiError {
             EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::NotRunning(_) | EngineError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
-            EngineError::Incomplete(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::Incomplete(_) | EngineError::Hook(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, err.to_string())
     }

@@ -9,8 +9,11 @@
 //! - `routes`: the API paths, token checks and fault injection.
 //! - [`server`]: the TLS listeners and [`Simulator`], the handle to a running fleet.
 //! - [`cli`]: the `fleetpoll sim` command.
+//! - `embed`: [`SimRemoteInfo::engine_remote`], a simulated remote as an embedder's
+//!   engine config.
 
 pub mod cli;
+mod embed;
 pub mod faults;
 pub mod fleet;
 pub mod metrics;

@@ -13,6 +13,7 @@ use super::handle::{EngineError, EngineHandle, Inner};
 use crate::clock::{Clock, Randomness, ThreadRandomness, TokioClock};
 use crate::config::EngineConfig;
 use crate::env::Env;
+use crate::hooks::{Hook, HookBus, HookOptions};
 use crate::poller::PollStats;
 use crate::storage::{LiveFeed, MetricStore, Stores, TaskStore};
 use crate::supervisor::{Refs, Supervisor, SupervisorArgs};
@@ -26,6 +27,8 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn Randomness>,
     parent: Option<ActorCell>,
+    hooks: Arc<HookBus>,
+    hook_error: Option<String>,
 }
 
 /// Stored batches kept for replay to new live subscribers, and the points they may hold
@@ -47,6 +50,8 @@ impl Engine {
             clock: Arc::new(TokioClock::system()),
             rng: Arc::new(ThreadRandomness),
             parent: None,
+            hooks: Arc::default(),
+            hook_error: None,
         }
     }
 }
@@ -83,9 +88,26 @@ impl EngineBuilder {
         self
     }
 
+    /// Registers a hook under a unique `name`, with the default queue bound.
+    pub fn hook(self, name: &str, hook: impl Hook) -> Self {
+        self.hook_with(name, Box::new(hook), HookOptions::default())
+    }
+
+    /// Registers a hook under a unique `name` with its own queue bound.
+    pub fn hook_with(mut self, name: &str, hook: Box<dyn Hook>, options: HookOptions) -> Self {
+        if let Err(d) = self.hooks.register(name, hook, options) {
+            self.hook_error
+                .get_or_insert(format!("a hook named {:?} was registered twice", d.0));
+        }
+        self
+    }
+
     /// Validates the config and starts the supervision tree.
     pub async fn start(self) -> Result<EngineHandle, EngineError> {
         self.config.validate()?;
+        if let Some(text) = self.hook_error {
+            return Err(EngineError::Hook(text));
+        }
         let stores = Stores {
             metrics: self
                 .metrics
@@ -108,6 +130,7 @@ impl EngineBuilder {
             },
             refs: refs_tx,
             live: live.clone(),
+            hooks: self.hooks.clone(),
         };
         let spawned = match self.parent {
             Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,
@@ -120,6 +143,7 @@ impl EngineBuilder {
                 supervisor,
                 refs: refs_rx,
                 live,
+                hooks: self.hooks,
                 stats,
                 accepting: AtomicBool::new(true),
                 join: std::sync::Mutex::new(Some(join)),

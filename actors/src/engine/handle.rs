@@ -12,6 +12,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, EngineConfig};
+use crate::hooks::{Hook, HookBus, HookOptions, HookStatus, HooksMsg};
 use crate::limiter::{Lane, LimiterMsg, LimiterSnapshot};
 use crate::model::{RemoteId, TaskRef, UnixTime};
 use crate::poller::{CollectError, PollStats, PollStatsSnapshot, RemoteStatus, Target};
@@ -42,6 +43,9 @@ pub enum EngineError {
     /// A bound was reached (too many tracked tasks, say); the message names the key.
     #[error("{0}")]
     LimitReached(String),
+    /// A hook of that name is registered already, or none is.
+    #[error("{0}")]
+    Hook(String),
     /// An actor did not answer in time.
     #[error("the engine did not answer within {0:?}")]
     Timeout(Duration),
@@ -61,6 +65,7 @@ pub(super) struct Inner {
     pub(super) supervisor: ActorRef<SupervisorMsg>,
     pub(super) refs: watch::Receiver<Refs>,
     pub(super) live: Arc<LiveFeed>,
+    pub(super) hooks: Arc<HookBus>,
     pub(super) stats: Arc<PollStats>,
     pub(super) accepting: AtomicBool,
     pub(super) join: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -104,6 +109,51 @@ impl EngineHandle {
         } else {
             Err(EngineError::ShuttingDown)
         }
+    }
+
+    /// Tells the hook supervisor to start or stop runners; waits until it did (when it
+    /// is restarting, it reads the registry itself when it starts).
+    async fn sync_hooks(&self) -> Result<(), EngineError> {
+        let Some(hooks) = self.refs()?.hooks else {
+            return Ok(());
+        };
+        ractor::call_t!(
+            hooks,
+            |reply| HooksMsg::Sync(Some(reply)),
+            self.inner.ask_timeout.as_millis() as u64
+        )
+        .map_err(|e| EngineError::NotRunning(format!("the hook supervisor did not answer: {e}")))
+    }
+
+    /// Registers a hook on the running engine: it sees every batch stored from now on.
+    pub async fn add_hook(
+        &self,
+        name: &str,
+        hook: Box<dyn Hook>,
+        options: HookOptions,
+    ) -> Result<(), EngineError> {
+        self.inner
+            .hooks
+            .register(name, hook, options)
+            .map_err(|d| {
+                EngineError::Hook(format!("a hook named {:?} is registered already", d.0))
+            })?;
+        self.sync_hooks().await
+    }
+
+    /// Removes a hook: its runner stops (the hook's `on_stop` runs) before this returns.
+    pub async fn remove_hook(&self, name: &str) -> Result<(), EngineError> {
+        if !self.inner.hooks.unregister(name) {
+            return Err(EngineError::Hook(format!(
+                "no hook named {name:?} is registered"
+            )));
+        }
+        self.sync_hooks().await
+    }
+
+    /// Every hook's queue, counters and state, in registration order.
+    pub fn hooks(&self) -> Vec<HookStatus> {
+        self.inner.hooks.status()
     }
 
     /// Whether the supervision tree is up.

@@ -22,6 +22,8 @@ pub struct StoredBatch {
     pub batch: Arc<MetricBatch>,
     /// The remote's cursor after the store.
     pub cursor: Cursor,
+    /// When the store acknowledged it (monotonic clock).
+    pub stored_at: tokio::time::Instant,
 }
 
 /// The feed of one engine.
@@ -75,6 +77,7 @@ impl LiveFeed {
             remote,
             batch,
             cursor,
+            stored_at: tokio::time::Instant::now(),
         });
         ring.next_seq += 1;
         ring.points += item.batch.len();

@@ -15,6 +15,7 @@ mod tree;
 
 pub(crate) use remote_supervisor::{FanOut, RemotesMsg};
 pub use remote_supervisor::{ReloadReport, TriggerResults};
+pub(crate) use restart::{ChildRecord, Decision, Exit, Restart};
 pub use top::ShutdownReport;
 pub(crate) use top::{Refs, Supervisor, SupervisorArgs, SupervisorMsg};
 pub use tree::TreeNode;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -19,6 +20,7 @@ use super::restart::{ChildRecord, Decision, Exit, Restart};
 use super::tree::TreeNode;
 use crate::config::{CollectionSettings, RemoteConfig, SupervisionSettings};
 use crate::env::Env;
+use crate::hooks::{HookBus, StatusChange};
 use crate::limiter::{Lane, LimiterMsg};
 use crate::model::RemoteId;
 use crate::poller::{
@@ -156,6 +158,8 @@ pub(crate) struct RemotesArgs {
     pub storage: ActorRef<StorageMsg>,
     /// The stores (the pollers read their start cursor).
     pub stores: Stores,
+    /// Where status changes are published to the hooks.
+    pub hooks: Arc<HookBus>,
 }
 
 struct PollerSlot {
@@ -177,6 +181,7 @@ pub(crate) struct RemotesState {
     limiter: ActorRef<LimiterMsg>,
     storage: ActorRef<StorageMsg>,
     stores: Stores,
+    hooks: Arc<HookBus>,
     draining: bool,
 }
 
@@ -213,6 +218,7 @@ impl Actor for RemoteSupervisor {
             limiter: args.limiter,
             storage: args.storage,
             stores: args.stores,
+            hooks: args.hooks,
             draining: false,
         };
         for remote in args.remotes {
@@ -259,7 +265,13 @@ impl Actor for RemoteSupervisor {
                 if let Some(slot) = state.slots.get_mut(&status.remote) {
                     if !slot.failed {
                         status.restarts = slot.record.restarts;
+                        let before = slot.status.state;
                         slot.status = status;
+                        if slot.status.state != before {
+                            let (id, now) =
+                                (slot.status.remote.clone(), state.env.clock.now_secs());
+                            state.publish(&id, Some(before), now);
+                        }
                     }
                 }
             }
@@ -307,6 +319,18 @@ impl Actor for RemoteSupervisor {
 }
 
 impl RemotesState {
+    /// Tells the hooks that `id`'s state changed from `previous`.
+    fn publish(&self, id: &RemoteId, previous: Option<PollState>, now: i64) {
+        if let Some(slot) = self.slots.get(id) {
+            self.hooks.dispatch_status(StatusChange {
+                remote: id.clone(),
+                previous,
+                status: Some(slot.status.clone()),
+                at: now,
+            });
+        }
+    }
+
     async fn add(
         &mut self,
         myself: &ActorRef<RemotesMsg>,
@@ -315,6 +339,13 @@ impl RemotesState {
     ) -> Result<(), ActorProcessingErr> {
         let id = config.id.clone();
         let status = RemoteStatus::pending(id.clone(), config.kind);
+        let now = self.env.clock.now_secs();
+        self.hooks.dispatch_status(StatusChange {
+            remote: id.clone(),
+            previous: None,
+            status: Some(status.clone()),
+            at: now,
+        });
         self.order.push(id.clone());
         self.slots.insert(
             id.clone(),
@@ -398,10 +429,13 @@ impl RemotesState {
                 tracing::error!(remote = %remote, error = %text,
                     "poller exceeded its restart intensity; giving up on this remote");
                 slot.failed = true;
+                let before = slot.status.state;
                 slot.status.state = PollState::Failed;
                 slot.status.last_error = Some(text);
                 slot.status.next_attempt = None;
                 slot.status.restarts = slot.record.restarts;
+                let now = self.env.clock.now_secs();
+                self.publish(&remote, Some(before), now);
             }
         }
     }
@@ -511,7 +545,13 @@ impl RemotesState {
         for id in self.order.clone() {
             if !wanted.contains_key(&id) {
                 self.stop_slot(&id).await;
-                self.slots.remove(&id);
+                let before = self.slots.remove(&id).map(|s| s.status.state);
+                self.hooks.dispatch_status(StatusChange {
+                    remote: id.clone(),
+                    previous: before,
+                    status: None,
+                    at: self.env.clock.now_secs(),
+                });
                 report.removed.push(id);
             }
         }
@@ -529,7 +569,12 @@ impl RemotesState {
                     if let Some(slot) = self.slots.get_mut(&id) {
                         slot.failed = false;
                         slot.record = ChildRecord::new(Restart::Permanent);
+                        let before = slot.status.state;
                         slot.status = RemoteStatus::pending(id.clone(), slot.config.kind);
+                        if before != PollState::Pending {
+                            let now = self.env.clock.now_secs();
+                            self.publish(&id, Some(before), now);
+                        }
                     }
                     self.spawn(myself, &id, StartCollect::Now).await?;
                     report.changed.push(id);

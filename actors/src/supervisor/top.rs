@@ -1,5 +1,5 @@
 //! The engine's top Supervisor: starts the RateLimiter, Storage, Housekeeping,
-//! RemoteSupervisor and Scheduler in that order, handing each the references of the
+//! RemoteSupervisor, Scheduler and the hook supervisor in that order, handing each the references of the
 //! siblings started before it, and supervises them rest-for-one (a child that restarts
 //! takes every later child with it, since those hold its reference). It publishes the
 //! running references for the engine handle alone. A child
@@ -24,6 +24,7 @@ use super::restart::{ChildRecord, Decision, Exit, Restart};
 use super::tree::TreeNode;
 use crate::config::EngineConfig;
 use crate::env::Env;
+use crate::hooks::{HookBus, HookSupervisor, HooksArgs, HooksMsg};
 use crate::limiter::{LimiterMsg, RateLimiter};
 use crate::model::RemoteId;
 use crate::storage::{LiveFeed, Storage, StorageArgs, StorageMsg, Stores};
@@ -45,6 +46,8 @@ pub(crate) struct Refs {
     pub(crate) remotes: Option<ActorRef<RemotesMsg>>,
     /// The scheduler.
     pub(crate) scheduler: Option<ActorRef<SchedulerMsg>>,
+    /// The hook supervisor.
+    pub(crate) hooks: Option<ActorRef<HooksMsg>>,
 }
 
 /// The supervisor's children, in start order.
@@ -60,14 +63,18 @@ pub(crate) enum Child {
     Remotes = 3,
     /// The Scheduler (needs the RemoteSupervisor and Storage).
     Scheduler = 4,
+    /// The hook supervisor and its runners (read Storage's feed; last, so that its
+    /// restart takes nothing else with it).
+    Hooks = 5,
 }
 
-const CHILDREN: [Child; 5] = [
+const CHILDREN: [Child; 6] = [
     Child::Limiter,
     Child::Storage,
     Child::Housekeeping,
     Child::Remotes,
     Child::Scheduler,
+    Child::Hooks,
 ];
 
 impl Child {
@@ -78,6 +85,7 @@ impl Child {
             Child::Remotes => "remote_supervisor",
             Child::Housekeeping => "housekeeping",
             Child::Scheduler => "scheduler",
+            Child::Hooks => "hooks",
         }
     }
 }
@@ -124,6 +132,8 @@ pub(crate) struct SupervisorArgs {
     pub(crate) refs: watch::Sender<Refs>,
     /// Where stored batches are published (outlives Storage's restarts).
     pub(crate) live: Arc<LiveFeed>,
+    /// The registered hooks (outlive the hook supervisor's restarts).
+    pub(crate) hooks: Arc<HookBus>,
 }
 
 struct ChildSlot {
@@ -136,6 +146,7 @@ pub(crate) struct SupervisorState {
     config: EngineConfig,
     stores: Stores,
     live: Arc<LiveFeed>,
+    hooks: Arc<HookBus>,
     env: Env,
     refs: watch::Sender<Refs>,
     running: Refs,
@@ -171,6 +182,7 @@ impl Actor for Supervisor {
             config: args.config,
             stores: args.stores,
             live: args.live,
+            hooks: args.hooks,
             env: args.env,
             refs: args.refs,
             running: Refs::default(),
@@ -340,6 +352,7 @@ impl SupervisorState {
                         .clone()
                         .ok_or_else(|| sibling("storage"))?,
                     stores: self.stores.clone(),
+                    hooks: self.hooks.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, RemoteSupervisor, args, sup).await?;
                 self.running.remotes = Some(r.clone());
@@ -366,6 +379,17 @@ impl SupervisorState {
                 self.running.scheduler = Some(r.clone());
                 r.get_cell()
             }
+            Child::Hooks => {
+                let args = HooksArgs {
+                    bus: self.hooks.clone(),
+                    live: self.live.clone(),
+                    supervision: cfg.supervision.clone(),
+                    env: self.env.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, HookSupervisor, args, sup).await?;
+                self.running.hooks = Some(r.clone());
+                r.get_cell()
+            }
         };
         self.refs.send_replace(self.running.clone());
         let slot = &mut self.slots[child as usize];
@@ -382,6 +406,7 @@ impl SupervisorState {
             Child::Housekeeping => refs.housekeeping = None,
             Child::Remotes => refs.remotes = None,
             Child::Scheduler => refs.scheduler = None,
+            Child::Hooks => refs.hooks = None,
         }
         self.refs.send_replace(self.running.clone());
     }
@@ -432,6 +457,9 @@ impl SupervisorState {
             })?,
             None => ReloadReport::default(),
         };
+        if let Some(hooks) = &refs.hooks {
+            let _ = hooks.send_message(HooksMsg::Reconfigure(config.supervision.clone()));
+        }
         report.timers_reset =
             config.collection != self.config.collection || config.tasks != self.config.tasks;
         if let Some(scheduler) = &refs.scheduler {
@@ -490,6 +518,8 @@ impl SupervisorState {
                 Err(_) => Some("flushing the stores did not finish in time".into()),
             };
         }
+        // The hooks have seen every stored batch; stopping them flushes what they buffer.
+        self.stop_child(Child::Hooks, "shutdown").await;
         self.stop_child(Child::Storage, "shutdown").await;
         self.stop_child(Child::Limiter, "shutdown").await;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -513,6 +543,13 @@ impl SupervisorState {
                 last_error: slot.record.last_error.clone(),
                 children: Vec::new(),
             };
+            if child == Child::Hooks {
+                if let Some(hooks) = &refs.hooks {
+                    if let Ok(sub) = ractor::call_t!(hooks, HooksMsg::Tree, 2000) {
+                        node.children = sub.children;
+                    }
+                }
+            }
             if child == Child::Remotes {
                 if let Some(remotes) = &refs.remotes {
                     if let Ok(sub) = ractor::call_t!(remotes, RemotesMsg::Tree, 2000) {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use fleetpoll_actors::testing::{FakeSource, MemoryMetricStore, MemoryTaskStore, Probe};
 use fleetpoll_actors::{
-    Clock, Engine, EngineConfig, EngineHandle, RemoteConfig, RemoteKind, SeededRandomness,
-    TokioClock,
+    Clock, Engine, EngineBuilder, EngineConfig, EngineHandle, RemoteConfig, RemoteKind,
+    SeededRandomness, TokioClock,
 };
 
 /// Wall time at which every test starts: 300 s past a 600 s boundary.
@@ -86,14 +86,23 @@ impl Fleet {
     }
 
     pub async fn start_full(&self, config: EngineConfig, clock: Arc<dyn Clock>) -> EngineHandle {
+        self.builder_full(config, clock)
+            .start()
+            .await
+            .expect("engine starts")
+    }
+
+    /// The builder `start` uses, for a test that adds to it (hooks).
+    pub fn builder(&self) -> EngineBuilder {
+        self.builder_full(self.config.clone(), self.clock.clone())
+    }
+
+    fn builder_full(&self, config: EngineConfig, clock: Arc<dyn Clock>) -> EngineBuilder {
         Engine::builder(config)
             .metric_store(self.metrics.clone())
             .task_store(self.tasks.clone())
             .clock(clock)
             .randomness(Arc::new(SeededRandomness::new(7)))
-            .start()
-            .await
-            .expect("engine starts")
     }
 
     /// Seconds since the epoch on the engine's clock.

@@ -1,0 +1,34 @@
+//! The simulator's remotes as an embedder's engine config: each remote with a real
+//! PVE/PBS client over HTTPS, its certificate pinned by fingerprint. For the examples
+//! and tests that embed the engine without a config file.
+
+use std::sync::Arc;
+
+use fleetpoll_actors::{Clock, RemoteConfig, SourceError};
+
+use super::server::SimRemoteInfo;
+use crate::remote::tls::system_roots;
+use crate::remote::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
+
+impl SimRemoteInfo {
+    /// This remote as the engine polls it, through a real client reading `clock`.
+    pub fn engine_remote(&self, clock: Arc<dyn Clock>) -> Result<RemoteConfig, SourceError> {
+        let endpoint = RemoteEndpoint {
+            remote: self.id.as_str().into(),
+            nodes: vec![NodeAddress::new(
+                "127.0.0.1",
+                self.address.port(),
+                Some(self.fingerprint),
+            )],
+            token: ApiToken::new(self.token_id.clone(), self.secret.clone()),
+            options: ClientOptions {
+                path_prefix: self.path_prefix.clone(),
+                roots: Some(system_roots()),
+                clock,
+                ..ClientOptions::default()
+            },
+        };
+        let source = endpoint.into_source(self.kind)?;
+        Ok(RemoteConfig::new(self.id.as_str(), self.kind, source))
+    }
+}
