@@ -26,5 +26,6 @@ pub mod demo;
 pub mod durable;
 pub mod remote;
 pub mod rrd;
+pub mod rules;
 pub mod sim;
 pub mod tasks;

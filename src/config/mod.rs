@@ -72,7 +72,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigFileError> {
 
 /// The dotted key at a byte offset of a TOML text, from the nearest table header and
 /// the key on that line; `[[remotes]]` headers are counted into an index.
-fn key_at(text: &str, offset: usize) -> (usize, String) {
+pub(crate) fn key_at(text: &str, offset: usize) -> (usize, String) {
     let line_no = text[..offset.min(text.len())].matches('\n').count() + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or("");
     // The table headers up to and including the error's own line (an unknown table is
@@ -241,7 +241,7 @@ fn check_api_bounds(file: &Path, api: &ApiConfig) -> Result<(), ConfigFileError>
 }
 
 /// A path from the config file: a relative one is taken relative to the file's directory.
-fn beside(file: &Path, path: &Path) -> PathBuf {
+pub(crate) fn beside(file: &Path, path: &Path) -> PathBuf {
     if path.is_relative() {
         file.parent().unwrap_or(Path::new("")).join(path)
     } else {

@@ -1,7 +1,7 @@
 //! What the engine reports about each remote: the poller's state, its timestamps, its
 //! last error and its backoff, kept by the remote supervisor from the pollers' updates.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use crate::model::{Cursor, RemoteId, RemoteKind, UnixTime};
 use crate::source::ErrorClass;
 
 /// The state of one remote's collection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PollState {
     /// Not collected yet since the poller started.
