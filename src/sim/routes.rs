@@ -130,9 +130,12 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     } else {
         Full::new(body).boxed()
     };
+    // The remote's clock, skew included, as a real server's `Date` header shows it.
+    let date = std::time::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64);
     let response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json;charset=UTF-8")
+        .header(header::DATE, httpdate::fmt_http_date(date))
         .body(body)
         .expect("static response parts are valid");
     respond(response)
