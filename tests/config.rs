@@ -411,3 +411,30 @@ fn token_files_readable_by_everyone_are_refused_and_paths_resolve_beside_the_fil
         Some(token.as_path())
     );
 }
+
+#[test]
+fn the_file_and_the_engine_config_refuse_a_bad_or_repeated_remote_id_alike() {
+    let two = format!("{REMOTE}{}", REMOTE.replace("id = \"a\"", "id = \"b\""));
+    for (bad_id, file_text) in [
+        ("a", format!("{REMOTE}{REMOTE}")),
+        (
+            "a b",
+            format!("{REMOTE}{}", REMOTE.replace("id = \"a\"", "id = \"a b\"")),
+        ),
+        (
+            "",
+            format!("{REMOTE}{}", REMOTE.replace("id = \"a\"", "id = \"\"")),
+        ),
+    ] {
+        let from_file = resolve_text(&file_text).unwrap_err();
+        let mut resolved = resolve_text(&two).unwrap();
+        resolved.engine.remotes[1].id = fleetpoll_actors::RemoteId::new(bad_id);
+        let from_engine = resolved.engine.validate().unwrap_err();
+        assert_eq!(from_file.key, "remotes[1].id", "{bad_id:?}");
+        assert_eq!(
+            (from_engine.key, from_engine.message),
+            (from_file.key, from_file.message),
+            "{bad_id:?}"
+        );
+    }
+}

@@ -150,6 +150,30 @@ async fn a_remote_whose_clock_is_far_ahead_fails_with_class_clock_and_the_offset
 }
 
 #[tokio::test]
+async fn a_remotes_clock_offset_is_measured_by_the_date_header_of_its_reply() {
+    let sim = common::start(faulty_fleet()).await;
+    let client = common::pbs(&sim, "pbs-1");
+
+    let err = client.fetch_metrics(Cursor::START).await.unwrap_err();
+
+    assert_eq!(err.class, ErrorClass::Clock, "{err}");
+    assert!(err.message.contains("Date header"), "{err}");
+    let offset: i64 = err
+        .message
+        .split("about ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no offset in {err}"));
+    // To the second, plus the time the request took.
+    assert!(
+        (3600..=3602).contains(&offset),
+        "offset {offset} s for a 3600 s skew: {err}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn wrong_token_is_an_auth_error_without_the_secret() {
     let sim = common::start(faulty_fleet()).await;
     for id in ["pve-1", "pbs-1"] {

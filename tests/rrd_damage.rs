@@ -2,12 +2,16 @@
 //! header checksum, a truncated or empty file, a flipped byte in the stored rows) sets
 //! exactly that file aside as `NAME.corrupt-<unix time>`, counts it, makes a query of
 //! that entity answer `RrdError::Damaged` naming it, and leaves the other 39 entities
-//! of the remote storing. Over real files, through `RrdStore`.
+//! of the remote storing. An entity whose file cannot be written at all (a name too
+//! long for the file system, a directory in its place) costs only its own points too:
+//! they are quarantined, the others are committed and the journal is released. Over
+//! real files, through `RrdStore`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fleetpoll::rrd::format::Layout;
+use fleetpoll::rrd::quarantine::QUARANTINE_FILE;
 use fleetpoll::rrd::store::RrdStore;
 use fleetpoll::rrd::{Cf, FetchRequest, FetchResult, RrdError, RrdFile};
 use fleetpoll_actors::{
@@ -295,4 +299,130 @@ fn a_flipped_byte_in_an_old_row_is_never_served_as_a_value() {
     let err = fetch(&store, DAMAGED).unwrap_err();
     assert!(matches!(err, RrdError::Damaged { .. }), "{err}");
     assert!(err.to_string().contains("checksum"), "{err}");
+}
+
+/// An entity whose file name is longer than a file system allows (255 bytes).
+fn overlong_entity() -> String {
+    format!("qemu/{}", "x".repeat(300))
+}
+
+/// `writes` with the cpu of `entity` for minutes `first..first + minutes` added.
+fn with_entity(
+    mut writes: Vec<MetricWrite>,
+    entity: &str,
+    first: i64,
+    minutes: i64,
+) -> Vec<MetricWrite> {
+    let batch = &mut writes[0].batch;
+    let series = batch.series.len() as u32;
+    batch.series.push(SeriesKey {
+        entity: Arc::from(entity),
+        metric: Arc::from("cpu_current"),
+        kind: MetricKind::Gauge,
+    });
+    for m in first..first + minutes {
+        batch.points.push(MetricPoint {
+            series,
+            timestamp: T0 + 60 * m,
+            value: 0.5,
+        });
+    }
+    writes
+}
+
+/// The quarantine file's lines, parsed.
+fn quarantine_lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(QUARANTINE_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Nothing is left to replay: the commit released the sealed journal.
+fn assert_journal_released(dir: &Path) {
+    assert!(
+        !dir.join("journal.sealed").exists(),
+        "the sealed journal is kept"
+    );
+    assert_eq!(std::fs::metadata(dir.join("journal")).unwrap().len(), 0);
+}
+
+#[test]
+fn an_entity_whose_file_cannot_be_created_is_quarantined_and_the_journal_is_still_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = overlong_entity();
+    let bad_path = RrdStore::file_path(dir.path(), &remote(), &bad);
+    let (store, _) = RrdStore::open(dir.path()).unwrap();
+    let results = store.store_metrics(&with_entity(batch(0, 3), &bad, 0, 3));
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+
+    store
+        .commit()
+        .expect("one entity's file does not fail the commit");
+    for e in 0..ENTITIES {
+        assert_eq!(stored_minutes(&store, e), expected(e, 0, 2));
+    }
+    assert_journal_released(dir.path());
+    let quarantined = store.quarantined();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0].path, bad_path);
+    assert_eq!(quarantined[0].rows, 3);
+    assert!(
+        quarantined[0].reason.contains("too long"),
+        "{}",
+        quarantined[0].reason
+    );
+    assert_eq!(store.quarantined_rows(), 3);
+    let lines = quarantine_lines(dir.path());
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["file"], bad_path.to_str().unwrap());
+    assert_eq!(lines[0]["data_sources"], serde_json::json!(["cpu_current"]));
+    let rows = lines[0]["rows"].as_array().unwrap();
+    assert_eq!(rows[0], serde_json::json!([T0, 0.5]));
+    assert_eq!(rows.len(), 3);
+    drop(store);
+
+    // Nothing of it replays at the next start, and later commits go on the same way.
+    let (store, recovery) = RrdStore::open(dir.path()).unwrap();
+    assert_eq!(recovery.replayed, 0);
+    assert!(recovery.errors.is_empty(), "{:?}", recovery.errors);
+    assert!(store.store_metrics(&with_entity(batch(3, 2), &bad, 3, 2))[0].is_ok());
+    store.commit().unwrap();
+    assert_journal_released(dir.path());
+    assert_eq!(store.quarantined_rows(), 2);
+    assert_eq!(quarantine_lines(dir.path()).len(), 2);
+    for e in 0..ENTITIES {
+        assert_eq!(stored_minutes(&store, e), expected(e, 0, 4));
+    }
+}
+
+#[test]
+fn an_entity_whose_file_is_a_directory_is_quarantined_while_the_others_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stored_remote(dir.path());
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+
+    let (store, _) = RrdStore::open(dir.path()).unwrap();
+    let results = store.store_metrics(&batch(3, 2));
+    assert!(results[0].is_ok(), "the remote stores on: {:?}", results[0]);
+    store.commit().unwrap();
+    assert_journal_released(dir.path());
+    for e in (0..ENTITIES).filter(|&e| e != DAMAGED) {
+        assert_eq!(stored_minutes(&store, e), expected(e, 0, 4));
+    }
+    let quarantined = store.quarantined();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0].path, path);
+    assert_eq!(quarantined[0].rows, 2);
+    assert!(path.is_dir(), "what is in the entity's place is left alone");
+
+    // Once the entity's place is free again, it stores.
+    std::fs::remove_dir(&path).unwrap();
+    drop(store);
+    let (store, _) = RrdStore::open(dir.path()).unwrap();
+    assert!(store.store_metrics(&batch(5, 1))[0].is_ok());
+    store.commit().unwrap();
+    assert_eq!(stored_minutes(&store, DAMAGED), expected(DAMAGED, 5, 5));
 }

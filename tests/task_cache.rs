@@ -4,7 +4,7 @@
 mod task_cache_support;
 
 use fleetpoll::engine::{RemoteId, TaskRef, TaskStore};
-use fleetpoll::tasks::{StatusClass, TaskCache, TaskCacheError, TaskFilter};
+use fleetpoll::tasks::{StatusClass, TaskCache, TaskCacheError, TaskFilter, FUTURE_SKEW_SECS};
 use task_cache_support::*;
 
 #[test]
@@ -468,4 +468,36 @@ fn the_default_page_is_fifty_tasks() {
     let page = cache.query(&TaskFilter::default());
     assert_eq!((page.tasks.len(), page.total), (50, 120));
     assert_eq!(page.tasks[0].task.start_time, T0 + 119);
+}
+
+#[test]
+fn tasks_dated_beyond_the_skew_are_marked_future_and_listed_after_the_others() {
+    let (_dir, cache) = filter_fixture();
+    // Tasks started after T0 + 32 lie in the future of a query at T0 + 32 - skew.
+    let filter = TaskFilter {
+        now: Some(T0 + 32 - FUTURE_SKEW_SECS),
+        ..TaskFilter::default()
+    };
+    assert_eq!(pids(&cache, filter.clone()), (vec![3, 2, 5, 1, 4, 6], 6));
+    let page = cache.query(&filter);
+    let future: Vec<bool> = page.tasks.iter().map(|t| t.future).collect();
+    assert_eq!(future, [false, false, false, false, true, true]);
+    // Within the skew a task is not future-dated; without a `now` none is.
+    let now = TaskFilter {
+        now: Some(T0 + 40),
+        ..TaskFilter::default()
+    };
+    assert_eq!(pids(&cache, now).0, vec![4, 6, 3, 2, 5, 1]);
+    assert!(cache
+        .query(&TaskFilter::default())
+        .tasks
+        .iter()
+        .all(|t| !t.future));
+    // Paging walks the same order.
+    let second_page = TaskFilter {
+        start: 3,
+        limit: 2,
+        ..filter
+    };
+    assert_eq!(pids(&cache, second_page), (vec![1, 4], 6));
 }

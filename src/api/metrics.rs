@@ -138,6 +138,11 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
             state.metrics.damaged_file_count() as f64,
         ),
         (
+            "fleetpoll_rrd_rows_quarantined_total",
+            "Rows set aside in quarantine.jsonl because their entity's file could not be written.",
+            state.metrics.quarantined_rows() as f64,
+        ),
+        (
             "fleetpoll_cycles_total",
             "Metric collection cycles started.",
             scheduler.cycles as f64,

@@ -270,6 +270,29 @@ async fn reload(
     }
 }
 
+/// The points set aside because their entity's file could not be written: the
+/// quarantine file, the rows in it since start, and each entity's file with the reason.
+fn quarantine_json(metrics: &crate::rrd::RrdStore) -> serde_json::Value {
+    let entities: Vec<serde_json::Value> = metrics
+        .quarantined()
+        .into_iter()
+        .map(|q| {
+            json!({
+                "file": q.path,
+                "reason": q.reason,
+                "rows": q.rows,
+                "first_at": q.first_at,
+                "last_at": q.last_at,
+            })
+        })
+        .collect();
+    json!({
+        "file": metrics.quarantine_file(),
+        "rows": metrics.quarantined_rows(),
+        "entities": entities,
+    })
+}
+
 async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {
     let last = state.last_reload.lock().ok().and_then(|l| l.clone());
     // A failed store shows here until writing works again (and in the remote's status).
@@ -279,6 +302,7 @@ async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {
         "last_reload": last,
         "storage_error": storage_error,
         "rrd_files_set_aside": state.metrics.damaged_file_count(),
+        "rrd_quarantine": quarantine_json(&state.metrics),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }

@@ -1,5 +1,6 @@
 //! `GET /api/v1/tasks`: the task cache's filters as query parameters, newest first,
-//! served from the cache's in-memory index.
+//! served from the cache's in-memory index; tasks dated in the future (a remote's clock
+//! ahead) are marked `future` and listed last.
 
 use axum::extract::{Query, State};
 use axum::Json;
@@ -64,6 +65,7 @@ pub(super) async fn tasks(
         status,
         start: q.start.unwrap_or(0),
         limit: q.limit.unwrap_or(DEFAULT_LIMIT),
+        now: Some(state.clock.now_secs()),
     };
     let cache = state.tasks.clone();
     let page = tokio::task::spawn_blocking(move || cache.query(&filter))
@@ -83,6 +85,7 @@ pub(super) async fn tasks(
                 "starttime": t.task.start_time,
                 "endtime": t.task.end_time,
                 "status": t.task.status,
+                "future": t.future,
             })
         })
         .collect();

@@ -5,15 +5,12 @@
 mod schema;
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fleetpoll_actors::{
-    is_valid_remote_id, Clock, EngineConfig, RemoteConfig, RemoteKind, MAX_REMOTE_ID_LEN,
-};
+use fleetpoll_actors::{Clock, EngineConfig, RemoteConfig, RemoteIdCheck, RemoteKind};
 
 use crate::remote::tls::{system_roots, TlsSessions};
 use crate::remote::{
@@ -390,19 +387,11 @@ pub fn resolve(
     // may be open at once keeps the recently used ones without growing with the fleet.
     let idle = IdleBudget::new(2 * c.limits.global_connections as usize);
     let tls_sessions = TlsSessions::default();
-    let mut seen = HashSet::new();
+    let mut ids = RemoteIdCheck::default();
     for (i, r) in c.remotes.iter().enumerate() {
         let key = format!("remotes[{i}]");
-        if !is_valid_remote_id(&r.id) {
-            let shown: String = r.id.chars().take(80).collect();
-            return Err(err(
-                file,
-                format!("{key}.id"),
-                format!(
-                    "{shown:?} must be 1 to {MAX_REMOTE_ID_LEN} letters, digits, '-', '_' or '.'"
-                ),
-            ));
-        }
+        ids.check(i, &r.id)
+            .map_err(|e| err(file, e.key, e.message))?;
         if !r.path_prefix.is_empty()
             && (!r.path_prefix.starts_with('/')
                 || r.path_prefix
@@ -417,13 +406,6 @@ pub fn resolve(
                     "{:?} must start with '/' and hold no '.' or '..' segment or space",
                     r.path_prefix
                 ),
-            ));
-        }
-        if !seen.insert(r.id.clone()) {
-            return Err(err(
-                file,
-                format!("{key}.id"),
-                format!("remote id {:?} is used twice; ids must be unique", r.id),
             ));
         }
         let kind = match r.kind.as_str() {

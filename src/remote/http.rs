@@ -13,6 +13,9 @@
 //! | any other non-2xx status, with the API's message | `Remote` | no |
 //! | body over the cap, cut off, or not the promised JSON | `BadReply` | no |
 //!
+//! A successful reply's `Date` header is handed back with its body
+//! ([`Http::get_dated`]): the remote's clock as it sees it, to second precision.
+//!
 //! A timeout is not retried on another node: the request may be running there already,
 //! and a second full timeout would double the time the poll holds its permits.
 
@@ -21,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use fleetpoll_actors::{ErrorClass, RemoteId, SourceError};
+use fleetpoll_actors::{ErrorClass, RemoteId, SourceError, UnixTime};
 use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
@@ -136,6 +139,15 @@ impl HttpClient {
     /// `GET {prefix}/api2/json{path}` on the first node that can be reached, starting
     /// with the one that answered last. Returns the body of a successful reply.
     pub(crate) async fn get(&self, path: &str) -> Result<Bytes, SourceError> {
+        Ok(self.get_dated(path).await?.0)
+    }
+
+    /// As [`Http::get`], with the time the reply's `Date` header states (Unix seconds;
+    /// `None` when it has none or an unreadable one).
+    pub(crate) async fn get_dated(
+        &self,
+        path: &str,
+    ) -> Result<(Bytes, Option<UnixTime>), SourceError> {
         let count = self.nodes.len();
         let first = self.preferred.load(Ordering::Relaxed) % count;
         let mut failures = Vec::new();
@@ -153,9 +165,9 @@ impl HttpClient {
                 "request"
             );
             match outcome {
-                Ok(body) => {
+                Ok(reply) => {
                     self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(body);
+                    return Ok(reply);
                 }
                 Err(Attempt::Unreachable(why)) => {
                     tracing::debug!(remote = %self.remote, node = %node.address, reason = %why, "node unreachable, trying the next");
@@ -176,7 +188,7 @@ impl HttpClient {
 
     /// One request on one node, reusing an idle connection when there is one; a reused
     /// connection that turns out closed is replaced by a fresh one once.
-    async fn get_on(&self, node: &Node, path: &str) -> Result<Bytes, Attempt> {
+    async fn get_on(&self, node: &Node, path: &str) -> Result<Dated, Attempt> {
         let deadline = Instant::now() + self.options.request_timeout;
         if let Some(sender) = self.options.idle.take(&node.idle) {
             match self.exchange(node, sender, path, deadline).await {
@@ -263,7 +275,7 @@ impl HttpClient {
         mut sender: Sender,
         path: &str,
         deadline: Instant,
-    ) -> Result<Bytes, Attempt> {
+    ) -> Result<Dated, Attempt> {
         let uri = format!("{}/api2/json{path}", self.options.path_prefix);
         let request = Request::get(uri.as_str())
             .header(header::HOST, node.address.to_string())
@@ -286,6 +298,11 @@ impl HttpClient {
                 Attempt::Unreachable(format!("connection closed without a reply: {}", chain(&e)))
             })?;
             let status = response.status();
+            let date = response
+                .headers()
+                .get(header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(reply_date);
             let success = status.is_success();
             let cap = if success {
                 self.options.max_body_bytes
@@ -314,9 +331,9 @@ impl HttpClient {
                         format_args!("reply cut off: {}", chain(&e)),
                     ),
                 })?;
-            Ok::<_, Attempt>((status, body, complete))
+            Ok::<_, Attempt>((status, body, complete, date))
         };
-        let (status, body, complete) = match timeout_at(deadline, exchange).await {
+        let (status, body, complete, date) = match timeout_at(deadline, exchange).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(self.fail(
@@ -333,7 +350,7 @@ impl HttpClient {
             self.options.idle.put(&node.idle, sender);
         }
         if status.is_success() {
-            return Ok(body);
+            return Ok((body, date));
         }
         let message = error_message(&body, status);
         let class = match status {
@@ -343,6 +360,17 @@ impl HttpClient {
         };
         Err(self.fail(class, node, format_args!("HTTP {status}: {message}")))
     }
+}
+
+/// A reply's body with the time its `Date` header states.
+type Dated = (Bytes, Option<UnixTime>);
+
+/// The Unix time of an HTTP `Date` header (IMF-fixdate, or the obsolete forms RFC 9110
+/// says to accept).
+fn reply_date(value: &str) -> Option<UnixTime> {
+    let time = httpdate::parse_http_date(value).ok()?;
+    let secs = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
 }
 
 /// Why reading a body failed.
@@ -428,6 +456,18 @@ pub(crate) fn encode_segment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replys_date_header_is_read_as_unix_time_in_every_form_http_allows() {
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(reply_date(form), Some(784_111_777), "{form}");
+        }
+        assert_eq!(reply_date("yesterday"), None);
+    }
 
     #[test]
     fn path_segments_escape_everything_but_safe_characters() {

@@ -28,44 +28,71 @@ pub const MAX_FUTURE_SECS: i64 = 60;
 /// How many bytes of the reply an error message quotes around the fault.
 const EXCERPT_BYTES: usize = 60;
 
-/// Parses a metric export reply of `remote`, requested at `request_time`.
-///
-/// Points more than [`MAX_FUTURE_SECS`] after `request_time` are dropped and counted in
-/// [`MetricBatch::dropped_future`]. A reply that is not the promised JSON gives a
-/// [`ErrorClass::BadReply`] error naming the remote and quoting the reply near the fault.
+/// Parses a metric export reply of `remote`, requested at `request_time`, as
+/// [`parse_dated_metric_reply`] for a reply without a `Date` header.
 pub fn parse_metric_reply(
     remote: &RemoteId,
     body: &[u8],
     request_time: UnixTime,
 ) -> Result<MetricBatch, SourceError> {
+    parse_dated_metric_reply(remote, body, request_time, None)
+}
+
+/// Parses a metric export reply of `remote`, requested at `request_time`, whose `Date`
+/// header (if it had a readable one) said `date`.
+///
+/// Points more than [`MAX_FUTURE_SECS`] after `request_time` are dropped and counted in
+/// [`MetricBatch::dropped_future`]. A reply that is not the promised JSON gives a
+/// [`ErrorClass::BadReply`] error naming the remote and quoting the reply near the fault.
+/// A reply that leaves nothing to store while the remote's clock is ahead — all its
+/// points in the future, or its `Date` more than [`MAX_FUTURE_SECS`] ahead — gives an
+/// [`ErrorClass::Clock`] error with the offset: measured by the `Date` header where it
+/// shows the skew, else estimated from the newest point.
+pub fn parse_dated_metric_reply(
+    remote: &RemoteId,
+    body: &[u8],
+    request_time: UnixTime,
+    date: Option<UnixTime>,
+) -> Result<MetricBatch, SourceError> {
     let (batch, newest_future) = match scanned_with_future(body, request_time) {
         Some(parsed) => parsed,
         None => parse_with_serde_and_future(remote, body, request_time)?,
     };
-    refuse_clock_skew(remote, &batch, newest_future, request_time)?;
+    refuse_clock_skew(remote, &batch, newest_future, request_time, date)?;
     Ok(batch)
 }
 
-/// A reply whose every point lies in the future comes from a remote whose clock is off:
-/// storing nothing and calling it a success would show the remote as `ok` forever.
+/// A reply that stores nothing from a remote whose clock is ahead: storing nothing and
+/// calling it a success would show the remote as `ok` forever.
 fn refuse_clock_skew(
     remote: &RemoteId,
     batch: &MetricBatch,
     newest_future: Option<UnixTime>,
     request_time: UnixTime,
+    date: Option<UnixTime>,
 ) -> Result<(), SourceError> {
-    match newest_future {
-        Some(newest) if batch.points.is_empty() => Err(SourceError::new(
-            ErrorClass::Clock,
-            format!(
-                "remote {remote}: its clock is about {} s ahead — all {} points of the reply \
-                 are dated after the request; set the remote's time right (NTP)",
-                newest - request_time,
-                batch.dropped_future
-            ),
-        )),
-        _ => Ok(()),
+    if !batch.points.is_empty() {
+        return Ok(());
     }
+    let by_date = date
+        .map(|d| d.saturating_sub(request_time))
+        .filter(|&ahead| ahead > MAX_FUTURE_SECS);
+    let (ahead, source) = match (by_date, newest_future) {
+        (Some(ahead), _) => (ahead, "by the Date header of its reply"),
+        (None, Some(newest)) => (newest - request_time, "judging by its newest point"),
+        (None, None) => return Ok(()),
+    };
+    let points = match batch.dropped_future {
+        0 => "the reply holds no point".to_string(),
+        n => format!("all {n} points of the reply are dated after the request"),
+    };
+    Err(SourceError::new(
+        ErrorClass::Clock,
+        format!(
+            "remote {remote}: its clock is about {ahead} s ahead ({source}) — {points}; set \
+             the remote's time right (NTP)"
+        ),
+    ))
 }
 
 /// The reference parser: serde visitors over the whole reply.
@@ -538,6 +565,21 @@ mod tests {
         let batch = parse_metric_reply(&remote(), body, 10).unwrap();
         assert_eq!(&*batch.series[0].entity, "storage/pve1/my-store");
         assert_eq!(batch.points[0].value, 1000.0);
+    }
+
+    #[test]
+    fn an_empty_reply_dated_an_hour_ahead_is_a_clock_error_and_one_dated_now_is_not() {
+        let err =
+            parse_dated_metric_reply(&remote(), br#"{"data":[]}"#, 1000, Some(4600)).unwrap_err();
+        assert_eq!(err.class, ErrorClass::Clock);
+        assert!(
+            err.message
+                .contains("about 3600 s ahead (by the Date header"),
+            "{}",
+            err.message
+        );
+        let batch = parse_dated_metric_reply(&remote(), br#"{"data":[]}"#, 1000, Some(1001));
+        assert!(batch.unwrap().is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use fleetpoll_actors::{
 
 use super::endpoint::RemoteEndpoint;
 use super::http::{encode_segment, HttpClient};
-use super::metrics::parse_metric_reply;
+use super::metrics::parse_dated_metric_reply;
 use super::reply::{parse_data, TaskStatusItem};
 use super::task_pages::list_node_tasks;
 use super::upid::Upid;
@@ -49,8 +49,8 @@ impl RemoteSource for PbsClient {
             Some(start) => format!("/status/metrics?history=1&start-time={start}"),
             None => "/status/metrics?history=1".to_string(),
         };
-        let body = self.http.get(&path).await?;
-        parse_metric_reply(self.http.remote(), &body, request_time)
+        let (body, date) = self.http.get_dated(&path).await?;
+        parse_dated_metric_reply(self.http.remote(), &body, request_time, date)
     }
 
     /// Lists the server's tasks; the cutoff is looked up and reported under

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::endpoint::RemoteEndpoint;
 use super::http::{encode_segment, HttpClient};
-use super::metrics::parse_metric_reply;
+use super::metrics::parse_dated_metric_reply;
 use super::reply::{parse_data, NodeItem, TaskStatusItem};
 use super::task_pages::list_node_tasks;
 use super::upid::Upid;
@@ -118,8 +118,8 @@ impl RemoteSource for PveClient {
             Some(start) => format!("/cluster/metrics/export?history=1&start-time={start}"),
             None => "/cluster/metrics/export?history=1".to_string(),
         };
-        let body = self.http.get(&path).await?;
-        parse_metric_reply(self.http.remote(), &body, request_time)
+        let (body, date) = self.http.get_dated(&path).await?;
+        parse_dated_metric_reply(self.http.remote(), &body, request_time, date)
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskBatch, SourceError> {

@@ -107,6 +107,32 @@ impl RrdError {
         )
     }
 
+    /// Whether the failure is one entity's own — its file or path cannot be written (a
+    /// directory or a plain file in the way, a name too long for the file system, no
+    /// permission), the file is damaged, or its points do not fit it — rather than the
+    /// store's: a full disk, a quota, a read-only or failing file system, another
+    /// process holding the lock, which every entity meets and which may pass. A commit
+    /// sets an entity's points aside on the first kind (see [`super::quarantine`]) and
+    /// keeps them pending on the second.
+    pub fn is_entity_fault(&self) -> bool {
+        match self {
+            RrdError::Io { io, .. } => matches!(
+                io.raw_os_error(),
+                Some(
+                    libc::EACCES
+                        | libc::EPERM
+                        | libc::EISDIR
+                        | libc::ENOTDIR
+                        | libc::ENAMETOOLONG
+                        | libc::ELOOP
+                        | libc::EEXIST
+                )
+            ),
+            RrdError::Locked { .. } => false,
+            _ => true,
+        }
+    }
+
     /// Shorthand for a [`RrdError::Definition`].
     pub(crate) fn definition(spec: impl Into<String>, reason: impl Into<String>) -> Self {
         RrdError::Definition {

@@ -17,6 +17,8 @@
 //! - `record`: a journal record's payload, a remote's batch in a compact binary form.
 //! - [`damage`]: damaged entity files set aside, logged and counted
 //!   ([`damage::DamagedFile`]).
+//! - [`quarantine`]: points an entity's file cannot take, set aside in
+//!   `quarantine.jsonl` so the journal is still applied ([`QuarantinedEntity`]).
 //! - `pending`: points journalled but not yet committed to their files.
 //! - `cache`: the bounded cache of open files (the least recently used is synced
 //!   and closed).
@@ -41,6 +43,7 @@ pub mod format;
 pub mod journal;
 pub mod layout;
 mod pending;
+pub mod quarantine;
 pub mod query;
 mod record;
 pub mod store;
@@ -58,5 +61,6 @@ pub use def::{Cf, DsDef, DsType, RraDef};
 pub use error::RrdError;
 pub use fetch::{FetchRequest, FetchResult};
 pub use file::RrdFile;
+pub use quarantine::QuarantinedEntity;
 pub use store::RrdStore;
 pub use value::{parse_update, RawValue};

@@ -42,6 +42,16 @@ impl Pending {
         self.times.first().copied()
     }
 
+    /// The rows, oldest first: a timestamp and one value per data source (NaN for
+    /// unknown), in the order of [`Pending::defs`].
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (i64, &[f64])> {
+        let stride = self.defs.len().max(1);
+        self.times
+            .iter()
+            .copied()
+            .zip(self.values.chunks_exact(stride))
+    }
+
     /// Makes room for a new data source: every row gains an unknown last column.
     fn add_column(&mut self, def: DsDef) -> usize {
         let width = self.defs.len();
@@ -111,16 +121,13 @@ impl Pending {
     /// The rows as updates for a file whose data source `c` of these rows is column
     /// `columns[c]` of `width` columns.
     pub(crate) fn updates(&self, columns: &[usize], width: usize) -> Vec<(i64, Vec<RawValue>)> {
-        let stride = self.defs.len().max(1);
-        self.times
-            .iter()
-            .zip(self.values.chunks_exact(stride))
+        self.rows()
             .map(|(time, row)| {
                 let mut values = vec![RawValue::Unknown; width];
                 for (c, &value) in row.iter().enumerate() {
                     values[columns[c]] = RawValue::from_f64(value);
                 }
-                (*time, values)
+                (time, values)
             })
             .collect()
     }

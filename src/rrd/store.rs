@@ -2,7 +2,9 @@
 //! entity) holding all the entity's metrics in the Proxmox VE 9 layout, behind a
 //! synced journal. `store_metrics` only journals (and keeps the points in memory);
 //! `commit` writes them into the files on the engine's cadence. The directory is locked
-//! for the store's life; a damaged entity file is set aside (see [`super::damage`]).
+//! for the store's life; a damaged entity file is set aside (see [`super::damage`]), and
+//! the points of an entity whose file cannot be written are quarantined (see
+//! [`super::quarantine`]), so one bad file never holds up the journal.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use super::file::RrdFile;
 use super::journal::{Journal, JournalDamage};
 use super::layout::{self, PVE_STEP};
 use super::pending::{Pending, TimedPoint};
+use super::quarantine::{Quarantine, QuarantinedEntity};
 use super::query::{Query, QueryResult};
 use super::record;
 use super::Rrd;
@@ -98,6 +101,8 @@ struct Inner {
     cursors: HashMap<RemoteId, Cursor>,
     /// Damaged files set aside since the store was opened.
     damage: DamageLog,
+    /// Points set aside because their entity's file could not be written.
+    quarantine: Quarantine,
     /// The journal found at open is being replayed (until a commit succeeds): rows on
     /// disk may be newer than their checksums where a commit was cut short (see
     /// [`RrdFile::set_replaying`]).
@@ -185,6 +190,7 @@ impl RrdStore {
             pending_values: 0,
             cursors: HashMap::new(),
             damage: DamageLog::default(),
+            quarantine: Quarantine::new(dir),
             replaying: !replay.records.is_empty(),
         };
         let mut recovery = Recovery {
@@ -289,6 +295,23 @@ impl RrdStore {
         found
     }
 
+    /// The file that holds points set aside because their entity's file could not be
+    /// written (see [`super::quarantine`]).
+    pub fn quarantine_file(&self) -> PathBuf {
+        self.lock().quarantine.file().to_path_buf()
+    }
+
+    /// How many rows (timestamps of one entity) were quarantined since the store was
+    /// opened.
+    pub fn quarantined_rows(&self) -> u64 {
+        self.lock().quarantine.rows()
+    }
+
+    /// The entities whose points were quarantined since the store was opened, by file.
+    pub fn quarantined(&self) -> Vec<QuarantinedEntity> {
+        self.lock().quarantine.entities()
+    }
+
     /// Answers a query at time `now` (the end of a timeframe); `None` when the entity
     /// has never been stored. Points not yet committed are included. Asking for a
     /// metric the entity does not have, or a CF other than AVERAGE or MAX, is an
@@ -351,8 +374,10 @@ impl RrdStore {
 impl Inner {
     /// Keeps one remote's (journalled) batch in memory until the next commit and
     /// advances its cursor. Points at or before their entity's newest time are
-    /// dropped. An entity whose file cannot be read fails alone; the first such
-    /// error is returned and the cursor is then left as it was.
+    /// dropped. An entity whose file cannot be read for a fault of its own has its
+    /// points quarantined; one that cannot be read for the store's (or whose points
+    /// cannot be quarantined) fails alone: the first such error is returned and the
+    /// cursor is then left as it was.
     fn stage(&mut self, remote: &RemoteId, batch: &MetricBatch) -> Result<(), RrdError> {
         // Each series' entity, worked out once; then each entity's points in time
         // order (a stable sort keeps a batch's order among equal timestamps).
@@ -394,6 +419,14 @@ impl Inner {
                                     continue;
                                 }
                             }
+                        }
+                        Err(err) if err.is_entity_fault() => {
+                            let mut quarantined = Pending::default();
+                            quarantined.add(batch, &points, i64::MIN);
+                            if let Err(err) = self.quarantine.set_aside(&path, &quarantined, &err) {
+                                first_error.get_or_insert(err);
+                            }
+                            continue;
                         }
                         Err(err) => {
                             first_error.get_or_insert(err);
@@ -537,6 +570,33 @@ impl Inner {
         result.map(|_ignored| ())
     }
 
+    /// Writes an entity's pending points for a commit, as [`Inner::flush`]; when that
+    /// fails for a fault of the entity's own ([`RrdError::is_entity_fault`]) the points
+    /// are quarantined instead, so the commit can release the journal. A failure of the
+    /// store's, or of writing the quarantine, keeps them pending and is returned.
+    fn commit_entity(&mut self, path: &Path) -> Result<(), RrdError> {
+        let err = match self.flush(path) {
+            Err(err) if err.is_entity_fault() => err,
+            other => return other,
+        };
+        let Some(state) = self.entities.get_mut(path) else {
+            return Err(err);
+        };
+        let pending = std::mem::take(&mut state.pending);
+        match self.quarantine.set_aside(path, &pending, &err) {
+            Ok(()) => {
+                self.pending_values -= pending.value_count();
+                Ok(())
+            }
+            Err(quarantine_failed) => {
+                if let Some(state) = self.entities.get_mut(path) {
+                    state.pending = pending;
+                }
+                Err(quarantine_failed)
+            }
+        }
+    }
+
     /// The entities with points pending, sorted.
     fn pending_paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self
@@ -555,7 +615,7 @@ impl Inner {
         self.journal.seal()?;
         let mut first_error = None;
         for path in self.pending_paths() {
-            if let Err(err) = self.flush(&path) {
+            if let Err(err) = self.commit_entity(&path) {
                 first_error.get_or_insert(err);
             }
         }
@@ -578,8 +638,10 @@ impl Shared {
     /// records they came from, taking the lock for one entity at a time and syncing
     /// without it: queries and stores go on while a large commit runs. Points stored
     /// meanwhile go to a fresh journal (and may reach the files in this commit too:
-    /// replaying them is harmless). Entities that fail keep their points pending and
-    /// the sealed records are kept for the next commit; the first error is returned.
+    /// replaying them is harmless). Entities whose files cannot be written have their
+    /// points quarantined ([`Inner::commit_entity`]); entities that fail for the
+    /// store's reasons keep their points pending and the sealed records are kept for
+    /// the next commit; the first error is returned.
     fn commit_in_steps(&self) -> Result<(), RrdError> {
         let _one_at_a_time = self.committing.lock().unwrap_or_else(|e| e.into_inner());
         let paths = {
@@ -591,7 +653,7 @@ impl Shared {
         for path in paths {
             let ready = {
                 let mut inner = self.lock();
-                if let Err(err) = inner.flush(&path) {
+                if let Err(err) = inner.commit_entity(&path) {
                     first_error.get_or_insert(err);
                 }
                 let ready = inner.files.take_unsynced(Some(MAX_UNSYNCED));

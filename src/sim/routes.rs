@@ -54,6 +54,9 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     let remote = &state.fleet.remotes[index];
     let faults = &remote.faults;
     let roll = next_roll(state, index);
+    if matches!(rest, "cluster/metrics/export" | "status/metrics") {
+        state.metric_exports[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 
     // The configured latency is the remote's whole time to answer: the reply is
     // rendered while it runs, not after it.
@@ -130,9 +133,12 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     } else {
         Full::new(body).boxed()
     };
+    // The remote's clock, skew included, as a real server's `Date` header shows it.
+    let date = std::time::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64);
     let response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json;charset=UTF-8")
+        .header(header::DATE, httpdate::fmt_http_date(date))
         .body(body)
         .expect("static response parts are valid");
     respond(response)
@@ -387,6 +393,7 @@ mod tests {
         });
         SimState {
             requests: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
+            metric_exports: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
             fleet,
             clock: Arc::new(fleetpoll_actors::TokioClock::system()),
             connections: AtomicU64::new(0),

@@ -85,6 +85,9 @@ pub(crate) struct SimState {
     pub(crate) requests: Vec<AtomicU64>,
     /// TCP connections accepted on both listeners.
     pub(crate) connections: AtomicU64,
+    /// Metric export requests per remote (answered or refused), for tests that count
+    /// collections.
+    pub(crate) metric_exports: Vec<AtomicU64>,
 }
 
 /// A running simulator. Dropping it without [`Simulator::shutdown`] also stops it.
@@ -124,9 +127,11 @@ impl Simulator {
     ) -> Result<Simulator, SimError> {
         let fleet = Fleet::build(&config);
         let requests = fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect();
+        let metric_exports = fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect();
         let state = Arc::new(SimState {
             fleet,
             clock,
+            metric_exports,
             requests,
             connections: AtomicU64::new(0),
         });
@@ -220,6 +225,18 @@ impl Simulator {
             .iter()
             .position(|r| r.id == id)
             .map_or(0, |i| self.state.requests[i].load(Ordering::Relaxed))
+    }
+
+    /// How many metric export requests (`/cluster/metrics/export`, `/status/metrics`)
+    /// the remote `id` was sent so far, refused ones included: one or more per
+    /// collection (0 for an unknown id).
+    pub fn metric_export_requests(&self, id: &str) -> u64 {
+        self.state
+            .fleet
+            .remotes
+            .iter()
+            .position(|r| r.id == id)
+            .map_or(0, |i| self.state.metric_exports[i].load(Ordering::Relaxed))
     }
 
     /// One remote by id.

@@ -1,5 +1,7 @@
 //! Task queries: a [`TaskFilter`] answered from the in-memory index, newest first, with
-//! paging and the total number of matches.
+//! paging and the total number of matches. Given the time of the query, tasks dated
+//! more than [`FUTURE_SKEW_SECS`] after it (a remote whose clock is ahead) are marked
+//! [`CachedTask::future`] and listed after every other match instead of first.
 
 use fleetpoll_actors::{RemoteId, TaskRecord, UnixTime};
 
@@ -7,6 +9,11 @@ use std::collections::BinaryHeap;
 
 use super::index::Index;
 use super::slots::{Slot, Slots};
+
+/// How far a task's start may lie after the query's `now` before it counts as
+/// future-dated: the same tolerance as for metric points
+/// ([`crate::remote::MAX_FUTURE_SECS`]).
+pub const FUTURE_SKEW_SECS: i64 = 60;
 
 /// The page size when a filter does not set one.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -66,6 +73,9 @@ pub struct TaskFilter {
     pub start: usize,
     /// Page size; 0 means all matches.
     pub limit: usize,
+    /// The time of the query: tasks started more than [`FUTURE_SKEW_SECS`] after it
+    /// are future-dated (marked, and listed after the others). `None`: no task is.
+    pub now: Option<UnixTime>,
 }
 
 impl Default for TaskFilter {
@@ -82,6 +92,7 @@ impl Default for TaskFilter {
             status: None,
             start: 0,
             limit: DEFAULT_LIMIT,
+            now: None,
         }
     }
 }
@@ -93,6 +104,9 @@ pub struct CachedTask {
     pub remote: RemoteId,
     /// The task.
     pub task: TaskRecord,
+    /// It started more than [`FUTURE_SKEW_SECS`] after the query's `now`: its remote's
+    /// clock is ahead.
+    pub future: bool,
 }
 
 /// One page of a query.
@@ -275,9 +289,19 @@ pub(crate) fn query(index: &Index, filter: &TaskFilter) -> TaskPage {
                 .collect(),
         }
     };
+    // Future-dated tasks (each list's tail) come after all the others.
+    let present_until = filter.now.map_or(u32::MAX, |now| {
+        now.saturating_add(FUTURE_SKEW_SECS)
+            .clamp(0, i64::from(u32::MAX)) as u32
+    });
+    let (present, future): (Vec<&[u32]>, Vec<&[u32]>) = lists
+        .iter()
+        .map(|l| l.split_at(l.partition_point(|&i| slots.get(i).start <= present_until)))
+        .unzip();
     let to_task = |i: u32| CachedTask {
         remote: index.remotes[slots.get(i).remote as usize].clone(),
         task: index.record(i),
+        future: slots.get(i).start > present_until,
     };
     let total = if cond.trivial() {
         lists.iter().map(|l| l.len()).sum()
@@ -288,7 +312,8 @@ pub(crate) fn query(index: &Index, filter: &TaskFilter) -> TaskPage {
             .filter(|&&i| cond.accept(index, slots.get(i)))
             .count()
     };
-    let tasks = NewestFirst::new(slots, lists)
+    let tasks = NewestFirst::new(slots, present)
+        .chain(NewestFirst::new(slots, future))
         .filter(|&i| cond.trivial() || cond.accept(index, slots.get(i)))
         .skip(filter.start)
         .take(limit)

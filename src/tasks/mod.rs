@@ -41,5 +41,5 @@ mod state;
 pub use apply::JOURNAL_APPLY_BYTES;
 pub use cache::{TaskCache, BACKFILL_SECS};
 pub use error::TaskCacheError;
-pub use filter::{CachedTask, StatusClass, TaskFilter, TaskPage, DEFAULT_LIMIT};
+pub use filter::{CachedTask, StatusClass, TaskFilter, TaskPage, DEFAULT_LIMIT, FUTURE_SKEW_SECS};
 pub use rotation::{ARCHIVES_KEPT, ARCHIVES_UNCOMPRESSED};

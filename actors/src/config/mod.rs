@@ -105,6 +105,37 @@ pub fn is_valid_remote_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The one check of remote ids, shared by [`EngineConfig::validate`] and the config
+/// file's loader: each id must be valid ([`is_valid_remote_id`]) and unlike every id
+/// checked before it. Errors name the key `remotes[<index>].id`.
+#[derive(Debug, Default)]
+pub struct RemoteIdCheck {
+    seen: HashSet<String>,
+}
+
+impl RemoteIdCheck {
+    /// Checks the id of `remotes[index]`, remembering it for the uniqueness of the next.
+    pub fn check(&mut self, index: usize, id: &str) -> Result<(), ConfigError> {
+        let key = format!("remotes[{index}].id");
+        if !is_valid_remote_id(id) {
+            let shown: String = id.chars().take(80).collect();
+            return Err(err(
+                key,
+                format!(
+                    "{shown:?} must be 1 to {MAX_REMOTE_ID_LEN} letters, digits, '-', '_' or '.'"
+                ),
+            ));
+        }
+        if !self.seen.insert(id.to_string()) {
+            return Err(err(
+                key,
+                format!("remote id {id:?} is used twice; ids must be unique"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `value` must lie in `[lo, hi]` (in `unit`s), or the key is refused with its range.
 fn within(key: &str, value: u64, lo: u64, hi: u64, unit: &str) -> Result<(), ConfigError> {
     if (lo..=hi).contains(&value) {
@@ -255,23 +286,9 @@ impl EngineConfig {
             DAY,
         )?;
 
-        let mut seen = HashSet::new();
+        let mut ids = RemoteIdCheck::default();
         for (i, r) in self.remotes.iter().enumerate() {
-            if !is_valid_remote_id(r.id.as_str()) {
-                return Err(err(
-                    format!("remotes[{i}].id"),
-                    format!(
-                        "{:?} must be 1 to {MAX_REMOTE_ID_LEN} letters, digits, '-', '_' or '.'",
-                        r.id.as_str().chars().take(80).collect::<String>()
-                    ),
-                ));
-            }
-            if !seen.insert(r.id.clone()) {
-                return Err(err(
-                    format!("remotes[{i}].id"),
-                    format!("remote id {:?} is used twice; ids must be unique", r.id),
-                ));
-            }
+            ids.check(i, r.id.as_str())?;
             within(
                 &format!("remotes[{i}].connection_cap"),
                 r.connection_cap.into(),
