@@ -97,6 +97,36 @@ const DEMO_FAULTS: &[&str] = &[
     "wrong-cert@5%",
 ];
 
+/// The demo's rules: its faulty remotes fire `remote-down`, its busy nodes and guests
+/// the others as the simulated load moves.
+const DEMO_RULES: &str = r#"# fleetpoll demo rules (docs/rules.md)
+[[rules]]
+name = "remote-down"
+state = ["failing", "backoff", "failed"]
+for_secs = 30
+severity = "critical"
+
+[[rules]]
+name = "node-memory-high"
+entities = "node/*"
+metric = "mem_used"
+of = "mem_total"
+op = ">"
+threshold = 0.6
+clear_threshold = 0.55
+for_secs = 60
+
+[[rules]]
+name = "guest-cpu-busy"
+entities = ["qemu/*", "lxc/*"]
+metric = "cpu_current"
+op = ">"
+threshold = 0.5
+clear_threshold = 0.4
+for_secs = 60
+labels = { team = "demo" }
+"#;
+
 /// Runs the demo; returns when it was interrupted or its duration passed.
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let pbs = options.remotes / 3;
@@ -128,6 +158,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         }
     };
     let mut config = fleet_config(&sim, &data_dir);
+    let rules_file = data_dir.join("rules.toml");
+    std::fs::write(&rules_file, DEMO_RULES)
+        .with_context(|| format!("writing the demo's rules to {}", rules_file.display()))?;
+    config.rules.file = Some(rules_file);
     let interval_secs = options.interval.as_secs().max(1);
     let c = &mut config.collection;
     c.interval = Duration::from_secs(interval_secs);
@@ -163,9 +197,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         service.api_addr, service.api_addr
     );
     println!(
-        "fleetpoll demo: data in {}, collecting every {} s; Ctrl-C stops",
+        "fleetpoll demo: data in {}, collecting every {} s, rules in {} (alerts: /api/v1/alerts); Ctrl-C stops",
         data_dir.display(),
-        options.interval.as_secs()
+        options.interval.as_secs(),
+        data_dir.join("rules.toml").display(),
     );
     let stop = async {
         match options.duration {
@@ -189,12 +224,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
                 let limiter = engine.limiter().await?;
                 let storage = engine.storage().await?;
                 println!(
-                    "remotes ok {ok:>3} | failing {failing:>3} | pending {:>3} | points stored {:>8} | tasks cached {:>7} | connections {:>2}/{}",
+                    "remotes ok {ok:>3} | failing {failing:>3} | pending {:>3} | points stored {:>8} | tasks cached {:>7} | connections {:>2}/{} | alerts firing {:>3}",
                     status.len() - ok - failing,
                     storage.points_stored,
                     tasks_cached,
                     limiter.in_use,
                     limiter.global_cap,
+                    service.rules.firing_count(),
                 );
             }
         }

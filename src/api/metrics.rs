@@ -160,6 +160,10 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
         );
     }
     write_poll_stats(&mut out, &state.engine.poll_stats());
+    write_hooks(&mut out, &state.engine.hooks());
+    if let Some(rules) = &state.rules {
+        write_alerts(&mut out, rules);
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -167,6 +171,117 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
         )],
         out,
     ))
+}
+
+/// Every hook's queue and counters.
+fn write_hooks(out: &mut String, hooks: &[fleetpoll_actors::HookStatus]) {
+    use fleetpoll_actors::HookStatus;
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&HookStatus) -> f64,
+    );
+    let families: [Family; 6] = [
+        (
+            "fleetpoll_hook_queued_points",
+            "gauge",
+            "Points waiting in a hook's queue.",
+            |h| h.queued_points as f64,
+        ),
+        (
+            "fleetpoll_hook_delivered_points_total",
+            "counter",
+            "Points handed to a hook.",
+            |h| h.delivered_points as f64,
+        ),
+        (
+            "fleetpoll_hook_dropped_batches_total",
+            "counter",
+            "Batches dropped from a hook's full queue, oldest first.",
+            |h| h.dropped_batches as f64,
+        ),
+        (
+            "fleetpoll_hook_dropped_points_total",
+            "counter",
+            "Points in the batches dropped from a hook's full queue.",
+            |h| h.dropped_points as f64,
+        ),
+        (
+            "fleetpoll_hook_errors_total",
+            "counter",
+            "Events a hook returned an error for.",
+            |h| h.errors as f64,
+        ),
+        (
+            "fleetpoll_hook_restarts_total",
+            "counter",
+            "Restarts of a hook after a panic.",
+            |h| h.restarts as f64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for h in hooks {
+            let _ = writeln!(out, "{name}{{hook=\"{}\"}} {}", label(&h.name), value(h));
+        }
+    }
+}
+
+/// Alerts by rule and state, transitions by rule, webhook counters.
+fn write_alerts(out: &mut String, rules: &crate::rules::Rules) {
+    let (counts, transitions) = rules.counts();
+    let _ = writeln!(
+        out,
+        "# HELP fleetpoll_alerts Alerts by rule and state.\n# TYPE fleetpoll_alerts gauge"
+    );
+    for (rule, (pending, firing)) in &counts {
+        let rule = label(rule);
+        let _ = writeln!(
+            out,
+            "fleetpoll_alerts{{rule=\"{rule}\",state=\"pending\"}} {pending}"
+        );
+        let _ = writeln!(
+            out,
+            "fleetpoll_alerts{{rule=\"{rule}\",state=\"firing\"}} {firing}"
+        );
+    }
+    let _ = writeln!(out, "# HELP fleetpoll_alert_transitions_total Notifications by rule and kind.\n# TYPE fleetpoll_alert_transitions_total counter");
+    for (rule, change, n) in &transitions {
+        let state = match change {
+            crate::rules::Change::Firing => "firing",
+            crate::rules::Change::Resolved => "resolved",
+        };
+        let _ = writeln!(
+            out,
+            "fleetpoll_alert_transitions_total{{rule=\"{}\",state=\"{state}\"}} {n}",
+            label(rule)
+        );
+    }
+    let webhooks = rules.webhooks();
+    for (name, help, pick) in [
+        (
+            "fleetpoll_webhook_sent_total",
+            "Notifications a webhook accepted.",
+            0,
+        ),
+        (
+            "fleetpoll_webhook_failed_total",
+            "Notifications given up or refused.",
+            1,
+        ),
+        (
+            "fleetpoll_webhook_dropped_total",
+            "Notifications dropped from a full webhook queue.",
+            2,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for w in &webhooks {
+            let v = [w.sent, w.failed, w.dropped][pick];
+            let _ = writeln!(out, "{name}{{webhook=\"{}\"}} {v}", label(&w.name));
+        }
+    }
 }
 
 /// Polls by outcome and class, and the poll duration histogram.

@@ -16,6 +16,7 @@
 //! - `rrd`, `tasks`, `live`, `metrics`: history and top lists, the task list, the live
 //!   stream, Prometheus metrics.
 
+mod alerts;
 mod body;
 mod errors;
 pub mod limits;
@@ -73,6 +74,8 @@ pub struct ApiState {
     pub max_streams: usize,
     /// The most rows per metric of a history answer (`api.max_rows`).
     pub max_rows: u64,
+    /// The running rules (`None`: the embedder runs none).
+    pub rules: Option<Arc<crate::rules::Rules>>,
 }
 
 impl ApiState {
@@ -110,6 +113,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tasks/tracked", get(tracking::tracked))
         .route("/api/v1/tasks/tracked/{upid}", delete(tracking::untrack))
         .route("/api/v1/tree", get(tree))
+        .route("/api/v1/alerts", get(alerts::alerts))
+        .route("/api/v1/alerts/history", get(alerts::history))
+        .route("/api/v1/hooks", get(hooks))
         .route("/api/v1/live", get(live::live))
         .route("/api/v1/rrd/{remote}/{*entity}", get(rrd::history))
         .route("/api/v1/top", get(rrd::top))
@@ -293,6 +299,10 @@ fn quarantine_json(metrics: &crate::rrd::RrdStore) -> serde_json::Value {
     })
 }
 
+async fn hooks(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({ "hooks": state.engine.hooks() }))
+}
+
 async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {
     let last = state.last_reload.lock().ok().and_then(|l| l.clone());
     // A failed store shows here until writing works again (and in the remote's status).
@@ -303,6 +313,9 @@ async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {
         "storage_error": storage_error,
         "rrd_files_set_aside": state.metrics.damaged_file_count(),
         "rrd_quarantine": quarantine_json(&state.metrics),
+        "rules_file": state.rules.as_ref().and_then(|r| r.path()),
+        "rules": state.rules.as_ref().map_or(0, |r| r.rule_count()),
+        "rules_error": state.rules.as_ref().and_then(|r| r.error()),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }

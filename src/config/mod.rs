@@ -17,7 +17,9 @@ use crate::remote::{
     ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
 };
 
-pub use schema::{ApiConfig, Config, LogConfig, LogFormat, NodeEntry, RemoteEntry, Secret};
+pub use schema::{
+    ApiConfig, Config, LogConfig, LogFormat, NodeEntry, RemoteEntry, RulesConfig, Secret,
+};
 
 /// A config file that cannot be used: which file, which key, what is wrong and expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +44,8 @@ pub struct Resolved {
     pub api_listen: SocketAddr,
     /// The API's bearer token, if any.
     pub api_token: Option<Secret>,
+    /// The rules file, compiled (empty when `[rules] file` is not set).
+    pub rules: crate::rules::RuleSet,
 }
 
 /// Reads and parses `path`; syntax errors and unknown keys name the key.
@@ -266,6 +270,16 @@ fn resolve_paths(file: &Path, config: &mut Config) -> Result<(), ConfigFileError
         ));
     }
     if let Some(p) = &mut config.api.token_file {
+        *p = beside(file, p);
+    }
+    if let Some(p) = &mut config.rules.file {
+        if p.as_os_str().is_empty() {
+            return Err(err(
+                file,
+                "rules.file",
+                "must name the rules file, not be empty",
+            ));
+        }
         *p = beside(file, p);
     }
     for r in &mut config.remotes {
@@ -493,11 +507,16 @@ pub fn resolve(
         engine.remotes.push(rc);
     }
     engine.validate().map_err(|e| err(file, e.key, e.message))?;
+    let rules = match &config.rules.file {
+        Some(rules) => crate::rules::RuleSet::load(rules)?,
+        None => crate::rules::RuleSet::default(),
+    };
     Ok(Resolved {
         config,
         engine,
         api_listen,
         api_token,
+        rules,
     })
 }
 

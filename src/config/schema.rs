@@ -38,9 +38,21 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Local evaluation: the rules file.
+    #[serde(default)]
+    pub rules: RulesConfig,
     /// The remotes to watch.
     #[serde(default)]
     pub remotes: Vec<RemoteEntry>,
+}
+
+/// `[rules]`: local evaluation (see `docs/rules.md`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// The rules file, relative to the config file's directory; none: no rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
 }
 
 /// `[api]`

@@ -9,6 +9,7 @@
 
 mod fds;
 pub mod notify;
+mod rules_watch;
 mod stores;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use fleetpoll_actors::{Clock, Engine, EngineHandle, TokioClock};
+use fleetpoll_actors::{Clock, Engine, EngineHandle, HookOptions, TokioClock};
 use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -58,12 +59,18 @@ fn init_logging(filter: &str, format: LogFormat) -> LogFilterHandle {
     (!pinned).then_some(handle)
 }
 
+/// Points the rules hook may have waiting (a backfill of a large fleet fits).
+const RULES_QUEUE_POINTS: usize = 4_000_000;
+
 /// What a reload may change besides the engine, and how to compare a new file with the
 /// running one.
 struct Running {
     config: config::Config,
     token: ApiToken,
     log: LogFilterHandle,
+    rules: Arc<crate::rules::Rules>,
+    /// Watches the rules file (replaced when a reload names another file).
+    rules_watch: Option<rules_watch::RulesWatch>,
 }
 
 impl Running {
@@ -101,6 +108,8 @@ pub struct Service {
     pub last_reload: Arc<Mutex<Option<serde_json::Value>>>,
     /// The API's token, replaced by a reload.
     pub token: ApiToken,
+    /// The running rules.
+    pub rules: Arc<crate::rules::Rules>,
     stop_api: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -135,10 +144,23 @@ impl Service {
             .await
             .with_context(|| format!("cannot listen on {} (api.listen)", resolved.api_listen))?;
         let api_addr = listener.local_addr().context("the API's address")?;
+        let rules = crate::rules::Rules::start(
+            resolved.rules,
+            resolved.config.collection.interval.as_secs(),
+            Some(&resolved.config.storage.state_dir),
+            clock.clone(),
+        )?;
         let engine = Engine::builder(resolved.engine)
             .metric_store(metrics.clone())
             .task_store(tasks.clone())
             .clock(clock.clone())
+            .hook_with(
+                crate::rules::HOOK_NAME,
+                Box::new(rules.hook()),
+                HookOptions {
+                    queue_max_points: RULES_QUEUE_POINTS,
+                },
+            )
             .start()
             .await
             .context("starting the engine")?;
@@ -160,6 +182,7 @@ impl Service {
             live_streams: ApiState::live_stream_permits(resolved.config.api.max_streams as usize),
             max_streams: resolved.config.api.max_streams as usize,
             max_rows: resolved.config.api.max_rows,
+            rules: Some(rules.clone()),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
@@ -177,6 +200,7 @@ impl Service {
             reload_rx,
             last_reload,
             token,
+            rules,
             stop_api,
             server,
         })
@@ -216,9 +240,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let last_reload = service.last_reload.clone();
     let interval = service.interval_secs.clone();
     let mut running = Running {
+        rules_watch: rules_watch::RulesWatch::start(service.rules.clone()),
         config: running_config,
         token: service.token.clone(),
         log,
+        rules: service.rules.clone(),
     };
     tracing::info!(config = %config_path.display(), remotes, api = %api_addr, "fleetpoll is running");
     println!("fleetpoll: API on http://{api_addr}");
@@ -310,11 +336,18 @@ async fn reload(
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 running.token.set(resolved.api_token);
+                running
+                    .rules
+                    .set_interval(resolved.config.collection.interval.as_secs());
+                running.rules.apply(resolved.rules);
                 if let Some(handle) = &running.log {
                     let filter = tracing_subscriber::EnvFilter::new(&resolved.config.log.filter);
                     if let Err(err) = handle.reload(filter) {
                         tracing::warn!(error = %err, "the new log filter could not be applied");
                     }
+                }
+                if running.config.rules.file != resolved.config.rules.file {
+                    running.rules_watch = rules_watch::RulesWatch::start(running.rules.clone());
                 }
                 running.config = resolved.config;
                 tracing::info!(added = ?report.added, removed = ?report.removed,

@@ -154,13 +154,17 @@ impl RuleEngine {
         self.matches.clear();
         for (i, rule) in set.rules.iter().enumerate() {
             if let RuleKind::Metric(m) = &rule.kind {
-                self.by_metric.entry(m.metric.clone()).or_default().push(i as u32);
+                self.by_metric
+                    .entry(m.metric.clone())
+                    .or_default()
+                    .push(i as u32);
                 if let Some(of) = &m.of {
                     self.denominators.insert(of.clone());
                 }
             }
         }
-        self.of_values.retain(|(_, _, metric), _| self.denominators.contains(metric));
+        self.of_values
+            .retain(|(_, _, metric), _| self.denominators.contains(metric));
         self.set = set;
     }
 
@@ -203,15 +207,19 @@ impl RuleEngine {
     pub fn on_batch(&mut self, batch: &HookBatch, now: UnixTime) -> Vec<Transition> {
         let mut out = Vec::new();
         let series = &batch.batch.series;
-        let matched: Vec<Arc<[Matched]>> =
-            series.iter().map(|k| self.matched(&batch.remote, k)).collect();
+        let matched: Vec<Arc<[Matched]>> = series
+            .iter()
+            .map(|k| self.matched(&batch.remote, k))
+            .collect();
         let has_denominators = !self.denominators.is_empty();
         for sample in batch.samples() {
             let key = &series[sample.series as usize];
             if has_denominators && self.denominators.contains(&key.metric) {
                 if let Some(v) = sample.comparable() {
-                    self.of_values
-                        .insert((batch.remote.clone(), key.entity.clone(), key.metric.clone()), v);
+                    self.of_values.insert(
+                        (batch.remote.clone(), key.entity.clone(), key.metric.clone()),
+                        v,
+                    );
                 }
             }
             let rules = &matched[sample.series as usize];
@@ -318,7 +326,13 @@ impl RuleEngine {
                     }
                     AlertState::Firing if still => {}
                     AlertState::Firing => {
-                        out.push(transition(&key, alert, Change::Resolved, Some("cleared"), ts));
+                        out.push(transition(
+                            &key,
+                            alert,
+                            Change::Resolved,
+                            Some("cleared"),
+                            ts,
+                        ));
                         self.alerts.remove(&key);
                     }
                 }
@@ -421,8 +435,9 @@ impl RuleEngine {
                     let still = new.covers_remote(key.remote.as_str())
                         && match (&new.kind, &key.entity) {
                             (RuleKind::Metric(m), Some(e)) => {
-                                old.as_ref().is_some_and(|o| o.def.metric == new.def.metric && o.def.of == new.def.of)
-                                    && m.matches(e).is_some()
+                                old.as_ref().is_some_and(|o| {
+                                    o.def.metric == new.def.metric && o.def.of == new.def.of
+                                }) && m.matches(e).is_some()
                             }
                             (RuleKind::State(_), None) => true,
                             _ => false,
@@ -473,7 +488,13 @@ impl RuleEngine {
                     self.alerts.insert(key, alert);
                 }
                 None => {
-                    out.push(transition(&key, &alert, Change::Resolved, Some("rule removed"), now));
+                    out.push(transition(
+                        &key,
+                        &alert,
+                        Change::Resolved,
+                        Some("rule removed"),
+                        now,
+                    ));
                 }
             }
         }
@@ -483,7 +504,10 @@ impl RuleEngine {
 
     fn record(&mut self, out: &[Transition]) {
         for t in out {
-            *self.transitions.entry((t.rule.clone(), t.state)).or_default() += 1;
+            *self
+                .transitions
+                .entry((t.rule.clone(), t.state))
+                .or_default() += 1;
             if self.history.len() == HISTORY_MAX {
                 self.history.pop_back();
             }

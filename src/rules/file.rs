@@ -288,13 +288,23 @@ fn globs(file: &Path, key: &str, rule: &str, g: &Globs) -> Result<GlobSet, Confi
     let mut set = GlobSetBuilder::new();
     let patterns = g.patterns();
     if patterns.is_empty() {
-        return Err(fail(file, key.into(), format!("rule {rule:?}: needs at least one glob")));
+        return Err(fail(
+            file,
+            key.into(),
+            format!("rule {rule:?}: needs at least one glob"),
+        ));
     }
     for p in patterns {
         let glob: Glob = GlobBuilder::new(p)
             .literal_separator(true)
             .build()
-            .map_err(|e| fail(file, key.into(), format!("rule {rule:?}: bad glob {p:?}: {e}")))?;
+            .map_err(|e| {
+                fail(
+                    file,
+                    key.into(),
+                    format!("rule {rule:?}: bad glob {p:?}: {e}"),
+                )
+            })?;
         set.add(glob);
     }
     set.build()
@@ -313,7 +323,11 @@ fn check_clear(
         return Ok(threshold);
     };
     if !clear.is_finite() {
-        return Err(fail(file, key, format!("rule {rule:?}: must be a finite number")));
+        return Err(fail(
+            file,
+            key,
+            format!("rule {rule:?}: must be a finite number"),
+        ));
     }
     let wrong_side = if op.is_upper() {
         clear > threshold
@@ -353,11 +367,17 @@ fn compile_rule(file: &Path, i: usize, def: &RuleDef) -> Result<Rule, ConfigFile
         return Err(fail(
             file,
             at("for_secs"),
-            format!("rule {name:?}: must be at most {MAX_HOLD_SECS} (30 days), not {}", def.for_secs),
+            format!(
+                "rule {name:?}: must be at most {MAX_HOLD_SECS} (30 days), not {}",
+                def.for_secs
+            ),
         ));
     }
     for (k, v) in &def.labels {
-        let good_key = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let good_key = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !good_key || v.len() > 256 {
             return Err(fail(
@@ -462,31 +482,61 @@ fn compile_rule(file: &Path, i: usize, def: &RuleDef) -> Result<Rule, ConfigFile
     })
 }
 
-fn compile_webhook(file: &Path, i: usize, def: &WebhookDef) -> Result<WebhookTarget, ConfigFileError> {
+fn compile_webhook(
+    file: &Path,
+    i: usize,
+    def: &WebhookDef,
+) -> Result<WebhookTarget, ConfigFileError> {
     let at = |k: &str| format!("webhooks[{i}].{k}");
     let url = def.url.0.as_str();
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| fail(file, at("url"), "must start with http:// or https:// (the value is not shown: it is a secret)"))?;
+        .ok_or_else(|| {
+            fail(
+                file,
+                at("url"),
+                "must start with http:// or https:// (the value is not shown: it is a secret)",
+            )
+        })?;
     if rest.is_empty() || url.parse::<http::Uri>().is_err() {
-        return Err(fail(file, at("url"), "is not a valid URL (the value is not shown: it is a secret)"));
+        return Err(fail(
+            file,
+            at("url"),
+            "is not a valid URL (the value is not shown: it is a secret)",
+        ));
     }
     for (k, v) in &def.headers {
         if http::HeaderName::from_bytes(k.as_bytes()).is_err()
             || http::HeaderValue::from_str(&v.0).is_err()
         {
-            return Err(fail(file, at(&format!("headers.{k}")), "is not a valid HTTP header (the value is not shown)"));
+            return Err(fail(
+                file,
+                at(&format!("headers.{k}")),
+                "is not a valid HTTP header (the value is not shown)",
+            ));
         }
     }
     if !(1..=60).contains(&def.timeout_secs) {
-        return Err(fail(file, at("timeout_secs"), format!("must be 1 to 60 seconds, not {}", def.timeout_secs)));
+        return Err(fail(
+            file,
+            at("timeout_secs"),
+            format!("must be 1 to 60 seconds, not {}", def.timeout_secs),
+        ));
     }
     if !(1..=100_000).contains(&def.queue_max) {
-        return Err(fail(file, at("queue_max"), format!("must be 1 to 100000, not {}", def.queue_max)));
+        return Err(fail(
+            file,
+            at("queue_max"),
+            format!("must be 1 to 100000, not {}", def.queue_max),
+        ));
     }
     if !(1..=20).contains(&def.max_attempts) {
-        return Err(fail(file, at("max_attempts"), format!("must be 1 to 20, not {}", def.max_attempts)));
+        return Err(fail(
+            file,
+            at("max_attempts"),
+            format!("must be 1 to 20, not {}", def.max_attempts),
+        ));
     }
     Ok(WebhookTarget {
         name: def.name.clone().unwrap_or_else(|| format!("webhook-{i}")),
@@ -512,7 +562,10 @@ impl RuleSet {
                 return Err(fail(
                     path,
                     format!("rules[{i}].name"),
-                    format!("{:?} is the name of an earlier rule; rule names are unique", def.name),
+                    format!(
+                        "{:?} is the name of an earlier rule; rule names are unique",
+                        def.name
+                    ),
                 ));
             }
             rules.push(Arc::new(rule));
@@ -522,7 +575,11 @@ impl RuleSet {
         for (i, def) in file.webhooks.iter().enumerate() {
             let hook = compile_webhook(path, i, def)?;
             if !hook_names.insert(hook.name.clone()) {
-                return Err(fail(path, format!("webhooks[{i}].name"), format!("{:?} is used twice", hook.name)));
+                return Err(fail(
+                    path,
+                    format!("webhooks[{i}].name"),
+                    format!("{:?} is used twice", hook.name),
+                ));
             }
             webhooks.push(hook);
         }
@@ -536,7 +593,11 @@ impl RuleSet {
     /// Reads and compiles the rules file at `path`.
     pub fn load(path: &Path) -> Result<RuleSet, ConfigFileError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            fail(path, "(file)".into(), format!("cannot read the rules file: {e}"))
+            fail(
+                path,
+                "(file)".into(),
+                format!("cannot read the rules file: {e}"),
+            )
         })?;
         Self::parse(path, &text)
     }
@@ -592,15 +653,29 @@ mod tests {
         };
         assert_eq!(m.matches("qemu/100"), Some(None));
         assert_eq!(m.matches("qemu/101"), Some(Some(0)));
-        assert_eq!(m.thresholds(Some(0)), (0.5, 0.5), "the override's own clear");
+        assert_eq!(
+            m.thresholds(Some(0)),
+            (0.5, 0.5),
+            "the override's own clear"
+        );
         assert_eq!(m.thresholds(None), (0.95, 0.90));
-        assert_eq!(m.matches("qemu/100/disk0"), None, "* stays within a segment");
+        assert_eq!(
+            m.matches("qemu/100/disk0"),
+            None,
+            "* stays within a segment"
+        );
         assert_eq!(m.matches("lxc/100"), None);
         assert!(set.rules[0].covers_remote("pve-1"));
         assert!(matches!(&set.rules[1].kind, RuleKind::State(s) if s.len() == 3));
         assert_eq!(set.webhooks[0].name, "webhook-0");
-        assert!(!format!("{:?}", set.webhooks).contains("abc"), "secrets redacted");
-        assert!(!format!("{:?}", set.webhooks).contains("9000"), "the URL is a secret");
+        assert!(
+            !format!("{:?}", set.webhooks).contains("abc"),
+            "secrets redacted"
+        );
+        assert!(
+            !format!("{:?}", set.webhooks).contains("9000"),
+            "the URL is a secret"
+        );
     }
 
     #[test]
@@ -630,15 +705,24 @@ mod tests {
         assert_eq!(err.key, "rules[1].name");
         assert!(err.message.contains("unique"), "{err}");
         let threshold_named = parse("[[rules]]\nname = \"guest-cpu\"\nmetric = \"cpu\"\nop = \">\"\nthreshold = 0.9\nclear_threshold = 0.95\n").unwrap_err();
-        assert!(threshold_named.message.contains("guest-cpu"), "the rule is named: {threshold_named}");
+        assert!(
+            threshold_named.message.contains("guest-cpu"),
+            "the rule is named: {threshold_named}"
+        );
     }
 
     #[test]
     fn a_bad_webhook_is_named_without_showing_its_secret() {
         for (body, key) in [
             ("url = \"ftp://secret-host/x\"", "webhooks[0].url"),
-            ("url = \"http://h/x\"\ntimeout_secs = 0", "webhooks[0].timeout_secs"),
-            ("url = \"http://h/x\"\nheaders = { \"Bad Header\" = \"secret-value\" }", "webhooks[0].headers.Bad Header"),
+            (
+                "url = \"http://h/x\"\ntimeout_secs = 0",
+                "webhooks[0].timeout_secs",
+            ),
+            (
+                "url = \"http://h/x\"\nheaders = { \"Bad Header\" = \"secret-value\" }",
+                "webhooks[0].headers.Bad Header",
+            ),
         ] {
             let err = parse(&format!("[[webhooks]]\n{body}\n")).unwrap_err();
             assert_eq!(err.key, key, "{err}");

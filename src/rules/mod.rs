@@ -14,6 +14,7 @@ mod engine_tests;
 pub mod file;
 pub mod webhook;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,9 @@ pub use file::{RuleSet, Severity};
 use webhook::{Webhook, WebhookStatus};
 
 use crate::durable::{move_aside, write_atomic, Mode};
+
+/// Transitions so far of one rule and kind.
+pub type TransitionCount = (String, Change, u64);
 
 /// The name the rules hook is registered under.
 pub const HOOK_NAME: &str = "rules";
@@ -202,7 +206,7 @@ impl Rules {
     }
 
     /// Per rule: (pending, firing) now, and the transitions so far.
-    pub fn counts(&self) -> (std::collections::BTreeMap<String, (u64, u64)>, Vec<(String, Change, u64)>) {
+    pub fn counts(&self) -> (BTreeMap<String, (u64, u64)>, Vec<TransitionCount>) {
         let engine = self.engine.lock();
         let transitions = engine
             .transitions()
@@ -227,11 +231,15 @@ fn log(t: &Transition) {
     let entity = t.entity.as_deref().unwrap_or("-");
     let reason = t.reason.as_deref().unwrap_or("-");
     match t.state {
-        Change::Firing => tracing::warn!(target: "fleetpoll::alerts", rule = %t.rule, remote = %t.remote,
+        Change::Firing => {
+            tracing::warn!(target: "fleetpoll::alerts", rule = %t.rule, remote = %t.remote,
             entity, value = ?t.value, threshold = ?t.threshold, at = t.at, severity = ?t.severity,
-            "alert firing"),
-        Change::Resolved => tracing::info!(target: "fleetpoll::alerts", rule = %t.rule, remote = %t.remote,
-            entity, reason, at = t.at, severity = ?t.severity, "alert resolved"),
+            "alert firing")
+        }
+        Change::Resolved => {
+            tracing::info!(target: "fleetpoll::alerts", rule = %t.rule, remote = %t.remote,
+            entity, reason, at = t.at, severity = ?t.severity, "alert resolved")
+        }
     }
 }
 

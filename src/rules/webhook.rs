@@ -171,13 +171,22 @@ async fn post(
         .parse()
         .map_err(|_| fail("the URL does not parse"))?;
     let https = uri.scheme_str() == Some("https");
-    let host = uri.host().ok_or_else(|| fail("the URL has no host"))?.to_string();
+    let host = uri
+        .host()
+        .ok_or_else(|| fail("the URL has no host"))?
+        .to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let mut request = http::Request::post(path)
-        .header(http::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
+        .header(
+            http::header::HOST,
+            uri.authority().map_or(host.as_str(), |a| a.as_str()),
+        )
         .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::USER_AGENT, concat!("fleetpoll/", env!("CARGO_PKG_VERSION")));
+        .header(
+            http::header::USER_AGENT,
+            concat!("fleetpoll/", env!("CARGO_PKG_VERSION")),
+        );
     for (k, v) in &target.def.headers {
         request = request.header(k.as_str(), v.0.as_str());
     }
@@ -214,7 +223,10 @@ async fn post(
         .map_err(|_| fail(format!("no answer within {} s", target.timeout.as_secs())))?
 }
 
-async fn exchange<S>(io: TokioIo<S>, request: http::Request<Full<Bytes>>) -> Result<http::StatusCode, Failure>
+async fn exchange<S>(
+    io: TokioIo<S>,
+    request: http::Request<Full<Bytes>>,
+) -> Result<http::StatusCode, Failure>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
