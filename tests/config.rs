@@ -411,3 +411,155 @@ fn token_files_readable_by_everyone_are_refused_and_paths_resolve_beside_the_fil
         Some(token.as_path())
     );
 }
+
+/// Three remotes, so that a split shows.
+fn three_remotes() -> String {
+    ["a", "b", "c"]
+        .iter()
+        .map(|id| REMOTE.replace("id = \"a\"", &format!("id = \"{id}\"")))
+        .collect()
+}
+
+#[test]
+fn cluster_defaults_to_one_shard_named_after_the_host() {
+    let resolved = resolve_text(&three_remotes()).unwrap();
+    assert_eq!(resolved.shard.shard_index, 0);
+    assert_eq!(resolved.shard.shard_count, 1);
+    assert!(!resolved.shard.instance.is_empty());
+    assert_eq!(resolved.engine.remotes.len(), 3);
+    assert!(resolved.other_shards.is_empty());
+}
+
+#[test]
+fn each_shard_gets_the_remotes_hashmod_gives_it_and_lists_the_others() {
+    let mut polled = Vec::new();
+    for index in 0..3 {
+        let text = format!(
+            "[cluster]\ninstance = \"fp-{index}\"\nshard_index = {index}\nshard_count = 3\n{}",
+            three_remotes()
+        );
+        let resolved = resolve_text(&text).unwrap();
+        assert_eq!(resolved.shard.instance, format!("fp-{index}"));
+        for r in &resolved.engine.remotes {
+            assert_eq!(fleetpoll::cluster::owner(r.id.as_str(), 3), index);
+            polled.push(r.id.as_str().to_string());
+        }
+        for other in &resolved.other_shards {
+            assert_ne!(other.shard, index);
+            assert_eq!(other.shard, fleetpoll::cluster::owner(&other.remote, 3));
+        }
+        assert_eq!(
+            resolved.engine.remotes.len() + resolved.other_shards.len(),
+            3
+        );
+    }
+    polled.sort();
+    assert_eq!(polled, ["a", "b", "c"], "every remote polled exactly once");
+}
+
+#[test]
+fn bad_cluster_values_are_refused_naming_the_key() {
+    let cases = [
+        (
+            "[cluster]\nshard_count = 0\n",
+            "cluster.shard_count",
+            "at least 1",
+        ),
+        (
+            "[cluster]\nshard_count = 5000\n",
+            "cluster.shard_count",
+            "at most 4096",
+        ),
+        (
+            "[cluster]\nshard_index = 3\nshard_count = 3\n",
+            "cluster.shard_index",
+            "below",
+        ),
+        (
+            "[cluster]\nshard_index = 1\n",
+            "cluster.shard_index",
+            "below",
+        ),
+        (
+            "[cluster]\ninstance = \"\"\n",
+            "cluster.instance",
+            "visible ASCII",
+        ),
+        (
+            "[cluster]\ninstance = \"two words\"\n",
+            "cluster.instance",
+            "visible ASCII",
+        ),
+        ("[cluster]\nshard_index = -1\n", "cluster.shard_index", ""),
+        ("[cluster]\nshards = 3\n", "cluster.shards", "unknown field"),
+    ];
+    for (text, key, says) in cases {
+        let e = error_of(text);
+        assert_eq!(e.key, key, "{text}: {e}");
+        assert!(e.message.contains(says), "{text}: {e}");
+    }
+}
+
+/// `fleetpoll validate` on `file` with extra arguments and environment.
+fn validate(file: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetpoll"));
+    cmd.args(["validate", "--config"]).arg(file).args(args);
+    cmd.env_remove("FLEETPOLL_SHARD_INDEX")
+        .env_remove("FLEETPOLL_LISTEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_shard_index_comes_from_the_flag_then_the_environment_then_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sharded.toml");
+    let text = format!(
+        "[cluster]\nshard_index = 2\nshard_count = 3\n{}",
+        three_remotes()
+    );
+    std::fs::write(&file, text).unwrap();
+    let shard_of = |out: std::process::Output| {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    assert!(shard_of(validate(&file, &[], &[])).contains("of shard 2/3"));
+    let env = [("FLEETPOLL_SHARD_INDEX", "1")];
+    assert!(shard_of(validate(&file, &[], &env)).contains("of shard 1/3"));
+    let flag = ["--shard-index", "0"];
+    assert!(shard_of(validate(&file, &flag, &env)).contains("of shard 0/3"));
+
+    // A bad index from any of them is a config error naming the key: exit 64.
+    let out = validate(&file, &["--shard-index", "3"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cluster.shard_index"), "{stderr}");
+    let out = validate(&file, &[], &[("FLEETPOLL_SHARD_INDEX", "x")]);
+    assert_eq!(out.status.code(), Some(64), "a non-number is a usage error");
+}
+
+#[test]
+fn the_listen_and_directory_flags_win_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.toml");
+    std::fs::write(&file, REMOTE).unwrap();
+    let overrides = config::Overrides {
+        shard_index: None,
+        listen: Some("127.0.0.1:9451".into()),
+        state_dir: Some(dir.path().join("s1")),
+        cache_dir: Some(dir.path().join("c1")),
+    };
+    let resolved = config::load_and_resolve_with(&file, &overrides, clock()).unwrap();
+    assert_eq!(resolved.api_listen.port(), 9451);
+    assert_eq!(resolved.config.storage.state_dir, dir.path().join("s1"));
+    assert_eq!(resolved.config.storage.cache_dir, dir.path().join("c1"));
+    let out = validate(&file, &[], &[("FLEETPOLL_LISTEN", "127.0.0.1:9452")]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("API on 127.0.0.1:9452"));
+}
