@@ -92,6 +92,9 @@ enum Command {
 /// file's key (and a flag over its environment variable).
 #[derive(Debug, clap::Args)]
 struct OverrideArgs {
+    /// This instance's name (over `cluster.instance`).
+    #[arg(long, env = "FLEETPOLL_INSTANCE", value_name = "NAME")]
+    instance: Option<String>,
     /// This instance's shard, from 0 (over `cluster.shard_index`).
     #[arg(long, env = "FLEETPOLL_SHARD_INDEX", value_name = "N")]
     shard_index: Option<u32>,
@@ -109,6 +112,7 @@ struct OverrideArgs {
 impl From<OverrideArgs> for fleetpoll::config::Overrides {
     fn from(args: OverrideArgs) -> Self {
         Self {
+            instance: args.instance,
             shard_index: args.shard_index,
             listen: args.listen,
             state_dir: args.state_dir,

@@ -504,8 +504,13 @@ fn bad_cluster_values_are_refused_naming_the_key() {
 fn validate(file: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetpoll"));
     cmd.args(["validate", "--config"]).arg(file).args(args);
-    cmd.env_remove("FLEETPOLL_SHARD_INDEX")
-        .env_remove("FLEETPOLL_LISTEN");
+    for var in [
+        "FLEETPOLL_INSTANCE",
+        "FLEETPOLL_SHARD_INDEX",
+        "FLEETPOLL_LISTEN",
+    ] {
+        cmd.env_remove(var);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -551,6 +556,7 @@ fn the_listen_and_directory_flags_win_over_the_file() {
     let file = dir.path().join("f.toml");
     std::fs::write(&file, REMOTE).unwrap();
     let overrides = config::Overrides {
+        instance: Some("fp-b".into()),
         shard_index: None,
         listen: Some("127.0.0.1:9451".into()),
         state_dir: Some(dir.path().join("s1")),
@@ -558,6 +564,7 @@ fn the_listen_and_directory_flags_win_over_the_file() {
     };
     let resolved = config::load_and_resolve_with(&file, &overrides, clock()).unwrap();
     assert_eq!(resolved.api_listen.port(), 9451);
+    assert_eq!(resolved.shard.instance, "fp-b");
     assert_eq!(resolved.config.storage.state_dir, dir.path().join("s1"));
     assert_eq!(resolved.config.storage.cache_dir, dir.path().join("c1"));
     let out = validate(&file, &[], &[("FLEETPOLL_LISTEN", "127.0.0.1:9452")]);

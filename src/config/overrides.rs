@@ -1,6 +1,6 @@
 //! What the command line (or its environment variables) sets over the file: the values
-//! that differ between instances sharing one config file — the shard, the API address
-//! and the data directories — so that a systemd template or a StatefulSet can run every
+//! that differ between instances sharing one config file — the instance's name and
+//! shard, the API address and the data directories — so that a systemd template or a StatefulSet can run every
 //! instance from the same file. Each wins over its key of the file; reloads apply the
 //! same overrides again, so they never read as a change.
 
@@ -11,6 +11,8 @@ use super::Config;
 /// Values that win over the file's (`fleetpoll run|validate --shard-index …`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
+    /// `cluster.instance` (`--instance`, `FLEETPOLL_INSTANCE`).
+    pub instance: Option<String>,
     /// `cluster.shard_index` (`--shard-index`, `FLEETPOLL_SHARD_INDEX`).
     pub shard_index: Option<u32>,
     /// `api.listen` (`--listen`, `FLEETPOLL_LISTEN`).
@@ -26,6 +28,9 @@ impl Overrides {
     /// against the working directory here (the file's own paths are taken relative to
     /// the file's directory later, and an absolute path is left alone there).
     pub fn apply(&self, config: &mut Config) {
+        if let Some(name) = &self.instance {
+            config.cluster.instance = Some(name.clone());
+        }
         if let Some(index) = self.shard_index {
             config.cluster.shard_index = index;
         }
