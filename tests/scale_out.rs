@@ -238,3 +238,59 @@ fn three_instances_poll_each_of_sixty_remotes_exactly_once_per_cycle() {
 
     runtime.block_on(sim.shutdown());
 }
+
+#[test]
+fn a_reload_that_changes_cluster_is_refused_whole_and_the_command_line_still_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let small = SimConfig {
+        pve_remotes: 4,
+        pbs_remotes: 2,
+        ..fleet()
+    };
+    let sim = runtime
+        .block_on(Simulator::start(small, "127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let config = dir.path().join("fleetpoll.toml");
+    let write = |config_of: &dyn Fn(&mut Config)| {
+        let mut c = sharded_config(&sim, dir.path());
+        config_of(&mut c);
+        std::fs::write(&config, toml::to_string_pretty(&c).unwrap()).unwrap();
+    };
+    write(&|_| {});
+    // Shard 1 from the environment; the file says 0.
+    let fp = start_instance(&config, dir.path(), 1);
+    wait_until(Duration::from_secs(60), "the API answers", || {
+        TcpStream::connect(("127.0.0.1", fp.port)).is_ok()
+    });
+    let own = own_remotes(fp.port);
+
+    // An unchanged file reloads: the shard from the environment is applied again, so
+    // it does not read as a change of `[cluster]`.
+    write(&|c| c.collection.backoff_cap = Duration::from_secs(170));
+    let (status, v) = json(fp.port, "POST", "/api/v1/reload", "");
+    assert_eq!(status, 200, "{v}");
+
+    // A new shard count is refused, saying that a restart applies it; the running
+    // split stays.
+    write(&|c| {
+        c.cluster.shard_count = 4;
+        c.collection.backoff_cap = Duration::from_secs(160);
+    });
+    let (status, v) = json(fp.port, "POST", "/api/v1/reload", "");
+    assert_eq!(status, 400, "{v}");
+    let said = v.to_string();
+    assert!(
+        said.contains("[cluster]") && said.contains("restart"),
+        "{said}"
+    );
+    let (_, daemon) = json(fp.port, "GET", "/api/v1/daemon", "");
+    assert_eq!(daemon["shard_count"], SHARDS, "{daemon}");
+    assert_eq!(daemon["last_reload"]["ok"], false, "{daemon}");
+    assert_eq!(
+        own_remotes(fp.port).keys().collect::<Vec<_>>(),
+        own.keys().collect::<Vec<_>>()
+    );
+
+    runtime.block_on(sim.shutdown());
+}
