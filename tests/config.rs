@@ -570,3 +570,78 @@ fn the_listen_and_directory_flags_win_over_the_file() {
     let out = validate(&file, &[], &[("FLEETPOLL_LISTEN", "127.0.0.1:9452")]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("API on 127.0.0.1:9452"));
 }
+
+#[test]
+fn the_statefulset_example_holds_a_valid_config_with_as_many_shards_as_replicas() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/statefulset.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    // The ConfigMap's `fleetpoll.toml: |` block, indented by four spaces.
+    let toml_text: String = yaml
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("fleetpoll.toml: |"))
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let parsed = config::parse(&path, &toml_text).unwrap();
+    let replicas: u32 = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("replicas: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(parsed.cluster.shard_count, replicas);
+    assert!(yaml.contains("name: FLEETPOLL_SHARD_INDEX"));
+    assert!(yaml.contains("apps.kubernetes.io/pod-index"));
+}
+
+#[test]
+fn the_systemd_template_unit_gives_each_instance_its_shard_and_directories() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/fleetpoll@.service");
+    let unit = std::fs::read_to_string(path).unwrap();
+    for line in [
+        "StateDirectory=fleetpoll/shard-%i",
+        "CacheDirectory=fleetpoll/shard-%i",
+        "EnvironmentFile=/etc/fleetpoll/shard-%i.env",
+    ] {
+        assert!(unit.contains(line), "the unit has no {line}");
+    }
+    // Its validate command, as systemd would run it for `fleetpoll@2`, is accepted.
+    let joined = unit.replace("\\\n", " ");
+    let command = joined
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStartPre=/usr/bin/fleetpoll "))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleetpoll.toml");
+    std::fs::write(
+        &file,
+        format!("[cluster]\nshard_count = 3\n{}", three_remotes()),
+    )
+    .unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let cache = dir.path().join("cache").display().to_string();
+    let args: Vec<String> = command
+        .split_whitespace()
+        .map(|a| {
+            a.replace("/etc/fleetpoll/fleetpoll.toml", &file.display().to_string())
+                .replace("%i", "2")
+                .replace("%H", "host")
+                .replace("${STATE_DIRECTORY}", &state)
+                .replace("${CACHE_DIRECTORY}", &cache)
+        })
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args(&args)
+        .env("FLEETPOLL_LISTEN", "127.0.0.1:8452")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("of shard 2/3"), "{stdout}");
+    assert!(stdout.contains("API on 127.0.0.1:8452"), "{stdout}");
+}
