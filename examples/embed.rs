@@ -11,6 +11,7 @@ use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
 use fleetpoll::api::{router, ApiState};
+use fleetpoll::cluster::{ClusterView, Shard};
 use fleetpoll::engine::{Engine, EngineConfig, RemoteId, Target, TokioClock};
 use fleetpoll::rrd::RrdStore;
 use fleetpoll::sim::{SimConfig, Simulator};
@@ -70,6 +71,8 @@ async fn main() -> anyhow::Result<()> {
         max_streams: defaults.max_streams as usize,
         max_rows: defaults.max_rows,
         rules: None,
+        // One instance polling every remote it was given.
+        cluster: Arc::new(ClusterView::new(Shard::single("embedded"), Vec::new())),
     };
     let host = Router::new()
         .route("/", get(|| async { "the host's own page" }))

@@ -4,6 +4,7 @@
 //!
 //! - [`engine`]: the supervised collection engine (the `fleetpoll-actors` crate).
 //! - [`config`]: the TOML configuration file: schema, validation, building the engine's config.
+//! - [`cluster`]: sharding: which instance of a deployment polls which remote.
 //! - [`remote`]: HTTPS clients of Proxmox VE and Proxmox Backup Server remotes.
 //! - [`rrd`]: round-robin databases with rrdtool's semantics, the crash-safe journal and
 //!   the engine's metric store on them (`fleetpoll rrd …`).
@@ -20,6 +21,7 @@ pub use fleetpoll_actors as engine;
 
 pub mod api;
 pub mod api_client;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -59,6 +59,8 @@ enum Command {
         /// The configuration file.
         #[arg(long, short = 'c', default_value = "/etc/fleetpoll/fleetpoll.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        overrides: OverrideArgs,
     },
     #[command(flatten)]
     Api(ApiCommand),
@@ -67,6 +69,8 @@ enum Command {
         /// The configuration file.
         #[arg(long, short = 'c', default_value = "/etc/fleetpoll/fleetpoll.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        overrides: OverrideArgs,
     },
     /// Round-robin database tool (`fleetpoll rrd create|update|fetch|info`).
     #[command(disable_help_flag = true)]
@@ -82,6 +86,39 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// What differs between instances that share one config file; each wins over the
+/// file's key (and a flag over its environment variable).
+#[derive(Debug, clap::Args)]
+struct OverrideArgs {
+    /// This instance's name (over `cluster.instance`).
+    #[arg(long, env = "FLEETPOLL_INSTANCE", value_name = "NAME")]
+    instance: Option<String>,
+    /// This instance's shard, from 0 (over `cluster.shard_index`).
+    #[arg(long, env = "FLEETPOLL_SHARD_INDEX", value_name = "N")]
+    shard_index: Option<u32>,
+    /// Where the API listens, like 127.0.0.1:8451 (over `api.listen`).
+    #[arg(long, env = "FLEETPOLL_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// The metric files' directory (over `storage.state_dir`).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The task cache's directory (over `storage.cache_dir`).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+impl From<OverrideArgs> for fleetpoll::config::Overrides {
+    fn from(args: OverrideArgs) -> Self {
+        Self {
+            instance: args.instance,
+            shard_index: args.shard_index,
+            listen: args.listen,
+            state_dir: args.state_dir,
+            cache_dir: args.cache_dir,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -101,13 +138,25 @@ fn main() -> ExitCode {
             let code = fleetpoll::sim::cli::run(full.chain(args).collect());
             ExitCode::from(code.clamp(0, 255) as u8)
         }
-        Command::Validate { config } => {
+        Command::Validate { config, overrides } => {
             let clock = std::sync::Arc::new(fleetpoll::engine::TokioClock::system());
-            match fleetpoll::config::load_and_resolve(&config, clock) {
+            let overrides = overrides.into();
+            match fleetpoll::config::load_and_resolve_with(&config, &overrides, clock) {
                 Ok(resolved) => {
                     let (remotes, api) = (resolved.engine.remotes.len(), resolved.api_listen);
+                    let shard = &resolved.shard;
+                    let of_shard = if shard.shard_count > 1 {
+                        format!(
+                            " of shard {}/{} ({} on other shards)",
+                            shard.shard_index,
+                            shard.shard_count,
+                            resolved.other_shards.len()
+                        )
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "{}: valid, {remotes} remotes, API on {api}",
+                        "{}: valid, {remotes} remotes{of_shard}, API on {api}",
                         config.display()
                     );
                     ExitCode::SUCCESS
@@ -120,12 +169,14 @@ fn main() -> ExitCode {
             Err(err) => fail(format_args!("{:#}", anyhow::Error::from(err)), 1),
         },
         // The daemon sets up its own logging from the config file.
-        Command::Run { config } => match block_on(fleetpoll::daemon::run(config)) {
-            None => ExitCode::FAILURE,
-            Some(Ok(())) => ExitCode::SUCCESS,
-            Some(Err(err @ DaemonError::Config(_))) => fail(format_args!("{err}"), EXIT_USAGE),
-            Some(Err(err)) => fail(format_args!("{err:#}"), 1),
-        },
+        Command::Run { config, overrides } => {
+            match block_on(fleetpoll::daemon::run(config, overrides.into())) {
+                None => ExitCode::FAILURE,
+                Some(Ok(())) => ExitCode::SUCCESS,
+                Some(Err(err @ DaemonError::Config(_))) => fail(format_args!("{err}"), EXIT_USAGE),
+                Some(Err(err)) => fail(format_args!("{err:#}"), 1),
+            }
+        }
         Command::Demo(args) => {
             let options = match args.options() {
                 Ok(options) => options,

@@ -438,3 +438,237 @@ fn the_file_and_the_engine_config_refuse_a_bad_or_repeated_remote_id_alike() {
         );
     }
 }
+
+/// Three remotes, so that a split shows.
+fn three_remotes() -> String {
+    ["a", "b", "c"]
+        .iter()
+        .map(|id| REMOTE.replace("id = \"a\"", &format!("id = \"{id}\"")))
+        .collect()
+}
+
+#[test]
+fn cluster_defaults_to_one_shard_named_after_the_host() {
+    let resolved = resolve_text(&three_remotes()).unwrap();
+    assert_eq!(resolved.shard.shard_index, 0);
+    assert_eq!(resolved.shard.shard_count, 1);
+    assert!(!resolved.shard.instance.is_empty());
+    assert_eq!(resolved.engine.remotes.len(), 3);
+    assert!(resolved.other_shards.is_empty());
+}
+
+#[test]
+fn each_shard_gets_the_remotes_hashmod_gives_it_and_lists_the_others() {
+    let mut polled = Vec::new();
+    for index in 0..3 {
+        let text = format!(
+            "[cluster]\ninstance = \"fp-{index}\"\nshard_index = {index}\nshard_count = 3\n{}",
+            three_remotes()
+        );
+        let resolved = resolve_text(&text).unwrap();
+        assert_eq!(resolved.shard.instance, format!("fp-{index}"));
+        for r in &resolved.engine.remotes {
+            assert_eq!(fleetpoll::cluster::owner(r.id.as_str(), 3), index);
+            polled.push(r.id.as_str().to_string());
+        }
+        for other in &resolved.other_shards {
+            assert_ne!(other.shard, index);
+            assert_eq!(other.shard, fleetpoll::cluster::owner(&other.remote, 3));
+        }
+        assert_eq!(
+            resolved.engine.remotes.len() + resolved.other_shards.len(),
+            3
+        );
+    }
+    polled.sort();
+    assert_eq!(polled, ["a", "b", "c"], "every remote polled exactly once");
+}
+
+#[test]
+fn bad_cluster_values_are_refused_naming_the_key() {
+    let cases = [
+        (
+            "[cluster]\nshard_count = 0\n",
+            "cluster.shard_count",
+            "at least 1",
+        ),
+        (
+            "[cluster]\nshard_count = 5000\n",
+            "cluster.shard_count",
+            "at most 4096",
+        ),
+        (
+            "[cluster]\nshard_index = 3\nshard_count = 3\n",
+            "cluster.shard_index",
+            "below",
+        ),
+        (
+            "[cluster]\nshard_index = 1\n",
+            "cluster.shard_index",
+            "below",
+        ),
+        (
+            "[cluster]\ninstance = \"\"\n",
+            "cluster.instance",
+            "visible ASCII",
+        ),
+        (
+            "[cluster]\ninstance = \"two words\"\n",
+            "cluster.instance",
+            "visible ASCII",
+        ),
+        ("[cluster]\nshard_index = -1\n", "cluster.shard_index", ""),
+        ("[cluster]\nshards = 3\n", "cluster.shards", "unknown field"),
+    ];
+    for (text, key, says) in cases {
+        let e = error_of(text);
+        assert_eq!(e.key, key, "{text}: {e}");
+        assert!(e.message.contains(says), "{text}: {e}");
+    }
+}
+
+/// `fleetpoll validate` on `file` with extra arguments and environment.
+fn validate(file: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetpoll"));
+    cmd.args(["validate", "--config"]).arg(file).args(args);
+    for var in [
+        "FLEETPOLL_INSTANCE",
+        "FLEETPOLL_SHARD_INDEX",
+        "FLEETPOLL_LISTEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_shard_index_comes_from_the_flag_then_the_environment_then_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sharded.toml");
+    let text = format!(
+        "[cluster]\nshard_index = 2\nshard_count = 3\n{}",
+        three_remotes()
+    );
+    std::fs::write(&file, text).unwrap();
+    let shard_of = |out: std::process::Output| {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    assert!(shard_of(validate(&file, &[], &[])).contains("of shard 2/3"));
+    let env = [("FLEETPOLL_SHARD_INDEX", "1")];
+    assert!(shard_of(validate(&file, &[], &env)).contains("of shard 1/3"));
+    let flag = ["--shard-index", "0"];
+    assert!(shard_of(validate(&file, &flag, &env)).contains("of shard 0/3"));
+
+    // A bad index from any of them is a config error naming the key: exit 64.
+    let out = validate(&file, &["--shard-index", "3"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cluster.shard_index"), "{stderr}");
+    let out = validate(&file, &[], &[("FLEETPOLL_SHARD_INDEX", "x")]);
+    assert_eq!(out.status.code(), Some(64), "a non-number is a usage error");
+}
+
+#[test]
+fn the_listen_and_directory_flags_win_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.toml");
+    std::fs::write(&file, REMOTE).unwrap();
+    let overrides = config::Overrides {
+        instance: Some("fp-b".into()),
+        shard_index: None,
+        listen: Some("127.0.0.1:9451".into()),
+        state_dir: Some(dir.path().join("s1")),
+        cache_dir: Some(dir.path().join("c1")),
+    };
+    let resolved = config::load_and_resolve_with(&file, &overrides, clock()).unwrap();
+    assert_eq!(resolved.api_listen.port(), 9451);
+    assert_eq!(resolved.shard.instance, "fp-b");
+    assert_eq!(resolved.config.storage.state_dir, dir.path().join("s1"));
+    assert_eq!(resolved.config.storage.cache_dir, dir.path().join("c1"));
+    let out = validate(&file, &[], &[("FLEETPOLL_LISTEN", "127.0.0.1:9452")]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("API on 127.0.0.1:9452"));
+}
+
+#[test]
+fn the_statefulset_example_holds_a_valid_config_with_as_many_shards_as_replicas() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/statefulset.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    // The ConfigMap's `fleetpoll.toml: |` block, indented by four spaces.
+    let toml_text: String = yaml
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("fleetpoll.toml: |"))
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let parsed = config::parse(&path, &toml_text).unwrap();
+    let replicas: u32 = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("replicas: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(parsed.cluster.shard_count, replicas);
+    assert!(yaml.contains("name: FLEETPOLL_SHARD_INDEX"));
+    assert!(yaml.contains("apps.kubernetes.io/pod-index"));
+}
+
+#[test]
+fn the_systemd_template_unit_gives_each_instance_its_shard_and_directories() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/fleetpoll@.service");
+    let unit = std::fs::read_to_string(path).unwrap();
+    for line in [
+        "StateDirectory=fleetpoll/shard-%i",
+        "CacheDirectory=fleetpoll/shard-%i",
+        "EnvironmentFile=/etc/fleetpoll/shard-%i.env",
+    ] {
+        assert!(unit.contains(line), "the unit has no {line}");
+    }
+    // Its validate command, as systemd would run it for `fleetpoll@2`, is accepted.
+    let joined = unit.replace("\\\n", " ");
+    let command = joined
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStartPre=/usr/bin/fleetpoll "))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleetpoll.toml");
+    std::fs::write(
+        &file,
+        format!("[cluster]\nshard_count = 3\n{}", three_remotes()),
+    )
+    .unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let cache = dir.path().join("cache").display().to_string();
+    let args: Vec<String> = command
+        .split_whitespace()
+        .map(|a| {
+            a.replace("/etc/fleetpoll/fleetpoll.toml", &file.display().to_string())
+                .replace("%i", "2")
+                .replace("%H", "host")
+                .replace("${STATE_DIRECTORY}", &state)
+                .replace("${CACHE_DIRECTORY}", &cache)
+        })
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args(&args)
+        .env("FLEETPOLL_LISTEN", "127.0.0.1:8452")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("of shard 2/3"), "{stdout}");
+    assert!(stdout.contains("API on 127.0.0.1:8452"), "{stdout}");
+}

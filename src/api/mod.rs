@@ -30,7 +30,7 @@ mod tracking;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -39,6 +39,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::cluster::ClusterView;
 use crate::config::Secret;
 use crate::rrd::RrdStore;
 use crate::tasks::TaskCache;
@@ -76,6 +77,8 @@ pub struct ApiState {
     pub max_rows: u64,
     /// The running rules (`None`: the embedder runs none).
     pub rules: Option<Arc<crate::rules::Rules>>,
+    /// This instance's shard and the remotes the other shards poll.
+    pub cluster: Arc<ClusterView>,
 }
 
 impl ApiState {
@@ -181,17 +184,68 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-async fn remotes(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Value>> {
+/// Query parameters of `GET /api/v1/remotes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemotesParams {
+    /// Also list the remotes other shards poll.
+    #[serde(default)]
+    all: bool,
+}
+
+async fn remotes(
+    State(state): State<ApiState>,
+    params: Result<Query<RemotesParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Query(p) = params
+        .map_err(|e| ApiError::bad_request(format!("{e}; expected all=true or all=false")))?;
     let status = state.engine.status().await?;
-    Ok(Json(json!({ "remotes": status })))
+    if !p.all {
+        return Ok(Json(json!({ "remotes": status })));
+    }
+    // Every configured remote, each with the shard that polls it.
+    let own = state.cluster.shard().shard_index;
+    let mut remotes: Vec<serde_json::Value> = status
+        .iter()
+        .map(|s| {
+            let mut entry = serde_json::to_value(s).unwrap_or_default();
+            entry["shard"] = own.into();
+            entry
+        })
+        .collect();
+    remotes.extend(state.cluster.others().iter().map(
+        |r| json!({ "remote": r.remote, "kind": r.kind, "state": "other-shard", "shard": r.shard }),
+    ));
+    remotes.sort_by(|a, b| a["remote"].as_str().cmp(&b["remote"].as_str()));
+    Ok(Json(json!({ "remotes": remotes })))
 }
 
 async fn remote(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let status = state.engine.remote_status(&RemoteId::new(&id)).await?;
+    let status = state
+        .engine
+        .remote_status(&RemoteId::new(&id))
+        .await
+        .map_err(|e| other_shard(&state, &id, e))?;
     Ok(Json(serde_json::to_value(status).unwrap_or_default()))
+}
+
+/// An unknown remote that another shard polls is still a 404, one that says where to
+/// ask instead.
+fn other_shard(state: &ApiState, id: &str, err: EngineError) -> ApiError {
+    match (&err, state.cluster.other_owner(id)) {
+        (EngineError::UnknownRemote(_), Some(shard)) => ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "remote {id:?} is polled by shard {shard}; this instance is shard {} of {}",
+                state.cluster.shard().shard_index,
+                state.cluster.shard().shard_count
+            ),
+        ),
+        _ => err.into(),
+    }
 }
 
 /// Body of `POST /api/v1/collect` and `POST /api/v1/tasks/refresh`.
@@ -219,7 +273,12 @@ async fn collect(
 ) -> ApiResult<Json<serde_json::Value>> {
     authorize(&state, &headers)?;
     let b: CollectBody = body::json_body(&headers, raw, COLLECT_EXAMPLE).await?;
-    let report = state.engine.trigger(target(b.remote), b.wait).await?;
+    let id = b.remote.clone().unwrap_or_default();
+    let report = state
+        .engine
+        .trigger(target(b.remote), b.wait)
+        .await
+        .map_err(|e| other_shard(&state, &id, e))?;
     Ok(Json(trigger_json(report)))
 }
 
@@ -242,7 +301,12 @@ async fn refresh_tasks(
 ) -> ApiResult<Json<serde_json::Value>> {
     authorize(&state, &headers)?;
     let b: CollectBody = body::json_body(&headers, raw, COLLECT_EXAMPLE).await?;
-    let report = state.engine.refresh_tasks(target(b.remote), b.wait).await?;
+    let id = b.remote.clone().unwrap_or_default();
+    let report = state
+        .engine
+        .refresh_tasks(target(b.remote), b.wait)
+        .await
+        .map_err(|e| other_shard(&state, &id, e))?;
     Ok(Json(trigger_json(report)))
 }
 
@@ -307,8 +371,12 @@ async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {
     let last = state.last_reload.lock().ok().and_then(|l| l.clone());
     // A failed store shows here until writing works again (and in the remote's status).
     let storage_error = state.engine.storage().await.ok().and_then(|s| s.last_error);
+    let shard = state.cluster.shard();
     Json(json!({
         "running": state.engine.is_running(),
+        "instance": shard.instance,
+        "shard_index": shard.shard_index,
+        "shard_count": shard.shard_count,
         "last_reload": last,
         "storage_error": storage_error,
         "rrd_files_set_aside": state.metrics.damaged_file_count(),

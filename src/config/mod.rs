@@ -1,7 +1,10 @@
 //! The configuration file: loading (TOML, unknown keys rejected), validation that names
 //! the file, the key and what is expected, and building the engine's config with one
-//! client per remote. A config that fails anywhere here is rejected whole.
+//! client per remote (only for the remotes this instance's shard owns). A config that
+//! fails anywhere here is rejected whole. Command-line overrides (`overrides`) are
+//! written into the parsed file before it is checked.
 
+mod overrides;
 mod schema;
 
 use std::collections::hash_map::DefaultHasher;
@@ -12,13 +15,16 @@ use std::sync::Arc;
 
 use fleetpoll_actors::{Clock, EngineConfig, RemoteConfig, RemoteIdCheck, RemoteKind};
 
+use crate::cluster::{self, OtherShardRemote, Shard};
 use crate::remote::tls::{system_roots, TlsSessions};
 use crate::remote::{
     ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
 };
 
+pub use overrides::Overrides;
 pub use schema::{
-    ApiConfig, Config, LogConfig, LogFormat, NodeEntry, RemoteEntry, RulesConfig, Secret,
+    ApiConfig, ClusterConfig, Config, LogConfig, LogFormat, NodeEntry, RemoteEntry, RulesConfig,
+    Secret,
 };
 
 /// A config file that cannot be used: which file, which key, what is wrong and expected.
@@ -38,8 +44,12 @@ pub struct ConfigFileError {
 pub struct Resolved {
     /// The parsed file.
     pub config: Config,
-    /// The engine's config, one client per remote.
+    /// The engine's config, one client per remote this instance polls.
     pub engine: EngineConfig,
+    /// This instance's shard.
+    pub shard: Shard,
+    /// The configured remotes that other shards poll, sorted by id.
+    pub other_shards: Vec<OtherShardRemote>,
     /// Where the API listens.
     pub api_listen: SocketAddr,
     /// The API's bearer token, if any.
@@ -241,6 +251,53 @@ fn check_api_bounds(file: &Path, api: &ApiConfig) -> Result<(), ConfigFileError>
     Ok(())
 }
 
+/// The most shards of one deployment (far beyond any fleet a shard could not poll alone).
+pub const MAX_SHARDS: u32 = 4096;
+
+/// Checks `[cluster]` and resolves it (the instance name defaults to the host name).
+fn check_cluster(file: &Path, c: &ClusterConfig) -> Result<Shard, ConfigFileError> {
+    if !(1..=MAX_SHARDS).contains(&c.shard_count) {
+        return Err(err(
+            file,
+            "cluster.shard_count",
+            format!(
+                "must be at least 1 and at most {MAX_SHARDS}, not {}",
+                c.shard_count
+            ),
+        ));
+    }
+    if c.shard_index >= c.shard_count {
+        return Err(err(
+            file,
+            "cluster.shard_index",
+            format!(
+                "{} must be below cluster.shard_count ({}): shards count from 0; the index \
+                 comes from --shard-index, else FLEETPOLL_SHARD_INDEX, else the file",
+                c.shard_index, c.shard_count
+            ),
+        ));
+    }
+    let instance = match &c.instance {
+        Some(name) => {
+            if name.is_empty() || name.len() > 253 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                let shown: String = name.chars().take(80).collect();
+                return Err(err(
+                    file,
+                    "cluster.instance",
+                    format!("{shown:?} must be 1 to 253 visible ASCII characters, like fp-a"),
+                ));
+            }
+            name.clone()
+        }
+        None => cluster::host_name(),
+    };
+    Ok(Shard {
+        instance,
+        shard_index: c.shard_index,
+        shard_count: c.shard_count,
+    })
+}
+
 /// A path from the config file: a relative one is taken relative to the file's directory.
 pub(crate) fn beside(file: &Path, path: &Path) -> PathBuf {
     if path.is_relative() {
@@ -371,6 +428,8 @@ pub fn resolve(
     // The sections are checked first, so a bad value is reported before any secret is read.
     engine.validate().map_err(|e| err(file, e.key, e.message))?;
     check_api_bounds(file, &c.api)?;
+    let shard = check_cluster(file, &c.cluster)?;
+    let mut other_shards = Vec::new();
     let api_listen: SocketAddr = c.api.listen.parse().map_err(|_| {
         err(
             file,
@@ -402,6 +461,8 @@ pub fn resolve(
     let idle = IdleBudget::new(2 * c.limits.global_connections as usize);
     let tls_sessions = TlsSessions::default();
     let mut ids = RemoteIdCheck::default();
+    // Every remote is checked, whichever shard polls it: one file is valid or invalid
+    // for every instance alike.
     for (i, r) in c.remotes.iter().enumerate() {
         let key = format!("remotes[{i}]");
         ids.check(i, &r.id)
@@ -500,6 +561,14 @@ pub fn resolve(
         let source = endpoint
             .into_source(kind)
             .map_err(|e| err(file, format!("{key}.nodes"), e.to_string()))?;
+        if !shard.owns(&r.id) {
+            other_shards.push(OtherShardRemote {
+                remote: r.id.clone(),
+                kind,
+                shard: cluster::owner(&r.id, shard.shard_count),
+            });
+            continue;
+        }
         let mut rc = RemoteConfig::new(r.id.as_str(), kind, source);
         rc.connection_cap = cap;
         rc.enabled = r.enabled;
@@ -511,9 +580,12 @@ pub fn resolve(
         Some(rules) => crate::rules::RuleSet::load(rules)?,
         None => crate::rules::RuleSet::default(),
     };
+    other_shards.sort_by(|a, b| a.remote.cmp(&b.remote));
     Ok(Resolved {
         config,
         engine,
+        shard,
+        other_shards,
         api_listen,
         api_token,
         rules,
@@ -522,6 +594,16 @@ pub fn resolve(
 
 /// Loads, validates and resolves a config file in one step.
 pub fn load_and_resolve(path: &Path, clock: Arc<dyn Clock>) -> Result<Resolved, ConfigFileError> {
-    let config = load(path)?;
+    load_and_resolve_with(path, &Overrides::default(), clock)
+}
+
+/// As [`load_and_resolve`], with command-line values winning over the file's.
+pub fn load_and_resolve_with(
+    path: &Path,
+    overrides: &Overrides,
+    clock: Arc<dyn Clock>,
+) -> Result<Resolved, ConfigFileError> {
+    let mut config = load(path)?;
+    overrides.apply(&mut config);
     resolve(path, config, clock)
 }

@@ -1,5 +1,5 @@
 //! The configuration file's schema: the engine's sections as the actors crate defines
-//! them, and the daemon's own (`[api]`, `[log]`, `[[remotes]]`): serde structs with
+//! them, and the daemon's own (`[cluster]`, `[api]`, `[log]`, `[[remotes]]`): serde structs with
 //! units in key names, one default per key and unknown keys rejected. Every field's doc
 //! comment is the user documentation of its key (see `docs/configuration.md`).
 
@@ -32,6 +32,9 @@ pub struct Config {
     /// Where data lives and how often it is committed.
     #[serde(default)]
     pub storage: StorageSettings,
+    /// This instance's share of the remotes, when several instances split them.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// The HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
@@ -53,6 +56,31 @@ pub struct RulesConfig {
     /// The rules file, relative to the config file's directory; none: no rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+}
+
+/// `[cluster]`: which share of the remotes this instance polls. Only a restart applies
+/// a change.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This instance's name, in the API and in exported series (unset: the host name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The shard this instance polls, below `shard_count` (`--shard-index` and
+    /// `FLEETPOLL_SHARD_INDEX` win over it).
+    pub shard_index: u32,
+    /// How many instances share the remotes (1: this one polls them all).
+    pub shard_count: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            instance: None,
+            shard_index: 0,
+            shard_count: 1,
+        }
+    }
 }
 
 /// `[api]`

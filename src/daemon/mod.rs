@@ -23,7 +23,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::api::{self, ApiState, ApiToken, ReloadRequest};
-use crate::config::{self, ConfigFileError, LogFormat};
+use crate::cluster::ClusterView;
+use crate::config::{self, ConfigFileError, LogFormat, Overrides};
 use notify::Notifier;
 
 /// Why the daemon could not run.
@@ -71,6 +72,9 @@ struct Running {
     rules: Arc<crate::rules::Rules>,
     /// Watches the rules file (replaced when a reload names another file).
     rules_watch: Option<rules_watch::RulesWatch>,
+    cluster: Arc<ClusterView>,
+    /// The command line's values, applied again to every reloaded file.
+    overrides: Overrides,
 }
 
 impl Running {
@@ -85,6 +89,10 @@ impl Running {
             Some("[storage]")
         } else if new.log.format != self.config.log.format {
             Some("log.format")
+        } else if new.cluster != self.config.cluster {
+            // A new split would move remotes between instances that each keep running
+            // on the old one: two could poll one remote, or none.
+            Some("[cluster]")
         } else {
             None
         }
@@ -110,6 +118,8 @@ pub struct Service {
     pub token: ApiToken,
     /// The running rules.
     pub rules: Arc<crate::rules::Rules>,
+    /// This instance's shard and the other shards' remotes (replaced by a reload).
+    pub cluster: Arc<ClusterView>,
     stop_api: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -170,6 +180,7 @@ impl Service {
         let interval_secs = Arc::new(std::sync::atomic::AtomicU64::new(
             resolved.config.collection.interval.as_secs(),
         ));
+        let cluster = Arc::new(ClusterView::new(resolved.shard, resolved.other_shards));
         let state = ApiState {
             engine: engine.clone(),
             metrics,
@@ -183,6 +194,7 @@ impl Service {
             max_streams: resolved.config.api.max_streams as usize,
             max_rows: resolved.config.api.max_rows,
             rules: Some(rules.clone()),
+            cluster: cluster.clone(),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
@@ -201,6 +213,7 @@ impl Service {
             last_reload,
             token,
             rules,
+            cluster,
             stop_api,
             server,
         })
@@ -225,15 +238,16 @@ impl Service {
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT.
-pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
+/// Runs the daemon until SIGTERM/SIGINT, with `overrides` winning over the file.
+pub async fn run(config_path: PathBuf, overrides: Overrides) -> Result<(), DaemonError> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
-    let resolved = config::load_and_resolve(&config_path, clock.clone())?;
+    let resolved = config::load_and_resolve_with(&config_path, &overrides, clock.clone())?;
     let log = init_logging(&resolved.config.log.filter, resolved.config.log.format);
     let running_config = resolved.config.clone();
     let notifier = Notifier::from_env();
     let grace = resolved.config.supervision.shutdown_grace;
     let remotes = resolved.engine.remotes.len();
+    let shard = resolved.shard.clone();
     let mut service = Service::start(resolved, clock.clone()).await?;
     let engine = service.engine.clone();
     let api_addr = service.api_addr;
@@ -245,8 +259,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         token: service.token.clone(),
         log,
         rules: service.rules.clone(),
+        cluster: service.cluster.clone(),
+        overrides,
     };
-    tracing::info!(config = %config_path.display(), remotes, api = %api_addr, "fleetpoll is running");
+    tracing::info!(config = %config_path.display(), remotes, api = %api_addr,
+        instance = %shard.instance, shard_index = shard.shard_index,
+        shard_count = shard.shard_count, "fleetpoll is running");
     println!("fleetpoll: API on http://{api_addr}");
     notifier.ready(&format!("{remotes} remotes, API on {api_addr}"));
 
@@ -314,7 +332,7 @@ async fn reload(
     running: &mut Running,
 ) -> Result<serde_json::Value, String> {
     notifier.reloading();
-    let resolved = config::load_and_resolve(path, clock)
+    let resolved = config::load_and_resolve_with(path, &running.overrides, clock)
         .map_err(|err| err.to_string())
         .and_then(|resolved| match running.restart_needed(&resolved.config) {
             Some(key) => Err(format!(
@@ -340,6 +358,7 @@ async fn reload(
                     .rules
                     .set_interval(resolved.config.collection.interval.as_secs());
                 running.rules.apply(resolved.rules);
+                running.cluster.set_others(resolved.other_shards);
                 if let Some(handle) = &running.log {
                     let filter = tracing_subscriber::EnvFilter::new(&resolved.config.log.filter);
                     if let Err(err) = handle.reload(filter) {

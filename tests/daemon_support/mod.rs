@@ -120,10 +120,29 @@ pub fn start_sim_with(config: &Path, extra: &[&str]) -> Proc {
 /// Starts `fleetpoll run --config CONFIG` with extra environment; stderr goes to `log`
 /// when given.
 pub fn spawn_daemon(config: &Path, env: &[(&str, &std::ffi::OsStr)], log: Option<&Path>) -> Proc {
+    spawn_daemon_with_args(config, &[], env, log)
+}
+
+/// As [`spawn_daemon`], with extra arguments after `run --config CONFIG` (the variables
+/// of the command-line overrides are cleared unless `env` sets them).
+pub fn spawn_daemon_with_args(
+    config: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &std::ffi::OsStr)],
+    log: Option<&Path>,
+) -> Proc {
     let mut cmd = Command::new(bin());
     cmd.args(["run", "--config"])
         .arg(config)
+        .args(args)
         .stdout(Stdio::null());
+    for var in [
+        "FLEETPOLL_INSTANCE",
+        "FLEETPOLL_SHARD_INDEX",
+        "FLEETPOLL_LISTEN",
+    ] {
+        cmd.env_remove(var);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
