@@ -113,7 +113,12 @@ fn firing(port: u16) -> Vec<Value> {
 }
 
 fn collect_all(port: u16) {
-    let (status, _) = json(port, "POST", "/api/v1/collect", r#"{"remote": null, "wait": true}"#);
+    let (status, _) = json(
+        port,
+        "POST",
+        "/api/v1/collect",
+        r#"{"remote": null, "wait": true}"#,
+    );
     assert_eq!(status, 200);
 }
 
@@ -153,14 +158,19 @@ fn alerts_reach_the_webhook_once_per_change_across_reloads_broken_files_and_rest
         fired = now;
         settled
     });
-    wait_until(Duration::from_secs(20), "every firing reaches the webhook", || {
-        tally(&seen).values().sum::<usize>() >= fired.len()
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "every firing reaches the webhook",
+        || tally(&seen).values().sum::<usize>() >= fired.len(),
+    );
     collect_all(port);
     std::thread::sleep(Duration::from_secs(2));
     let t = tally(&seen);
     assert_eq!(t.len(), fired.len(), "one notification per alert: {t:?}");
-    assert!(t.values().all(|n| *n == 1), "exactly once, also after more samples: {t:?}");
+    assert!(
+        t.values().all(|n| *n == 1),
+        "exactly once, also after more samples: {t:?}"
+    );
     assert!(t.keys().all(|k| k.3 == "firing"));
     for a in &fired {
         let key = (
@@ -171,7 +181,13 @@ fn alerts_reach_the_webhook_once_per_change_across_reloads_broken_files_and_rest
         );
         assert_eq!(t.get(&key), Some(&1), "{key:?} notified");
     }
-    assert!(seen.lock().unwrap().iter().all(|v| v["_authorized"] == true), "the header was sent");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|v| v["_authorized"] == true),
+        "the header was sent"
+    );
     let ratio = seen
         .lock()
         .unwrap()
@@ -188,13 +204,23 @@ fn alerts_reach_the_webhook_once_per_change_across_reloads_broken_files_and_rest
     assert_eq!(firing(port).len(), fired.len());
 
     // A broken rules file on disk is rejected, named, and the running rules stay.
-    write(&rules, &rules_text(hook_port, -1.0).replace("op = \">\"\nthreshold = 0.01", "op = \">\"\nthreshold = 0.01\nclear_threshold = 0.5"));
-    wait_until(Duration::from_secs(10), "the broken file is reported", || {
-        let (_, d) = json(port, "GET", "/api/v1/daemon", "");
-        d["rules_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("rules[1].clear_threshold") && e.contains("node-mem-used"))
-    });
+    write(
+        &rules,
+        &rules_text(hook_port, -1.0).replace(
+            "op = \">\"\nthreshold = 0.01",
+            "op = \">\"\nthreshold = 0.01\nclear_threshold = 0.5",
+        ),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the broken file is reported",
+        || {
+            let (_, d) = json(port, "GET", "/api/v1/daemon", "");
+            d["rules_error"].as_str().is_some_and(|e| {
+                e.contains("rules[1].clear_threshold") && e.contains("node-mem-used")
+            })
+        },
+    );
     assert_eq!(firing(port).len(), fired.len(), "the running rules stay");
 
     // The cpu threshold moves above any cpu: at the next samples those alerts resolve.
@@ -208,7 +234,11 @@ fn alerts_reach_the_webhook_once_per_change_across_reloads_broken_files_and_rest
     wait_until(Duration::from_secs(100), "the cpu alerts resolve", || {
         collect_all(port);
         std::thread::sleep(Duration::from_millis(500));
-        tally(&seen).keys().filter(|k| k.0 == "node-cpu" && k.3 == "resolved").count() == cpu_alerts
+        tally(&seen)
+            .keys()
+            .filter(|k| k.0 == "node-cpu" && k.3 == "resolved")
+            .count()
+            == cpu_alerts
     });
     std::thread::sleep(Duration::from_secs(1));
     let t = tally(&seen);
@@ -233,13 +263,20 @@ fn alerts_reach_the_webhook_once_per_change_across_reloads_broken_files_and_rest
     collect_all(port);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(firing(port).len(), still.len(), "restored");
-    assert_eq!(seen.lock().unwrap().len(), before, "nothing notified again after the restart");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "nothing notified again after the restart"
+    );
     let (_, history) = json(port, "GET", "/api/v1/alerts/history?limit=5", "");
     assert!(history["history"].as_array().is_some());
     let (status, _) = json(port, "GET", "/api/v1/alerts/history?limit=0", "");
     assert_eq!(status, 400);
     let (_, metrics) = daemon_support::http(port, "GET", "/metrics", "");
-    assert!(metrics.contains("fleetpoll_alerts{rule=\"node-mem-used\",state=\"firing\"}"), "{metrics}");
+    assert!(
+        metrics.contains("fleetpoll_alerts{rule=\"node-mem-used\",state=\"firing\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("fleetpoll_hook_dropped_points_total{hook=\"rules\"} 0"));
     drop(daemon);
 }

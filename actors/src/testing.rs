@@ -597,3 +597,61 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The hook seam without the rest of the engine, for benchmarks of a hook: batches
+/// published here go through the same feed, dispatcher, rates, queue and runner as
+/// the batches the Storage actor stores.
+#[derive(Debug)]
+pub struct HookHarness {
+    live: Arc<crate::storage::LiveFeed>,
+    bus: Arc<crate::hooks::HookBus>,
+    supervisor: ractor::ActorRef<crate::hooks::HooksMsg>,
+}
+
+impl HookHarness {
+    /// Starts the hook supervisor with one hook registered under `name`.
+    pub async fn start(
+        name: &str,
+        hook: Box<dyn crate::hooks::Hook>,
+        options: crate::hooks::HookOptions,
+        clock: Arc<dyn Clock>,
+    ) -> HookHarness {
+        let live = crate::storage::LiveFeed::new(4096, 250_000);
+        let bus: Arc<crate::hooks::HookBus> = Arc::default();
+        bus.register(name, hook, options).expect("one hook");
+        let args = crate::hooks::HooksArgs {
+            bus: bus.clone(),
+            live: live.clone(),
+            supervision: crate::config::SupervisionSettings::default(),
+            env: crate::env::Env {
+                clock,
+                rng: Arc::new(crate::clock::ThreadRandomness),
+                stats: Arc::default(),
+            },
+        };
+        let (supervisor, _) = ractor::Actor::spawn(None, crate::hooks::HookSupervisor, args)
+            .await
+            .expect("the hook supervisor starts");
+        HookHarness {
+            live,
+            bus,
+            supervisor,
+        }
+    }
+
+    /// Publishes a batch as the Storage actor does once the store acknowledged it.
+    pub fn publish(&self, remote: RemoteId, batch: Arc<MetricBatch>) {
+        let cursor = crate::model::Cursor(batch.newest());
+        self.live.publish(remote, batch, cursor);
+    }
+
+    /// The hook's queue and counters.
+    pub fn status(&self) -> crate::hooks::HookStatus {
+        self.bus.status().remove(0)
+    }
+
+    /// Stops the hook (its `on_stop` runs).
+    pub async fn stop(self) {
+        self.supervisor.stop_and_wait(None, None).await.ok();
+    }
+}

@@ -7,6 +7,7 @@ mod fleet;
 mod measure;
 mod parse;
 mod rrd_ingest;
+mod rules;
 mod task_query;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Scenario {
     /// Metric points stored durably per second through the RRD store, side by side
     /// with rrdcached fed the same points.
     RrdIngest(rrd_ingest::RrdIngestArgs),
+    /// Samples through 1,000 threshold rules over 50,000 entities by the hook seam,
+    /// alerts to a webhook receiver on loopback.
+    Rules(rules::RulesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::E2e(args) => e2e::run(args)?,
         Scenario::TaskQuery(args) => task_query::run(args)?,
         Scenario::RrdIngest(args) => rrd_ingest::run(args)?,
+        Scenario::Rules(args) => rules::run(args)?,
     };
     println!("{result}");
     Ok(())
