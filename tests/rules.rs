@@ -4,6 +4,9 @@
 //! firing; a broken rules file on disk is rejected, named, and the running rules stay; a
 //! moved threshold resolves; a restart does not notify the firing alerts again.
 
+// Blocking waits are what these process tests do: no actor runs in this binary.
+#![allow(clippy::disallowed_methods)]
+
 mod daemon_support;
 
 use std::collections::BTreeMap;

@@ -205,7 +205,7 @@ async fn run_async(args: RulesArgs) -> anyhow::Result<serde_json::Value> {
     while Instant::now() < deadline
         && (harness.status().queued_events > 0
             || harness.status().delivered_batches + harness.status().dropped_batches
-                < (args.secs as u64) * args.remotes as u64)
+                < args.secs * args.remotes as u64)
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
