@@ -1,7 +1,7 @@
 //! Local evaluation: threshold and state rules run where the samples arrive, as a hook
 //! of the engine, and notify only changes — to the log and to webhooks.
 //!
-//! - [`file`]: the rules file (`[rules] file`), validated whole, compiled to a [`RuleSet`].
+//! - [`file`](mod@file): the rules file (`[rules] file`), validated whole, compiled to a [`RuleSet`].
 //! - [`engine`]: the state machine per (rule, remote, entity): pending → firing →
 //!   resolved, `for_secs` in sample time, hysteresis, overrides, ratios, staleness.
 //! - [`webhook`]: one sender task per webhook with its own queue and retries.
