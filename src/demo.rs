@@ -185,6 +185,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         .context("the demo's generated config")?;
     let service = Service::start(resolved, clock).await?;
     let engine = service.engine.clone();
+    // The page first: it is what someone who never read the docs opens.
+    println!(
+        "fleetpoll demo: status page on http://{}/  (open it in a browser)",
+        service.api_addr
+    );
     println!(
         "fleetpoll demo: simulator on https://{} ({} PVE clusters, {} PBS, faults: {})",
         sim.addr(),

@@ -14,6 +14,8 @@
 //!   atomic replacement and directory syncs.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
 //! - [`daemon`]: `fleetpoll run`: signals, systemd notification, the API server.
+//! - [`web`]: the web status page at `/` on the API's listener (HTML, SVG charts, one
+//!   script), embedded in the binary.
 //! - [`api`]: the HTTP API; [`api_client`]: `fleetpoll status|trigger|tasks|query`,
 //!   the command-line client of it.
 
@@ -31,3 +33,4 @@ pub mod rrd;
 pub mod rules;
 pub mod sim;
 pub mod tasks;
+pub mod web;

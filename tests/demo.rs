@@ -35,6 +35,13 @@ fn demo_collects_from_its_fleet_and_stops_cleanly() {
     );
     assert!(stdout.contains("fleetpoll demo: stopped"), "{stdout}");
     assert!(stdout.contains("API on http://127.0.0.1:"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("fleetpoll demo: status page on http://127.0.0.1:")),
+        "the page's URL comes first: {stdout}"
+    );
 }
 
 #[test]

@@ -104,7 +104,7 @@ impl From<EngineError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The router of the whole API.
+/// The router of the whole API, with the web status page (`crate::web`) at `/`.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/remotes", get(remotes))
@@ -125,10 +125,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/daemon", get(daemon))
         .route("/metrics", get(metrics::prometheus))
+        .merge(crate::web::routes())
         .fallback(errors::no_such_endpoint)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(axum::middleware::from_fn(errors::request_limits))
         .layer(axum::middleware::map_response(errors::json_errors))
+        // gzip for clients that ask (never for the live stream: tower-http skips
+        // `text/event-stream`).
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .with_state(state)
 }
 
@@ -374,6 +378,8 @@ async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {
     let shard = state.cluster.shard();
     Json(json!({
         "running": state.engine.is_running(),
+        // Whether changes need the bearer token (the web page asks for it first).
+        "token_required": state.token.current().is_some(),
         "instance": shard.instance,
         "shard_index": shard.shard_index,
         "shard_count": shard.shard_count,

@@ -4,7 +4,8 @@
 //! not drive polls or bypass a remote's backoff). An explicit window lies within
 //! `0..=MAX_TIMESTAMP` and has at most `api.max_rows` rows at the step of the archive
 //! that answers it; every time computation is checked, so a bad window is a 400.
-//! `GET /api/v1/top`: top guests by CPU and nodes by CPU and memory.
+//! `GET /api/v1/top`: top guests and nodes by CPU and by memory share; the hour from
+//! the store's aggregate (no file read), longer timeframes from the files.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -224,6 +225,22 @@ fn entry(remote: &RemoteId, entity: &str, value: f64) -> serde_json::Value {
     json!({ "remote": remote, "entity": entity, "value": value })
 }
 
+/// The lists of the aggregate as the API answers them.
+fn top_json(timeframe: Timeframe, lists: &crate::rrd::top::TopLists) -> serde_json::Value {
+    let list = |l: &[crate::rrd::top::TopEntry]| -> Vec<serde_json::Value> {
+        l.iter()
+            .map(|e| entry(&e.remote, &e.entity, e.value))
+            .collect()
+    };
+    json!({
+        "timeframe": timeframe.as_str(),
+        "guests_by_cpu": list(&lists.guests_by_cpu),
+        "guests_by_memory": list(&lists.guests_by_memory),
+        "nodes_by_cpu": list(&lists.nodes_by_cpu),
+        "nodes_by_memory": list(&lists.nodes_by_memory),
+    })
+}
+
 /// The mean of the known values of one metric of a query result.
 fn mean_of(result: &crate::rrd::query::QueryResult, metric: &str) -> Option<f64> {
     let series = result.metrics.iter().find(|m| m.name == metric)?;
@@ -252,11 +269,16 @@ pub(super) async fn top(
         .into_iter()
         .map(|s| s.remote)
         .collect();
+    if timeframe == Timeframe::Hour {
+        let lists = state.metrics.top(&remotes, state.clock.now_secs(), n);
+        return Ok(Json(top_json(timeframe, &lists)));
+    }
     let store = state.metrics.clone();
     let clock = state.clock.clone();
     let lists = tokio::task::spawn_blocking(move || {
         let now = clock.now_secs();
-        let (mut guests, mut node_cpu, mut node_mem) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut guests, mut node_cpu, mut node_mem, mut guest_mem) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for remote in &remotes {
             let Ok(entities) = store.entities(remote) else {
                 continue;
@@ -287,14 +309,13 @@ pub(super) async fn top(
                         node_cpu.push((cpu, entry(remote, &entity, cpu)));
                     }
                 }
-                if node {
-                    if let (Some(used), Some(total)) =
-                        (mean_of(&result, "mem_used"), mean_of(&result, "mem_total"))
-                    {
-                        if total > 0.0 {
-                            let share = used / total;
-                            node_mem.push((share, entry(remote, &entity, share)));
-                        }
+                if let (Some(used), Some(total)) =
+                    (mean_of(&result, "mem_used"), mean_of(&result, "mem_total"))
+                {
+                    if total > 0.0 {
+                        let share = used / total;
+                        let list = if node { &mut node_mem } else { &mut guest_mem };
+                        list.push((share, entry(remote, &entity, share)));
                     }
                 }
             }
@@ -308,6 +329,7 @@ pub(super) async fn top(
             "guests_by_cpu": top_n(guests),
             "nodes_by_cpu": top_n(node_cpu),
             "nodes_by_memory": top_n(node_mem),
+            "guests_by_memory": top_n(guest_mem),
         })
     })
     .await

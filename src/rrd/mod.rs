@@ -28,6 +28,8 @@
 //!   entity) in that layout, behind the journal, committed on a cadence.
 //! - [`query`]: an entity's metrics on one time axis for a timeframe or window, as
 //!   the HTTP API returns them.
+//! - [`top`]: the top-lists aggregate of every guest's and node's CPU and memory over
+//!   the last hour, kept up to date as batches are stored.
 //! - [`cli`]: `fleetpoll rrd create|update|fetch|info`.
 
 mod cache;
@@ -48,6 +50,7 @@ pub mod query;
 mod record;
 pub mod store;
 pub mod text;
+pub mod top;
 pub mod value;
 
 #[cfg(test)]

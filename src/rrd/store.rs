@@ -138,6 +138,8 @@ struct Shared {
     sync_failed: AtomicBool,
     /// The directory's lock ([`LOCK_FILE`]), held while the store is open.
     _lock: FileLock,
+    /// Every guest's and node's CPU and memory of the last hour, for the top lists.
+    top: super::top::TopAggregate,
 }
 
 /// What opening a store found in its journal.
@@ -225,6 +227,7 @@ impl RrdStore {
                     inner: parking_lot::Mutex::new(inner),
                     committing: Mutex::new(()),
                     early: AtomicBool::new(false),
+                    top: super::top::TopAggregate::default(),
                     sync_failed: AtomicBool::new(false),
                     _lock: lock,
                 }),
@@ -327,6 +330,12 @@ impl RrdStore {
             Some(fetched) => query.select(remote, fetched).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The top `n` guests and nodes of `remotes` by CPU and memory over the hour before
+    /// `now`, from the aggregate kept at store time (no file is read).
+    pub fn top(&self, remotes: &[RemoteId], now: i64, n: usize) -> super::top::TopLists {
+        self.shared.top.top(remotes, now, n)
     }
 
     /// The entities stored for a remote (committed or pending), sorted; empty when
@@ -743,7 +752,7 @@ impl MetricStore for RrdStore {
         if let Err(err) = inner.journal.append(&records).map_err(store_error) {
             return writes.iter().map(|_| Err(err.clone())).collect();
         }
-        let results = writes
+        let results: Vec<Result<Cursor, StoreError>> = writes
             .iter()
             .map(|w| {
                 inner.stage(&w.remote, &w.batch).map_err(store_error)?;
@@ -752,6 +761,11 @@ impl MetricStore for RrdStore {
             .collect();
         let pending = inner.pending_values;
         drop(inner);
+        for (w, r) in writes.iter().zip(&results) {
+            if r.is_ok() {
+                self.shared.top.add(&w.remote, &w.batch);
+            }
+        }
         if pending > MAX_PENDING_VALUES {
             self.commit_early(pending);
         }

@@ -1,0 +1,213 @@
+//! The top-lists aggregate: every guest's and node's CPU and memory, kept up to date as
+//! the store takes each batch, so `GET /api/v1/top?timeframe=hour` and the web page's
+//! overview rank the whole fleet without reading a file. Each entity keeps twelve
+//! five-minute buckets (sum and count) per metric; a ranking averages the buckets of the
+//! last hour. It holds what was stored since the store was opened (nothing is replayed
+//! into it), and forgets an entity an hour after its last sample.
+
+use std::collections::HashMap;
+
+use fleetpoll_actors::{MetricBatch, RemoteId};
+
+/// Seconds one bucket covers.
+const BUCKET_SECS: i64 = 300;
+/// Buckets per entity: one hour.
+const BUCKETS: usize = 12;
+/// The window a ranking averages.
+pub const TOP_WINDOW_SECS: i64 = BUCKET_SECS * BUCKETS as i64;
+
+/// Which metrics the aggregate keeps, in bucket order.
+const METRICS: [&str; 3] = ["cpu_current", "mem_used", "mem_total"];
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    /// The bucket's number (`timestamp / BUCKET_SECS`); a stale one is reused.
+    index: i64,
+    sum: [f32; 3],
+    count: [u16; 3],
+}
+
+#[derive(Debug, Default)]
+struct EntityBuckets {
+    buckets: [Bucket; BUCKETS],
+    newest: i64,
+}
+
+impl EntityBuckets {
+    fn add(&mut self, metric: usize, ts: i64, value: f64) {
+        let index = ts.div_euclid(BUCKET_SECS);
+        let b = &mut self.buckets[index.rem_euclid(BUCKETS as i64) as usize];
+        if b.index != index {
+            if b.index > index {
+                return; // older than the ring holds
+            }
+            *b = Bucket {
+                index,
+                ..Bucket::default()
+            };
+        }
+        b.sum[metric] += value as f32;
+        b.count[metric] = b.count[metric].saturating_add(1);
+        self.newest = self.newest.max(ts);
+    }
+
+    /// The mean of each metric over the buckets that end after `since`.
+    fn means(&self, since: i64) -> [Option<f64>; 3] {
+        let mut sum = [0f64; 3];
+        let mut count = [0u32; 3];
+        for b in &self.buckets {
+            if (b.index + 1) * BUCKET_SECS <= since {
+                continue;
+            }
+            for m in 0..3 {
+                sum[m] += f64::from(b.sum[m]);
+                count[m] += u32::from(b.count[m]);
+            }
+        }
+        std::array::from_fn(|m| (count[m] > 0).then(|| sum[m] / f64::from(count[m])))
+    }
+}
+
+/// Whether an entity is a guest (ranked among guests) or a node (among nodes).
+fn role(entity: &str) -> Option<Role> {
+    if entity.starts_with("qemu/") || entity.starts_with("lxc/") {
+        Some(Role::Guest)
+    } else if entity.starts_with("node/") || entity == "host" {
+        Some(Role::Node)
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Guest,
+    Node,
+}
+
+/// One ranked entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopEntry {
+    /// The remote.
+    pub remote: RemoteId,
+    /// The entity (`qemu/100`, `node/pve1`).
+    pub entity: String,
+    /// The mean CPU share or memory share over the window.
+    pub value: f64,
+}
+
+/// The four rankings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopLists {
+    /// Guests by mean CPU share.
+    pub guests_by_cpu: Vec<TopEntry>,
+    /// Guests by mean memory share (used / total).
+    pub guests_by_memory: Vec<TopEntry>,
+    /// Nodes by mean CPU share.
+    pub nodes_by_cpu: Vec<TopEntry>,
+    /// Nodes by mean memory share.
+    pub nodes_by_memory: Vec<TopEntry>,
+}
+
+/// The aggregate itself (inside [`RrdStore`](super::RrdStore)).
+#[derive(Debug, Default)]
+pub(crate) struct TopAggregate {
+    entities: parking_lot::Mutex<HashMap<RemoteId, HashMap<Box<str>, EntityBuckets>>>,
+}
+
+impl TopAggregate {
+    /// Folds a stored batch in: one map lookup per entity, not per point.
+    pub(crate) fn add(&self, remote: &RemoteId, batch: &MetricBatch) {
+        let mut entities: Vec<&str> = Vec::new();
+        // Per series: (index into `entities`, metric) when the series matters.
+        let wanted: Vec<Option<(usize, usize)>> = batch
+            .series
+            .iter()
+            .map(|s| {
+                role(&s.entity)?;
+                let metric = METRICS.iter().position(|m| **m == *s.metric)?;
+                let e = match entities.iter().position(|e| **e == *s.entity) {
+                    Some(e) => e,
+                    None => {
+                        entities.push(&s.entity);
+                        entities.len() - 1
+                    }
+                };
+                Some((e, metric))
+            })
+            .collect();
+        if entities.is_empty() {
+            return;
+        }
+        let mut updates: Vec<Vec<(usize, i64, f64)>> = vec![Vec::new(); entities.len()];
+        for p in &batch.points {
+            if let Some(Some((e, metric))) = wanted.get(p.series as usize) {
+                updates[*e].push((*metric, p.timestamp, p.value));
+            }
+        }
+        let mut map = self.entities.lock();
+        let of_remote = map.entry(remote.clone()).or_default();
+        for (entity, points) in entities.iter().zip(updates) {
+            let buckets = match of_remote.get_mut(*entity) {
+                Some(b) => b,
+                None => of_remote.entry(Box::from(*entity)).or_default(),
+            };
+            for (metric, ts, value) in points {
+                buckets.add(metric, ts, value);
+            }
+        }
+    }
+
+    /// The top `n` of each list over the hour before `now`, among `remotes`.
+    pub(crate) fn top(&self, remotes: &[RemoteId], now: i64, n: usize) -> TopLists {
+        let since = now - TOP_WINDOW_SECS;
+        let wanted: std::collections::HashSet<&RemoteId> = remotes.iter().collect();
+        let mut lists = TopLists::default();
+        let mut map = self.entities.lock();
+        for of_remote in map.values_mut() {
+            of_remote.retain(|_, e| e.newest > since);
+        }
+        map.retain(|_, of_remote| !of_remote.is_empty());
+        let pairs = map
+            .iter()
+            .filter(|(remote, _)| wanted.contains(remote))
+            .flat_map(|(remote, of)| of.iter().map(move |(e, b)| (remote, e, b)));
+        for (remote, entity, buckets) in pairs {
+            let Some(role) = role(entity) else { continue };
+            let [cpu, used, total] = buckets.means(since);
+            let entry = |value| TopEntry {
+                remote: remote.clone(),
+                entity: entity.to_string(),
+                value,
+            };
+            let (by_cpu, by_mem) = match role {
+                Role::Guest => (&mut lists.guests_by_cpu, &mut lists.guests_by_memory),
+                Role::Node => (&mut lists.nodes_by_cpu, &mut lists.nodes_by_memory),
+            };
+            if let Some(cpu) = cpu {
+                by_cpu.push(entry(cpu));
+            }
+            if let (Some(used), Some(total)) = (used, total) {
+                if total > 0.0 {
+                    by_mem.push(entry(used / total));
+                }
+            }
+        }
+        drop(map);
+        for list in [
+            &mut lists.guests_by_cpu,
+            &mut lists.guests_by_memory,
+            &mut lists.nodes_by_cpu,
+            &mut lists.nodes_by_memory,
+        ] {
+            list.sort_by(|a, b| {
+                b.value
+                    .total_cmp(&a.value)
+                    .then_with(|| a.remote.cmp(&b.remote))
+                    .then_with(|| a.entity.cmp(&b.entity))
+            });
+            list.truncate(n);
+        }
+        lists
+    }
+}
