@@ -33,7 +33,9 @@ fn require_browser_tools() {
         "the browser tests need node on PATH: apt-get install nodejs npm (as .ci/run does)"
     );
     assert!(
-        web_dir().join("node_modules/playwright-core/package.json").exists(),
+        web_dir()
+            .join("node_modules/playwright-core/package.json")
+            .exists(),
         "the browser tests need playwright-core: run `npm ci` in {} (as .ci/run does)",
         web_dir().display()
     );
@@ -120,7 +122,9 @@ fn the_page_works_under_an_embedders_path_prefix() {
         let clock = Arc::new(TokioClock::system());
         let mut config = EngineConfig::default();
         for info in sim.remotes() {
-            config.remotes.push(info.engine_remote(clock.clone()).unwrap());
+            config
+                .remotes
+                .push(info.engine_remote(clock.clone()).unwrap());
         }
         let data = tempfile::tempdir().unwrap();
         let (metrics, _) = RrdStore::open(&data.path().join("metrics")).unwrap();

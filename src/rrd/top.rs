@@ -211,3 +211,69 @@ impl TopAggregate {
         lists
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fleetpoll_actors::{MetricKind, MetricPoint, SeriesKey};
+
+    use super::*;
+
+    fn batch(points: &[(&str, &str, i64, f64)]) -> MetricBatch {
+        let mut b = MetricBatch::default();
+        for (entity, metric, ts, value) in points {
+            let key = SeriesKey {
+                entity: Arc::from(*entity),
+                metric: Arc::from(*metric),
+                kind: MetricKind::Gauge,
+            };
+            let series = match b.series.iter().position(|s| *s == key) {
+                Some(i) => i,
+                None => {
+                    b.series.push(key);
+                    b.series.len() - 1
+                }
+            } as u32;
+            b.points.push(MetricPoint {
+                series,
+                timestamp: *ts,
+                value: *value,
+            });
+        }
+        b
+    }
+
+    #[test]
+    fn rankings_average_the_last_hour_of_stored_samples() {
+        let top = TopAggregate::default();
+        let r = RemoteId::new("pve-1");
+        let now = 100_000;
+        top.add(
+            &r,
+            &batch(&[
+                ("qemu/100", "cpu_current", now - 60, 0.2),
+                ("qemu/100", "cpu_current", now - 30, 0.4),
+                ("qemu/101", "cpu_current", now - 30, 0.9),
+                ("qemu/101", "mem_used", now - 30, 1.0),
+                ("qemu/101", "mem_total", now - 30, 4.0),
+                ("node/n1", "cpu_current", now - 30, 0.5),
+                ("node/n1", "mem_used", now - 30, 3.0),
+                ("node/n1", "mem_total", now - 30, 4.0),
+                // Older than the hour: not counted.
+                ("qemu/102", "cpu_current", now - 2 * TOP_WINDOW_SECS, 1.0),
+                ("storage/n1/local", "disk_used", now - 30, 1.0),
+            ]),
+        );
+        let lists = top.top(std::slice::from_ref(&r), now, 10);
+        let names = |l: &[TopEntry]| l.iter().map(|e| e.entity.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&lists.guests_by_cpu), ["qemu/101", "qemu/100"]);
+        assert!((lists.guests_by_cpu[1].value - 0.3).abs() < 1e-6);
+        assert_eq!(names(&lists.guests_by_memory), ["qemu/101"]);
+        assert!((lists.guests_by_memory[0].value - 0.25).abs() < 1e-6);
+        assert_eq!(names(&lists.nodes_by_cpu), ["node/n1"]);
+        assert!((lists.nodes_by_memory[0].value - 0.75).abs() < 1e-6);
+        // A remote no longer polled is not ranked.
+        assert_eq!(top.top(&[], now, 10), TopLists::default());
+    }
+}

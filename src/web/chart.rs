@@ -88,7 +88,10 @@ pub(crate) fn chart(title: &str, timestamps: &[i64], lines: &[Line<'_>], unit: U
                 Some(v) if v.is_finite() => {
                     let (px, py) = (x(t), y(*v));
                     let _ = write!(path, "{}{px:.1},{py:.1}", if pen_down { 'L' } else { 'M' });
-                    let _ = write!(dots, r#"<circle class="pt" cx="{px:.1}" cy="{py:.1}" r="1.6"/>"#);
+                    let _ = write!(
+                        dots,
+                        r#"<circle class="pt" cx="{px:.1}" cy="{py:.1}" r="1.6"/>"#
+                    );
                     let _ = write!(data, "{v}");
                     pen_down = true;
                 }
@@ -112,7 +115,12 @@ pub(crate) fn chart(title: &str, timestamps: &[i64], lines: &[Line<'_>], unit: U
 /// A small trend line without axes (the remote page's lists): `values` scaled into a
 /// 120 × 24 box.
 pub(crate) fn sparkline(values: &[Option<f64>]) -> String {
-    let finite: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+    let finite: Vec<f64> = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     let mut svg = String::from(r#"<svg class="spark" viewBox="0 0 120 24" aria-hidden="true">"#);
     if let (Some(lo), Some(hi)) = (
         finite.iter().copied().reduce(f64::min),
@@ -199,7 +207,15 @@ mod tests {
     fn every_stored_point_gets_a_marker_and_gaps_break_the_line() {
         let ts = [60, 120, 180, 240];
         let values = [Some(0.5), None, Some(0.25), Some(1.0)];
-        let svg = chart("cpu", &ts, &[Line { name: "cpu", values: &values }], Unit::Share);
+        let svg = chart(
+            "cpu",
+            &ts,
+            &[Line {
+                name: "cpu",
+                values: &values,
+            }],
+            Unit::Share,
+        );
         assert_eq!(svg.matches(r#"class="pt""#).count(), 3);
         assert_eq!(svg.matches('M').count() - svg.matches("Mbit").count(), 2);
         assert!(svg.contains(r#"data-v="0.5,,0.25,1""#));
@@ -209,7 +225,13 @@ mod tests {
     #[test]
     fn the_y_axis_ends_on_a_round_number_above_the_maximum() {
         let values = [Some(3.0), Some(87.0)];
-        let (lo, hi) = y_range(&[Line { name: "x", values: &values }], Unit::Plain);
+        let (lo, hi) = y_range(
+            &[Line {
+                name: "x",
+                values: &values,
+            }],
+            Unit::Plain,
+        );
         assert_eq!((lo, hi), (0.0, 100.0));
     }
 

@@ -78,7 +78,10 @@ pub(crate) async fn engine_page(State(state): State<ApiState>) -> Response {
             }
         }
     };
-    html_response(StatusCode::OK, page(Base::UI, "Engine", Nav::Engine, 5, body))
+    html_response(
+        StatusCode::OK,
+        page(Base::UI, "Engine", Nav::Engine, 5, body),
+    )
 }
 
 fn node(n: &TreeNode) -> Markup {

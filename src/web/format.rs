@@ -96,7 +96,13 @@ pub(crate) fn utc(t: i64) -> (i64, u32, u32, u32, u32) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, (secs / 3600) as u32, (secs % 3600 / 60) as u32)
+    (
+        year,
+        month,
+        day,
+        (secs / 3600) as u32,
+        (secs % 3600 / 60) as u32,
+    )
 }
 
 /// `t` as "2026-12-01 15:04 UTC".
@@ -132,7 +138,10 @@ mod tests {
     #[test]
     fn units_read_as_people_write_them() {
         assert_eq!(Unit::Share.format(0.42), "42 %");
-        assert_eq!(Unit::Bytes.format(3.5 * 1024.0 * 1024.0 * 1024.0), "3.5 GiB");
+        assert_eq!(
+            Unit::Bytes.format(3.5 * 1024.0 * 1024.0 * 1024.0),
+            "3.5 GiB"
+        );
         assert_eq!(Unit::BytesPerSec.format(512.0), "512 B/s");
         assert_eq!(ago(100, 130), "30 s ago");
         assert_eq!(ago(200, 130), "in 1 min");

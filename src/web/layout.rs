@@ -116,7 +116,7 @@ pub(crate) fn badge(state: &str) -> Markup {
     html! { span class=(format!("badge st-{state}")) { (state) } }
 }
 
-/// Inline SVG drawn by [`super::chart`].
+/// Inline SVG drawn by the `chart` module.
 pub(crate) fn svg(s: String) -> PreEscaped<String> {
     PreEscaped(s)
 }

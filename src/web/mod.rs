@@ -1,5 +1,5 @@
 //! The web status page, served at `/` on the API's listener: plain HTML drawn on the
-//! server from `maud` templates, SVG charts drawn by [`chart`], one small script and one
+//! server from `maud` templates, SVG charts drawn by `chart`, one small script and one
 //! style sheet embedded in the binary. Nothing is fetched from elsewhere; every URL is
 //! relative, so the page works wherever an embedder mounts the API router.
 //!

@@ -30,9 +30,7 @@ pub(crate) async fn overview_page(state: State<ApiState>) -> Response {
 pub(crate) async fn overview_at(State(state): State<ApiState>, base: Base) -> Response {
     match render_overview_at(&state, base).await {
         Ok(body) => html_response(StatusCode::OK, maud::PreEscaped(body)),
-        Err(message) => {
-            super::layout::error_page(base, StatusCode::SERVICE_UNAVAILABLE, &message)
-        }
+        Err(message) => super::layout::error_page(base, StatusCode::SERVICE_UNAVAILABLE, &message),
     }
 }
 
@@ -50,7 +48,13 @@ async fn render_overview_at(state: &ApiState, base: Base) -> Result<String, Stri
     let alerts = state.rules.as_ref().map(|r| r.alerts()).unwrap_or_default();
     let firing: Vec<_> = alerts
         .iter()
-        .filter(|a| serde_json::to_value(a.state).ok().as_ref().and_then(|v| v.as_str()) == Some("firing"))
+        .filter(|a| {
+            serde_json::to_value(a.state)
+                .ok()
+                .as_ref()
+                .and_then(|v| v.as_str())
+                == Some("firing")
+        })
         .collect();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for s in &status {

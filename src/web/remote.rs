@@ -94,7 +94,10 @@ pub async fn render_remote(state: &ApiState, id: &str) -> Result<String, (Status
                     window: Window::Timeframe(Timeframe::Hour),
                 };
                 let result = store.query(&r, &query, now).ok().flatten();
-                let trend = result.as_ref().map(|res| trend(res, share_of)).unwrap_or_default();
+                let trend = result
+                    .as_ref()
+                    .map(|res| trend(res, share_of))
+                    .unwrap_or_default();
                 (entity, trend)
             })
             .collect::<Vec<_>>()
@@ -103,7 +106,6 @@ pub async fn render_remote(state: &ApiState, id: &str) -> Result<String, (Status
     .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let base = Base::UI;
     let main = html! {
-        h1 { "Remote " (id) }
         (status_block(&status, now))
         @for (prefix, title) in GROUPS {
             @let members: Vec<_> = rows.iter().filter(|(e, _)| e.split('/').next() == Some(prefix)).collect();
@@ -129,12 +131,14 @@ pub async fn render_remote(state: &ApiState, id: &str) -> Result<String, (Status
     };
     let body = html! {
         p.crumbs { a href=(base.to("ui/")) { "Overview" } " › " (id) }
+        h1 { "Remote " (id) }
+        (collect_button(id))
         div data-live="remote" { (main) }
     };
     Ok(page(base, id, Nav::None, 10, body).into_string())
 }
 
-/// The status of a remote with its "collect now" button.
+/// The status of a remote.
 fn status_block(s: &RemoteStatus, now: i64) -> Markup {
     let state = state_name(s);
     html! {
@@ -150,8 +154,15 @@ fn status_block(s: &RemoteStatus, now: i64) -> Markup {
             dt { "Points stored" } dd { (s.points_stored) }
             dt { "Newest point" } dd { (time_ago(s.newest_datapoint, now)) }
         }
+    }
+}
+
+/// The "collect now" button with its result, outside the part the script refreshes (so a
+/// refresh does not wipe the result).
+fn collect_button(id: &str) -> Markup {
+    html! {
         p {
-            button.collect type="button" data-remote=(s.remote.as_str()) { "Collect now" }
+            button.collect type="button" data-remote=(id) { "Collect now" }
             " " output.collect-result aria-live="polite" {}
         }
     }
@@ -189,7 +200,10 @@ fn trend(res: &QueryResult, share_of: bool) -> Trend {
             _ => Vec::new(),
         }
     } else {
-        res.metrics.first().map(|m| m.values.clone()).unwrap_or_default()
+        res.metrics
+            .first()
+            .map(|m| m.values.clone())
+            .unwrap_or_default()
     };
     let now = values.iter().rev().flatten().next().copied();
     Trend {
@@ -206,7 +220,13 @@ fn parse_choice(p: &EntityParams) -> Result<(Timeframe, Cf), String> {
         .unwrap_or("day")
         .parse::<Timeframe>()
         .map_err(|e| format!("timeframe: {e}"))?;
-    let cf = match p.cf.as_deref().unwrap_or("AVERAGE").to_ascii_uppercase().as_str() {
+    let cf = match p
+        .cf
+        .as_deref()
+        .unwrap_or("AVERAGE")
+        .to_ascii_uppercase()
+        .as_str()
+    {
         "AVERAGE" => Cf::Average,
         "MAX" => Cf::Max,
         other => return Err(format!("cf: {other:?} is not AVERAGE or MAX")),
@@ -219,7 +239,11 @@ pub(crate) async fn entity_page(
     params: Result<Query<EntityParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(p)) = params else {
-        return error_page(Base::UI, StatusCode::BAD_REQUEST, "expected ?remote=<id>&entity=<entity>");
+        return error_page(
+            Base::UI,
+            StatusCode::BAD_REQUEST,
+            "expected ?remote=<id>&entity=<entity>",
+        );
     };
     let (timeframe, cf) = match parse_choice(&p) {
         Ok(c) => c,
@@ -260,7 +284,11 @@ pub(crate) async fn charts_fragment(
     params: Result<Query<EntityParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(p)) = params else {
-        return error_page(Base::UI, StatusCode::BAD_REQUEST, "expected ?remote=<id>&entity=<entity>");
+        return error_page(
+            Base::UI,
+            StatusCode::BAD_REQUEST,
+            "expected ?remote=<id>&entity=<entity>",
+        );
     };
     let (timeframe, cf) = match parse_choice(&p) {
         Ok(c) => c,

@@ -110,7 +110,12 @@ pub(crate) async fn tasks_page(
     let base = Base::UI;
     let finished: Vec<&CachedTask> = recent
         .as_ref()
-        .map(|r| r.tasks.iter().filter(|t| t.task.end_time.is_some()).collect())
+        .map(|r| {
+            r.tasks
+                .iter()
+                .filter(|t| t.task.end_time.is_some())
+                .collect()
+        })
         .unwrap_or_default();
     let body = html! {
         h1 { "Tasks" }

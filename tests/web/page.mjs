@@ -184,12 +184,17 @@ try {
     (await page.$eval("#live-state", (s) => s.textContent)) === "live");
   await until("the hour chart has drawn points", 10000, async () => (await cpuPoints()) > 0);
   // Hover shows a value and a time.
-  // Over the newest drawn point (the current minute's row is not complete yet).
-  const box = await page.$eval('figure[data-chart="CPU"] g.series[data-name="cpu_current"] circle.pt:last-of-type',
-    (c) => { const b = c.getBoundingClientRect(); return [b.x + b.width / 2, b.y + b.height / 2]; });
-  await page.mouse.move(box[0], box[1]);
-  const tip = await page.$eval("#tooltip", (t) => (t.hidden ? "" : t.textContent));
-  check(/UTC/.test(tip) && /cpu_current: \d/.test(tip), "hovering the chart shows the time and value (" + tip.replace(/\n/g, " | ") + ")");
+  // Over the newest drawn point (the current minute's row is not complete yet); a live
+  // redraw may replace the chart under the mouse, so move again until the tip shows.
+  await until("hovering the chart shows the time and value", 15000, async () => {
+    const [x, y] = await page.$eval('figure[data-chart="CPU"] g.series[data-name="cpu_current"] circle.pt:last-of-type',
+      (c) => { const b = c.getBoundingClientRect(); return [b.x + b.width / 2, b.y + b.height / 2]; });
+    await page.mouse.move(x - 3, y);
+    await page.mouse.move(x, y);
+    seen = await page.$eval("#tooltip", (t) => (t.hidden ? "" : t.textContent.replace(/\n/g, " | ")));
+    return /UTC/.test(seen) && /cpu_current: \d/.test(seen);
+  });
+  console.log("   tooltip: " + seen);
   if (shots) await page.screenshot({ path: join(shots, "entity-1280.png") });
 
   if (mode === "daemon") {
@@ -228,8 +233,9 @@ try {
     await page.selectOption('select[name="remote"]', "pve-1");
     await page.click('form.filters button[type="submit"]');
     await page.waitForURL(/remote=pve-1/);
-    check(await page.$$eval("tr[data-remote]", (trs) => trs.length > 0 && trs.every((t) => t.dataset.remote === "pve-1")),
-      "the remote filter shows only pve-1's tasks");
+    await page.waitForLoadState("load");
+    const shownRemotes = await page.$$eval("tr[data-remote]", (trs) => [...new Set(trs.map((t) => t.dataset.remote))]);
+    check(shownRemotes.length === 1 && shownRemotes[0] === "pve-1", "the remote filter shows only pve-1's tasks (" + shownRemotes + ", " + page.url() + ")");
     await page.goto(api("ui/engine"));
     check(await page.$$eval("ul.tree li[data-actor]", (l) => l.length) > 3, "the engine page shows the supervision tree");
     check((await page.textContent("#limiter-in-use")).includes("/"), "the engine page shows the rate limiter's use");
