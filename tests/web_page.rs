@@ -51,7 +51,9 @@ fn run_page_script(url: &str, envs: &[(&str, &str)]) {
     cmd.arg(web_dir().join("page.mjs"))
         .current_dir(web_dir())
         .env("FLEETPOLL_URL", url);
-    if let Ok(dir) = std::env::var("FLEETPOLL_SCREENSHOTS") {
+    // Only the daemon test saves screenshots (both run at once).
+    let shots = envs.contains(&("FLEETPOLL_MODE", "daemon"));
+    if let (true, Ok(dir)) = (shots, std::env::var("FLEETPOLL_SCREENSHOTS")) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
         cmd.env("FLEETPOLL_SCREENSHOTS", dir);
     }

@@ -42,7 +42,7 @@ pub(crate) struct E2eArgs {
     guests: usize,
 }
 
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -51,7 +51,12 @@ impl Drop for Proc {
     }
 }
 
-fn request(port: u16, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).context("connecting to the API")?;
     s.set_read_timeout(Some(Duration::from_secs(600)))?;
     write!(
@@ -69,7 +74,7 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> anyhow::Result<(u
     Ok((status, body))
 }
 
-fn binary() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn binary() -> anyhow::Result<std::path::PathBuf> {
     let bin = std::env::current_exe()?.with_file_name("fleetpoll");
     if !bin.exists() {
         bail!(
@@ -80,7 +85,11 @@ fn binary() -> anyhow::Result<std::path::PathBuf> {
     Ok(bin)
 }
 
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+pub(crate) fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     while !cond() {
         if Instant::now() > deadline {
@@ -261,7 +270,7 @@ fn measured_cycle(port: u16, pid: &str) -> anyhow::Result<Cycle> {
 
 /// Points the written config at our API port and connection cap; nothing time-driven
 /// runs during the measurement (daily intervals), so the cycles are the ones we start.
-fn prepare_config(path: &Path, port: u16, concurrency: u32) -> anyhow::Result<()> {
+pub(crate) fn prepare_config(path: &Path, port: u16, concurrency: u32) -> anyhow::Result<()> {
     let mut config = fleetpoll::config::load(path)?;
     config.api.listen = format!("127.0.0.1:{port}");
     config.limits.global_connections = concurrency;

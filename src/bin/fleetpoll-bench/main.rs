@@ -9,6 +9,7 @@ mod parse;
 mod rrd_ingest;
 mod rules;
 mod task_query;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,9 @@ enum Scenario {
     /// Samples through 1,000 threshold rules over 50,000 entities by the hook seam,
     /// alerts to a webhook receiver on loopback.
     Rules(rules::RulesArgs),
+    /// The web status page at fleet size: server time of the overview and a remote's
+    /// page, the overview's gzip bytes, and headless Chromium's time to draw the list.
+    Ui(ui::UiArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::TaskQuery(args) => task_query::run(args)?,
         Scenario::RrdIngest(args) => rrd_ingest::run(args)?,
         Scenario::Rules(args) => rules::run(args)?,
+        Scenario::Ui(args) => ui::run(args)?,
     };
     println!("{result}");
     Ok(())
