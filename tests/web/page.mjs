@@ -67,8 +67,9 @@ try {
   });
 
   // ---- overview
-  await page.goto(url);
+  const first = await page.goto(url);
   check(new URL(page.url()).pathname.endsWith("/"), "the overview's URL ends in / (" + page.url() + ")");
+  check(first.headers()["content-encoding"] === "gzip", "the page arrives gzip-compressed");
   await page.waitForSelector("#remotes tbody tr");
   const apiRemotes = (await getJson("api/v1/remotes")).remotes;
   const rows = await page.$$eval("#remotes tbody tr", (trs) => trs.map((tr) => [tr.dataset.remote, tr.dataset.state]));
