@@ -73,17 +73,23 @@
 
   // ---- charts: timeframe and cf remembered across visits, live hour view, hover.
   const charts = document.getElementById("charts");
-  let live = null, liveTimer = null;
+  let live = null, liveTimer = null, loads = 0;
   async function loadCharts() {
+    // Only the newest request may draw: a live redraw of the hour that answers after
+    // the switch to another timeframe must not overwrite it.
+    const seq = ++loads;
     const d = charts.dataset;
     const url = base + "ui/charts?remote=" + encodeURIComponent(d.remote) + "&entity=" +
       encodeURIComponent(d.entity) + "&timeframe=" + d.timeframe + "&cf=" + d.cf;
     const r = await fetch(url);
-    if (r.ok) { charts.innerHTML = await r.text(); charts.dataset.loaded = String(Date.now()); }
+    const text = await r.text();
+    if (seq !== loads) return;
+    if (r.ok) { charts.innerHTML = text; charts.dataset.loaded = String(Date.now()); }
     else say("charts: " + r.status);
   }
   function followLive() {
     if (live) { live.close(); live = null; }
+    clearTimeout(liveTimer);
     const liveState = document.getElementById("live-state");
     if (charts.dataset.timeframe !== "hour") { liveState.textContent = ""; return; }
     const d = charts.dataset;
