@@ -80,7 +80,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, host).await });
-    println!("host server on http://{addr}, fleetpoll's API under /fleetpoll/api/v1/");
+    println!(
+        "host server on http://{addr}, fleetpoll's API under /fleetpoll/api/v1/, its status page at /fleetpoll"
+    );
 
     // Follow stored batches while we work.
     let mut live = engine.subscribe(None).receiver;
