@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         live_streams: ApiState::live_stream_permits(defaults.max_streams as usize),
         max_streams: defaults.max_streams as usize,
         max_rows: defaults.max_rows,
+        exporters: Default::default(),
     };
     let host = Router::new()
         .route("/", get(|| async { "the host's own page" }))

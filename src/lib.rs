@@ -24,6 +24,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod durable;
+pub mod export;
 pub mod remote;
 pub mod rrd;
 pub mod sim;

@@ -1,5 +1,5 @@
 //! The HTTP API (JSON, default `127.0.0.1:8450`): remote status, collect-now, task
-//! refresh and tracking, the supervision tree, reload, and fleetpoll's own metrics in
+//! refresh and tracking, the supervision tree, reload, the exporters, and fleetpoll's own metrics in
 //! Prometheus text format. Errors are JSON with a message and the status code that fits;
 //! mutating endpoints take JSON bodies and require the bearer token when one is
 //! configured.
@@ -73,6 +73,8 @@ pub struct ApiState {
     pub max_streams: usize,
     /// The most rows per metric of a history answer (`api.max_rows`).
     pub max_rows: u64,
+    /// The running exporters, for `GET /api/v1/exporters` and `/metrics`.
+    pub exporters: crate::export::Exporters,
 }
 
 impl ApiState {
@@ -115,6 +117,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/top", get(rrd::top))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/daemon", get(daemon))
+        .route("/api/v1/exporters", get(exporters))
         .route("/metrics", get(metrics::prometheus))
         .fallback(errors::no_such_endpoint)
         .method_not_allowed_fallback(errors::method_not_allowed)
@@ -268,6 +271,13 @@ async fn reload(
             "the daemon stopped before the reload finished".into(),
         )),
     }
+}
+
+/// `GET /api/v1/exporters`: per exporter its name, kind, transport, queued, sent,
+/// dropped, rejected and errors, the last error and the last success (no address, URL
+/// or header: those are secrets).
+async fn exporters(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({ "exporters": state.exporters.status(&state.engine) }))
 }
 
 async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {

@@ -2,6 +2,7 @@
 //! the file, the key and what is expected, and building the engine's config with one
 //! client per remote. A config that fails anywhere here is rejected whole.
 
+mod exporters;
 mod schema;
 
 use std::collections::hash_map::DefaultHasher;
@@ -20,7 +21,9 @@ use crate::remote::{
     ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
 };
 
-pub use schema::{ApiConfig, Config, LogConfig, LogFormat, NodeEntry, RemoteEntry, Secret};
+pub use schema::{
+    ApiConfig, Config, ExporterEntry, LogConfig, LogFormat, NodeEntry, RemoteEntry, Secret,
+};
 
 /// A config file that cannot be used: which file, which key, what is wrong and expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +48,8 @@ pub struct Resolved {
     pub api_listen: SocketAddr,
     /// The API's bearer token, if any.
     pub api_token: Option<Secret>,
+    /// The exporters, in config order.
+    pub exporters: Vec<crate::export::ExporterSpec>,
 }
 
 /// Reads and parses `path`; syntax errors and unknown keys name the key.
@@ -276,6 +281,7 @@ fn resolve_paths(file: &Path, config: &mut Config) -> Result<(), ConfigFileError
             *p = beside(file, p);
         }
     }
+    exporters::resolve_paths(file, &mut config.exporters);
     Ok(())
 }
 
@@ -511,11 +517,14 @@ pub fn resolve(
         engine.remotes.push(rc);
     }
     engine.validate().map_err(|e| err(file, e.key, e.message))?;
+    // `instance` is the host name until `[cluster] instance` names it.
+    let exporters = exporters::resolve(file, &c.exporters, &crate::export::default_instance())?;
     Ok(Resolved {
         config,
         engine,
         api_listen,
         api_token,
+        exporters,
     })
 }
 

@@ -64,6 +64,7 @@ struct Running {
     config: config::Config,
     token: ApiToken,
     log: LogFilterHandle,
+    exporters: crate::export::Exporters,
 }
 
 impl Running {
@@ -101,6 +102,8 @@ pub struct Service {
     pub last_reload: Arc<Mutex<Option<serde_json::Value>>>,
     /// The API's token, replaced by a reload.
     pub token: ApiToken,
+    /// The running exporters, changed by a reload.
+    pub exporters: crate::export::Exporters,
     stop_api: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -135,7 +138,11 @@ impl Service {
             .await
             .with_context(|| format!("cannot listen on {} (api.listen)", resolved.api_listen))?;
         let api_addr = listener.local_addr().context("the API's address")?;
-        let engine = Engine::builder(resolved.engine)
+        let (exporters, builder) = crate::export::Exporters::register(
+            &resolved.exporters,
+            Engine::builder(resolved.engine),
+        );
+        let engine = builder
             .metric_store(metrics.clone())
             .task_store(tasks.clone())
             .clock(clock.clone())
@@ -160,6 +167,7 @@ impl Service {
             live_streams: ApiState::live_stream_permits(resolved.config.api.max_streams as usize),
             max_streams: resolved.config.api.max_streams as usize,
             max_rows: resolved.config.api.max_rows,
+            exporters: exporters.clone(),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
@@ -177,6 +185,7 @@ impl Service {
             reload_rx,
             last_reload,
             token,
+            exporters,
             stop_api,
             server,
         })
@@ -219,6 +228,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         config: running_config,
         token: service.token.clone(),
         log,
+        exporters: service.exporters.clone(),
     };
     tracing::info!(config = %config_path.display(), remotes, api = %api_addr, "fleetpoll is running");
     println!("fleetpoll: API on http://{api_addr}");
@@ -277,7 +287,8 @@ fn remember(last: &Mutex<Option<serde_json::Value>>, outcome: &Result<serde_json
 }
 
 /// Reloads the config file and applies every key that can change at runtime — the
-/// engine's sections and remotes as a diff, the API token, the log filter; a bad file,
+/// engine's sections and remotes as a diff, the exporters as a diff (an unchanged one
+/// keeps running untouched), the API token, the log filter; a bad file,
 /// or one that changes a key only a restart can apply, changes nothing.
 async fn reload(
     path: &Path,
@@ -319,7 +330,21 @@ async fn reload(
                 running.config = resolved.config;
                 tracing::info!(added = ?report.added, removed = ?report.removed,
                     changed = ?report.changed, timers_reset = report.timers_reset, "config reloaded");
-                Ok(serde_json::to_value(report).unwrap_or_default())
+                let mut value = serde_json::to_value(report).unwrap_or_default();
+                match running.exporters.apply(engine, &resolved.exporters).await {
+                    Ok(export) => {
+                        tracing::info!(added = ?export.added, removed = ?export.removed,
+                            changed = ?export.changed, "exporters reloaded");
+                        value["exporters"] = serde_json::to_value(export).unwrap_or_default();
+                        Ok(value)
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "applying the exporters failed");
+                        Err(format!(
+                            "the remotes were reloaded, the exporters failed: {err}"
+                        ))
+                    }
+                }
             }
             Err(err) => {
                 tracing::error!(error = %err, "reload rejected; the running config stays");
