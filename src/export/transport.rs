@@ -20,6 +20,9 @@ use tokio_rustls::TlsConnector;
 use super::encode::Payload;
 use super::spec::{HttpTarget, Target};
 
+/// UDP datagrams sent back to back before a 1 ms pause (≈ 11 MB/s).
+const UDP_BURST: usize = 8;
+
 /// Error replies are read up to this size for their message.
 const MAX_REPLY: usize = 4096;
 
@@ -133,7 +136,12 @@ impl Transport {
                 let Conn::Udp(s) = &self.conn else {
                     unreachable!()
                 };
-                for g in grams {
+                for (i, g) in grams.iter().enumerate() {
+                    if i > 0 && i % UDP_BURST == 0 {
+                        // UDP has no flow control: a burst (a backfill) paced, or the
+                        // receiver's socket buffer overflows and drops it silently.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                     s.send(g)
                         .await
                         .map_err(|e| SendError::Retry(format!("send failed: {e}")))?;
