@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use daemon_support::*;
 use export_support::*;
 
@@ -179,4 +181,396 @@ fn gethostname() -> String {
         .unwrap()
         .trim()
         .to_string()
+}
+
+#[test]
+fn influxdb_reads_back_every_stored_point_over_http_v1_and_udp() {
+    let dir = tempfile::tempdir().unwrap();
+    let influx = Influx::start(dir.path());
+    let config = format!(
+        r#"
+[[exporters]]
+name = "influx-http"
+kind = "influxdb"
+url = "http://127.0.0.1:{http}/write?db=fp"
+remotes = ["pve-1"]
+flush_interval_ms = 200
+
+[[exporters]]
+name = "influx-udp"
+kind = "influxdb"
+transport = "udp"
+address = "127.0.0.1:{udp}"
+remotes = ["pve-1"]
+metrics = ["cpu_*", "net_*"]
+flush_interval_ms = 200
+"#,
+        http = influx.http,
+        udp = influx.udp
+    );
+    let (_sim, _daemon, port) = start_with_exporters(dir.path(), &config);
+    let stored = stored_points(port);
+    wait_flushed(port, &["influx-http", "influx-udp"]);
+    for (metric, points) in &stored {
+        let want = expected(metric, points);
+        if want.is_empty() {
+            continue;
+        }
+        assert_reads_back(&format!("influxdb http {metric}"), &want, 1e-12, || {
+            influx
+                .select("fp", "fleetpoll", ENTITY)
+                .remove(metric.as_str())
+                .unwrap_or_default()
+        });
+        if metric.starts_with("cpu_") || metric.starts_with("net_") {
+            assert_reads_back(&format!("influxdb udp {metric}"), &want, 1e-12, || {
+                influx
+                    .select("fpudp", "fleetpoll", ENTITY)
+                    .remove(metric.as_str())
+                    .unwrap_or_default()
+            });
+        }
+    }
+}
+
+#[test]
+fn prometheus_reads_back_every_stored_point_over_remote_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start(dir.path());
+    let config = format!(
+        r#"
+[[exporters]]
+name = "prom"
+kind = "prometheus-remote-write"
+url = "http://127.0.0.1:{port}/api/v1/write"
+headers = {{ "X-Scope-OrgID" = "tenant-1" }}
+flush_interval_ms = 200
+"#,
+        port = prom.http
+    );
+    let (_sim, _daemon, port) = start_with_exporters(dir.path(), &config);
+    let stored = stored_points(port);
+    wait_flushed(port, &["prom"]);
+    for (metric, points) in &stored {
+        let want = expected(metric, points);
+        if want.is_empty() {
+            continue;
+        }
+        assert_reads_back(&format!("prometheus {metric}"), &want, 1e-12, || {
+            prom.samples(
+                &format!(
+                    "fleetpoll_{metric}{{entity=\"{ENTITY}\",remote=\"{REMOTE}\",kind=\"node\"}}"
+                ),
+                "1d",
+            )
+            .into_values()
+            .next()
+            .unwrap_or_default()
+        });
+    }
+}
+
+#[test]
+fn carbon_cache_reads_back_every_stored_point_over_graphite_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let carbon = Carbon::start(dir.path());
+    let config = format!(
+        r#"
+[[exporters]]
+name = "carbon"
+kind = "graphite"
+address = "127.0.0.1:{line}"
+remotes = ["pve-1"]
+flush_interval_ms = 200
+"#,
+        line = carbon.line
+    );
+    let (_sim, _daemon, port) = start_with_exporters(dir.path(), &config);
+    let stored = stored_points(port);
+    wait_flushed(port, &["carbon"]);
+    for (metric, points) in &stored {
+        let want = expected(metric, points);
+        if want.is_empty() {
+            continue;
+        }
+        let path = format!("fleetpoll.pve-1.node.pve-1-n1.{metric}");
+        assert_reads_back(&format!("carbon {metric}"), &want, 1e-12, || {
+            carbon.read(&path).unwrap_or_default()
+        });
+    }
+}
+
+/// Every `name:value|g` line the socket receives within `window`, in order.
+fn statsd_lines(socket: &std::net::UdpSocket, window: Duration) -> Vec<String> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let deadline = Instant::now() + window;
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            assert!(n <= 1432, "a datagram of {n} bytes is above the path MTU");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines
+}
+
+#[test]
+fn statsd_gauges_carry_the_newest_stored_sample_of_each_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = format!(
+        r#"
+[[exporters]]
+name = "statsd"
+kind = "statsd"
+address = "127.0.0.1:{port}"
+prefix = "fp"
+remotes = ["pve-1"]
+flush_interval_ms = 200
+"#,
+        port = socket.local_addr().unwrap().port()
+    );
+    let (_sim, _daemon, port) = start_with_exporters(dir.path(), &config);
+    let stored = stored_points(port);
+    let lines = statsd_lines(&socket, Duration::from_secs(3));
+    wait_flushed(port, &["statsd"]);
+    let mut newest: BTreeMap<String, f64> = BTreeMap::new();
+    for l in &lines {
+        let (name, rest) = l.split_once(':').unwrap();
+        let value = rest
+            .strip_suffix("|g")
+            .expect("a gauge")
+            .parse::<f64>()
+            .unwrap();
+        newest.insert(name.to_string(), value);
+    }
+    for (metric, points) in &stored {
+        let want = expected(metric, points);
+        let Some((_, v)) = want.last() else { continue };
+        let name = format!("fp.pve-1.node.pve-1-n1.{metric}");
+        let got = newest
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} was not sent: {lines:?}"));
+        assert!(
+            (got - v).abs() <= 1e-12 * v.abs().max(1.0),
+            "{name}: stored {v}, sent {got}"
+        );
+    }
+    // One line per series per batch: the backfill's older samples are not sent.
+    let sent_for_entity = lines
+        .iter()
+        .filter(|l| l.starts_with("fp.pve-1.node.pve-1-n1."))
+        .count();
+    assert!(
+        sent_for_entity <= 2 * stored.len(),
+        "{sent_for_entity} lines for {} series",
+        stored.len()
+    );
+}
+
+#[test]
+fn a_receiver_down_for_30_s_gets_what_the_queue_held_and_the_rest_is_counted_as_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vm = Victoria::start(dir.path());
+    // About one collection of pve-1 fits the queue; the outage sees several.
+    let config = format!(
+        r#"
+[[exporters]]
+name = "rw"
+kind = "prometheus-remote-write"
+url = "http://127.0.0.1:{http}/api/v1/write"
+remotes = ["pve-1"]
+queue_max_points = 3000
+batch_max_points = 500
+flush_interval_ms = 200
+timeout_secs = 2
+"#,
+        http = vm.http
+    );
+    let (_sim, _daemon, port) = start_with_exporters(dir.path(), &config);
+    wait_flushed(port, &["rw"]);
+    // The first (backfill) collection alone is larger than the queue.
+    let before = exporters(port)["rw"].clone();
+    let collect = || {
+        let started = Instant::now();
+        let (status, body) = http(
+            port,
+            "POST",
+            "/api/v1/collect",
+            r#"{"remote":"pve-1","wait":true}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        started.elapsed()
+    };
+
+    vm.stop();
+    let down_at = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut cycles = 0;
+    while down_at.elapsed() < Duration::from_secs(30) {
+        // The simulator makes a new generation every 10 s.
+        #[allow(clippy::disallowed_methods)] // reason: waiting for the simulator's next generation
+        std::thread::sleep(Duration::from_secs(5));
+        slowest = slowest.max(collect());
+        cycles += 1;
+    }
+    let during = exporters(port)["rw"].clone();
+    assert!(
+        during["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connect")),
+        "{during}"
+    );
+    assert!(during["queued"].as_u64().unwrap() <= 3000 + 500, "{during}");
+    // Polling goes on at its own pace while the receiver is down.
+    assert!(
+        slowest < Duration::from_secs(5),
+        "a collection took {slowest:?} during the outage"
+    );
+    assert!(cycles >= 5);
+
+    vm.restart();
+    let mut after = serde_json::Value::Null;
+    wait_until(
+        Duration::from_secs(60),
+        "the queue drained after the restart",
+        || {
+            after = exporters(port)["rw"].clone();
+            after["queued"] == 0 && after["sent"].as_u64() > before["sent"].as_u64()
+        },
+    );
+    let dropped = after["dropped"].as_u64().unwrap();
+    assert!(
+        dropped > 0,
+        "the outage overflowed the queue, yet nothing was dropped: {after}"
+    );
+    // Everything the exporter counts as sent is in the receiver, exactly once.
+    let samples: usize = vm
+        .export("{__name__=~\"fleetpoll_.*\",remote=\"pve-1\"}")
+        .values()
+        .map(Vec::len)
+        .sum();
+    wait_until(
+        Duration::from_secs(30),
+        "the receiver holds every sent point",
+        || {
+            let n: usize = vm
+                .export("{__name__=~\"fleetpoll_.*\",remote=\"pve-1\"}")
+                .values()
+                .map(Vec::len)
+                .sum();
+            n as u64 == after["sent"].as_u64().unwrap()
+        },
+    );
+    let _ = samples;
+    // The newest points (stored during the outage, within the bound) arrived.
+    let stored = stored(port, REMOTE, ENTITY);
+    let (metric, points) = stored.iter().find(|(m, _)| !is_derive(m)).unwrap();
+    let newest = *points.last().unwrap();
+    assert_reads_back("the newest point", &[newest], 1e-9, || {
+        vm.export(&format!("fleetpoll_{metric}{{entity=\"{ENTITY}\"}}"))
+            .into_values()
+            .next()
+            .unwrap_or_default()
+    });
+}
+
+#[test]
+fn a_reload_adds_and_removes_an_exporter_without_restarting_pollers() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (_sim, config, port) = fleet_config(dir.path(), &[], &[]);
+    let base = std::fs::read_to_string(&config).unwrap();
+    let _daemon = spawn_daemon(&config, &[], Some(&dir.path().join("daemon.log")));
+    wait_all_ok(port);
+    assert!(exporters(port).is_empty());
+    let (_, tree_before) = json(port, "GET", "/api/v1/tree", "");
+    let restarts = |port| -> Vec<(String, u64)> {
+        let (_, v) = json(port, "GET", "/api/v1/remotes", "");
+        v["remotes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["remote"].as_str().unwrap().to_string(),
+                    r["restarts"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let restarts_before = restarts(port);
+
+    let statsd = format!(
+        "\n[[exporters]]\nname = \"added\"\nkind = \"statsd\"\naddress = \"127.0.0.1:{}\"\nremotes = [\"pve-1\"]\nflush_interval_ms = 100\n",
+        socket.local_addr().unwrap().port()
+    );
+    std::fs::write(&config, format!("{base}{statsd}")).unwrap();
+    let (status, reply) = json(port, "POST", "/api/v1/reload", "{}");
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply["exporters"]["added"],
+        serde_json::json!(["added"]),
+        "{reply}"
+    );
+    for key in ["added", "removed", "changed"] {
+        assert_eq!(
+            reply[key],
+            serde_json::json!([]),
+            "no remote changes: {reply}"
+        );
+    }
+    assert_eq!(exporters(port)["added"]["kind"], "statsd");
+    // The next batch of pve-1 (the simulator's generations are 10 s apart) is sent.
+    wait_until(Duration::from_secs(40), "the added exporter sends", || {
+        http(
+            port,
+            "POST",
+            "/api/v1/collect",
+            r#"{"remote":"pve-1","wait":true}"#,
+        );
+        statsd_lines(&socket, Duration::from_secs(1))
+            .iter()
+            .any(|l| l.starts_with("fleetpoll.pve-1."))
+    });
+
+    // A reload of the same file changes nothing; removing the table stops the exporter.
+    let (_, reply) = json(port, "POST", "/api/v1/reload", "{}");
+    assert_eq!(
+        reply["exporters"],
+        serde_json::json!({"added": [], "removed": [], "changed": []})
+    );
+    std::fs::write(&config, &base).unwrap();
+    let (status, reply) = json(port, "POST", "/api/v1/reload", "{}");
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply["exporters"]["removed"],
+        serde_json::json!(["added"]),
+        "{reply}"
+    );
+    assert!(exporters(port).is_empty());
+    let _ = statsd_lines(&socket, Duration::from_millis(500));
+    let (status, _) = http(
+        port,
+        "POST",
+        "/api/v1/collect",
+        r#"{"remote":"pve-1","wait":true}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        statsd_lines(&socket, Duration::from_secs(1)).is_empty(),
+        "a removed exporter still sends"
+    );
+
+    // No poller was restarted.
+    assert_eq!(restarts(port), restarts_before);
+    let (_, tree_after) = json(port, "GET", "/api/v1/tree", "");
+    assert_eq!(
+        tree_before["children"].as_array().map(Vec::len),
+        tree_after["children"].as_array().map(Vec::len)
+    );
 }

@@ -145,9 +145,14 @@ impl Victoria {
         );
     }
 
-    /// Kills it.
+    /// Stops it gracefully (SIGTERM: what it acknowledged is flushed to disk).
     pub fn stop(&mut self) {
-        self.proc = None;
+        if let Some(mut p) = self.proc.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.0.id().to_string()])
+                .status();
+            let _ = p.0.wait();
+        }
     }
 
     /// Every raw sample of the series `selector` matches: series labels → (ts s, value).
