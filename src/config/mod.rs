@@ -528,6 +528,19 @@ pub fn resolve(
     })
 }
 
+/// Resolves `[[exporters]]` entries read from `file` on their own (paths taken beside
+/// the file), with `instance` as remote write's `instance` label: for embedders and
+/// benchmarks, and for `[cluster] instance`.
+pub fn resolve_exporters(
+    file: &Path,
+    entries: &[ExporterEntry],
+    instance: &str,
+) -> Result<Vec<crate::export::ExporterSpec>, ConfigFileError> {
+    let mut entries = entries.to_vec();
+    exporters::resolve_paths(file, &mut entries);
+    exporters::resolve(file, &entries, instance)
+}
+
 /// Loads, validates and resolves a config file in one step.
 pub fn load_and_resolve(path: &Path, clock: Arc<dyn Clock>) -> Result<Resolved, ConfigFileError> {
     let config = load(path)?;
