@@ -574,3 +574,70 @@ fn a_reload_adds_and_removes_an_exporter_without_restarting_pollers() {
         tree_after["children"].as_array().map(Vec::len)
     );
 }
+
+#[test]
+fn https_receivers_are_pinned_by_fingerprint_and_a_4xx_is_reported_not_retried() {
+    // The simulator's HTTPS listener stands in for a receiver: its certificate is
+    // self-signed (trusted only through the pin) and it answers 404 to a write.
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, config, port) = fleet_config(dir.path(), &[], &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let value_of = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key} = \"")))
+            .map(|v| v.trim_end_matches('"').to_string())
+            .unwrap()
+    };
+    let (address, fingerprint) = (value_of("address"), value_of("fingerprint"));
+    let wrong = format!("00{}", &fingerprint[2..]);
+    let exporters_toml = format!(
+        r#"
+[[exporters]]
+name = "pinned"
+kind = "prometheus-remote-write"
+url = "https://{address}/api/v1/write"
+fingerprint = "{fingerprint}"
+remotes = ["pve-1"]
+flush_interval_ms = 100
+
+[[exporters]]
+name = "wrong-pin"
+kind = "prometheus-remote-write"
+url = "https://{address}/api/v1/write"
+fingerprint = "{wrong}"
+remotes = ["pve-1"]
+flush_interval_ms = 100
+"#
+    );
+    std::fs::write(&config, format!("{text}\n{exporters_toml}")).unwrap();
+    let _daemon = spawn_daemon(&config, &[], Some(&dir.path().join("daemon.log")));
+    wait_all_ok(port);
+    let mut ex = BTreeMap::new();
+    wait_until(Duration::from_secs(30), "both exporters tried", || {
+        ex = exporters(port);
+        ex.values().all(|e| e["last_error"].is_string())
+    });
+    let pinned = &ex["pinned"];
+    let error = pinned["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("HTTP 4"),
+        "the pinned TLS handshake worked: {pinned}"
+    );
+    assert!(error.contains("not retried"), "{pinned}");
+    assert!(pinned["rejected"].as_u64().unwrap() > 0, "{pinned}");
+    assert_eq!(
+        pinned["queued"], 0,
+        "a rejected chunk is not kept: {pinned}"
+    );
+    assert_eq!(pinned["transport"], "https");
+    let wrong = &ex["wrong-pin"];
+    let error = wrong["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("TLS") && error.contains("retrying"),
+        "{wrong}"
+    );
+    assert_eq!(wrong["rejected"], 0, "{wrong}");
+    // Neither the URL nor the address is shown.
+    let (_, body) = http(port, "GET", "/api/v1/exporters", "");
+    assert!(!body.contains(&address), "{body}");
+}
