@@ -509,6 +509,22 @@ pub fn expected(metric: &str, points: &[(i64, f64)]) -> Vec<(i64, f64)> {
 pub fn assert_same(what: &str, want: &[(i64, f64)], got: &[(i64, f64)], tol: f64) {
     assert!(!want.is_empty(), "{what}: nothing was stored to compare");
     let got: BTreeMap<i64, f64> = got.iter().copied().collect();
+    let missing: Vec<i64> = want
+        .iter()
+        .map(|p| p.0)
+        .filter(|t| !got.contains_key(t))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "{what}: {} of {} missing: {missing:?}; want {}..{}, got {:?}..{:?}",
+            missing.len(),
+            want.len(),
+            want[0].0,
+            want[want.len() - 1].0,
+            got.keys().next(),
+            got.keys().last()
+        );
+    }
     for (t, v) in want {
         let Some(g) = got.get(t) else {
             panic!("{what}: the point at {t} ({v}) is missing; the receiver has {got:?}");
