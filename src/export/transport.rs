@@ -20,8 +20,8 @@ use tokio_rustls::TlsConnector;
 use super::encode::Payload;
 use super::spec::{HttpTarget, Target};
 
-/// UDP datagrams sent back to back before a 1 ms pause (≈ 1.4 MB/s).
-const UDP_BURST: usize = 1;
+/// The pause after each UDP datagram (≈ 1.4 MB/s at most).
+const UDP_PACE: Duration = Duration::from_millis(1);
 
 /// Error replies are read up to this size for their message.
 const MAX_REPLY: usize = 4096;
@@ -137,10 +137,10 @@ impl Transport {
                     unreachable!()
                 };
                 for (i, g) in grams.iter().enumerate() {
-                    if i > 0 && i % UDP_BURST == 0 {
+                    if i > 0 {
                         // UDP has no flow control: a burst (a backfill) paced, or the
                         // receiver's socket buffer overflows and drops it silently.
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        tokio::time::sleep(UDP_PACE).await;
                     }
                     s.send(g)
                         .await
