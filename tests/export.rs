@@ -22,8 +22,9 @@ use export_support::*;
 const REMOTE: &str = "pve-1";
 const ENTITY: &str = "node/pve-1-n1";
 
-/// The metrics the UDP exporters select: few enough that a receiver starved of CPU by
-/// the parallel tests still finds them in its socket buffer (UDP has no flow control).
+/// The metrics the line-protocol UDP exporters select: few enough that a receiver
+/// starved of CPU by the parallel tests still finds them in its socket buffer (UDP has
+/// no flow control); Graphite's longer lines over UDP carry `cpu_avg1` alone.
 fn over_udp(metric: &str) -> bool {
     (metric.starts_with("cpu_avg") && metric.len() == "cpu_avg1".len()) || metric == "net_in"
 }
@@ -61,6 +62,11 @@ fn victoria_metrics_reads_back_every_stored_point_over_remote_write_graphite_and
     // The UDP exporters write into a VictoriaMetrics of their own: UDP has no flow
     // control, and one busy ingesting the TCP and HTTP backfill drops datagrams.
     let vm_udp = Victoria::start(&dir.path().join("udp"));
+    // InfluxDB v2 takes a token (VictoriaMetrics ignores it); the file is the config's
+    // neighbour and private.
+    let token = dir.path().join("influx.token");
+    std::fs::write(&token, "v2-t0ken\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let config = format!(
         r#"
 [[exporters]]
@@ -86,7 +92,7 @@ transport = "udp"
 address = "127.0.0.1:{ugraphite}"
 prefix = "gu"
 remotes = ["pve-1"]
-metrics = ["cpu_avg?", "net_in"]
+metrics = ["cpu_avg1"]
 flush_interval_ms = 200
 
 [[exporters]]
@@ -94,6 +100,15 @@ name = "vm-influx-http"
 kind = "influxdb"
 url = "http://127.0.0.1:{http}/write?db=fp"
 prefix = "ih"
+remotes = ["pve-1"]
+flush_interval_ms = 200
+
+[[exporters]]
+name = "vm-influx-v2"
+kind = "influxdb"
+url = "http://127.0.0.1:{http}/api/v2/write?org=o&bucket=b"
+token_file = "influx.token"
+prefix = "i2"
 remotes = ["pve-1"]
 flush_interval_ms = 200
 
@@ -121,6 +136,7 @@ flush_interval_ms = 200
             "vm-graphite-tcp",
             "vm-graphite-udp",
             "vm-influx-http",
+            "vm-influx-v2",
             "vm-influx-udp",
         ],
     );
@@ -168,10 +184,19 @@ flush_interval_ms = 200
                 Some(ih.clone()),
             )
         });
+        // v2 writes carry no `db`; VictoriaMetrics names the series alike.
+        let i2 = format!("i2_{metric}{{entity={ENTITY},remote={REMOTE}}}");
+        assert_reads_back(&format!("influx v2 {metric}"), &want, 1e-9, || {
+            series(
+                format!("i2_{metric}{{entity=\"{ENTITY}\"}}"),
+                Some(i2.clone()),
+            )
+        });
         let over_udp = over_udp(metric);
         // UDP carries only the metrics its exporters select (and nothing else).
         let path = format!("pve-1.node.pve-1-n1.{metric}");
-        if !over_udp {
+        let over_graphite_udp = metric == "cpu_avg1";
+        if !over_graphite_udp {
             assert!(useries(format!("{{__name__=\"gu.{path}\"}}"), None).is_empty());
         }
         let iu = format!("iu_{metric}{{entity={ENTITY},remote={REMOTE}}}");
@@ -186,7 +211,7 @@ flush_interval_ms = 200
         assert_reads_back(&format!("graphite tcp {metric}"), &want, 1e-9, || {
             series(format!("{{__name__=\"gt.{path}\"}}"), None)
         });
-        if over_udp {
+        if over_graphite_udp {
             assert_reads_back(&format!("graphite udp {metric}"), &want, 1e-9, || {
                 useries(format!("{{__name__=\"gu.{path}\"}}"), None)
             });
@@ -564,6 +589,16 @@ fn a_reload_adds_and_removes_an_exporter_without_restarting_pollers() {
         reply["exporters"],
         serde_json::json!({"added": [], "removed": [], "changed": []})
     );
+    // Changing one key replaces that exporter, and only it.
+    let changed = statsd.replace("flush_interval_ms = 100", "flush_interval_ms = 150");
+    std::fs::write(&config, format!("{base}{changed}")).unwrap();
+    let (_, reply) = json(port, "POST", "/api/v1/reload", "{}");
+    assert_eq!(
+        reply["exporters"],
+        serde_json::json!({"added": [], "removed": [], "changed": ["added"]}),
+        "{reply}"
+    );
+    assert_eq!(exporters(port)["added"]["kind"], "statsd");
     std::fs::write(&config, &base).unwrap();
     let (status, reply) = json(port, "POST", "/api/v1/reload", "{}");
     assert_eq!(status, 200, "{reply}");

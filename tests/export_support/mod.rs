@@ -109,15 +109,31 @@ pub struct Victoria {
 impl Victoria {
     /// Starts it with data under `dir`.
     pub fn start(dir: &Path) -> Victoria {
-        let mut vm = Victoria {
-            proc: None,
-            http: free_port(),
-            graphite: free_port(),
-            influx: free_port(),
-            data: dir.join("vm-data"),
-        };
-        vm.restart();
-        vm
+        // A port found free may be taken by a parallel test before the receiver binds
+        // it (then it exits): try again on other ports.
+        for _ in 0..3 {
+            let mut vm = Victoria {
+                proc: None,
+                http: free_port(),
+                graphite: free_port(),
+                influx: free_port(),
+                data: dir.join("vm-data"),
+            };
+            vm.restart();
+            #[allow(clippy::disallowed_methods)] // reason: let a failed bind end the process
+            std::thread::sleep(Duration::from_millis(300));
+            let alive = vm
+                .proc
+                .as_mut()
+                .is_some_and(|p| p.0.try_wait().ok().flatten().is_none());
+            let listening = [vm.graphite, vm.influx]
+                .iter()
+                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            if alive && listening {
+                return vm;
+            }
+        }
+        panic!("VictoriaMetrics did not keep running on free ports three times");
     }
 
     /// Starts it (again) on the same ports and data.
