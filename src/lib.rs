@@ -26,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod durable;
+pub mod export;
 pub mod remote;
 pub mod rrd;
 pub mod rules;

@@ -1,5 +1,5 @@
 //! The HTTP API (JSON, default `127.0.0.1:8450`): remote status, collect-now, task
-//! refresh and tracking, the supervision tree, reload, and fleetpoll's own metrics in
+//! refresh and tracking, the supervision tree, reload, the exporters, and fleetpoll's own metrics in
 //! Prometheus text format. Errors are JSON with a message and the status code that fits;
 //! mutating endpoints take JSON bodies and require the bearer token when one is
 //! configured.
@@ -79,6 +79,8 @@ pub struct ApiState {
     pub rules: Option<Arc<crate::rules::Rules>>,
     /// This instance's shard and the remotes the other shards poll.
     pub cluster: Arc<ClusterView>,
+    /// The running exporters, for `GET /api/v1/exporters` and `/metrics`.
+    pub exporters: crate::export::Exporters,
 }
 
 impl ApiState {
@@ -124,6 +126,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/top", get(rrd::top))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/daemon", get(daemon))
+        .route("/api/v1/exporters", get(exporters))
         .route("/metrics", get(metrics::prometheus))
         .fallback(errors::no_such_endpoint)
         .method_not_allowed_fallback(errors::method_not_allowed)
@@ -365,6 +368,13 @@ fn quarantine_json(metrics: &crate::rrd::RrdStore) -> serde_json::Value {
 
 async fn hooks(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({ "hooks": state.engine.hooks() }))
+}
+
+/// `GET /api/v1/exporters`: per exporter its name, kind, transport, queued, sent,
+/// dropped, rejected and errors, the last error and the last success (no address, URL
+/// or header: those are secrets).
+async fn exporters(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({ "exporters": state.exporters.status(&state.engine) }))
 }
 
 async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {

@@ -4,6 +4,7 @@
 //! fails anywhere here is rejected whole. Command-line overrides (`overrides`) are
 //! written into the parsed file before it is checked.
 
+mod exporters;
 mod overrides;
 mod schema;
 
@@ -23,8 +24,8 @@ use crate::remote::{
 
 pub use overrides::Overrides;
 pub use schema::{
-    ApiConfig, ClusterConfig, Config, LogConfig, LogFormat, NodeEntry, RemoteEntry, RulesConfig,
-    Secret,
+    ApiConfig, ClusterConfig, Config, ExporterEntry, LogConfig, LogFormat, NodeEntry, RemoteEntry,
+    RulesConfig, Secret,
 };
 
 /// A config file that cannot be used: which file, which key, what is wrong and expected.
@@ -56,6 +57,8 @@ pub struct Resolved {
     pub api_token: Option<Secret>,
     /// The rules file, compiled (empty when `[rules] file` is not set).
     pub rules: crate::rules::RuleSet,
+    /// The exporters, in config order.
+    pub exporters: Vec<crate::export::ExporterSpec>,
 }
 
 /// Reads and parses `path`; syntax errors and unknown keys name the key.
@@ -344,6 +347,7 @@ fn resolve_paths(file: &Path, config: &mut Config) -> Result<(), ConfigFileError
             *p = beside(file, p);
         }
     }
+    exporters::resolve_paths(file, &mut config.exporters);
     Ok(())
 }
 
@@ -581,6 +585,8 @@ pub fn resolve(
         None => crate::rules::RuleSet::default(),
     };
     other_shards.sort_by(|a, b| a.remote.cmp(&b.remote));
+    // Remote write's `instance` label: `[cluster] instance`, by default the host name.
+    let exporters = exporters::resolve(file, &c.exporters, &shard.instance)?;
     Ok(Resolved {
         config,
         engine,
@@ -589,7 +595,21 @@ pub fn resolve(
         api_listen,
         api_token,
         rules,
+        exporters,
     })
+}
+
+/// Resolves `[[exporters]]` entries read from `file` on their own (paths taken beside
+/// the file), with `instance` as remote write's `instance` label: for embedders and
+/// benchmarks, and for `[cluster] instance`.
+pub fn resolve_exporters(
+    file: &Path,
+    entries: &[ExporterEntry],
+    instance: &str,
+) -> Result<Vec<crate::export::ExporterSpec>, ConfigFileError> {
+    let mut entries = entries.to_vec();
+    exporters::resolve_paths(file, &mut entries);
+    exporters::resolve(file, &entries, instance)
 }
 
 /// Loads, validates and resolves a config file in one step.

@@ -75,6 +75,7 @@ struct Running {
     cluster: Arc<ClusterView>,
     /// The command line's values, applied again to every reloaded file.
     overrides: Overrides,
+    exporters: crate::export::Exporters,
 }
 
 impl Running {
@@ -120,6 +121,8 @@ pub struct Service {
     pub rules: Arc<crate::rules::Rules>,
     /// This instance's shard and the other shards' remotes (replaced by a reload).
     pub cluster: Arc<ClusterView>,
+    /// The running exporters, changed by a reload.
+    pub exporters: crate::export::Exporters,
     stop_api: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -160,7 +163,11 @@ impl Service {
             Some(&resolved.config.storage.state_dir),
             clock.clone(),
         )?;
-        let engine = Engine::builder(resolved.engine)
+        let (exporters, builder) = crate::export::Exporters::register(
+            &resolved.exporters,
+            Engine::builder(resolved.engine),
+        );
+        let engine = builder
             .metric_store(metrics.clone())
             .task_store(tasks.clone())
             .clock(clock.clone())
@@ -195,6 +202,7 @@ impl Service {
             max_rows: resolved.config.api.max_rows,
             rules: Some(rules.clone()),
             cluster: cluster.clone(),
+            exporters: exporters.clone(),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
@@ -214,6 +222,7 @@ impl Service {
             token,
             rules,
             cluster,
+            exporters,
             stop_api,
             server,
         })
@@ -261,6 +270,7 @@ pub async fn run(config_path: PathBuf, overrides: Overrides) -> Result<(), Daemo
         rules: service.rules.clone(),
         cluster: service.cluster.clone(),
         overrides,
+        exporters: service.exporters.clone(),
     };
     tracing::info!(config = %config_path.display(), remotes, api = %api_addr,
         instance = %shard.instance, shard_index = shard.shard_index,
@@ -321,7 +331,8 @@ fn remember(last: &Mutex<Option<serde_json::Value>>, outcome: &Result<serde_json
 }
 
 /// Reloads the config file and applies every key that can change at runtime — the
-/// engine's sections and remotes as a diff, the API token, the log filter; a bad file,
+/// engine's sections and remotes as a diff, the exporters as a diff (an unchanged one
+/// keeps running untouched), the API token, the log filter; a bad file,
 /// or one that changes a key only a restart can apply, changes nothing.
 async fn reload(
     path: &Path,
@@ -371,7 +382,21 @@ async fn reload(
                 running.config = resolved.config;
                 tracing::info!(added = ?report.added, removed = ?report.removed,
                     changed = ?report.changed, timers_reset = report.timers_reset, "config reloaded");
-                Ok(serde_json::to_value(report).unwrap_or_default())
+                let mut value = serde_json::to_value(report).unwrap_or_default();
+                match running.exporters.apply(engine, &resolved.exporters).await {
+                    Ok(export) => {
+                        tracing::info!(added = ?export.added, removed = ?export.removed,
+                            changed = ?export.changed, "exporters reloaded");
+                        value["exporters"] = serde_json::to_value(export).unwrap_or_default();
+                        Ok(value)
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "applying the exporters failed");
+                        Err(format!(
+                            "the remotes were reloaded, the exporters failed: {err}"
+                        ))
+                    }
+                }
             }
             Err(err) => {
                 tracing::error!(error = %err, "reload rejected; the running config stays");

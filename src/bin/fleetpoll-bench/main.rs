@@ -3,6 +3,7 @@
 
 mod e2e;
 mod engine;
+mod export;
 mod fleet;
 mod measure;
 mod parse;
@@ -28,6 +29,9 @@ enum Scenario {
     E2e(e2e::E2eArgs),
     /// One metrics cycle of a simulated fleet over HTTPS (simulator in its own process).
     Fleet(fleet::FleetArgs),
+    /// The fleet with remote write and InfluxDB export into a real VictoriaMetrics:
+    /// exporters' CPU per point, store-to-receiver lag, drops.
+    Export(export::ExportArgs),
     /// Metric reply parsing into the engine's batch type, on one core.
     Parse(parse::ParseArgs),
     /// The task cache: a week of a large fleet's tasks built on disk, reopened cold,
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Engine(args) => engine::run(args)?,
         Scenario::Parse(args) => parse::run(args)?,
         Scenario::Fleet(args) => fleet::run(args)?,
+        Scenario::Export(args) => export::run(args)?,
         Scenario::E2e(args) => e2e::run(args)?,
         Scenario::TaskQuery(args) => task_query::run(args)?,
         Scenario::RrdIngest(args) => rrd_ingest::run(args)?,
