@@ -10,7 +10,7 @@ mod daemon_support;
 mod export_support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -695,4 +695,64 @@ flush_interval_ms = 100
     // Neither the URL nor the address is shown.
     let (_, body) = http(port, "GET", "/api/v1/exporters", "");
     assert!(!body.contains(&address), "{body}");
+}
+
+#[test]
+fn with_the_local_rrd_off_every_point_still_reaches_the_receiver_and_no_file_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = Victoria::start(dir.path());
+    let (_sim, config, port) = fleet_config(dir.path(), &[], &[("rrd = true\n", "rrd = false\n")]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[exporters]]\nname = \"vm-rw\"\nkind = \"prometheus-remote-write\"\n\
+         url = \"http://127.0.0.1:{}/api/v1/write\"\nprefix = \"rw\"\nremotes = [\"pve-1\"]\n\
+         flush_interval_ms = 200\n",
+        vm.http
+    ));
+    std::fs::write(&config, &text).unwrap();
+    let _daemon = spawn_daemon(&config, &[], Some(&dir.path().join("daemon.log")));
+    wait_all_ok(port);
+    let stored = stored_points(port);
+    wait_flushed(port, &["vm-rw"]);
+    for (metric, points) in &stored {
+        let want = expected(metric, points);
+        if want.is_empty() {
+            continue;
+        }
+        assert_reads_back(&format!("rrd = false, {metric}"), &want, 1e-9, || {
+            vm.export(&format!("rw_{metric}{{entity=\"{ENTITY}\"}}"))
+                .into_values()
+                .next()
+                .unwrap_or_default()
+        });
+    }
+    let state_dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("state_dir = "))
+        .map(|v| PathBuf::from(v.trim_matches('"')))
+        .expect("the config names its state_dir");
+    let files: Vec<PathBuf> = walk(&state_dir.join("metrics"));
+    assert!(
+        files
+            .iter()
+            .all(|f| f.extension().is_none_or(|e| e != "rrd")),
+        "no RRD file with rrd = false: {files:?}"
+    );
+    let (status, _) = http(port, "GET", &format!("/api/v1/rrd/{REMOTE}/{ENTITY}"), "");
+    assert_ne!(status, 200, "no local history");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

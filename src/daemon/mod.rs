@@ -167,8 +167,17 @@ impl Service {
             &resolved.exporters,
             Engine::builder(resolved.engine),
         );
+        let engine_metrics: Arc<dyn fleetpoll_actors::MetricStore> = if resolved.config.storage.rrd
+        {
+            metrics.clone()
+        } else {
+            tracing::info!(
+                "[storage] rrd = false: metrics go to the hooks only, no RRD file is written"
+            );
+            Arc::new(stores::CursorsOnly::default())
+        };
         let engine = builder
-            .metric_store(metrics.clone())
+            .metric_store(engine_metrics)
             .task_store(tasks.clone())
             .clock(clock.clone())
             .hook_with(

@@ -225,6 +225,9 @@ pub struct StorageSettings {
     pub state_dir: PathBuf,
     /// The task cache.
     pub cache_dir: PathBuf,
+    /// Keep metrics in the local RRD files; `false`: stored batches go to the hooks
+    /// (rules, exporters) only, and the history endpoints have no data.
+    pub rrd: bool,
     /// How often the metric journal is applied to the files.
     #[serde(rename = "metric_commit_interval_secs")]
     #[serde_as(as = "DurationSeconds<u64>")]
@@ -242,6 +245,7 @@ impl Default for StorageSettings {
         Self {
             state_dir: PathBuf::from("/var/lib/fleetpoll"),
             cache_dir: PathBuf::from("/var/cache/fleetpoll"),
+            rrd: true,
             metric_commit_interval: secs(1800),
             task_journal_interval: TASK_JOURNAL_INTERVAL,
             rotation_check_interval: ROTATION_CHECK_INTERVAL,
