@@ -698,7 +698,8 @@ flush_interval_ms = 100
 }
 
 #[test]
-fn with_the_local_rrd_off_every_point_still_reaches_the_receiver_and_no_file_is_written() {
+fn with_the_local_rrd_off_every_point_still_reaches_the_receiver_no_file_is_written_and_unused_remotes_are_not_polled(
+) {
     let dir = tempfile::tempdir().unwrap();
     let vm = Victoria::start(dir.path());
     let (_sim, config, port) = fleet_config(dir.path(), &[], &[("rrd = true\n", "rrd = false\n")]);
@@ -711,7 +712,36 @@ fn with_the_local_rrd_off_every_point_still_reaches_the_receiver_and_no_file_is_
     ));
     std::fs::write(&config, &text).unwrap();
     let _daemon = spawn_daemon(&config, &[], Some(&dir.path().join("daemon.log")));
-    wait_all_ok(port);
+    // Only pve-1's metrics are used (the exporter selects it, no rule, no RRD): the
+    // others are not polled for metrics, and show it; their tasks still are fetched.
+    wait_until(
+        Duration::from_secs(30),
+        "pve-1 ok, the others unused",
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && {
+                let states = daemon_support::states(port);
+                states.len() > 1
+                    && states.iter().all(|(id, s)| {
+                        if id == REMOTE {
+                            s == "ok"
+                        } else {
+                            s == "unused"
+                        }
+                    })
+            }
+        },
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the unused remotes' tasks are fetched",
+        || {
+            let (_, v) = daemon_support::json(port, "GET", "/api/v1/remotes", "");
+            v["remotes"].as_array().unwrap().iter().all(|r| {
+                r["remote"] == REMOTE
+                    || (r["points_stored"] == 0 && r["tasks_last_success"].is_i64())
+            })
+        },
+    );
     let stored = stored_points(port);
     wait_flushed(port, &["vm-rw"]);
     for (metric, points) in &stored {

@@ -35,6 +35,7 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
         ("backoff", PollState::Backoff),
         ("failed", PollState::Failed),
         ("disabled", PollState::Disabled),
+        ("unused", PollState::Unused),
     ] {
         let n = status.iter().filter(|s| s.state == st).count();
         let _ = writeln!(out, "fleetpoll_remotes{{state=\"{name}\"}} {n}");

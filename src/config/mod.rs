@@ -587,6 +587,14 @@ pub fn resolve(
     other_shards.sort_by(|a, b| a.remote.cmp(&b.remote));
     // Remote write's `instance` label: `[cluster] instance`, by default the host name.
     let exporters = exporters::resolve(file, &c.exporters, &shard.instance)?;
+    // Nothing fetched that nobody uses: without the local RRD, a remote no metric rule
+    // covers and no exporter selects is not polled for metrics.
+    for remote in &mut engine.remotes {
+        let id = remote.id.as_str();
+        remote.metrics_used = config.storage.rrd
+            || rules.uses_metrics_of(id)
+            || exporters.iter().any(|e| e.selects_remote(id));
+    }
     Ok(Resolved {
         config,
         engine,

@@ -72,6 +72,8 @@ struct Running {
     rules: Arc<crate::rules::Rules>,
     /// Watches the rules file (replaced when a reload names another file).
     rules_watch: Option<rules_watch::RulesWatch>,
+    /// Where the rules-file watch asks for a reload.
+    reload_tx: mpsc::Sender<ReloadRequest>,
     cluster: Arc<ClusterView>,
     /// The command line's values, applied again to every reloaded file.
     overrides: Overrides,
@@ -113,6 +115,8 @@ pub struct Service {
     pub api_addr: std::net::SocketAddr,
     /// Reload requests from the API (`POST /api/v1/reload`).
     pub reload_rx: mpsc::Receiver<ReloadRequest>,
+    /// Where reload requests are sent (the API and the rules-file watch).
+    pub reload_tx: mpsc::Sender<ReloadRequest>,
     /// The last reload's outcome, shown by the API.
     pub last_reload: Arc<Mutex<Option<serde_json::Value>>>,
     /// The API's token, replaced by a reload.
@@ -203,7 +207,7 @@ impl Service {
             tasks: tasks.clone(),
             interval_secs: interval_secs.clone(),
             token: token.clone(),
-            reload: reload_tx,
+            reload: reload_tx.clone(),
             last_reload: last_reload.clone(),
             clock,
             live_streams: ApiState::live_stream_permits(resolved.config.api.max_streams as usize),
@@ -227,6 +231,7 @@ impl Service {
             interval_secs,
             api_addr,
             reload_rx,
+            reload_tx,
             last_reload,
             token,
             rules,
@@ -272,11 +277,15 @@ pub async fn run(config_path: PathBuf, overrides: Overrides) -> Result<(), Daemo
     let last_reload = service.last_reload.clone();
     let interval = service.interval_secs.clone();
     let mut running = Running {
-        rules_watch: rules_watch::RulesWatch::start(service.rules.clone()),
+        rules_watch: rules_watch::RulesWatch::start(
+            service.rules.clone(),
+            service.reload_tx.clone(),
+        ),
         config: running_config,
         token: service.token.clone(),
         log,
         rules: service.rules.clone(),
+        reload_tx: service.reload_tx.clone(),
         cluster: service.cluster.clone(),
         overrides,
         exporters: service.exporters.clone(),
@@ -386,7 +395,10 @@ async fn reload(
                     }
                 }
                 if running.config.rules.file != resolved.config.rules.file {
-                    running.rules_watch = rules_watch::RulesWatch::start(running.rules.clone());
+                    running.rules_watch = rules_watch::RulesWatch::start(
+                        running.rules.clone(),
+                        running.reload_tx.clone(),
+                    );
                 }
                 running.config = resolved.config;
                 tracing::info!(added = ?report.added, removed = ?report.removed,

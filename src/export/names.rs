@@ -78,10 +78,8 @@ pub(crate) fn push_value(out: &mut String, value: f64) {
 /// Which of a batch's series an exporter sends, one flag per series (globs are matched
 /// once per series, not per point); `None` when the remote is not selected at all.
 pub(crate) fn selected_series(spec: &ExporterSpec, batch: &HookBatch) -> Option<Vec<bool>> {
-    if let Some(remotes) = &spec.remotes {
-        if !remotes.is_match(batch.remote.as_str()) {
-            return None;
-        }
+    if !spec.selects_remote(batch.remote.as_str()) {
+        return None;
     }
     Some(
         batch

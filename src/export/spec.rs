@@ -132,6 +132,13 @@ pub struct ExporterSpec {
     pub revision: u64,
 }
 
+impl ExporterSpec {
+    /// Whether its `remotes` globs select `remote` (no globs: every remote).
+    pub fn selects_remote(&self, remote: &str) -> bool {
+        self.remotes.as_ref().is_none_or(|g| g.is_match(remote))
+    }
+}
+
 impl fmt::Debug for ExporterSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExporterSpec")

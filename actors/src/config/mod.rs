@@ -27,6 +27,10 @@ pub struct RemoteConfig {
     pub connection_cap: u32,
     /// A disabled remote keeps its poller idle and shows `disabled`.
     pub enabled: bool,
+    /// Whether anything uses the remote's metrics (a store, a rule, an exporter, a
+    /// hook); when nothing does, they are not polled (tasks still are) and the remote
+    /// shows `unused`.
+    pub metrics_used: bool,
     /// A digest of everything else the remote's config says (addresses, credentials,
     /// TLS pins). A reload restarts the poller exactly when this or the fields above change.
     pub revision: u64,
@@ -42,6 +46,7 @@ impl RemoteConfig {
             kind,
             connection_cap: kind.default_connection_cap(),
             enabled: true,
+            metrics_used: true,
             revision: 0,
             source,
         }
@@ -52,6 +57,7 @@ impl RemoteConfig {
         self.kind != other.kind
             || self.connection_cap != other.connection_cap
             || self.enabled != other.enabled
+            || self.metrics_used != other.metrics_used
             || self.revision != other.revision
     }
 }

@@ -30,6 +30,8 @@ pub enum Skipped {
     },
     /// Disabled in the config.
     Disabled,
+    /// Nothing uses the remote's metrics.
+    Unused,
     /// A running-tasks check of a remote with no task known to be running.
     NothingRunning,
 }
