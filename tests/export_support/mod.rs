@@ -568,7 +568,7 @@ pub fn exporters(port: u16) -> BTreeMap<String, Value> {
 
 /// Waits until every exporter has nothing queued and sent something.
 pub fn wait_flushed(port: u16, names: &[&str]) {
-    wait_until(Duration::from_secs(60), "the exporters flushed", || {
+    wait_until(Duration::from_secs(150), "the exporters flushed", || {
         let ex = exporters(port);
         names.iter().all(|n| {
             ex.get(*n)
