@@ -132,6 +132,8 @@ pub struct RuleEngine {
     by_metric: HashMap<Arc<str>, Vec<u32>>,
     /// Metrics some rule divides by.
     denominators: HashSet<Arc<str>>,
+    /// The state rules (evaluated on status changes and every tick).
+    state_rules: Vec<u32>,
     /// Per remote: the metric rules covering it, by metric.
     by_remote: FxHashMap<RemoteId, Arc<RulesByMetric>>,
     /// Per remote and series: the rules it feeds (computed at first sight).
@@ -162,9 +164,13 @@ impl RuleEngine {
     fn index(&mut self, set: Arc<RuleSet>) {
         self.by_metric.clear();
         self.denominators.clear();
+        self.state_rules.clear();
         self.matches.clear();
         self.by_remote.clear();
         for (i, rule) in set.rules.iter().enumerate() {
+            if let RuleKind::State(_) = &rule.kind {
+                self.state_rules.push(i as u32);
+            }
             if let RuleKind::Metric(m) = &rule.kind {
                 self.by_metric
                     .entry(m.metric.clone())
@@ -428,7 +434,8 @@ impl RuleEngine {
         let Some(&(state, _)) = self.remote_states.get(remote) else {
             return;
         };
-        for rule in self.set.rules.clone() {
+        for i in self.state_rules.clone() {
+            let rule = self.set.rules[i as usize].clone();
             let RuleKind::State(states) = &rule.kind else {
                 continue;
             };
@@ -448,9 +455,11 @@ impl RuleEngine {
     /// Wall-clock work: state rules whose hold elapsed, entities gone stale.
     pub fn on_tick(&mut self, now: UnixTime) -> Vec<Transition> {
         let mut out = Vec::new();
-        let remotes: Vec<RemoteId> = self.remote_states.keys().cloned().collect();
-        for remote in remotes {
-            self.eval_state_rules(&remote, now, &mut out);
+        if !self.state_rules.is_empty() {
+            let remotes: Vec<RemoteId> = self.remote_states.keys().cloned().collect();
+            for remote in remotes {
+                self.eval_state_rules(&remote, now, &mut out);
+            }
         }
         let stale: Vec<AlertKey> = self
             .alerts
