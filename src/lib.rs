@@ -6,6 +6,8 @@
 //! - [`config`]: the TOML configuration file: schema, validation, building the engine's config.
 //! - [`cluster`]: sharding: which instance of a deployment polls which remote.
 //! - [`remote`]: HTTPS clients of Proxmox VE and Proxmox Backup Server remotes.
+//! - [`prom`]: Prometheus exposition targets as remotes: the text-format and OpenMetrics
+//!   parser, the mapping into the stores, the scraping client.
 //! - [`rrd`]: round-robin databases with rrdtool's semantics, the crash-safe journal and
 //!   the engine's metric store on them (`fleetpoll rrd …`).
 //! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
@@ -26,6 +28,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod durable;
+pub mod prom;
 pub mod remote;
 pub mod rrd;
 pub mod rules;

@@ -157,7 +157,8 @@ pub struct RemoteEndpoint {
 
 impl RemoteEndpoint {
     /// The client for a remote of `kind` at this endpoint, as the engine's seam.
-    /// Prometheus endpoints have no client here yet.
+    /// Prometheus exposition targets are reached by URL, not by nodes and an API token:
+    /// build a [`crate::prom::PromClient`] for them.
     pub fn into_source(
         self,
         kind: RemoteKind,
@@ -167,7 +168,10 @@ impl RemoteEndpoint {
             RemoteKind::Pbs => Ok(std::sync::Arc::new(PbsClient::new(self)?)),
             RemoteKind::Prometheus => Err(SourceError::new(
                 ErrorClass::Other,
-                format!("remote {}: no Prometheus client yet", self.remote),
+                format!(
+                    "remote {}: an exposition target is built from its URL (PromClient)",
+                    self.remote
+                ),
             )),
         }
     }

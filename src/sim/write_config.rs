@@ -25,11 +25,8 @@ pub fn fleet_config(sim: &Simulator, data_dir: &Path) -> Config {
             }],
             auth_id: info.token_id.clone(),
             token: Some(Secret(info.secret.clone())),
-            token_file: None,
-            token_env: None,
-            connection_cap: None,
-            enabled: true,
             path_prefix: info.path_prefix.clone(),
+            ..RemoteEntry::new(&info.id, info.kind.as_str())
         });
     }
     config
