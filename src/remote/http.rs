@@ -586,6 +586,20 @@ mod tests {
     }
 
     #[test]
+    fn gzip_bodies_inflate_within_the_cap_and_a_bomb_is_refused() {
+        use std::io::Write;
+        let text = "node_load1 0.5\n".repeat(1000);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        let packed = enc.finish().unwrap();
+        assert!(packed.len() < text.len() / 10);
+        assert_eq!(&gunzip(&packed, 1 << 20).unwrap()[..], text.as_bytes());
+        let err = gunzip(&packed, 1000).unwrap_err();
+        assert!(err.contains("1000 bytes"), "{err}");
+        assert!(gunzip(b"not gzip", 1000).is_err());
+    }
+
+    #[test]
     fn path_segments_escape_everything_but_safe_characters() {
         assert_eq!(
             encode_segment("UPID:pve:1:vzdump:100:u@pve!tok:"),
