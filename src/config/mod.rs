@@ -24,8 +24,8 @@ use crate::remote::{
 
 pub use overrides::Overrides;
 pub use schema::{
-    ApiConfig, ClusterConfig, Config, LogConfig, LogFormat, NodeEntry, RemoteEntry, RulesConfig,
-    Secret,
+    ApiConfig, ClusterConfig, Config, LocalConfig, LogConfig, LogFormat, NodeEntry, RemoteEntry,
+    RulesConfig, Secret,
 };
 
 /// A config file that cannot be used: which file, which key, what is wrong and expected.
@@ -57,6 +57,8 @@ pub struct Resolved {
     pub api_token: Option<Secret>,
     /// The rules file, compiled (empty when `[rules] file` is not set).
     pub rules: crate::rules::RuleSet,
+    /// The local host source, when `[local] enabled` (also among the engine's remotes).
+    pub local: Option<Arc<crate::local::LocalSource>>,
 }
 
 /// Reads and parses `path`; syntax errors and unknown keys name the key.
@@ -468,6 +470,13 @@ pub fn resolve(
         let key = format!("remotes[{i}]");
         ids.check(i, &r.id)
             .map_err(|e| err(file, e.key, e.message))?;
+        if r.id == crate::local::LOCAL_ID {
+            return Err(err(
+                file,
+                format!("{key}.id"),
+                "\"local\" is reserved for the local host source ([local] enabled = true)",
+            ));
+        }
         if !r.path_prefix.is_empty()
             && (!r.path_prefix.starts_with('/')
                 || r.path_prefix
@@ -621,6 +630,15 @@ pub fn resolve(
         rc.interval = r.interval_secs.map(Duration::from_secs);
         engine.remotes.push(rc);
     }
+    let local = check_local(file, &c.local, &clock)?;
+    if let Some(source) = &local {
+        let mut rc = RemoteConfig::new(crate::local::LOCAL_ID, RemoteKind::Local, source.clone());
+        rc.interval = Some(Duration::from_secs(c.local.interval_secs));
+        let mut hasher = DefaultHasher::new();
+        c.local.hash(&mut hasher);
+        rc.revision = hasher.finish();
+        engine.remotes.push(rc);
+    }
     engine.validate().map_err(|e| err(file, e.key, e.message))?;
     let rules = match &config.rules.file {
         Some(rules) => crate::rules::RuleSet::load(rules)?,
@@ -635,7 +653,45 @@ pub fn resolve(
         api_listen,
         api_token,
         rules,
+        local,
     })
+}
+
+/// Checks `[local]` and builds its source when it is enabled.
+fn check_local(
+    file: &Path,
+    l: &LocalConfig,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<Arc<crate::local::LocalSource>>, ConfigFileError> {
+    let max = fleetpoll_actors::EXPOSITION_MAX_INTERVAL_SECS;
+    if !(1..=max).contains(&l.interval_secs) {
+        return Err(err(
+            file,
+            "local.interval_secs",
+            format!(
+                "must be at least 1 and at most {max} seconds (the metric store's heartbeat), \
+                 not {}",
+                l.interval_secs
+            ),
+        ));
+    }
+    if l.cache_ttl_secs > l.interval_secs {
+        return Err(err(
+            file,
+            "local.cache_ttl_secs",
+            format!(
+                "must be at most local.interval_secs ({}), not {}: a collection would be \
+                 answered with the previous one's values",
+                l.interval_secs, l.cache_ttl_secs
+            ),
+        ));
+    }
+    Ok(l.enabled.then(|| {
+        Arc::new(crate::local::LocalSource::new(
+            clock.clone(),
+            Duration::from_secs(l.cache_ttl_secs),
+        ))
+    }))
 }
 
 /// The default interval of a prometheus remote: exposition endpoints keep no history.

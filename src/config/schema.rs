@@ -44,6 +44,9 @@ pub struct Config {
     /// Local evaluation: the rules file.
     #[serde(default)]
     pub rules: RulesConfig,
+    /// The built-in source of the local host.
+    #[serde(default)]
+    pub local: LocalConfig,
     /// The remotes to watch.
     #[serde(default)]
     pub remotes: Vec<RemoteEntry>,
@@ -56,6 +59,28 @@ pub struct RulesConfig {
     /// The rules file, relative to the config file's directory; none: no rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+}
+
+/// `[local]`: the host fleetpoll runs on, as the remote `local` (see `docs/sources.md`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// Collect the local host (`fleetpoll demo` turns it on).
+    pub enabled: bool,
+    /// Its metric interval, at most 120 (the metric store's heartbeat).
+    pub interval_secs: u64,
+    /// A reading is served to collections and `GET /api/v1/local` for this long.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval_secs: 10,
+            cache_ttl_secs: 5,
+        }
+    }
 }
 
 /// `[cluster]`: which share of the remotes this instance polls. Only a restart applies

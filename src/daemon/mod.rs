@@ -195,6 +195,7 @@ impl Service {
             max_rows: resolved.config.api.max_rows,
             rules: Some(rules.clone()),
             cluster: cluster.clone(),
+            local: resolved.local.clone(),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {

@@ -166,10 +166,10 @@ impl RemoteEndpoint {
         match kind {
             RemoteKind::Pve => Ok(std::sync::Arc::new(PveClient::new(self)?)),
             RemoteKind::Pbs => Ok(std::sync::Arc::new(PbsClient::new(self)?)),
-            RemoteKind::Prometheus => Err(SourceError::new(
+            RemoteKind::Prometheus | RemoteKind::Local => Err(SourceError::new(
                 ErrorClass::Other,
                 format!(
-                    "remote {}: an exposition target is built from its URL (PromClient)",
+                    "remote {}: a {kind} source is not reached by nodes and an API token",
                     self.remote
                 ),
             )),
