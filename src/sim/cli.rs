@@ -23,6 +23,7 @@ usage: fleetpoll sim [OPTIONS]
   --task-interval-secs N   mean seconds between task starts per node (default 600)
   --prom N                 number of Prometheus exposition targets, plain http (default 0)
   --series N               series per exposition target, node_exporter-shaped (default 200)
+  --prom-open              exposition targets answer without a bearer token
   --write-config FILE      write a fleetpoll config for this fleet (mode 0600)
   --fault KIND[=VALUE][@TARGET]   inject a fault (repeatable); TARGET is a remote id or a
                            share like 10%; KIND is latency=MS[+JITTER_MS], error-rate=SHARE,
@@ -78,6 +79,7 @@ pub fn parse_args(args: &[String]) -> Result<SimArgs, UsageError> {
             "--task-interval-secs" => config.task_interval_secs = number(flag, value()?)?,
             "--prom" => config.prom_targets = number(flag, value()?)?,
             "--series" => config.prom_series = number(flag, value()?)?,
+            "--prom-open" => config.prom_open = true,
             "--fault" => {
                 let rule: FaultRule = value()?
                     .parse()

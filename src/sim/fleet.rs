@@ -48,6 +48,8 @@ pub struct SimConfig {
     pub prom_targets: usize,
     /// Series per exposition target.
     pub prom_series: usize,
+    /// Exposition targets answer without a bearer token (for peers configured alike).
+    pub prom_open: bool,
     /// Faults and whom they hit.
     pub faults: Vec<FaultRule>,
 }
@@ -65,6 +67,7 @@ impl Default for SimConfig {
             task_interval_secs: 600,
             prom_targets: 0,
             prom_series: 200,
+            prom_open: false,
             faults: Vec::new(),
         }
     }
@@ -101,6 +104,8 @@ pub(crate) struct SimRemote {
     pub(crate) faults: Faults,
     /// Series of an exposition target.
     pub(crate) series: usize,
+    /// An exposition target that needs no token.
+    pub(crate) open: bool,
 }
 
 impl SimRemote {
@@ -197,9 +202,11 @@ impl Fleet {
                 secret,
                 faults: Faults::default(),
                 series: 0,
+                open: false,
             };
             if kind == RemoteKind::Prometheus {
                 remote.series = config.prom_series;
+                remote.open = config.prom_open;
             } else if pve {
                 let nodes = config.nodes_per_cluster.max(1);
                 remote.token_id = "fleetpoll@pve!poll".into();

@@ -97,6 +97,8 @@ pub(crate) struct SimState {
     /// Metric export requests per remote (answered or refused), for tests that count
     /// collections.
     pub(crate) metric_exports: Vec<AtomicU64>,
+    /// Wall times (Unix seconds) of each exposition target's scrapes.
+    pub(crate) scrape_log: Vec<parking_lot::Mutex<Vec<f64>>>,
 }
 
 /// A running simulator. Dropping it without [`Simulator::shutdown`] also stops it.
@@ -138,7 +140,9 @@ impl Simulator {
         let fleet = Fleet::build(&config);
         let requests = fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect();
         let metric_exports = fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect();
+        let scrape_log = fleet.remotes.iter().map(|_| Default::default()).collect();
         let state = Arc::new(SimState {
+            scrape_log,
             fleet,
             clock,
             metric_exports,
@@ -263,6 +267,16 @@ impl Simulator {
             .iter()
             .position(|r| r.id == id)
             .map_or(0, |i| self.state.metric_exports[i].load(Ordering::Relaxed))
+    }
+
+    /// When the exposition target `id` was scraped so far (Unix seconds, in order).
+    pub fn scrape_times(&self, id: &str) -> Vec<f64> {
+        self.state
+            .fleet
+            .remotes
+            .iter()
+            .position(|r| r.id == id)
+            .map_or_else(Vec::new, |i| self.state.scrape_log[i].lock().clone())
     }
 
     /// One remote by id.
