@@ -142,9 +142,11 @@ fn a_bearer_token_is_read_from_a_private_file_and_never_shown() {
     let token = dir.path().join("ne.token");
     std::fs::write(&token, "b34r3r-s3cr3t\n").unwrap();
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let text = target(&format!("url = \"https://ne.example:9100/metrics\"\n",))
-        .replace("url = \"http://127.0.0.1:9100/metrics\"\n", "")
-        + &format!("token_file = {:?}\n", token.display().to_string());
+    let text = format!(
+        "[[remotes]]\nid = \"ne\"\ntype = \"prometheus\"\nurl = \"https://ne.example:9100/metrics\"\n\
+         token_file = {:?}\n",
+        token.display().to_string()
+    );
     let resolved = resolve_text(&text).unwrap();
     let shown = format!("{resolved:?}");
     assert!(!shown.contains("b34r3r"), "{shown}");

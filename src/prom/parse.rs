@@ -189,7 +189,7 @@ impl Parser {
 
     fn sample(&mut self, line: &str) -> Result<(), String> {
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ' || c == '\t')
+            .find(['{', ' ', '\t'])
             .ok_or("a sample without a value")?;
         let name = &line[..name_end];
         check_name(name)?;

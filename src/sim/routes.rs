@@ -453,6 +453,7 @@ mod tests {
         SimState {
             requests: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
             metric_exports: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
+            scrape_log: fleet.remotes.iter().map(|_| Default::default()).collect(),
             fleet,
             clock: Arc::new(fleetpoll_actors::TokioClock::system()),
             connections: AtomicU64::new(0),
