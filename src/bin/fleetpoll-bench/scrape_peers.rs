@@ -385,9 +385,11 @@ pub(crate) fn run(args: ScrapePeersArgs) -> anyhow::Result<Value> {
                 None => receiver.samples.load(Ordering::Relaxed) as f64,
             };
             // Warm-up: one interval and the rest of the one it started in.
-            runtime.block_on(tokio::time::sleep(interval + Duration::from_secs(2)));
+            let warm_up = interval + Duration::from_secs(2);
+            runtime.block_on(async { tokio::time::sleep(warm_up).await });
             let (cpu0, samples0, t0) = (process_cpu_secs(&pid), samples(&receiver), now());
-            runtime.block_on(tokio::time::sleep(interval * args.cycles as u32));
+            let measured = interval * args.cycles as u32;
+            runtime.block_on(async { tokio::time::sleep(measured).await });
             let (cpu1, samples1, t1) = (process_cpu_secs(&pid), samples(&receiver), now());
             let peak = process_peak_rss_mib(&pid);
             drop(proc);
