@@ -81,6 +81,8 @@ pub struct ApiState {
     pub cluster: Arc<ClusterView>,
     /// The running exporters, for `GET /api/v1/exporters` and `/metrics`.
     pub exporters: crate::export::Exporters,
+    /// The local host source, when `[local] enabled`.
+    pub local: Option<Arc<crate::local::LocalSource>>,
 }
 
 impl ApiState {
@@ -124,6 +126,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/live", get(live::live))
         .route("/api/v1/rrd/{remote}/{*entity}", get(rrd::history))
         .route("/api/v1/top", get(rrd::top))
+        .route("/api/v1/local", get(local))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/daemon", get(daemon))
         .route("/api/v1/exporters", get(exporters))
@@ -133,6 +136,26 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn(errors::request_limits))
         .layer(axum::middleware::map_response(errors::json_errors))
         .with_state(state)
+}
+
+/// `GET /api/v1/local`: the local host's current values, from the source's cache when
+/// it is younger than `[local] cache_ttl_secs` (a 404 when the source is off).
+async fn local(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Value>> {
+    let source = state.local.clone().ok_or_else(|| {
+        ApiError::not_found("the local host source is off; set [local] enabled = true")
+    })?;
+    let cached = tokio::task::spawn_blocking(move || source.current())
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the local host failed: {e}")))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let r = &cached.reading;
+    Ok(Json(serde_json::json!({
+        "remote": crate::local::LOCAL_ID,
+        "at": cached.at,
+        "host": r.host,
+        "net": r.net.iter().map(|(d, (rx, tx))| (d.clone(), serde_json::json!({"net_in": rx, "net_out": tx}))).collect::<serde_json::Map<_, _>>(),
+        "disk": r.disks.iter().map(|(d, (rd, wr))| (d.clone(), serde_json::json!({"disk_read": rd, "disk_write": wr}))).collect::<serde_json::Map<_, _>>(),
+    })))
 }
 
 /// The API's bearer token, shared by the handlers and replaced by a reload.

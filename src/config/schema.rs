@@ -45,6 +45,9 @@ pub struct Config {
     /// Local evaluation: the rules file.
     #[serde(default)]
     pub rules: RulesConfig,
+    /// The built-in source of the local host.
+    #[serde(default)]
+    pub local: LocalConfig,
     /// The remotes to watch.
     #[serde(default)]
     pub remotes: Vec<RemoteEntry>,
@@ -60,6 +63,28 @@ pub struct RulesConfig {
     /// The rules file, relative to the config file's directory; none: no rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+}
+
+/// `[local]`: the host fleetpoll runs on, as the remote `local` (see `docs/sources.md`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// Collect the local host (`fleetpoll demo` turns it on).
+    pub enabled: bool,
+    /// Its metric interval, at most 120 (the metric store's heartbeat).
+    pub interval_secs: u64,
+    /// A reading is served to collections and `GET /api/v1/local` for this long.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval_secs: 10,
+            cache_ttl_secs: 5,
+        }
+    }
 }
 
 /// `[cluster]`: which share of the remotes this instance polls. Only a restart applies
@@ -194,14 +219,35 @@ fn d_true() -> bool {
 pub struct RemoteEntry {
     /// The remote's name (letters, digits, `-`, `_`, `.`); unique.
     pub id: String,
-    /// `pve` or `pbs`.
+    /// `pve`, `pbs` or `prometheus`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The remote's nodes, tried in order.
+    /// The remote's nodes, tried in order (pve, pbs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeEntry>,
-    /// API token id: `user@realm!tokenid`.
+    /// API token id: `user@realm!tokenid` (pve, pbs).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub auth_id: String,
-    /// The token secret, inline (prefer `token_file` or `token_env`).
+    /// The exposition target's URL, `http://host:port/metrics` or `https://…` (prometheus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// SHA-256 fingerprint of an https target's certificate (`AA:BB:…`), required unless
+    /// it validates against the system's trust store (prometheus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The remote's own metric interval (prometheus default 30, at most 120; others
+    /// default to `[collection] interval_secs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_secs: Option<u64>,
+    /// A scrape must be complete within this (prometheus; default the lesser of 10 s
+    /// and the interval; at most the interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_timeout_secs: Option<u64>,
+    /// A scrape with more series fails (prometheus; default 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_limit: Option<u32>,
+    /// The token secret, inline (prefer `token_file` or `token_env`); for prometheus the
+    /// optional bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
     /// File holding the token secret (should be mode 0600).
@@ -219,6 +265,37 @@ pub struct RemoteEntry {
     /// Put before `/api2/json` in every path (for remotes behind a reverse proxy).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path_prefix: String,
+}
+
+impl RemoteEntry {
+    /// An enabled remote with nothing but its id and type set.
+    pub fn new(id: &str, kind: &str) -> RemoteEntry {
+        RemoteEntry {
+            id: id.to_string(),
+            kind: kind.to_string(),
+            nodes: Vec::new(),
+            auth_id: String::new(),
+            url: None,
+            fingerprint: None,
+            interval_secs: None,
+            scrape_timeout_secs: None,
+            series_limit: None,
+            token: None,
+            token_file: None,
+            token_env: None,
+            connection_cap: None,
+            enabled: true,
+            path_prefix: String::new(),
+        }
+    }
+
+    /// A `type = "prometheus"` remote scraping `url`.
+    pub fn prometheus(id: &str, url: &str) -> RemoteEntry {
+        RemoteEntry {
+            url: Some(url.to_string()),
+            ..RemoteEntry::new(id, "prometheus")
+        }
+    }
 }
 
 /// One node of a remote.

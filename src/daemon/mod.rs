@@ -216,6 +216,7 @@ impl Service {
             rules: Some(rules.clone()),
             cluster: cluster.clone(),
             exporters: exporters.clone(),
+            local: resolved.local.clone(),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {

@@ -72,6 +72,32 @@ pub struct CollectionSettings {
     pub backoff_cap: Duration,
 }
 
+impl CollectionSettings {
+    /// The settings a remote with its own `interval` is collected under: the start
+    /// offsets scaled down by `interval / interval_secs` when it is shorter (so they stay
+    /// below it), and the skip window at most half of it. The same as `self` when the
+    /// interval is the collection interval.
+    pub fn for_interval(&self, interval: Duration) -> CollectionSettings {
+        if interval == self.interval {
+            return self.clone();
+        }
+        let scale = |d: Duration| {
+            if interval < self.interval {
+                d.mul_f64(interval.as_secs_f64() / self.interval.as_secs_f64())
+            } else {
+                d
+            }
+        };
+        CollectionSettings {
+            interval,
+            start_offset_min: scale(self.start_offset_min),
+            start_offset_max: scale(self.start_offset_max),
+            skip_recent: self.skip_recent.min(interval / 2),
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for CollectionSettings {
     fn default() -> Self {
         Self {

@@ -9,6 +9,7 @@ mod measure;
 mod parse;
 mod rrd_ingest;
 mod rules;
+mod scrape_peers;
 mod task_query;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,9 @@ enum Scenario {
     /// Samples through 1,000 threshold rules over 50,000 entities by the hook seam,
     /// alerts to a webhook receiver on loopback.
     Rules(rules::RulesArgs),
+    /// fleetpoll, vmagent and Prometheus (agent mode) scraping the same simulated
+    /// exposition targets, alternating: CPU per million samples, peak RSS, cycle span.
+    ScrapePeers(scrape_peers::ScrapePeersArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::TaskQuery(args) => task_query::run(args)?,
         Scenario::RrdIngest(args) => rrd_ingest::run(args)?,
         Scenario::Rules(args) => rules::run(args)?,
+        Scenario::ScrapePeers(args) => scrape_peers::run(args)?,
     };
     println!("{result}");
     Ok(())
