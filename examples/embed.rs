@@ -73,6 +73,8 @@ async fn main() -> anyhow::Result<()> {
         rules: None,
         // One instance polling every remote it was given.
         cluster: Arc::new(ClusterView::new(Shard::single("embedded"), Vec::new())),
+        exporters: Default::default(),
+        local: None,
     };
     let host = Router::new()
         .route("/", get(|| async { "the host's own page" }))

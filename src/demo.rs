@@ -162,6 +162,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     std::fs::write(&rules_file, DEMO_RULES)
         .with_context(|| format!("writing the demo's rules to {}", rules_file.display()))?;
     config.rules.file = Some(rules_file);
+    // The demo shows its own host too (opt-in for `run`).
+    config.local.enabled = true;
     let interval_secs = options.interval.as_secs().max(1);
     let c = &mut config.collection;
     c.interval = Duration::from_secs(interval_secs);

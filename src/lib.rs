@@ -6,6 +6,9 @@
 //! - [`config`]: the TOML configuration file: schema, validation, building the engine's config.
 //! - [`cluster`]: sharding: which instance of a deployment polls which remote.
 //! - [`remote`]: HTTPS clients of Proxmox VE and Proxmox Backup Server remotes.
+//! - [`local`]: the built-in `local` source, the host itself read from /proc.
+//! - [`prom`]: Prometheus exposition targets as remotes: the text-format and OpenMetrics
+//!   parser, the mapping into the stores, the scraping client.
 //! - [`rrd`]: round-robin databases with rrdtool's semantics, the crash-safe journal and
 //!   the engine's metric store on them (`fleetpoll rrd …`).
 //! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
@@ -28,6 +31,9 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod durable;
+pub mod export;
+pub mod local;
+pub mod prom;
 pub mod remote;
 pub mod rrd;
 pub mod rules;

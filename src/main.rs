@@ -79,6 +79,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Read the local host once, as the `local` source does, and print it as JSON
+    /// (exit 1 naming the /proc file that cannot be read).
+    Local,
     /// Serve a simulated fleet of PVE and PBS remotes over HTTPS (`fleetpoll sim --help`).
     #[command(disable_help_flag = true)]
     Sim {
@@ -132,6 +135,18 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Rrd { args } => ExitCode::from(fleetpoll::rrd::cli::main(&args)),
+        Command::Local => match fleetpoll::local::read_host(None) {
+            Ok(reading) => {
+                let json = serde_json::json!({
+                    "host": reading.host,
+                    "net": reading.net,
+                    "disk": reading.disks,
+                });
+                println!("{json:#}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(format_args!("the local host: {err}"), 1),
+        },
         Command::Sim { args } => {
             // The simulator parses its own flags and runs its own runtime.
             let full = ["fleetpoll".to_string(), "sim".to_string()].into_iter();

@@ -101,7 +101,7 @@ fn mistakes_name_the_key_and_what_is_expected() {
         (
             REMOTE.replace("\"pve\"", "\"vmware\""),
             "remotes[0].type",
-            "expected \"pve\" or \"pbs\"",
+            "expected \"pve\", \"pbs\" or \"prometheus\"",
         ),
         (
             REMOTE.replace("nodes = [{ address = \"10.1.1.1\" }]", "nodes = []"),

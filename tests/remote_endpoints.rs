@@ -20,6 +20,7 @@ fn small_fleet() -> SimConfig {
         datastores_per_pbs: 2,
         task_interval_secs: 60,
         faults: Vec::new(),
+        ..SimConfig::default()
     }
 }
 

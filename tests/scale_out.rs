@@ -3,11 +3,12 @@
 //! from the command line or the environment. Every remote is polled by exactly one
 //! instance: the instances' remote lists are disjoint and cover the fleet, each as
 //! hashmod splits it, and the simulator's request counts show every remote asked
-//! exactly once per cycle. Exporting into one shared store (remote write into
-//! VictoriaMetrics, issue 12) adds an `[[exporters]]` entry in [`sharded_config`] and
-//! a read-back after the cycle check.
+//! exactly once per cycle. All three remote-write into one real VictoriaMetrics: every
+//! remote's series are there, each with the `instance` label of exactly the instance
+//! that owns the remote.
 
 mod daemon_support;
+mod export_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -142,8 +143,14 @@ fn three_instances_poll_each_of_sixty_remotes_exactly_once_per_cycle() {
         .unwrap();
     let ids: BTreeSet<String> = sim.remotes().into_iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), PVE + PBS);
+    let vm = export_support::Victoria::start(dir.path());
     let config = dir.path().join("fleetpoll.toml");
-    let text = toml::to_string_pretty(&sharded_config(&sim, dir.path())).unwrap();
+    let mut text = toml::to_string_pretty(&sharded_config(&sim, dir.path())).unwrap();
+    text.push_str(&format!(
+        "\n[[exporters]]\nname = \"vm\"\nkind = \"prometheus-remote-write\"\n\
+         url = \"http://127.0.0.1:{}/api/v1/write\"\nflush_interval_ms = 200\n",
+        vm.http
+    ));
     std::fs::write(&config, text).unwrap();
 
     let instances: Vec<Instance> = (0..SHARDS)
@@ -233,8 +240,43 @@ fn three_instances_poll_each_of_sixty_remotes_exactly_once_per_cycle() {
         );
         before = now;
     }
-    // (Remote write into one VictoriaMetrics: every remote's series present, each with
-    // the `instance` label of exactly the instance in `polled_by`.)
+    // One VictoriaMetrics holds every remote's series, each from exactly its owner.
+    for fp in &instances {
+        export_support::wait_flushed(fp.port, &["vm"]);
+    }
+    let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    wait_until(
+        Duration::from_secs(30),
+        "every remote's series in VictoriaMetrics",
+        || {
+            let (status, body) = export_support::form(
+                vm.http,
+                "POST",
+                "/api/v1/series",
+                &format!(
+                    "match[]={}",
+                    export_support::enc("{__name__=~\"fleetpoll_.+\"}")
+                ),
+            );
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            seen.clear();
+            for labels in v["data"].as_array().unwrap() {
+                let remote = labels["remote"].as_str().unwrap_or_default().to_string();
+                let instance = labels["instance"].as_str().unwrap_or_default().to_string();
+                seen.entry(remote).or_default().insert(instance);
+            }
+            seen.len() == ids.len()
+        },
+    );
+    for (remote, instances) in &seen {
+        let owner = format!("fp-{}", polled_by[remote]);
+        assert_eq!(
+            instances,
+            &BTreeSet::from([owner]),
+            "{remote}'s series come from its owner only"
+        );
+    }
 
     runtime.block_on(sim.shutdown());
 }

@@ -91,7 +91,8 @@ pub use clock::{
 };
 pub use config::{
     is_valid_remote_id, CollectionSettings, ConfigError, EngineConfig, LimitSettings, RemoteConfig,
-    RemoteIdCheck, StorageSettings, SupervisionSettings, TaskSettings, MAX_REMOTE_ID_LEN,
+    RemoteIdCheck, StorageSettings, SupervisionSettings, TaskSettings,
+    EXPOSITION_MAX_INTERVAL_SECS, MAX_REMOTE_ID_LEN,
 };
 pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, TriggerReport};
 pub use hooks::{Hook, HookBatch, HookError, HookOptions, HookStatus, Sample, StatusChange};

@@ -53,6 +53,8 @@ pub enum RemoteKind {
     Pbs,
     /// Any Prometheus-exposition endpoint.
     Prometheus,
+    /// The host the engine runs on (the built-in `local` source).
+    Local,
 }
 
 impl RemoteKind {
@@ -61,7 +63,7 @@ impl RemoteKind {
     pub fn default_connection_cap(self) -> u32 {
         match self {
             RemoteKind::Pve => 5,
-            RemoteKind::Pbs | RemoteKind::Prometheus => 1,
+            RemoteKind::Pbs | RemoteKind::Prometheus | RemoteKind::Local => 1,
         }
     }
 
@@ -71,6 +73,7 @@ impl RemoteKind {
             RemoteKind::Pve => "pve",
             RemoteKind::Pbs => "pbs",
             RemoteKind::Prometheus => "prometheus",
+            RemoteKind::Local => "local",
         }
     }
 }

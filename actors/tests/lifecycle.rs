@@ -427,3 +427,38 @@ async fn a_read_freshens_a_remote_at_most_once_per_interval_and_never_in_backoff
     assert_eq!(fleet.probe.calls_to("r0", CallKind::Metrics).len(), fetches);
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_whose_metrics_nothing_uses_is_not_polled_for_them_but_for_its_tasks() {
+    let mut fleet = Fleet::new(2);
+    fleet.config.remotes[0].metrics_used = false;
+    let engine = fleet.start().await;
+    let r0 = RemoteId::new("r0");
+    let report = engine
+        .trigger(Target::Remote(r0.clone()), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.results[0].1,
+        Ok(CollectOutcome::Skipped(Skipped::Unused)),
+        "even a \"collect now\" fetches nothing nobody uses"
+    );
+    engine
+        .refresh_tasks(Target::Remote(r0.clone()), true)
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "r1 is collected at start",
+        || async { fleet.metrics.stored("r1").batches >= 1 },
+    )
+    .await;
+    assert!(fleet.probe.calls_to("r0", CallKind::Metrics).is_empty());
+    assert!(
+        !fleet.probe.calls_to("r0", CallKind::Tasks).is_empty(),
+        "tasks are"
+    );
+    let status = engine.remote_status(&r0).await.unwrap();
+    assert_eq!(status.state, PollState::Unused);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}

@@ -92,6 +92,86 @@ async fn interval_changes_reset_the_timer() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_remote_with_its_own_interval_runs_on_its_own_aligned_timer_with_scaled_offsets() {
+    let mut fleet = Fleet::new(2);
+    fleet.seed_fresh();
+    fleet.config.collection.start_offset_min = Duration::from_secs(6);
+    fleet.config.collection.start_offset_max = Duration::from_secs(12);
+    fleet.config.remotes[1].interval = Some(Duration::from_secs(30));
+    let engine = fleet.start().await;
+
+    // T0 lies on a 30 s boundary and 300 s before a 600 s one.
+    tokio::time::sleep(Duration::from_secs(300 + 30 + 15)).await;
+
+    let slow = fleet.probe.calls_to("r0", CallKind::Metrics);
+    assert_eq!(slow.len(), 1, "r0 follows the 600 s collection interval");
+    let past = secs_past_boundary(slow[0].wall, 600);
+    assert!((6.0..=12.0).contains(&past), "r0 at {past:.3} s past");
+
+    let fast = fleet.probe.calls_to("r1", CallKind::Metrics);
+    assert_eq!(fast.len(), 11, "one collection per 30 s tick over 345 s");
+    for c in &fast {
+        // The 6..12 s offsets of a 600 s interval, scaled to 30 s: 0.3..0.6 s.
+        let past = secs_past_boundary(c.wall, 30);
+        assert!(
+            (0.3 - 1e-6..=0.6 + 1e-6).contains(&past),
+            "r1 at {past:.3} s past its 30 s boundary"
+        );
+    }
+    let stats = engine.scheduler().await.unwrap();
+    assert_eq!(stats.cycles_by_interval.get(&30), Some(&11));
+    assert_eq!(stats.cycles_by_interval.get(&600), Some(&1));
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn remotes_sharing_an_interval_share_one_timer_and_missed_ticks_are_skipped() {
+    let mut fleet = Fleet::new(3);
+    fleet.seed_fresh();
+    fleet.config.remotes[1].interval = Some(Duration::from_secs(20));
+    fleet.config.remotes[2].interval = Some(Duration::from_secs(20));
+    let clock = std::sync::Arc::new(common::JumpClock::new(fleet.clock.clone()));
+    let engine = fleet.start_with_clock(clock.clone()).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let one = fleet.probe.calls_to("r1", CallKind::Metrics);
+    let two = fleet.probe.calls_to("r2", CallKind::Metrics);
+    assert_eq!((one.len(), two.len()), (3, 3));
+    for (a, b) in one.iter().zip(&two) {
+        assert!((a.wall.as_secs_f64() - b.wall.as_secs_f64()).abs() < 0.001);
+    }
+    // The wall clock jumps by ten intervals: one cycle follows, not ten.
+    clock.jump(Duration::from_secs(200));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(fleet.probe.calls_to("r1", CallKind::Metrics).len(), 4);
+    assert_eq!(fleet.probe.calls_to("r0", CallKind::Metrics).len(), 0);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_gives_a_remote_its_own_interval_adds_a_timer() {
+    let fleet = Fleet::new(2);
+    fleet.seed_fresh();
+    let engine = fleet.start().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut config = fleet.config.clone();
+    config.remotes[0].interval = Some(Duration::from_secs(15));
+    let report = engine.reload(config).await.unwrap();
+    assert!(report.timers_reset);
+    assert_eq!(report.changed.len(), 1, "the remote's poller restarts");
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let calls = fleet.probe.calls_to("r0", CallKind::Metrics);
+    // A changed remote's poller collects once at once (as after every reload), then
+    // on the new timer's 15 s boundaries.
+    assert!((secs_past_boundary(calls[0].wall, 15) - 5.0).abs() < 0.001);
+    assert_eq!(calls.len(), 1 + 6, "15 s ticks over 100 s");
+    for c in &calls[1..] {
+        assert!(secs_past_boundary(c.wall, 15) < 0.001);
+    }
+    assert_eq!(fleet.probe.calls_to("r1", CallKind::Metrics).len(), 0);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn each_poll_waits_a_per_connection_delay_within_its_range() {
     let mut fleet = Fleet::new(60);
     fleet.seed_fresh();

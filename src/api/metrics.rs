@@ -1,6 +1,7 @@
 //! `GET /metrics`: fleetpoll's own state in the Prometheus text exposition format —
 //! remotes by state, per-remote health, polls by outcome and error class, the poll
-//! duration histogram, connection permits and queues, storage and scheduler counters.
+//! duration histogram, connection permits and queues, storage and scheduler counters,
+//! and per exporter its queue, sent, dropped and rejected points.
 
 use std::fmt::Write;
 
@@ -34,6 +35,7 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
         ("backoff", PollState::Backoff),
         ("failed", PollState::Failed),
         ("disabled", PollState::Disabled),
+        ("unused", PollState::Unused),
     ] {
         let n = status.iter().filter(|s| s.state == st).count();
         let _ = writeln!(out, "fleetpoll_remotes{{state=\"{name}\"}} {n}");
@@ -164,6 +166,7 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<impl 
     if let Some(rules) = &state.rules {
         write_alerts(&mut out, rules);
     }
+    write_exporters(&mut out, &state.exporters.status(&state.engine));
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -280,6 +283,65 @@ fn write_alerts(out: &mut String, rules: &crate::rules::Rules) {
         for w in &webhooks {
             let v = [w.sent, w.failed, w.dropped][pick];
             let _ = writeln!(out, "{name}{{webhook=\"{}\"}} {v}", label(&w.name));
+        }
+    }
+}
+
+/// Per exporter: points queued, sent, dropped and rejected, failed sends, last success.
+fn write_exporters(out: &mut String, exporters: &[crate::export::ExporterStatus]) {
+    if exporters.is_empty() {
+        return;
+    }
+    type Field = fn(&crate::export::ExporterStatus) -> Option<f64>;
+    let series: [(&str, &str, &str, Field); 6] = [
+        (
+            "fleetpoll_exporter_queued_points",
+            "gauge",
+            "Points waiting for the receiver.",
+            |e| Some(e.queued as f64),
+        ),
+        (
+            "fleetpoll_exporter_sent_points_total",
+            "counter",
+            "Points the receiver accepted.",
+            |e| Some(e.sent as f64),
+        ),
+        (
+            "fleetpoll_exporter_dropped_points_total",
+            "counter",
+            "Points dropped from a full queue (oldest first).",
+            |e| Some(e.dropped as f64),
+        ),
+        (
+            "fleetpoll_exporter_rejected_points_total",
+            "counter",
+            "Points the receiver refused (4xx, not retried).",
+            |e| Some(e.rejected as f64),
+        ),
+        (
+            "fleetpoll_exporter_errors_total",
+            "counter",
+            "Failed sends.",
+            |e| Some(e.errors as f64),
+        ),
+        (
+            "fleetpoll_exporter_last_success_timestamp_seconds",
+            "gauge",
+            "When a send last succeeded.",
+            |e| e.last_success.map(|t| t as f64),
+        ),
+    ];
+    for (name, kind, help, field) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for e in exporters {
+            if let Some(v) = field(e) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{exporter=\"{}\",kind=\"{}\"}} {v}",
+                    label(&e.name),
+                    e.kind
+                );
+            }
         }
     }
 }

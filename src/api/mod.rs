@@ -1,5 +1,5 @@
 //! The HTTP API (JSON, default `127.0.0.1:8450`): remote status, collect-now, task
-//! refresh and tracking, the supervision tree, reload, and fleetpoll's own metrics in
+//! refresh and tracking, the supervision tree, reload, the exporters, and fleetpoll's own metrics in
 //! Prometheus text format. Errors are JSON with a message and the status code that fits;
 //! mutating endpoints take JSON bodies and require the bearer token when one is
 //! configured.
@@ -79,6 +79,10 @@ pub struct ApiState {
     pub rules: Option<Arc<crate::rules::Rules>>,
     /// This instance's shard and the remotes the other shards poll.
     pub cluster: Arc<ClusterView>,
+    /// The running exporters, for `GET /api/v1/exporters` and `/metrics`.
+    pub exporters: crate::export::Exporters,
+    /// The local host source, when `[local] enabled`.
+    pub local: Option<Arc<crate::local::LocalSource>>,
 }
 
 impl ApiState {
@@ -122,8 +126,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/live", get(live::live))
         .route("/api/v1/rrd/{remote}/{*entity}", get(rrd::history))
         .route("/api/v1/top", get(rrd::top))
+        .route("/api/v1/local", get(local))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/daemon", get(daemon))
+        .route("/api/v1/exporters", get(exporters))
         .route("/metrics", get(metrics::prometheus))
         .merge(crate::web::routes())
         .fallback(errors::no_such_endpoint)
@@ -134,6 +140,26 @@ pub fn router(state: ApiState) -> Router {
         // `text/event-stream`).
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .with_state(state)
+}
+
+/// `GET /api/v1/local`: the local host's current values, from the source's cache when
+/// it is younger than `[local] cache_ttl_secs` (a 404 when the source is off).
+async fn local(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Value>> {
+    let source = state.local.clone().ok_or_else(|| {
+        ApiError::not_found("the local host source is off; set [local] enabled = true")
+    })?;
+    let cached = tokio::task::spawn_blocking(move || source.current())
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the local host failed: {e}")))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let r = &cached.reading;
+    Ok(Json(serde_json::json!({
+        "remote": crate::local::LOCAL_ID,
+        "at": cached.at,
+        "host": r.host,
+        "net": r.net.iter().map(|(d, (rx, tx))| (d.clone(), serde_json::json!({"net_in": rx, "net_out": tx}))).collect::<serde_json::Map<_, _>>(),
+        "disk": r.disks.iter().map(|(d, (rd, wr))| (d.clone(), serde_json::json!({"disk_read": rd, "disk_write": wr}))).collect::<serde_json::Map<_, _>>(),
+    })))
 }
 
 /// The API's bearer token, shared by the handlers and replaced by a reload.
@@ -369,6 +395,13 @@ fn quarantine_json(metrics: &crate::rrd::RrdStore) -> serde_json::Value {
 
 async fn hooks(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({ "hooks": state.engine.hooks() }))
+}
+
+/// `GET /api/v1/exporters`: per exporter its name, kind, transport, queued, sent,
+/// dropped, rejected and errors, the last error and the last success (no address, URL
+/// or header: those are secrets).
+async fn exporters(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({ "exporters": state.exporters.status(&state.engine) }))
 }
 
 async fn daemon(State(state): State<ApiState>) -> Json<serde_json::Value> {

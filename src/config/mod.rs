@@ -4,6 +4,7 @@
 //! fails anywhere here is rejected whole. Command-line overrides (`overrides`) are
 //! written into the parsed file before it is checked.
 
+mod exporters;
 mod overrides;
 mod schema;
 
@@ -12,6 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fleetpoll_actors::{Clock, EngineConfig, RemoteConfig, RemoteIdCheck, RemoteKind};
 
@@ -23,8 +25,8 @@ use crate::remote::{
 
 pub use overrides::Overrides;
 pub use schema::{
-    ApiConfig, ClusterConfig, Config, LogConfig, LogFormat, NodeEntry, RemoteEntry, RulesConfig,
-    Secret,
+    ApiConfig, ClusterConfig, Config, ExporterEntry, LocalConfig, LogConfig, LogFormat, NodeEntry,
+    RemoteEntry, RulesConfig, Secret,
 };
 
 /// A config file that cannot be used: which file, which key, what is wrong and expected.
@@ -56,6 +58,10 @@ pub struct Resolved {
     pub api_token: Option<Secret>,
     /// The rules file, compiled (empty when `[rules] file` is not set).
     pub rules: crate::rules::RuleSet,
+    /// The exporters, in config order.
+    pub exporters: Vec<crate::export::ExporterSpec>,
+    /// The local host source, when `[local] enabled` (also among the engine's remotes).
+    pub local: Option<Arc<crate::local::LocalSource>>,
 }
 
 /// Reads and parses `path`; syntax errors and unknown keys name the key.
@@ -344,6 +350,7 @@ fn resolve_paths(file: &Path, config: &mut Config) -> Result<(), ConfigFileError
             *p = beside(file, p);
         }
     }
+    exporters::resolve_paths(file, &mut config.exporters);
     Ok(())
 }
 
@@ -467,6 +474,13 @@ pub fn resolve(
         let key = format!("remotes[{i}]");
         ids.check(i, &r.id)
             .map_err(|e| err(file, e.key, e.message))?;
+        if r.id == crate::local::LOCAL_ID {
+            return Err(err(
+                file,
+                format!("{key}.id"),
+                "\"local\" is reserved for the local host source ([local] enabled = true)",
+            ));
+        }
         if !r.path_prefix.is_empty()
             && (!r.path_prefix.starts_with('/')
                 || r.path_prefix
@@ -486,14 +500,58 @@ pub fn resolve(
         let kind = match r.kind.as_str() {
             "pve" => RemoteKind::Pve,
             "pbs" => RemoteKind::Pbs,
+            "prometheus" => RemoteKind::Prometheus,
             other => {
                 return Err(err(
                     file,
                     format!("{key}.type"),
-                    format!("{other:?} is not a remote type; expected \"pve\" or \"pbs\""),
+                    format!(
+                        "{other:?} is not a remote type; expected \"pve\", \"pbs\" or \
+                         \"prometheus\""
+                    ),
                 ))
             }
         };
+        if kind == RemoteKind::Prometheus {
+            let options = ClientOptions {
+                connect_timeout: c.limits.connect_timeout,
+                request_timeout: c.limits.request_timeout,
+                max_body_bytes: c.limits.max_body_mib << 20,
+                path_prefix: String::new(),
+                roots: Some(roots.clone()),
+                clock: clock.clone(),
+                idle: idle.clone(),
+                tls_sessions: tls_sessions.clone(),
+            };
+            let rc = exposition_remote(file, &key, r, c, options)?;
+            if shard.owns(&r.id) {
+                engine.remotes.push(rc);
+            } else {
+                other_shards.push(OtherShardRemote {
+                    remote: r.id.clone(),
+                    kind,
+                    shard: cluster::owner(&r.id, shard.shard_count),
+                });
+            }
+            continue;
+        }
+        for (field, set) in [
+            ("url", r.url.is_some()),
+            ("fingerprint", r.fingerprint.is_some()),
+            ("scrape_timeout_secs", r.scrape_timeout_secs.is_some()),
+            ("series_limit", r.series_limit.is_some()),
+        ] {
+            if set {
+                return Err(err(
+                    file,
+                    format!("{key}.{field}"),
+                    format!(
+                        "is a key of prometheus remotes; a {kind} remote lists `nodes` \
+                         (with a fingerprint each)"
+                    ),
+                ));
+            }
+        }
         if r.nodes.is_empty() {
             return Err(err(file, format!("{key}.nodes"), "list at least one node"));
         }
@@ -573,6 +631,16 @@ pub fn resolve(
         rc.connection_cap = cap;
         rc.enabled = r.enabled;
         rc.revision = hasher.finish();
+        rc.interval = r.interval_secs.map(Duration::from_secs);
+        engine.remotes.push(rc);
+    }
+    let local = check_local(file, &c.local, &clock)?;
+    if let Some(source) = &local {
+        let mut rc = RemoteConfig::new(crate::local::LOCAL_ID, RemoteKind::Local, source.clone());
+        rc.interval = Some(Duration::from_secs(c.local.interval_secs));
+        let mut hasher = DefaultHasher::new();
+        c.local.hash(&mut hasher);
+        rc.revision = hasher.finish();
         engine.remotes.push(rc);
     }
     engine.validate().map_err(|e| err(file, e.key, e.message))?;
@@ -581,6 +649,16 @@ pub fn resolve(
         None => crate::rules::RuleSet::default(),
     };
     other_shards.sort_by(|a, b| a.remote.cmp(&b.remote));
+    // Remote write's `instance` label: `[cluster] instance`, by default the host name.
+    let exporters = exporters::resolve(file, &c.exporters, &shard.instance)?;
+    // Nothing fetched that nobody uses: without the local RRD, a remote no metric rule
+    // covers and no exporter selects is not polled for metrics.
+    for remote in &mut engine.remotes {
+        let id = remote.id.as_str();
+        remote.metrics_used = config.storage.rrd
+            || rules.uses_metrics_of(id)
+            || exporters.iter().any(|e| e.selects_remote(id));
+    }
     Ok(Resolved {
         config,
         engine,
@@ -589,7 +667,188 @@ pub fn resolve(
         api_listen,
         api_token,
         rules,
+        exporters,
+        local,
     })
+}
+
+/// Resolves `[[exporters]]` entries read from `file` on their own (paths taken beside
+/// the file), with `instance` as remote write's `instance` label: for embedders and
+/// benchmarks, and for `[cluster] instance`.
+pub fn resolve_exporters(
+    file: &Path,
+    entries: &[ExporterEntry],
+    instance: &str,
+) -> Result<Vec<crate::export::ExporterSpec>, ConfigFileError> {
+    let mut entries = entries.to_vec();
+    exporters::resolve_paths(file, &mut entries);
+    exporters::resolve(file, &entries, instance)
+}
+
+/// Checks `[local]` and builds its source when it is enabled.
+fn check_local(
+    file: &Path,
+    l: &LocalConfig,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<Arc<crate::local::LocalSource>>, ConfigFileError> {
+    let max = fleetpoll_actors::EXPOSITION_MAX_INTERVAL_SECS;
+    if !(1..=max).contains(&l.interval_secs) {
+        return Err(err(
+            file,
+            "local.interval_secs",
+            format!(
+                "must be at least 1 and at most {max} seconds (the metric store's heartbeat), \
+                 not {}",
+                l.interval_secs
+            ),
+        ));
+    }
+    if l.cache_ttl_secs > l.interval_secs {
+        return Err(err(
+            file,
+            "local.cache_ttl_secs",
+            format!(
+                "must be at most local.interval_secs ({}), not {}: a collection would be \
+                 answered with the previous one's values",
+                l.interval_secs, l.cache_ttl_secs
+            ),
+        ));
+    }
+    Ok(l.enabled.then(|| {
+        Arc::new(crate::local::LocalSource::new(
+            clock.clone(),
+            Duration::from_secs(l.cache_ttl_secs),
+        ))
+    }))
+}
+
+/// The default interval of a prometheus remote: exposition endpoints keep no history.
+pub const EXPOSITION_DEFAULT_INTERVAL_SECS: u64 = 30;
+/// The default scrape timeout (Prometheus' own), unless the interval is shorter.
+pub const EXPOSITION_DEFAULT_TIMEOUT_SECS: u64 = 10;
+
+/// A `type = "prometheus"` remote: URL, pin, optional bearer token, interval, timeout
+/// and series limit checked, and its client built.
+fn exposition_remote(
+    file: &Path,
+    key: &str,
+    r: &RemoteEntry,
+    c: &Config,
+    mut options: ClientOptions,
+) -> Result<RemoteConfig, ConfigFileError> {
+    for (field, set) in [
+        ("nodes", !r.nodes.is_empty()),
+        ("auth_id", !r.auth_id.is_empty()),
+        ("path_prefix", !r.path_prefix.is_empty()),
+    ] {
+        if set {
+            return Err(err(
+                file,
+                format!("{key}.{field}"),
+                "is not a key of prometheus remotes; they name their target by `url`",
+            ));
+        }
+    }
+    let url = r.url.as_deref().ok_or_else(|| {
+        err(
+            file,
+            format!("{key}.url"),
+            "a prometheus remote needs its target's url, like http://host:9100/metrics",
+        )
+    })?;
+    let parsed = crate::prom::client::ScrapeUrl::parse(url)
+        .map_err(|e| err(file, format!("{key}.url"), e))?;
+    let fingerprint = match &r.fingerprint {
+        None => None,
+        Some(_) if !parsed.tls => {
+            return Err(err(
+                file,
+                format!("{key}.fingerprint"),
+                "pins an https certificate; the url is http",
+            ))
+        }
+        Some(text) => Some(text.parse::<Fingerprint>().map_err(|e| {
+            err(
+                file,
+                format!("{key}.fingerprint"),
+                format!("{e}; expected 32 hex pairs like AA:BB:…"),
+            )
+        })?),
+    };
+    let bearer = read_secret(
+        file,
+        &format!("{key}.token"),
+        &r.token,
+        &r.token_file,
+        &r.token_env,
+    )?;
+    let interval = r.interval_secs.unwrap_or(EXPOSITION_DEFAULT_INTERVAL_SECS);
+    let max = fleetpoll_actors::EXPOSITION_MAX_INTERVAL_SECS;
+    if !(1..=max).contains(&interval) {
+        return Err(err(
+            file,
+            format!("{key}.interval_secs"),
+            format!(
+                "must be at least 1 and at most {max} seconds, not {interval}: an exposition \
+                 target keeps no history, and an interval longer than the metric store's \
+                 {max} s heartbeat would store nothing but unknowns"
+            ),
+        ));
+    }
+    let timeout = r
+        .scrape_timeout_secs
+        .unwrap_or(EXPOSITION_DEFAULT_TIMEOUT_SECS.min(interval));
+    if !(1..=interval).contains(&timeout) {
+        return Err(err(
+            file,
+            format!("{key}.scrape_timeout_secs"),
+            format!(
+                "must be at least 1 and at most the interval ({interval} s), not {timeout}: \
+                 a scrape still running at the next tick would overlap it"
+            ),
+        ));
+    }
+    let series_limit = r
+        .series_limit
+        .map_or(crate::prom::DEFAULT_SERIES_LIMIT, |n| n as usize);
+    if !(1..=1_000_000).contains(&series_limit) {
+        return Err(err(
+            file,
+            format!("{key}.series_limit"),
+            format!("must be at least 1 and at most 1000000, not {series_limit}"),
+        ));
+    }
+    let cap = r.connection_cap.unwrap_or(1);
+    if cap == 0 {
+        return Err(err(
+            file,
+            format!("{key}.connection_cap"),
+            "must be at least 1",
+        ));
+    }
+    options.request_timeout = Duration::from_secs(timeout);
+    options.connect_timeout = options.connect_timeout.min(options.request_timeout);
+    let mut hasher = DefaultHasher::new();
+    format!("{r:?}").hash(&mut hasher);
+    if let Some(b) = &bearer {
+        b.0.hash(&mut hasher);
+    }
+    c.limits.connect_timeout.hash(&mut hasher);
+    c.limits.max_body_mib.hash(&mut hasher);
+    let target = crate::prom::PromTarget {
+        url: url.to_string(),
+        fingerprint,
+        bearer: bearer.map(|b| b.0),
+        series_limit,
+    };
+    let client = crate::prom::PromClient::new(r.id.as_str().into(), target, options)
+        .map_err(|e| err(file, format!("{key}.url"), e.to_string()))?;
+    let mut rc = RemoteConfig::new(r.id.as_str(), RemoteKind::Prometheus, Arc::new(client));
+    rc.connection_cap = cap;
+    rc.enabled = r.enabled;
+    rc.revision = hasher.finish();
+    rc.interval = Some(Duration::from_secs(interval));
+    Ok(rc)
 }
 
 /// Loads, validates and resolves a config file in one step.

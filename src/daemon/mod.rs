@@ -72,9 +72,12 @@ struct Running {
     rules: Arc<crate::rules::Rules>,
     /// Watches the rules file (replaced when a reload names another file).
     rules_watch: Option<rules_watch::RulesWatch>,
+    /// Where the rules-file watch asks for a reload.
+    reload_tx: mpsc::Sender<ReloadRequest>,
     cluster: Arc<ClusterView>,
     /// The command line's values, applied again to every reloaded file.
     overrides: Overrides,
+    exporters: crate::export::Exporters,
 }
 
 impl Running {
@@ -112,6 +115,8 @@ pub struct Service {
     pub api_addr: std::net::SocketAddr,
     /// Reload requests from the API (`POST /api/v1/reload`).
     pub reload_rx: mpsc::Receiver<ReloadRequest>,
+    /// Where reload requests are sent (the API and the rules-file watch).
+    pub reload_tx: mpsc::Sender<ReloadRequest>,
     /// The last reload's outcome, shown by the API.
     pub last_reload: Arc<Mutex<Option<serde_json::Value>>>,
     /// The API's token, replaced by a reload.
@@ -120,6 +125,8 @@ pub struct Service {
     pub rules: Arc<crate::rules::Rules>,
     /// This instance's shard and the other shards' remotes (replaced by a reload).
     pub cluster: Arc<ClusterView>,
+    /// The running exporters, changed by a reload.
+    pub exporters: crate::export::Exporters,
     stop_api: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -160,8 +167,21 @@ impl Service {
             Some(&resolved.config.storage.state_dir),
             clock.clone(),
         )?;
-        let engine = Engine::builder(resolved.engine)
-            .metric_store(metrics.clone())
+        let (exporters, builder) = crate::export::Exporters::register(
+            &resolved.exporters,
+            Engine::builder(resolved.engine),
+        );
+        let engine_metrics: Arc<dyn fleetpoll_actors::MetricStore> = if resolved.config.storage.rrd
+        {
+            metrics.clone()
+        } else {
+            tracing::info!(
+                "[storage] rrd = false: metrics go to the hooks only, no RRD file is written"
+            );
+            Arc::new(stores::CursorsOnly::default())
+        };
+        let engine = builder
+            .metric_store(engine_metrics)
             .task_store(tasks.clone())
             .clock(clock.clone())
             .hook_with(
@@ -187,7 +207,7 @@ impl Service {
             tasks: tasks.clone(),
             interval_secs: interval_secs.clone(),
             token: token.clone(),
-            reload: reload_tx,
+            reload: reload_tx.clone(),
             last_reload: last_reload.clone(),
             clock,
             live_streams: ApiState::live_stream_permits(resolved.config.api.max_streams as usize),
@@ -195,6 +215,8 @@ impl Service {
             max_rows: resolved.config.api.max_rows,
             rules: Some(rules.clone()),
             cluster: cluster.clone(),
+            exporters: exporters.clone(),
+            local: resolved.local.clone(),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
@@ -210,10 +232,12 @@ impl Service {
             interval_secs,
             api_addr,
             reload_rx,
+            reload_tx,
             last_reload,
             token,
             rules,
             cluster,
+            exporters,
             stop_api,
             server,
         })
@@ -254,13 +278,18 @@ pub async fn run(config_path: PathBuf, overrides: Overrides) -> Result<(), Daemo
     let last_reload = service.last_reload.clone();
     let interval = service.interval_secs.clone();
     let mut running = Running {
-        rules_watch: rules_watch::RulesWatch::start(service.rules.clone()),
+        rules_watch: rules_watch::RulesWatch::start(
+            service.rules.clone(),
+            service.reload_tx.clone(),
+        ),
         config: running_config,
         token: service.token.clone(),
         log,
         rules: service.rules.clone(),
+        reload_tx: service.reload_tx.clone(),
         cluster: service.cluster.clone(),
         overrides,
+        exporters: service.exporters.clone(),
     };
     tracing::info!(config = %config_path.display(), remotes, api = %api_addr,
         instance = %shard.instance, shard_index = shard.shard_index,
@@ -321,7 +350,8 @@ fn remember(last: &Mutex<Option<serde_json::Value>>, outcome: &Result<serde_json
 }
 
 /// Reloads the config file and applies every key that can change at runtime — the
-/// engine's sections and remotes as a diff, the API token, the log filter; a bad file,
+/// engine's sections and remotes as a diff, the exporters as a diff (an unchanged one
+/// keeps running untouched), the API token, the log filter; a bad file,
 /// or one that changes a key only a restart can apply, changes nothing.
 async fn reload(
     path: &Path,
@@ -366,12 +396,29 @@ async fn reload(
                     }
                 }
                 if running.config.rules.file != resolved.config.rules.file {
-                    running.rules_watch = rules_watch::RulesWatch::start(running.rules.clone());
+                    running.rules_watch = rules_watch::RulesWatch::start(
+                        running.rules.clone(),
+                        running.reload_tx.clone(),
+                    );
                 }
                 running.config = resolved.config;
                 tracing::info!(added = ?report.added, removed = ?report.removed,
                     changed = ?report.changed, timers_reset = report.timers_reset, "config reloaded");
-                Ok(serde_json::to_value(report).unwrap_or_default())
+                let mut value = serde_json::to_value(report).unwrap_or_default();
+                match running.exporters.apply(engine, &resolved.exporters).await {
+                    Ok(export) => {
+                        tracing::info!(added = ?export.added, removed = ?export.removed,
+                            changed = ?export.changed, "exporters reloaded");
+                        value["exporters"] = serde_json::to_value(export).unwrap_or_default();
+                        Ok(value)
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "applying the exporters failed");
+                        Err(format!(
+                            "the remotes were reloaded, the exporters failed: {err}"
+                        ))
+                    }
+                }
             }
             Err(err) => {
                 tracing::error!(error = %err, "reload rejected; the running config stays");

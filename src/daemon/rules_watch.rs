@@ -1,8 +1,9 @@
 //! Watching the rules file: a change on disk (an editor's save, a rename over it, a
-//! config-management tool) is read, validated whole and applied to the running rules;
-//! a file that does not validate is rejected with the rule and key named, in the log
-//! and in `/api/v1/daemon`, and the running rules stay. The directory is watched, not
-//! the file, so that a file replaced by rename is still followed.
+//! config-management tool) is read and validated whole; a valid file is applied by the
+//! daemon's reload, as SIGHUP would (so that which remotes' metrics are used follows the
+//! rules); a file that does not validate is rejected with the rule and key named, in
+//! the log and in `/api/v1/daemon`, and the running rules stay. The directory is
+//! watched, not the file, so that a file replaced by rename is still followed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
+use crate::api::ReloadRequest;
 use crate::rules::{RuleSet, Rules};
 
 /// Quiet time after the last event before the file is read (editors write in steps).
@@ -31,7 +33,10 @@ impl Drop for RulesWatch {
 impl RulesWatch {
     /// Watches the running rules' file; `None` without one (or when the directory
     /// cannot be watched, which is logged: SIGHUP still reloads).
-    pub(super) fn start(rules: Arc<Rules>) -> Option<RulesWatch> {
+    pub(super) fn start(
+        rules: Arc<Rules>,
+        reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+    ) -> Option<RulesWatch> {
         let path = rules.path()?;
         let dir = path.parent().map(PathBuf::from).unwrap_or_default();
         let name = path.file_name()?.to_owned();
@@ -70,8 +75,16 @@ impl RulesWatch {
                 match loaded {
                     Ok(Ok(set)) => {
                         let n = set.rules.len();
-                        rules.apply(set);
-                        tracing::info!(file = %path.display(), rules = n, "rules file changed; applied");
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        if reload.send(tx).await.is_err() {
+                            return;
+                        }
+                        match rx.await {
+                            Ok(Ok(_)) => tracing::info!(file = %path.display(), rules = n,
+                                "rules file changed; applied"),
+                            Ok(Err(err)) => rules.set_error(Some(err)),
+                            Err(_) => return,
+                        }
                     }
                     Ok(Err(err)) => {
                         tracing::error!(error = %err, "rules file changed but is invalid; the running rules stay");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::rrd::RrdStore;
 use crate::tasks::TaskCache;
 use anyhow::Context;
-use fleetpoll_actors::{Clock, StorageSettings};
+use fleetpoll_actors::{Clock, Cursor, MetricStore, MetricWrite, StorageSettings, StoreError};
 
 /// The metric store and task cache of the daemon; `clock` dates a new active file of
 /// the task cache.
@@ -49,4 +49,35 @@ pub(super) fn open(
         tracing::error!(error = %problem, "task cache problem found at open");
     }
     Ok((Arc::new(metrics), Arc::new(tasks)))
+}
+
+/// The engine's metric store under `[storage] rrd = false`: no file is written; it
+/// keeps each remote's cursor in memory, so that polls ask only for new points and
+/// every stored batch still reaches the hooks (rules, exporters). After a restart the
+/// first poll of each remote asks for all it keeps again.
+#[derive(Debug, Default)]
+pub(super) struct CursorsOnly {
+    cursors: parking_lot::Mutex<std::collections::HashMap<fleetpoll_actors::RemoteId, Cursor>>,
+}
+
+impl MetricStore for CursorsOnly {
+    fn store_metrics(&self, writes: &[MetricWrite]) -> Vec<Result<Cursor, StoreError>> {
+        let mut cursors = self.cursors.lock();
+        writes
+            .iter()
+            .map(|w| {
+                let cursor = cursors.entry(w.remote.clone()).or_default();
+                *cursor = cursor.advance(w.batch.newest());
+                Ok(*cursor)
+            })
+            .collect()
+    }
+
+    fn cursor(&self, remote: &fleetpoll_actors::RemoteId) -> Cursor {
+        self.cursors.lock().get(remote).copied().unwrap_or_default()
+    }
+
+    fn commit(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -157,7 +157,8 @@ pub struct RemoteEndpoint {
 
 impl RemoteEndpoint {
     /// The client for a remote of `kind` at this endpoint, as the engine's seam.
-    /// Prometheus endpoints have no client here yet.
+    /// Prometheus exposition targets are reached by URL, not by nodes and an API token:
+    /// build a [`crate::prom::PromClient`] for them.
     pub fn into_source(
         self,
         kind: RemoteKind,
@@ -165,9 +166,12 @@ impl RemoteEndpoint {
         match kind {
             RemoteKind::Pve => Ok(std::sync::Arc::new(PveClient::new(self)?)),
             RemoteKind::Pbs => Ok(std::sync::Arc::new(PbsClient::new(self)?)),
-            RemoteKind::Prometheus => Err(SourceError::new(
+            RemoteKind::Prometheus | RemoteKind::Local => Err(SourceError::new(
                 ErrorClass::Other,
-                format!("remote {}: no Prometheus client yet", self.remote),
+                format!(
+                    "remote {}: a {kind} source is not reached by nodes and an API token",
+                    self.remote
+                ),
             )),
         }
     }

@@ -1,4 +1,4 @@
-//! The HTTPS transport shared by the PVE and PBS clients: per-node connection pools,
+//! The transport shared by the PVE, PBS and exposition clients: per-node connection pools,
 //! failover to the next node when one cannot be reached, connect and request timeouts,
 //! a body cap enforced while the body streams in, and errors classified for the engine.
 //!
@@ -15,6 +15,11 @@
 //!
 //! A successful reply's `Date` header is handed back with its body
 //! ([`Http::get_dated`]): the remote's clock as it sees it, to second precision.
+//!
+//! The API flavour (PVE, PBS) speaks HTTPS under `/api2/json` and accepts JSON; the
+//! exposition flavour (Prometheus targets) asks for the URL's path over http or https,
+//! accepts the text format and OpenMetrics, and asks for gzip, which is decoded here
+//! within the same body cap.
 //!
 //! A timeout is not retried on another node: the request may be running there already,
 //! and a second full timeout would double the time the poll holds its permits.
@@ -44,12 +49,36 @@ const MAX_READ_BUFFER: usize = 128 * 1024;
 /// Error replies are read up to this size for their message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 
-/// One node: its address, TLS setup and idle connections.
+/// One node: its address, TLS setup (none for plain http) and idle connections.
 struct Node {
     address: NodeAddress,
     server_name: ServerName<'static>,
-    connector: TlsConnector,
+    connector: Option<TlsConnector>,
     idle: Arc<NodeIdle>,
+}
+
+/// What the requests of a client look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// `{prefix}/api2/json{path}`, `Accept: application/json`.
+    Api,
+    /// The path as given, the exposition formats accepted, gzip asked for.
+    Exposition,
+}
+
+/// The `Accept` header of a scrape: OpenMetrics first, the text format as fallback.
+pub(crate) const EXPOSITION_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.9,\
+     text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// A successful reply.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// The body, decoded if it came gzip-encoded.
+    pub(crate) body: Bytes,
+    /// The time its `Date` header states.
+    pub(crate) date: Option<UnixTime>,
+    /// Its `Content-Type`.
+    pub(crate) content_type: Option<String>,
 }
 
 /// How one attempt on one node failed.
@@ -64,7 +93,8 @@ enum Attempt {
 pub(crate) struct HttpClient {
     remote: RemoteId,
     nodes: Vec<Node>,
-    authorization: HeaderValue,
+    authorization: Option<HeaderValue>,
+    flavor: Flavor,
     options: ClientOptions,
     /// The node that answered last; tried first next time.
     preferred: AtomicUsize,
@@ -83,10 +113,29 @@ impl fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// A client for `endpoint` sending `authorization` with every request.
+    /// An API client for `endpoint` sending `authorization` with every request.
     pub(crate) fn new(
         endpoint: RemoteEndpoint,
         authorization: String,
+    ) -> Result<Self, SourceError> {
+        Self::build(endpoint, Some(authorization), Flavor::Api, true)
+    }
+
+    /// An exposition client of `endpoint`'s nodes over https (`tls`) or plain http,
+    /// sending `authorization` (a bearer token) when there is one.
+    pub(crate) fn exposition(
+        endpoint: RemoteEndpoint,
+        authorization: Option<String>,
+        tls: bool,
+    ) -> Result<Self, SourceError> {
+        Self::build(endpoint, authorization, Flavor::Exposition, tls)
+    }
+
+    fn build(
+        endpoint: RemoteEndpoint,
+        authorization: Option<String>,
+        flavor: Flavor,
+        tls: bool,
     ) -> Result<Self, SourceError> {
         let remote = endpoint.remote;
         let other =
@@ -99,28 +148,40 @@ impl HttpClient {
         for address in endpoint.nodes {
             let server_name = ServerName::try_from(address.host.clone())
                 .map_err(|_| other(format!("{:?} is not a valid host name", address.host)))?;
-            let mut config = client_config(
-                roots.clone(),
-                address.fingerprint,
-                &endpoint.options.tls_sessions,
-            )
-            .map_err(|e| other(format!("TLS setup failed: {e}")))?;
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let connector = if tls {
+                let mut config = client_config(
+                    roots.clone(),
+                    address.fingerprint,
+                    &endpoint.options.tls_sessions,
+                )
+                .map_err(|e| other(format!("TLS setup failed: {e}")))?;
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Some(TlsConnector::from(Arc::new(config)))
+            } else {
+                None
+            };
             nodes.push(Node {
                 address,
                 server_name,
-                connector: TlsConnector::from(Arc::new(config)),
+                connector,
                 idle: Default::default(),
             });
         }
-        let mut authorization = HeaderValue::from_str(&authorization).map_err(|_| {
-            other("the API token contains characters not allowed in a header".into())
-        })?;
-        authorization.set_sensitive(true);
+        let authorization = match authorization {
+            None => None,
+            Some(text) => {
+                let mut value = HeaderValue::from_str(&text).map_err(|_| {
+                    other("the token contains characters not allowed in a header".into())
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
         Ok(Self {
             remote,
             nodes,
             authorization,
+            flavor,
             options: endpoint.options,
             preferred: AtomicUsize::new(0),
         })
@@ -148,6 +209,12 @@ impl HttpClient {
         &self,
         path: &str,
     ) -> Result<(Bytes, Option<UnixTime>), SourceError> {
+        let reply = self.get_reply(path).await?;
+        Ok((reply.body, reply.date))
+    }
+
+    /// As [`Http::get`], with the reply's `Date` and `Content-Type`.
+    pub(crate) async fn get_reply(&self, path: &str) -> Result<Reply, SourceError> {
         let count = self.nodes.len();
         let first = self.preferred.load(Ordering::Relaxed) % count;
         let mut failures = Vec::new();
@@ -188,7 +255,7 @@ impl HttpClient {
 
     /// One request on one node, reusing an idle connection when there is one; a reused
     /// connection that turns out closed is replaced by a fresh one once.
-    async fn get_on(&self, node: &Node, path: &str) -> Result<Dated, Attempt> {
+    async fn get_on(&self, node: &Node, path: &str) -> Result<Reply, Attempt> {
         let deadline = Instant::now() + self.options.request_timeout;
         if let Some(sender) = self.options.idle.take(&node.idle) {
             match self.exchange(node, sender, path, deadline).await {
@@ -225,11 +292,10 @@ impl HttpClient {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let tls = match timeout_at(
-            deadline,
-            node.connector.connect(node.server_name.clone(), tcp),
-        )
-        .await
+        let Some(connector) = &node.connector else {
+            return self.handshake(node, tcp).await;
+        };
+        let tls = match timeout_at(deadline, connector.connect(node.server_name.clone(), tcp)).await
         {
             Ok(Ok(tls)) => tls,
             Ok(Err(err)) => {
@@ -250,9 +316,17 @@ impl HttpClient {
                 ))
             }
         };
+        self.handshake(node, tls).await
+    }
+
+    /// HTTP/1.1 over an open (TLS or plain) stream.
+    async fn handshake<S>(&self, node: &Node, stream: S) -> Result<Sender, Attempt>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let (sender, connection) = http1::Builder::new()
             .max_buf_size(MAX_READ_BUFFER)
-            .handshake(TokioIo::new(tls))
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| {
                 self.fail(
@@ -275,20 +349,29 @@ impl HttpClient {
         mut sender: Sender,
         path: &str,
         deadline: Instant,
-    ) -> Result<Dated, Attempt> {
-        let uri = format!("{}/api2/json{path}", self.options.path_prefix);
-        let request = Request::get(uri.as_str())
-            .header(header::HOST, node.address.to_string())
-            .header(header::AUTHORIZATION, self.authorization.clone())
-            .header(header::ACCEPT, "application/json")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| {
-                self.fail(
-                    ErrorClass::Other,
-                    node,
-                    format_args!("bad request {uri:?}: {e}"),
-                )
-            })?;
+    ) -> Result<Reply, Attempt> {
+        let mut request = Request::get(match self.flavor {
+            Flavor::Api => format!("{}/api2/json{path}", self.options.path_prefix),
+            Flavor::Exposition => path.to_string(),
+        })
+        .header(header::HOST, node.address.to_string());
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
+        }
+        request = match self.flavor {
+            Flavor::Api => request.header(header::ACCEPT, "application/json"),
+            Flavor::Exposition => request
+                .header(header::ACCEPT, EXPOSITION_ACCEPT)
+                .header(header::ACCEPT_ENCODING, "gzip"),
+        };
+        let uri = path;
+        let request = request.body(Empty::<Bytes>::new()).map_err(|e| {
+            self.fail(
+                ErrorClass::Other,
+                node,
+                format_args!("bad request {uri:?}: {e}"),
+            )
+        })?;
         let exchange = async {
             sender
                 .ready()
@@ -303,6 +386,16 @@ impl HttpClient {
                 .get(header::DATE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(reply_date);
+            let text_header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v: &HeaderValue| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let content_type = text_header(header::CONTENT_TYPE);
+            let gzip = text_header(header::CONTENT_ENCODING)
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
             let success = status.is_success();
             let cap = if success {
                 self.options.max_body_bytes
@@ -331,26 +424,38 @@ impl HttpClient {
                         format_args!("reply cut off: {}", chain(&e)),
                     ),
                 })?;
-            Ok::<_, Attempt>((status, body, complete, date))
+            Ok::<_, Attempt>((status, body, complete, date, content_type, gzip))
         };
-        let (status, body, complete, date) = match timeout_at(deadline, exchange).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(self.fail(
-                    ErrorClass::Timeout,
-                    node,
-                    format_args!(
-                        "no complete reply within {:?}",
-                        self.options.request_timeout
-                    ),
-                ))
-            }
-        };
+        let (status, body, complete, date, content_type, gzip) =
+            match timeout_at(deadline, exchange).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(self.fail(
+                        ErrorClass::Timeout,
+                        node,
+                        format_args!(
+                            "no complete reply within {:?}",
+                            self.options.request_timeout
+                        ),
+                    ))
+                }
+            };
         if complete {
             self.options.idle.put(&node.idle, sender);
         }
         if status.is_success() {
-            return Ok((body, date));
+            let body = if gzip {
+                gunzip(&body, self.options.max_body_bytes).map_err(|why| {
+                    self.fail(ErrorClass::BadReply, node, format_args!("gzip body: {why}"))
+                })?
+            } else {
+                body
+            };
+            return Ok(Reply {
+                body,
+                date,
+                content_type,
+            });
         }
         let message = error_message(&body, status);
         let class = match status {
@@ -362,8 +467,19 @@ impl HttpClient {
     }
 }
 
-/// A reply's body with the time its `Date` header states.
-type Dated = (Bytes, Option<UnixTime>);
+/// Decodes a gzip body, refusing one that inflates past `cap` bytes.
+fn gunzip(body: &[u8], cap: u64) -> Result<Bytes, String> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(cap as usize));
+    let read = flate2::read::MultiGzDecoder::new(body)
+        .take(cap + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if read as u64 > cap {
+        return Err(format!("inflates past the {cap} bytes allowed"));
+    }
+    Ok(Bytes::from(out))
+}
 
 /// The Unix time of an HTTP `Date` header (IMF-fixdate, or the obsolete forms RFC 9110
 /// says to accept).
@@ -467,6 +583,20 @@ mod tests {
             assert_eq!(reply_date(form), Some(784_111_777), "{form}");
         }
         assert_eq!(reply_date("yesterday"), None);
+    }
+
+    #[test]
+    fn gzip_bodies_inflate_within_the_cap_and_a_bomb_is_refused() {
+        use std::io::Write;
+        let text = "node_load1 0.5\n".repeat(1000);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        let packed = enc.finish().unwrap();
+        assert!(packed.len() < text.len() / 10);
+        assert_eq!(&gunzip(&packed, 1 << 20).unwrap()[..], text.as_bytes());
+        let err = gunzip(&packed, 1000).unwrap_err();
+        assert!(err.contains("1000 bytes"), "{err}");
+        assert!(gunzip(b"not gzip", 1000).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! - [`pbs`]: [`PbsClient`], a [`fleetpoll_actors::RemoteSource`] for a PBS.
 
 pub mod endpoint;
-mod http;
+pub(crate) mod http;
 pub mod metrics;
 mod metrics_scan;
 pub mod pbs;

@@ -44,6 +44,7 @@ pub mod file;
 pub mod format;
 pub mod journal;
 pub mod layout;
+mod names;
 mod pending;
 pub mod quarantine;
 pub mod query;

@@ -24,6 +24,9 @@ pub(crate) struct Pending {
     times: Vec<i64>,
     /// `times.len() × defs.len()` values, row after row.
     values: Vec<f64>,
+    /// `(data-source name, full metric name)` of the columns whose metric name was
+    /// shortened (see [`super::names`]).
+    pub(crate) long_names: Vec<(String, String)>,
 }
 
 impl Pending {
@@ -95,7 +98,13 @@ impl Pending {
             // Metric names that map to the same data-source name share a column.
             let column = match self.defs.iter().position(|d| d.name == def.name) {
                 Some(column) => column,
-                None => self.add_column(def),
+                None => {
+                    if def.name != *key.metric {
+                        self.long_names
+                            .push((def.name.clone(), key.metric.to_string()));
+                    }
+                    self.add_column(def)
+                }
             };
             column_of.insert(series, column);
         }

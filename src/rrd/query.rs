@@ -138,8 +138,8 @@ pub struct Query {
 /// One metric's values along the answer's time axis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricSeries {
-    /// The metric's data-source name (metric names as the store writes them, see
-    /// [`ds_name`]).
+    /// The metric's full name: the data-source name ([`ds_name`]), or the name it was
+    /// shortened from when the file's sidecar knows it (`super::names`).
     pub name: String,
     /// One value per timestamp; `None` where unknown.
     pub values: Vec<Option<f64>>,

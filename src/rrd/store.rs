@@ -19,6 +19,7 @@ use super::error::RrdError;
 use super::file::RrdFile;
 use super::journal::{Journal, JournalDamage};
 use super::layout::{self, PVE_STEP};
+use super::names::{self, KnownNames};
 use super::pending::{Pending, TimedPoint};
 use super::quarantine::{Quarantine, QuarantinedEntity};
 use super::query::{Query, QueryResult};
@@ -107,6 +108,8 @@ struct Inner {
     /// disk may be newer than their checksums where a commit was cut short (see
     /// [`RrdFile::set_replaying`]).
     replaying: bool,
+    /// The full names of shortened data sources, by file.
+    names: KnownNames,
 }
 
 /// Metric storage on RRD files under one directory:
@@ -194,6 +197,7 @@ impl RrdStore {
             damage: DamageLog::default(),
             quarantine: Quarantine::new(dir),
             replaying: !replay.records.is_empty(),
+            names: KnownNames::default(),
         };
         let mut recovery = Recovery {
             replayed: 0,
@@ -327,7 +331,17 @@ impl RrdStore {
     ) -> Result<Option<QueryResult>, RrdError> {
         let request = query.fetch_request(now)?;
         match self.fetch(remote, &query.entity, &request)? {
-            Some(fetched) => query.select(remote, fetched).map(Some),
+            Some(fetched) => {
+                let mut result = query.select(remote, fetched)?;
+                let path = RrdStore::file_path(&self.lock().dir, remote, &query.entity);
+                let full = names::read(&path);
+                for metric in &mut result.metrics {
+                    if let Some(name) = full.get(&metric.name) {
+                        metric.name = name.clone();
+                    }
+                }
+                Ok(Some(result))
+            }
             None => Ok(None),
         }
     }
@@ -504,6 +518,10 @@ impl Inner {
         match written {
             Ok(()) => {
                 self.pending_values -= pending.value_count();
+                if let Err(err) = self.names.note(path, &pending.long_names) {
+                    tracing::warn!(file = %path.display(), error = %err,
+                        "cannot write the full metric names of a file; answers show the short ones");
+                }
                 Ok(())
             }
             Err(err) => {

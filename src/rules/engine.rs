@@ -4,6 +4,9 @@
 //! a sample costs a hash lookup when no rule names its metric.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use fleetpoll_actors::{HookBatch, PollState, RemoteId, SeriesKey, StatusChange, UnixTime};
@@ -105,12 +108,18 @@ pub struct Transition {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A rule that matched a series, with the override that applies.
-#[derive(Debug, Clone, Copy)]
+/// A rule that matched a series, with the override that applies, and whether an alert
+/// of it may exist for the series (so that a sample that does not cross, of a series
+/// without an alert, costs no alert lookup). The flag may be stale only towards `true`.
+#[derive(Debug)]
 struct Matched {
     rule: u32,
     over: Option<u16>,
+    has_alert: AtomicBool,
 }
+
+/// Metric name → the metric rules on it.
+type RulesByMetric = HashMap<Arc<str>, Vec<u32>>;
 
 /// How many transitions the history keeps.
 pub const HISTORY_MAX: usize = 1000;
@@ -123,11 +132,15 @@ pub struct RuleEngine {
     by_metric: HashMap<Arc<str>, Vec<u32>>,
     /// Metrics some rule divides by.
     denominators: HashSet<Arc<str>>,
+    /// The state rules (evaluated on status changes and every tick).
+    state_rules: Vec<u32>,
+    /// Per remote: the metric rules covering it, by metric.
+    by_remote: FxHashMap<RemoteId, Arc<RulesByMetric>>,
     /// Per remote and series: the rules it feeds (computed at first sight).
-    matches: HashMap<RemoteId, HashMap<SeriesKey, Arc<[Matched]>>>,
+    matches: FxHashMap<RemoteId, FxHashMap<SeriesKey, Arc<[Matched]>>>,
     /// The newest value of each denominator series.
-    of_values: HashMap<(RemoteId, Arc<str>, Arc<str>), f64>,
-    alerts: HashMap<AlertKey, Alert>,
+    of_values: FxHashMap<(RemoteId, Arc<str>, Arc<str>), f64>,
+    alerts: FxHashMap<AlertKey, Alert>,
     /// Each remote's state and since when (wall time), for state rules.
     remote_states: HashMap<RemoteId, (PollState, UnixTime)>,
     history: VecDeque<Transition>,
@@ -151,8 +164,13 @@ impl RuleEngine {
     fn index(&mut self, set: Arc<RuleSet>) {
         self.by_metric.clear();
         self.denominators.clear();
+        self.state_rules.clear();
         self.matches.clear();
+        self.by_remote.clear();
         for (i, rule) in set.rules.iter().enumerate() {
+            if let RuleKind::State(_) = &rule.kind {
+                self.state_rules.push(i as u32);
+            }
             if let RuleKind::Metric(m) = &rule.kind {
                 self.by_metric
                     .entry(m.metric.clone())
@@ -178,12 +196,34 @@ impl RuleEngine {
         self.stale_after = 3 * interval_secs as i64;
     }
 
+    /// The metric rules covering `remote`, by metric (globbed once per remote).
+    fn remote_rules(&mut self, remote: &RemoteId) -> Arc<RulesByMetric> {
+        if let Some(index) = self.by_remote.get(remote) {
+            return index.clone();
+        }
+        let index: RulesByMetric = self
+            .by_metric
+            .iter()
+            .filter_map(|(metric, rules)| {
+                let covering: Vec<u32> = rules
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.set.rules[i as usize].covers_remote(remote.as_str()))
+                    .collect();
+                (!covering.is_empty()).then(|| (metric.clone(), covering))
+            })
+            .collect();
+        let index = Arc::new(index);
+        self.by_remote.insert(remote.clone(), index.clone());
+        index
+    }
+
     fn matched(&mut self, remote: &RemoteId, key: &SeriesKey) -> Arc<[Matched]> {
-        let per_remote = self.matches.entry(remote.clone()).or_default();
-        if let Some(m) = per_remote.get(key) {
+        if let Some(m) = self.matches.get(remote).and_then(|r| r.get(key)) {
             return m.clone();
         }
-        let found: Arc<[Matched]> = match self.by_metric.get(&key.metric) {
+        let covering = self.remote_rules(remote);
+        let found: Arc<[Matched]> = match covering.get(&key.metric) {
             None => Arc::from([]),
             Some(candidates) => candidates
                 .iter()
@@ -192,14 +232,22 @@ impl RuleEngine {
                     let RuleKind::Metric(m) = &rule.kind else {
                         return None;
                     };
-                    if !rule.covers_remote(remote.as_str()) {
-                        return None;
-                    }
-                    m.matches(&key.entity).map(|over| Matched { rule: i, over })
+                    m.matches(&key.entity).map(|over| Matched {
+                        rule: i,
+                        over,
+                        has_alert: AtomicBool::new(self.alerts.contains_key(&AlertKey {
+                            rule: rule.name.clone(),
+                            remote: remote.clone(),
+                            entity: Some(key.entity.clone()),
+                        })),
+                    })
                 })
                 .collect(),
         };
-        per_remote.insert(key.clone(), found.clone());
+        self.matches
+            .entry(remote.clone())
+            .or_default()
+            .insert(key.clone(), found.clone());
         found
     }
 
@@ -230,37 +278,46 @@ impl RuleEngine {
                 continue;
             };
             for m in rules.iter() {
-                let rule = self.set.rules[m.rule as usize].clone();
-                let RuleKind::Metric(metric) = &rule.kind else {
-                    continue;
-                };
-                let value = match &metric.of {
-                    None => value,
-                    Some(of) => {
-                        let lookup = (batch.remote.clone(), key.entity.clone(), of.clone());
-                        match self.of_values.get(&lookup) {
-                            Some(&d) if d != 0.0 => value / d,
-                            _ => continue,
+                let (holds, still, value, threshold) = {
+                    let RuleKind::Metric(metric) = &self.set.rules[m.rule as usize].kind else {
+                        continue;
+                    };
+                    let value = match &metric.of {
+                        None => value,
+                        Some(of) => {
+                            let lookup = (batch.remote.clone(), key.entity.clone(), of.clone());
+                            match self.of_values.get(&lookup) {
+                                Some(&d) if d != 0.0 => value / d,
+                                _ => continue,
+                            }
                         }
-                    }
+                    };
+                    let (threshold, clear) = metric.thresholds(m.over);
+                    let holds = metric.op.holds(value, threshold);
+                    (holds, metric.op.holds(value, clear), value, threshold)
                 };
-                let (threshold, clear) = metric.thresholds(m.over);
+                // Most samples cross nothing and have no alert: nothing to look up.
+                if !holds && !m.has_alert.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let rule = self.set.rules[m.rule as usize].clone();
                 let alert_key = AlertKey {
                     rule: rule.name.clone(),
                     remote: batch.remote.clone(),
                     entity: Some(key.entity.clone()),
                 };
-                self.step(
+                let exists = self.step(
                     &rule,
                     alert_key,
-                    metric.op.holds(value, threshold),
-                    metric.op.holds(value, clear),
+                    holds,
+                    still,
                     Some(value),
                     Some(threshold),
                     sample.timestamp,
                     now,
                     &mut out,
                 );
+                m.has_alert.store(exists, Ordering::Relaxed);
             }
         }
         self.record(&out);
@@ -281,11 +338,11 @@ impl RuleEngine {
         ts: UnixTime,
         now: UnixTime,
         out: &mut Vec<Transition>,
-    ) {
+    ) -> bool {
         match self.alerts.get_mut(&key) {
             None => {
                 if !holds {
-                    return;
+                    return false;
                 }
                 let mut alert = Alert {
                     state: AlertState::Pending,
@@ -304,10 +361,11 @@ impl RuleEngine {
                     out.push(transition(&key, &alert, Change::Firing, None, ts));
                 }
                 self.alerts.insert(key, alert);
+                true
             }
             Some(alert) => {
                 if ts < alert.last_ts {
-                    return;
+                    return true;
                 }
                 alert.last_ts = ts;
                 alert.last_seen = now;
@@ -316,6 +374,7 @@ impl RuleEngine {
                 match alert.state {
                     AlertState::Pending if !holds => {
                         self.alerts.remove(&key);
+                        false
                     }
                     AlertState::Pending => {
                         if ts - alert.pending_since >= rule.hold {
@@ -323,8 +382,9 @@ impl RuleEngine {
                             alert.firing_since = Some(ts);
                             out.push(transition(&key, alert, Change::Firing, None, ts));
                         }
+                        true
                     }
-                    AlertState::Firing if still => {}
+                    AlertState::Firing if still => true,
                     AlertState::Firing => {
                         out.push(transition(
                             &key,
@@ -334,6 +394,7 @@ impl RuleEngine {
                             ts,
                         ));
                         self.alerts.remove(&key);
+                        false
                     }
                 }
             }
@@ -347,6 +408,7 @@ impl RuleEngine {
             None => {
                 self.remote_states.remove(&change.remote);
                 self.matches.remove(&change.remote);
+                self.by_remote.remove(&change.remote);
                 self.of_values.retain(|(r, _, _), _| r != &change.remote);
                 let gone: Vec<AlertKey> = self
                     .alerts
@@ -372,7 +434,8 @@ impl RuleEngine {
         let Some(&(state, _)) = self.remote_states.get(remote) else {
             return;
         };
-        for rule in self.set.rules.clone() {
+        for i in self.state_rules.clone() {
+            let rule = self.set.rules[i as usize].clone();
             let RuleKind::State(states) = &rule.kind else {
                 continue;
             };
@@ -392,9 +455,11 @@ impl RuleEngine {
     /// Wall-clock work: state rules whose hold elapsed, entities gone stale.
     pub fn on_tick(&mut self, now: UnixTime) -> Vec<Transition> {
         let mut out = Vec::new();
-        let remotes: Vec<RemoteId> = self.remote_states.keys().cloned().collect();
-        for remote in remotes {
-            self.eval_state_rules(&remote, now, &mut out);
+        if !self.state_rules.is_empty() {
+            let remotes: Vec<RemoteId> = self.remote_states.keys().cloned().collect();
+            for remote in remotes {
+                self.eval_state_rules(&remote, now, &mut out);
+            }
         }
         let stale: Vec<AlertKey> = self
             .alerts

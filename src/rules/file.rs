@@ -602,6 +602,13 @@ impl RuleSet {
         Self::parse(path, &text)
     }
 
+    /// Whether a metric rule covers `remote` (so its metrics must be polled).
+    pub fn uses_metrics_of(&self, remote: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.kind, RuleKind::Metric(_)) && r.covers_remote(remote))
+    }
+
     /// The rule named `name`.
     pub fn rule(&self, name: &str) -> Option<&Arc<Rule>> {
         self.rules.iter().find(|r| &*r.name == name)

@@ -36,8 +36,9 @@ pub type TransitionCount = (String, Change, u64);
 /// The name the rules hook is registered under.
 pub const HOOK_NAME: &str = "rules";
 
-/// How often the rules look at the wall clock (state-rule holds, staleness).
-const TICK: Duration = Duration::from_secs(5);
+/// How often the rules look at the wall clock (state-rule holds, staleness) and write
+/// a waiting change of the firing alerts.
+const TICK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct FiringFile {
@@ -51,9 +52,15 @@ pub struct Rules {
     engine: Mutex<RuleEngine>,
     webhooks: Mutex<Vec<Webhook>>,
     firing_file: Option<PathBuf>,
+    /// When the firing alerts were last written, and whether a change waits.
+    written: Mutex<(Option<tokio::time::Instant>, bool)>,
     error: Mutex<Option<String>>,
     clock: Arc<dyn Clock>,
 }
+
+/// The firing alerts are written at most this often (a change waits for the next
+/// write, at the latest the next tick or the hook's stop).
+const WRITE_EVERY: Duration = Duration::from_secs(1);
 
 impl Rules {
     /// Starts `set`; with a state directory, the firing alerts kept there are taken back
@@ -79,6 +86,7 @@ impl Rules {
             engine: Mutex::new(RuleEngine::new(set, interval_secs)),
             webhooks: Mutex::new(webhooks),
             firing_file,
+            written: Mutex::new((None, false)),
             error: Mutex::new(None),
             clock,
         });
@@ -147,8 +155,34 @@ impl Rules {
             }
         }
         drop(webhooks);
-        let firing = self.engine.lock().firing();
-        self.write_firing(firing);
+        self.keep_firing(false);
+    }
+
+    /// Writes the firing alerts if a change waits and the last write is old enough
+    /// (`now`: whatever its age).
+    fn keep_firing(&self, now: bool) {
+        let due = {
+            let mut written = self.written.lock();
+            let old = written.0.is_none_or(|at| at.elapsed() >= WRITE_EVERY);
+            if now || old {
+                *written = (Some(tokio::time::Instant::now()), false);
+                true
+            } else {
+                written.1 = true;
+                false
+            }
+        };
+        if due {
+            let firing = self.engine.lock().firing();
+            self.write_firing(firing);
+        }
+    }
+
+    /// Writes the firing alerts if a change is waiting.
+    fn flush_firing(&self) {
+        if self.written.lock().1 {
+            self.keep_firing(true);
+        }
     }
 
     /// Runs a new rule set (a reload): see [`RuleEngine::apply`]. Webhooks whose
@@ -271,6 +305,11 @@ impl Hook for RulesHook {
     async fn on_tick(&mut self, now: UnixTime) -> Result<(), HookError> {
         let out = self.rules.engine.lock().on_tick(now);
         self.rules.emit(out);
+        self.rules.flush_firing();
         Ok(())
+    }
+
+    async fn on_stop(&mut self) {
+        self.rules.flush_firing();
     }
 }

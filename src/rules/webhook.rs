@@ -114,6 +114,7 @@ async fn send_loop(
             .with_root_certificates(system_roots())
             .with_no_client_auth(),
     );
+    let mut conn = None;
     while let Some(t) = rx.recv().await {
         let body = match serde_json::to_vec(&*t) {
             Ok(b) => Bytes::from(b),
@@ -122,7 +123,7 @@ async fn send_loop(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match post(&target, &tls, body.clone()).await {
+            match post(&target, &tls, &mut conn, body.clone()).await {
                 Ok(()) => {
                     counters.sent.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -159,9 +160,58 @@ fn fail(text: impl Into<String>) -> Failure {
     }
 }
 
+/// A kept-alive connection to the receiver (dropped when it closes or fails).
+struct Conn {
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+async fn connect(
+    https: bool,
+    host: &str,
+    port: u16,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<Conn, Failure> {
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| fail(format!("cannot connect: {}", e.kind())))?;
+    let _ = tcp.set_nodelay(true);
+    if https {
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|_| fail("the host is not a valid TLS server name"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| fail(format!("TLS: {e}")))?;
+        handshake(TokioIo::new(stream)).await
+    } else {
+        handshake(TokioIo::new(tcp)).await
+    }
+}
+
+async fn handshake<S>(io: TokioIo<S>) -> Result<Conn, Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(io)
+        .await
+        .map_err(|e| fail(format!("HTTP: {e}")))?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Conn { sender, driver })
+}
+
 async fn post(
     target: &WebhookTarget,
     tls: &Arc<rustls::ClientConfig>,
+    conn: &mut Option<Conn>,
     body: Bytes,
 ) -> Result<(), Failure> {
     let uri: http::Uri = target
@@ -194,21 +244,23 @@ async fn post(
         .body(Full::new(body))
         .map_err(|_| fail("the request could not be built (check the headers)"))?;
     let exchange = async {
-        let tcp = TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| fail(format!("cannot connect: {}", e.kind())))?;
-        let _ = tcp.set_nodelay(true);
-        let status = if https {
-            let name = rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|_| fail("the host is not a valid TLS server name"))?;
-            let stream = tokio_rustls::TlsConnector::from(tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| fail(format!("TLS: {e}")))?;
-            exchange(TokioIo::new(stream), request).await?
-        } else {
-            exchange(TokioIo::new(tcp), request).await?
+        if conn.as_ref().is_none_or(|c| c.sender.is_closed()) {
+            *conn = Some(connect(https, &host, port, tls).await?);
+        }
+        let Some(c) = conn.as_mut() else {
+            return Err(fail("no connection"));
         };
+        c.sender
+            .ready()
+            .await
+            .map_err(|e| fail(format!("HTTP: {e}")))?;
+        let response = c
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| fail(format!("HTTP: {e}")))?;
+        let status = response.status();
+        let _ = response.into_body().collect().await;
         if status.is_success() {
             Ok(())
         } else {
@@ -218,34 +270,13 @@ async fn post(
             })
         }
     };
-    tokio::time::timeout(target.timeout, exchange)
+    let result = tokio::time::timeout(target.timeout, exchange)
         .await
-        .map_err(|_| fail(format!("no answer within {} s", target.timeout.as_secs())))?
-}
-
-async fn exchange<S>(
-    io: TokioIo<S>,
-    request: http::Request<Full<Bytes>>,
-) -> Result<http::StatusCode, Failure>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = http1::handshake(io)
-        .await
-        .map_err(|e| fail(format!("HTTP: {e}")))?;
-    let driver = tokio::spawn(conn);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| fail(format!("HTTP: {e}")));
-    let status = match response {
-        Ok(r) => {
-            let status = r.status();
-            let _ = r.into_body().collect().await;
-            Ok(status)
-        }
-        Err(e) => Err(e),
-    };
-    driver.abort();
-    status
+        .map_err(|_| fail(format!("no answer within {} s", target.timeout.as_secs())))
+        .and_then(|r| r);
+    if result.is_err() {
+        // A connection that failed or timed out mid-request is not used again.
+        *conn = None;
+    }
+    result
 }

@@ -21,6 +21,9 @@ usage: fleetpoll sim [OPTIONS]
   --storages N             storages per PVE node (default 2)
   --datastores N           datastores per PBS (default 2)
   --task-interval-secs N   mean seconds between task starts per node (default 600)
+  --prom N                 number of Prometheus exposition targets, plain http (default 0)
+  --series N               series per exposition target, node_exporter-shaped (default 200)
+  --prom-open              exposition targets answer without a bearer token
   --write-config FILE      write a fleetpoll config for this fleet (mode 0600)
   --fault KIND[=VALUE][@TARGET]   inject a fault (repeatable); TARGET is a remote id or a
                            share like 10%; KIND is latency=MS[+JITTER_MS], error-rate=SHARE,
@@ -74,6 +77,9 @@ pub fn parse_args(args: &[String]) -> Result<SimArgs, UsageError> {
             "--storages" => config.storages_per_node = number(flag, value()?)?,
             "--datastores" => config.datastores_per_pbs = number(flag, value()?)?,
             "--task-interval-secs" => config.task_interval_secs = number(flag, value()?)?,
+            "--prom" => config.prom_targets = number(flag, value()?)?,
+            "--series" => config.prom_series = number(flag, value()?)?,
+            "--prom-open" => config.prom_open = true,
             "--fault" => {
                 let rule: FaultRule = value()?
                     .parse()
@@ -138,6 +144,13 @@ pub fn run(args: Vec<String>) -> i32 {
         println!("listening on {}", sim.addr());
         println!("fingerprint {}", sim.fingerprint());
         for remote in sim.remotes() {
+            if let Some(url) = remote.url() {
+                println!(
+                    "remote {} {} {url} token=Bearer {}",
+                    remote.id, remote.kind, remote.secret
+                );
+                continue;
+            }
             let separator = if remote.kind == fleetpoll_actors::RemoteKind::Pbs {
                 ':'
             } else {
@@ -173,9 +186,12 @@ mod tests {
     #[test]
     fn flags_set_the_fleet_and_the_listener() {
         let parsed = parse_args(&args(
-            "--listen 127.0.0.1:0 --seed 9 --pve 10 --pbs 4 --nodes 5 --fault hang@pve-2",
+            "--listen 127.0.0.1:0 --seed 9 --pve 10 --pbs 4 --nodes 5 --fault hang@pve-2 \
+             --prom 7 --series 1000",
         ))
         .unwrap();
+        assert_eq!(parsed.config.prom_targets, 7);
+        assert_eq!(parsed.config.prom_series, 1000);
         assert_eq!(parsed.listen.port(), 0);
         assert_eq!(parsed.config.seed, 9);
         assert_eq!(parsed.config.pve_remotes, 10);

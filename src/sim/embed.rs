@@ -13,6 +13,25 @@ use crate::remote::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
 impl SimRemoteInfo {
     /// This remote as the engine polls it, through a real client reading `clock`.
     pub fn engine_remote(&self, clock: Arc<dyn Clock>) -> Result<RemoteConfig, SourceError> {
+        if let Some(url) = self.url() {
+            let target = crate::prom::PromTarget {
+                url,
+                fingerprint: None,
+                bearer: Some(self.secret.clone()),
+                series_limit: crate::prom::DEFAULT_SERIES_LIMIT,
+            };
+            let options = ClientOptions {
+                roots: Some(system_roots()),
+                clock,
+                ..ClientOptions::default()
+            };
+            let client = crate::prom::PromClient::new(self.id.as_str().into(), target, options)?;
+            let mut rc = RemoteConfig::new(self.id.as_str(), self.kind, Arc::new(client));
+            rc.interval = Some(std::time::Duration::from_secs(
+                crate::config::EXPOSITION_DEFAULT_INTERVAL_SECS,
+            ));
+            return Ok(rc);
+        }
         let endpoint = RemoteEndpoint {
             remote: self.id.as_str().into(),
             nodes: vec![NodeAddress::new(

@@ -44,6 +44,12 @@ pub struct SimConfig {
     pub datastores_per_pbs: usize,
     /// Mean seconds between two task starts on one node.
     pub task_interval_secs: i64,
+    /// Number of Prometheus exposition targets (`prom-1`, …), served over plain http.
+    pub prom_targets: usize,
+    /// Series per exposition target.
+    pub prom_series: usize,
+    /// Exposition targets answer without a bearer token (for peers configured alike).
+    pub prom_open: bool,
     /// Faults and whom they hit.
     pub faults: Vec<FaultRule>,
 }
@@ -59,6 +65,9 @@ impl Default for SimConfig {
             storages_per_node: 2,
             datastores_per_pbs: 2,
             task_interval_secs: 600,
+            prom_targets: 0,
+            prom_series: 200,
+            prom_open: false,
             faults: Vec::new(),
         }
     }
@@ -93,6 +102,10 @@ pub(crate) struct SimRemote {
     pub(crate) token_id: String,
     pub(crate) secret: String,
     pub(crate) faults: Faults,
+    /// Series of an exposition target.
+    pub(crate) series: usize,
+    /// An exposition target that needs no token.
+    pub(crate) open: bool,
 }
 
 impl SimRemote {
@@ -100,6 +113,7 @@ impl SimRemote {
     pub(crate) fn expected_authorization(&self) -> String {
         match self.kind {
             RemoteKind::Pbs => format!("PBSAPIToken={}:{}", self.token_id, self.secret),
+            RemoteKind::Prometheus => format!("Bearer {}", self.secret),
             _ => format!("PVEAPIToken={}={}", self.token_id, self.secret),
         }
     }
@@ -158,15 +172,21 @@ impl Fleet {
     pub(crate) fn build(config: &SimConfig) -> Fleet {
         let seed = config.seed;
         let mut remotes = Vec::new();
-        for i in 0..config.pve_remotes + config.pbs_remotes {
+        let api_remotes = config.pve_remotes + config.pbs_remotes;
+        for i in 0..api_remotes + config.prom_targets {
             let index = i as u64;
             let pve = i < config.pve_remotes;
             let (kind, id) = if pve {
                 (RemoteKind::Pve, format!("pve-{}", i + 1))
-            } else {
+            } else if i < api_remotes {
                 (
                     RemoteKind::Pbs,
                     format!("pbs-{}", i - config.pve_remotes + 1),
+                )
+            } else {
+                (
+                    RemoteKind::Prometheus,
+                    format!("prom-{}", i - api_remotes + 1),
                 )
             };
             let secret = secret(seed, index);
@@ -181,8 +201,13 @@ impl Fleet {
                 token_id: String::new(),
                 secret,
                 faults: Faults::default(),
+                series: 0,
+                open: false,
             };
-            if pve {
+            if kind == RemoteKind::Prometheus {
+                remote.series = config.prom_series;
+                remote.open = config.prom_open;
+            } else if pve {
                 let nodes = config.nodes_per_cluster.max(1);
                 remote.token_id = "fleetpoll@pve!poll".into();
                 remote.nodes = (1..=nodes).map(|n| format!("{id}-n{n}")).collect();

@@ -1,11 +1,12 @@
 //! The fleet simulator: many Proxmox VE clusters and Proxmox Backup Servers behind one
-//! HTTPS listener, with seeded metrics and tasks and injectable faults. Used in-process
+//! HTTPS listener (and Prometheus exposition targets behind a plain-http one), with seeded metrics and tasks and injectable faults. Used in-process
 //! by the tests and as `fleetpoll sim`.
 //!
 //! - [`fleet`]: the simulated remotes, derived from [`SimConfig`].
 //! - [`faults`]: the faults and their `KIND[=VALUE][@TARGET]` syntax.
 //! - [`metrics`]: metric values as a function of the time, rendered as the API's reply.
 //! - `tasks`: tasks that start and finish over time.
+//! - `exposition`: Prometheus exposition targets (node_exporter-shaped), rendered.
 //! - `routes`: the API paths, token checks and fault injection.
 //! - [`server`]: the TLS listeners and [`Simulator`], the handle to a running fleet.
 //! - [`cli`]: the `fleetpoll sim` command.
@@ -14,6 +15,7 @@
 
 pub mod cli;
 mod embed;
+mod exposition;
 pub mod faults;
 pub mod fleet;
 pub mod metrics;

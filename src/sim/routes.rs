@@ -42,9 +42,14 @@ const TRICKLE_PAUSE: Duration = Duration::from_millis(250);
 /// Routes one request.
 pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     let path = parts.uri.path();
+    let scrape = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_suffix("/metrics"))
+        .filter(|id| !id.contains('/'));
     let Some((remote_id, rest)) = path
         .strip_prefix('/')
         .and_then(|p| p.split_once("/api2/json/"))
+        .or(scrape.map(|id| (id, "")))
     else {
         return respond(error(StatusCode::NOT_FOUND, "no such path"));
     };
@@ -52,9 +57,13 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
         return respond(error(StatusCode::NOT_FOUND, "no such remote"));
     };
     let remote = &state.fleet.remotes[index];
+    let exposition = remote.kind == RemoteKind::Prometheus;
+    if exposition != scrape.is_some() {
+        return respond(error(StatusCode::NOT_FOUND, "no such path"));
+    }
     let faults = &remote.faults;
     let roll = next_roll(state, index);
-    if matches!(rest, "cluster/metrics/export" | "status/metrics") {
+    if exposition || matches!(rest, "cluster/metrics/export" | "status/metrics") {
         state.metric_exports[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -78,10 +87,16 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
         latency.await;
         return Reply::Drop;
     }
-    let authorized = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes() == remote.expected_authorization().as_bytes());
+    if exposition {
+        state.scrape_log[index]
+            .lock()
+            .push(fleetpoll_actors::system_now().as_secs_f64());
+    }
+    let authorized = remote.open
+        || parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .is_some_and(|v| v.as_bytes() == remote.expected_authorization().as_bytes());
     if !authorized {
         latency.await;
         return respond(error(StatusCode::UNAUTHORIZED, "authentication failure"));
@@ -105,9 +120,38 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     let query = parts.uri.query().unwrap_or("").to_string();
     let rest = rest.to_string();
     let shared = state.clone();
+    let accept = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let openmetrics = accept(header::ACCEPT).contains("application/openmetrics-text");
+    let gzip = exposition && accept(header::ACCEPT_ENCODING).contains("gzip");
+    let content_type = match (exposition, openmetrics) {
+        (false, _) => "application/json;charset=UTF-8",
+        (true, true) => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        (true, false) => "text/plain; version=0.0.4; charset=utf-8",
+    };
     let render = async move {
         tokio::task::spawn_blocking(move || {
             let remote = &shared.fleet.remotes[index];
+            if exposition {
+                let text = super::exposition::render(
+                    shared.fleet.seed,
+                    remote,
+                    remote.series,
+                    now,
+                    openmetrics,
+                );
+                return Ok(if gzip {
+                    gzip_bytes(text.as_bytes())
+                } else {
+                    text.into_bytes()
+                });
+            }
             api(&shared, remote, &rest, &Query(&query), now)
         })
         .await
@@ -135,13 +179,28 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     };
     // The remote's clock, skew included, as a real server's `Date` header shows it.
     let date = std::time::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64);
-    let response = Response::builder()
+    let mut response = Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/json;charset=UTF-8")
-        .header(header::DATE, httpdate::fmt_http_date(date))
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::DATE, httpdate::fmt_http_date(date));
+    if gzip {
+        response = response.header(header::CONTENT_ENCODING, "gzip");
+    }
+    let response = response
         .body(body)
         .expect("static response parts are valid");
     respond(response)
+}
+
+/// A body gzip-compressed (fast level: the simulator serves many targets).
+fn gzip_bytes(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body).expect("writing to memory");
+    encoder.finish().expect("writing to memory")
 }
 
 fn respond(response: Response<Body>) -> Reply {
@@ -394,6 +453,7 @@ mod tests {
         SimState {
             requests: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
             metric_exports: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
+            scrape_log: fleet.remotes.iter().map(|_| Default::default()).collect(),
             fleet,
             clock: Arc::new(fleetpoll_actors::TokioClock::system()),
             connections: AtomicU64::new(0),

@@ -1,6 +1,7 @@
-//! The simulator's HTTPS server: one listener serving every remote under
-//! `/{remote-id}/api2/json/…`, plus a second one with another certificate for remotes
-//! with the `wrong-cert` fault.
+//! The simulator's servers: one HTTPS listener serving every remote under
+//! `/{remote-id}/api2/json/…`, a second one with another certificate for remotes
+//! with the `wrong-cert` fault, and a plain-http one serving the exposition targets
+//! at `/{remote-id}/metrics`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -62,6 +63,14 @@ pub struct SimRemoteInfo {
     pub fingerprint: Fingerprint,
 }
 
+impl SimRemoteInfo {
+    /// The scrape URL of an exposition target (`None` for PVE and PBS remotes).
+    pub fn url(&self) -> Option<String> {
+        (self.kind == RemoteKind::Prometheus)
+            .then(|| format!("http://{}{}/metrics", self.address, self.path_prefix))
+    }
+}
+
 impl fmt::Debug for SimRemoteInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimRemoteInfo")
@@ -88,12 +97,15 @@ pub(crate) struct SimState {
     /// Metric export requests per remote (answered or refused), for tests that count
     /// collections.
     pub(crate) metric_exports: Vec<AtomicU64>,
+    /// Wall times (Unix seconds) of each exposition target's scrapes.
+    pub(crate) scrape_log: Vec<parking_lot::Mutex<Vec<f64>>>,
 }
 
 /// A running simulator. Dropping it without [`Simulator::shutdown`] also stops it.
 pub struct Simulator {
     addr: SocketAddr,
     alt_addr: SocketAddr,
+    prom_addr: SocketAddr,
     fingerprint: Fingerprint,
     alt_fingerprint: Fingerprint,
     state: Arc<SimState>,
@@ -128,7 +140,9 @@ impl Simulator {
         let fleet = Fleet::build(&config);
         let requests = fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect();
         let metric_exports = fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect();
+        let scrape_log = fleet.remotes.iter().map(|_| Default::default()).collect();
         let state = Arc::new(SimState {
+            scrape_log,
             fleet,
             clock,
             metric_exports,
@@ -144,6 +158,7 @@ impl Simulator {
         };
         let listener = bind(listen).await?;
         let alt_listener = bind(SocketAddr::new(listen.ip(), 0)).await?;
+        let prom_listener = bind(SocketAddr::new(listen.ip(), 0)).await?;
         let local = |l: &TcpListener| {
             l.local_addr().map_err(|source| SimError::Bind {
                 addr: listen,
@@ -152,14 +167,27 @@ impl Simulator {
         };
         let addr = local(&listener)?;
         let alt_addr = local(&alt_listener)?;
+        let prom_addr = local(&prom_listener)?;
         let (stop, stopped) = watch::channel(false);
         let servers = vec![
-            tokio::spawn(serve(listener, acceptor, state.clone(), stopped.clone())),
-            tokio::spawn(serve(alt_listener, alt_acceptor, state.clone(), stopped)),
+            tokio::spawn(serve(
+                listener,
+                Some(acceptor),
+                state.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(serve(
+                alt_listener,
+                Some(alt_acceptor),
+                state.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(serve(prom_listener, None, state.clone(), stopped)),
         ];
         Ok(Simulator {
             addr,
             alt_addr,
+            prom_addr,
             fingerprint,
             alt_fingerprint,
             state,
@@ -198,7 +226,9 @@ impl Simulator {
             .map(|r| SimRemoteInfo {
                 id: r.id.clone(),
                 kind: r.kind,
-                address: if r.faults.wrong_cert {
+                address: if r.kind == RemoteKind::Prometheus {
+                    self.prom_addr
+                } else if r.faults.wrong_cert {
                     self.alt_addr
                 } else {
                     self.addr
@@ -237,6 +267,16 @@ impl Simulator {
             .iter()
             .position(|r| r.id == id)
             .map_or(0, |i| self.state.metric_exports[i].load(Ordering::Relaxed))
+    }
+
+    /// When the exposition target `id` was scraped so far (Unix seconds, in order).
+    pub fn scrape_times(&self, id: &str) -> Vec<f64> {
+        self.state
+            .fleet
+            .remotes
+            .iter()
+            .position(|r| r.id == id)
+            .map_or_else(Vec::new, |i| self.state.scrape_log[i].lock().clone())
     }
 
     /// One remote by id.
@@ -295,10 +335,11 @@ fn self_signed(seed: u64, salt: u64) -> Result<(TlsAcceptor, Fingerprint), SimEr
     Ok((TlsAcceptor::from(Arc::new(config)), fingerprint))
 }
 
-/// Accepts connections until told to stop; then drops every connection.
+/// Accepts connections (TLS ones when there is an acceptor) until told to stop; then
+/// drops every connection.
 async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     state: Arc<SimState>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -316,9 +357,15 @@ async fn serve(
                 let acceptor = acceptor.clone();
                 let state = state.clone();
                 connections.spawn(async move {
+                    let service = service_fn(move |req| answer(state.clone(), req));
+                    let Some(acceptor) = acceptor else {
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(tcp), service)
+                            .await;
+                        return;
+                    };
                     let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
                     let Ok(Ok(tls)) = handshake.await else { return };
-                    let service = service_fn(move |req| answer(state.clone(), req));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
                         .await;

@@ -1,5 +1,6 @@
 //! `fleetpoll sim --write-config FILE`: a fleetpoll config for the simulated fleet —
-//! addresses, tokens and pinned fingerprints — so `fleetpoll run --config FILE` works
+//! addresses, tokens and pinned fingerprints, exposition targets as `type = "prometheus"`
+//! remotes with their URLs and bearer tokens — so `fleetpoll run --config FILE` works
 //! against the simulator with no editing. The file holds the tokens, so it is created
 //! with mode 0600; the data directories sit next to it.
 
@@ -16,6 +17,13 @@ pub fn fleet_config(sim: &Simulator, data_dir: &Path) -> Config {
     config.storage.state_dir = data_dir.join("state");
     config.storage.cache_dir = data_dir.join("cache");
     for info in sim.remotes() {
+        if let Some(url) = info.url() {
+            config.remotes.push(RemoteEntry {
+                token: Some(Secret(info.secret.clone())),
+                ..RemoteEntry::prometheus(&info.id, &url)
+            });
+            continue;
+        }
         config.remotes.push(RemoteEntry {
             id: info.id.clone(),
             kind: info.kind.as_str().to_string(),
@@ -25,11 +33,8 @@ pub fn fleet_config(sim: &Simulator, data_dir: &Path) -> Config {
             }],
             auth_id: info.token_id.clone(),
             token: Some(Secret(info.secret.clone())),
-            token_file: None,
-            token_env: None,
-            connection_cap: None,
-            enabled: true,
             path_prefix: info.path_prefix.clone(),
+            ..RemoteEntry::new(&info.id, info.kind.as_str())
         });
     }
     config

@@ -27,9 +27,16 @@ pub struct RemoteConfig {
     pub connection_cap: u32,
     /// A disabled remote keeps its poller idle and shows `disabled`.
     pub enabled: bool,
+    /// Whether anything uses the remote's metrics (a store, a rule, an exporter, a
+    /// hook); when nothing does, they are not polled (tasks still are) and the remote
+    /// shows `unused`.
+    pub metrics_used: bool,
     /// A digest of everything else the remote's config says (addresses, credentials,
     /// TLS pins). A reload restarts the poller exactly when this or the fields above change.
     pub revision: u64,
+    /// The remote's own metric interval; `None` follows `[collection] interval_secs`.
+    /// The scheduler keeps one aligned timer per distinct interval.
+    pub interval: Option<Duration>,
     /// The client that talks to the remote.
     pub source: Arc<dyn RemoteSource>,
 }
@@ -42,7 +49,9 @@ impl RemoteConfig {
             kind,
             connection_cap: kind.default_connection_cap(),
             enabled: true,
+            metrics_used: true,
             revision: 0,
+            interval: None,
             source,
         }
     }
@@ -52,7 +61,14 @@ impl RemoteConfig {
         self.kind != other.kind
             || self.connection_cap != other.connection_cap
             || self.enabled != other.enabled
+            || self.metrics_used != other.metrics_used
             || self.revision != other.revision
+            || self.interval != other.interval
+    }
+
+    /// The interval this remote is collected at under `collection`.
+    pub fn metric_interval(&self, collection: &CollectionSettings) -> Duration {
+        self.interval.unwrap_or(collection.interval)
     }
 }
 
@@ -296,7 +312,36 @@ impl EngineConfig {
                 64,
                 " connections",
             )?;
+            if let Some(own) = r.interval {
+                secs_within(&format!("remotes[{i}].interval_secs"), own, 1, DAY)?;
+            }
+            let interval = r.metric_interval(c);
+            if r.kind == RemoteKind::Prometheus && interval.as_secs() > EXPOSITION_MAX_INTERVAL_SECS
+            {
+                return Err(err(
+                    format!("remotes[{i}].interval_secs"),
+                    format!(
+                        "{} s is longer than the metric store's heartbeat of \
+                         {EXPOSITION_MAX_INTERVAL_SECS} s: an exposition endpoint keeps no \
+                         history, so every interval would be stored as unknown; use at most \
+                         {EXPOSITION_MAX_INTERVAL_SECS}",
+                        interval.as_secs()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
+
+    /// The distinct metric intervals: the collection interval and every remote's own.
+    /// The scheduler keeps one aligned timer per entry.
+    pub fn metric_intervals(&self) -> std::collections::BTreeSet<Duration> {
+        std::iter::once(self.collection.interval)
+            .chain(self.remotes.iter().filter_map(|r| r.interval))
+            .collect()
+    }
 }
+
+/// The longest interval of a remote without history (a Prometheus exposition endpoint):
+/// the metric store's heartbeat, past which an interval is stored as unknown.
+pub const EXPOSITION_MAX_INTERVAL_SECS: u64 = 120;

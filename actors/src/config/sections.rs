@@ -72,6 +72,32 @@ pub struct CollectionSettings {
     pub backoff_cap: Duration,
 }
 
+impl CollectionSettings {
+    /// The settings a remote with its own `interval` is collected under: the start
+    /// offsets scaled down by `interval / interval_secs` when it is shorter (so they stay
+    /// below it), and the skip window at most half of it. The same as `self` when the
+    /// interval is the collection interval.
+    pub fn for_interval(&self, interval: Duration) -> CollectionSettings {
+        if interval == self.interval {
+            return self.clone();
+        }
+        let scale = |d: Duration| {
+            if interval < self.interval {
+                d.mul_f64(interval.as_secs_f64() / self.interval.as_secs_f64())
+            } else {
+                d
+            }
+        };
+        CollectionSettings {
+            interval,
+            start_offset_min: scale(self.start_offset_min),
+            start_offset_max: scale(self.start_offset_max),
+            skip_recent: self.skip_recent.min(interval / 2),
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for CollectionSettings {
     fn default() -> Self {
         Self {
@@ -225,6 +251,9 @@ pub struct StorageSettings {
     pub state_dir: PathBuf,
     /// The task cache.
     pub cache_dir: PathBuf,
+    /// Keep metrics in the local RRD files; `false`: stored batches go to the hooks
+    /// (rules, exporters) only, and the history endpoints have no data.
+    pub rrd: bool,
     /// How often the metric journal is applied to the files.
     #[serde(rename = "metric_commit_interval_secs")]
     #[serde_as(as = "DurationSeconds<u64>")]
@@ -242,6 +271,7 @@ impl Default for StorageSettings {
         Self {
             state_dir: PathBuf::from("/var/lib/fleetpoll"),
             cache_dir: PathBuf::from("/var/cache/fleetpoll"),
+            rrd: true,
             metric_commit_interval: secs(1800),
             task_journal_interval: TASK_JOURNAL_INTERVAL,
             rotation_check_interval: ROTATION_CHECK_INTERVAL,

@@ -15,6 +15,9 @@ pub enum Target {
     Remote(RemoteId),
     /// Every configured remote.
     All,
+    /// Every remote collected at this interval (its own, or the collection interval
+    /// for remotes without one): what one of the scheduler's timers starts.
+    Interval(std::time::Duration),
 }
 
 /// Why a collection was not run.
@@ -30,6 +33,8 @@ pub enum Skipped {
     },
     /// Disabled in the config.
     Disabled,
+    /// Nothing uses the remote's metrics.
+    Unused,
     /// A running-tasks check of a remote with no task known to be running.
     NothingRunning,
 }

@@ -35,6 +35,8 @@ pub(crate) struct PollerState {
     source: Arc<dyn RemoteSource>,
     id: RemoteId,
     enabled: bool,
+    /// Whether anything uses the metrics (else they are not polled).
+    metrics_used: bool,
     connection_cap: u32,
     settings: CollectionSettings,
     env: Env,
@@ -76,12 +78,15 @@ impl PollerState {
         status.newest_datapoint = cursor.0;
         if !remote.enabled {
             status.state = PollState::Disabled;
+        } else if !remote.metrics_used {
+            status.state = PollState::Unused;
         }
         let state = PollerState {
             self_id: myself.get_id(),
             source: remote.source.clone(),
             id: remote.id.clone(),
             enabled: remote.enabled,
+            metrics_used: remote.metrics_used,
             connection_cap: remote.connection_cap,
             backoff: Backoff::new(args.settings.backoff_base, args.settings.backoff_cap),
             settings: args.settings,
@@ -109,7 +114,7 @@ impl PollerState {
                 age >= state.settings.interval.as_secs() as i64
             }
         };
-        if state.enabled && (args.start == StartCollect::Now || overdue) {
+        if state.enabled && state.metrics_used && (args.start == StartCollect::Now || overdue) {
             let _ = myself.send_message(PollerMsg::Collect {
                 lane: Lane::Scheduled,
                 bypass_backoff: false,
@@ -310,6 +315,8 @@ impl PollerState {
     fn metrics_blocked(&self, bypass_backoff: bool) -> Option<Skipped> {
         if !self.enabled {
             Some(Skipped::Disabled)
+        } else if !self.metrics_used {
+            Some(Skipped::Unused)
         } else if self.retry_at.is_some() && !bypass_backoff {
             self.status
                 .next_attempt

@@ -25,6 +25,9 @@ pub enum PollState {
     Failed,
     /// The remote is disabled in the config.
     Disabled,
+    /// Nothing uses the remote's metrics (no local store, rule, exporter or hook): they
+    /// are not polled; its tasks are.
+    Unused,
 }
 
 /// Everything the status shows about one remote.

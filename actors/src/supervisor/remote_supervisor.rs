@@ -371,7 +371,9 @@ impl RemotesState {
         };
         let args = PollerArgs {
             remote: slot.config.clone(),
-            settings: self.settings.clone(),
+            settings: self
+                .settings
+                .for_interval(slot.config.metric_interval(&self.settings)),
             env: self.env.clone(),
             limiter: self.limiter.clone(),
             storage: self.storage.clone(),
@@ -450,6 +452,16 @@ impl RemotesState {
     ) {
         let ids: Vec<RemoteId> = match target {
             Target::All => self.order.clone(),
+            Target::Interval(interval) => self
+                .order
+                .iter()
+                .filter(|id| {
+                    self.slots
+                        .get(*id)
+                        .is_some_and(|s| s.config.metric_interval(&self.settings) == interval)
+                })
+                .cloned()
+                .collect(),
             Target::Remote(id) => {
                 if !self.slots.contains_key(&id) {
                     if let Some(reply) = reply {
@@ -533,7 +545,8 @@ impl RemotesState {
         if settings != self.settings {
             for slot in self.slots.values() {
                 if let Some(p) = &slot.poller {
-                    let _ = p.send_message(PollerMsg::Reconfigure(settings.clone()));
+                    let own = settings.for_interval(slot.config.metric_interval(&settings));
+                    let _ = p.send_message(PollerMsg::Reconfigure(own));
                 }
             }
         }

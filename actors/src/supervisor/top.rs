@@ -361,6 +361,7 @@ impl SupervisorState {
             Child::Scheduler => {
                 let args = SchedulerArgs {
                     collection: cfg.collection.clone(),
+                    intervals: cfg.metric_intervals(),
                     tasks: cfg.tasks.clone(),
                     env: self.env.clone(),
                     remotes: self
@@ -460,12 +461,15 @@ impl SupervisorState {
         if let Some(hooks) = &refs.hooks {
             let _ = hooks.send_message(HooksMsg::Reconfigure(config.supervision.clone()));
         }
-        report.timers_reset =
-            config.collection != self.config.collection || config.tasks != self.config.tasks;
+        let intervals = config.metric_intervals();
+        report.timers_reset = config.collection != self.config.collection
+            || config.tasks != self.config.tasks
+            || intervals != self.config.metric_intervals();
         if let Some(scheduler) = &refs.scheduler {
             let _ = scheduler.send_message(SchedulerMsg::Reconfigure(
                 config.collection.clone(),
                 config.tasks.clone(),
+                intervals,
             ));
         }
         self.config = config;

@@ -1,6 +1,8 @@
 //! The Scheduler actor: turns time into work. Metric cycles start on wall-clock
 //! multiples of the interval plus a random offset drawn per cycle (missed ticks are
-//! skipped, not caught up); the task tick polls tracked tasks every tick, asks remotes
+//! skipped, not caught up); there is one such timer per distinct metric interval (the
+//! collection interval and every remote's own), each starting the cycles of the remotes
+//! at its interval with offsets scaled to it ([`CollectionSettings::for_interval`]); the task tick polls tracked tasks every tick, asks remotes
 //! with running foreign tasks every `running_interval`, and fetches every task list
 //! every `full_interval`. A tracked task that finishes triggers a task fetch of its remote.
 
@@ -32,11 +34,15 @@ pub(crate) enum SchedulerMsg {
     Tick {
         /// Ticks of an older timer generation are ignored.
         generation: u64,
+        /// The timer's interval: whose remotes the tick is for.
+        interval: Duration,
     },
     /// Self-sent after the cycle's random start offset.
     StartCycle {
         /// Cycles of an older timer generation are ignored.
         generation: u64,
+        /// The remotes collected at this interval start their cycle.
+        interval: Duration,
     },
     /// Self-sent every task tick.
     TaskTick {
@@ -50,8 +56,9 @@ pub(crate) enum SchedulerMsg {
     Untrack(TaskRef, RpcReplyPort<bool>),
     /// A poller answered a tracked-task poll.
     TrackedResults(RemoteId, TrackedResults),
-    /// A reload changed the timing; the timers restart from the next aligned tick.
-    Reconfigure(CollectionSettings, TaskSettings),
+    /// A reload changed the timing or the set of metric intervals; the timers restart
+    /// from the next aligned tick.
+    Reconfigure(CollectionSettings, TaskSettings, BTreeSet<Duration>),
     /// Reply with the tracked tasks.
     Tracked(RpcReplyPort<Vec<TaskRef>>),
     /// Reply with the scheduler's counters.
@@ -63,8 +70,10 @@ pub(crate) enum SchedulerMsg {
 /// Counters of the Scheduler.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SchedulerStats {
-    /// Metric cycles started.
+    /// Metric cycles started (of every interval).
     pub cycles: u64,
+    /// Metric cycles started, per interval in seconds.
+    pub cycles_by_interval: BTreeMap<u64, u64>,
     /// Wall time (Unix seconds, fractional) at which the last cycle started.
     pub last_cycle_at: Option<Duration>,
     /// Task ticks run.
@@ -78,6 +87,8 @@ pub struct SchedulerStats {
 pub(crate) struct SchedulerArgs {
     /// Metric timing.
     pub collection: CollectionSettings,
+    /// The distinct metric intervals, one timer each.
+    pub intervals: BTreeSet<Duration>,
     /// Task timing.
     pub tasks: TaskSettings,
     /// Clock and randomness.
@@ -93,6 +104,7 @@ pub(crate) struct SchedulerArgs {
 /// State of the Scheduler.
 pub(crate) struct SchedulerState {
     collection: CollectionSettings,
+    intervals: BTreeSet<Duration>,
     tasks: TaskSettings,
     env: Env,
     remotes: ActorRef<RemotesMsg>,
@@ -133,6 +145,7 @@ impl Actor for Scheduler {
         let tracked = args.stores.tasks.load_tracked().into_iter().collect();
         let mut state = SchedulerState {
             collection: args.collection,
+            intervals: args.intervals,
             tasks: args.tasks,
             env: args.env,
             remotes: args.remotes,
@@ -156,26 +169,47 @@ impl Actor for Scheduler {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SchedulerMsg::Tick { generation } => {
+            SchedulerMsg::Tick {
+                generation,
+                interval,
+            } => {
                 if generation != state.generation || state.quiet {
                     return Ok(());
                 }
-                let offset = state.env.rng.between(
-                    state.collection.start_offset_min,
-                    state.collection.start_offset_max,
-                );
-                myself.send_after(offset, move || SchedulerMsg::StartCycle { generation });
-                state.arm_metric_tick(&myself);
+                let timing = state.collection.for_interval(interval);
+                let offset = state
+                    .env
+                    .rng
+                    .between(timing.start_offset_min, timing.start_offset_max);
+                myself.send_after(offset, move || SchedulerMsg::StartCycle {
+                    generation,
+                    interval,
+                });
+                state.arm_metric_tick(&myself, interval);
             }
-            SchedulerMsg::StartCycle { generation } => {
+            SchedulerMsg::StartCycle {
+                generation,
+                interval,
+            } => {
                 if generation != state.generation || state.quiet {
                     return Ok(());
                 }
                 state.stats.cycles += 1;
+                *state
+                    .stats
+                    .cycles_by_interval
+                    .entry(interval.as_secs())
+                    .or_default() += 1;
                 state.stats.last_cycle_at = Some(state.env.clock.now());
-                tracing::info!(cycle = state.stats.cycles, "metric collection cycle starts");
+                tracing::info!(
+                    cycle = state.stats.cycles,
+                    interval_secs = interval.as_secs(),
+                    "metric collection cycle starts"
+                );
+                // One timer per interval: the remotes at the collection interval are
+                // every remote without one of its own.
                 state.send_remotes(RemotesMsg::Run {
-                    target: Target::All,
+                    target: Target::Interval(interval),
                     job: FanOut::Metrics {
                         bypass_backoff: false,
                     },
@@ -206,10 +240,14 @@ impl Actor for Scheduler {
             SchedulerMsg::TrackedResults(remote, results) => {
                 state.on_tracked(remote, results);
             }
-            SchedulerMsg::Reconfigure(collection, tasks) => {
-                if collection != state.collection || tasks != state.tasks {
+            SchedulerMsg::Reconfigure(collection, tasks, intervals) => {
+                if collection != state.collection
+                    || tasks != state.tasks
+                    || intervals != state.intervals
+                {
                     state.collection = collection;
                     state.tasks = tasks;
+                    state.intervals = intervals;
                     state.arm(&myself);
                 }
             }
@@ -226,19 +264,25 @@ impl Actor for Scheduler {
 }
 
 impl SchedulerState {
-    /// Starts a new timer generation: the next aligned metric tick and the task tick.
+    /// Starts a new timer generation: the next aligned metric tick of every interval
+    /// and the task tick.
     fn arm(&mut self, myself: &ActorRef<SchedulerMsg>) {
         self.generation += 1;
-        self.arm_metric_tick(myself);
+        for &interval in &self.intervals {
+            self.arm_metric_tick(myself, interval);
+        }
         let generation = self.generation;
         let first = until_next_boundary(self.env.clock.now(), self.tasks.tick);
         myself.send_after(first, move || SchedulerMsg::TaskTick { generation });
     }
 
-    fn arm_metric_tick(&self, myself: &ActorRef<SchedulerMsg>) {
+    fn arm_metric_tick(&self, myself: &ActorRef<SchedulerMsg>, interval: Duration) {
         let generation = self.generation;
-        let wait = next_aligned_tick(self.env.clock.now(), self.collection.interval);
-        myself.send_after(wait, move || SchedulerMsg::Tick { generation });
+        let wait = next_aligned_tick(self.env.clock.now(), interval);
+        myself.send_after(wait, move || SchedulerMsg::Tick {
+            generation,
+            interval,
+        });
     }
 
     fn send_remotes(&self, msg: RemotesMsg) {

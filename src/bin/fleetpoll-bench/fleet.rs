@@ -25,33 +25,33 @@ use tokio::time::Instant;
 use crate::measure::{cpu_time, process_cpu_secs, quiet_engine_config, round, rss_bytes};
 
 /// Flags of the `fleet` scenario.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct FleetArgs {
     /// Number of simulated remotes (a third of them PBS, the rest PVE clusters).
     #[arg(long, default_value_t = 1000)]
-    remotes: usize,
+    pub(crate) remotes: usize,
     /// The simulator's reply latency in milliseconds.
     #[arg(long, default_value_t = 100)]
-    latency_ms: u64,
+    pub(crate) latency_ms: u64,
     /// Global connection cap of the engine.
     #[arg(long, default_value_t = 20)]
-    concurrency: u32,
+    pub(crate) concurrency: u32,
     /// Nodes per PVE cluster.
     #[arg(long, default_value_t = 3)]
-    nodes: usize,
+    pub(crate) nodes: usize,
     /// Guests per PVE cluster.
     #[arg(long, default_value_t = 10)]
-    guests: usize,
+    pub(crate) guests: usize,
     /// How far back each poll reaches (the cursor's age).
     #[arg(long, default_value_t = 600)]
-    since_secs: i64,
+    pub(crate) since_secs: i64,
     /// Seed of the simulated fleet.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
 }
 
 /// The simulator child; killed when dropped.
-struct SimProcess(Child);
+pub(crate) struct SimProcess(pub(crate) Child);
 
 impl Drop for SimProcess {
     fn drop(&mut self) {
@@ -60,7 +60,7 @@ impl Drop for SimProcess {
     }
 }
 
-struct SimRemote {
+pub(crate) struct SimRemote {
     id: String,
     kind: RemoteKind,
     port: u16,
@@ -69,7 +69,7 @@ struct SimRemote {
     secret: String,
 }
 
-fn fleetpoll_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn fleetpoll_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating fleetpoll-bench")?;
     let bin = exe.with_file_name("fleetpoll");
     if !bin.exists() {
@@ -82,7 +82,9 @@ fn fleetpoll_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// Starts `fleetpoll sim` and reads the fleet it announces on stdout.
-fn start_sim(args: &FleetArgs) -> anyhow::Result<(SimProcess, Fingerprint, Vec<SimRemote>)> {
+pub(crate) fn start_sim(
+    args: &FleetArgs,
+) -> anyhow::Result<(SimProcess, Fingerprint, Vec<SimRemote>)> {
     let pbs = args.remotes / 3;
     let mut child = Command::new(fleetpoll_binary()?)
         .args(["sim", "--listen", "127.0.0.1:0"])
@@ -179,19 +181,20 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<serde_json::Value> {
     Ok(result)
 }
 
-async fn poll_fleet(
+/// The engine's config for the simulated fleet, every cursor `since_secs` old.
+pub(crate) fn fleet_config(
     args: &FleetArgs,
     fingerprint: Fingerprint,
-    remotes: Vec<SimRemote>,
-) -> anyhow::Result<serde_json::Value> {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
+    remotes: &[SimRemote],
+    metrics: &MemoryMetricStore,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<fleetpoll::engine::EngineConfig> {
     let roots = system_roots();
     let idle = IdleBudget::new(2 * args.concurrency as usize);
     let tls_sessions = TlsSessions::default();
-    let metrics = MemoryMetricStore::new();
     let now = clock.now_secs();
     let mut config = quiet_engine_config(args.concurrency);
-    for r in &remotes {
+    for r in remotes {
         let endpoint = RemoteEndpoint {
             remote: r.id.as_str().into(),
             nodes: vec![NodeAddress::new("127.0.0.1", r.port, Some(fingerprint))],
@@ -213,6 +216,17 @@ async fn poll_fleet(
             .push(RemoteConfig::new(r.id.as_str(), r.kind, source));
         metrics.seed_cursor(&r.id, now - args.since_secs);
     }
+    Ok(config)
+}
+
+async fn poll_fleet(
+    args: &FleetArgs,
+    fingerprint: Fingerprint,
+    remotes: Vec<SimRemote>,
+) -> anyhow::Result<serde_json::Value> {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
+    let metrics = MemoryMetricStore::new();
+    let config = fleet_config(args, fingerprint, &remotes, &metrics, clock.clone())?;
     let engine = Engine::builder(config)
         .metric_store(metrics.clone())
         .task_store(MemoryTaskStore::new())

@@ -3,11 +3,13 @@
 
 mod e2e;
 mod engine;
+mod export;
 mod fleet;
 mod measure;
 mod parse;
 mod rrd_ingest;
 mod rules;
+mod scrape_peers;
 mod task_query;
 mod ui;
 
@@ -29,6 +31,9 @@ enum Scenario {
     E2e(e2e::E2eArgs),
     /// One metrics cycle of a simulated fleet over HTTPS (simulator in its own process).
     Fleet(fleet::FleetArgs),
+    /// The fleet with remote write and InfluxDB export into a real VictoriaMetrics:
+    /// exporters' CPU per point, store-to-receiver lag, drops.
+    Export(export::ExportArgs),
     /// Metric reply parsing into the engine's batch type, on one core.
     Parse(parse::ParseArgs),
     /// The task cache: a week of a large fleet's tasks built on disk, reopened cold,
@@ -43,6 +48,9 @@ enum Scenario {
     /// The web status page at fleet size: server time of the overview and a remote's
     /// page, the overview's gzip bytes, and headless Chromium's time to draw the list.
     Ui(ui::UiArgs),
+    /// fleetpoll, vmagent and Prometheus (agent mode) scraping the same simulated
+    /// exposition targets, alternating: CPU per million samples, peak RSS, cycle span.
+    ScrapePeers(scrape_peers::ScrapePeersArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,11 +59,13 @@ fn main() -> anyhow::Result<()> {
         Scenario::Engine(args) => engine::run(args)?,
         Scenario::Parse(args) => parse::run(args)?,
         Scenario::Fleet(args) => fleet::run(args)?,
+        Scenario::Export(args) => export::run(args)?,
         Scenario::E2e(args) => e2e::run(args)?,
         Scenario::TaskQuery(args) => task_query::run(args)?,
         Scenario::RrdIngest(args) => rrd_ingest::run(args)?,
         Scenario::Rules(args) => rules::run(args)?,
         Scenario::Ui(args) => ui::run(args)?,
+        Scenario::ScrapePeers(args) => scrape_peers::run(args)?,
     };
     println!("{result}");
     Ok(())

@@ -19,7 +19,7 @@ use rand::Rng;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::measure::{cpu_time, percentile, round, rss_bytes};
+use crate::measure::{cpu_time, percentile, process_cpu_secs, round, rss_bytes};
 
 /// Flags of the `rules` scenario.
 #[derive(Debug, clap::Args)]
@@ -40,13 +40,16 @@ const RULES_PER_REMOTE: usize = 10;
 
 type Arrivals = Arc<Mutex<Vec<(String, String, i64, Instant)>>>;
 
-/// A webhook receiver: (remote, entity, at) of every firing, with its arrival time.
-fn receiver() -> (u16, Arrivals) {
+/// A webhook receiver: (remote, entity, at) of every firing, with its arrival time, and
+/// its thread id (its CPU stands in for another process's and is not counted).
+fn receiver() -> (u16, Arrivals, std::sync::mpsc::Receiver<i32>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Arrivals = Arc::default();
     let out = seen.clone();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let _ = tid_tx.send(thread_id());
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream);
             let (mut length, mut line) = (0usize, String::new());
@@ -78,7 +81,19 @@ fn receiver() -> (u16, Arrivals) {
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
-    (port, seen)
+    (port, seen, tid_rx)
+}
+
+/// The calling thread's id.
+fn thread_id() -> i32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn rules_file(remotes: usize, port: u16) -> String {
@@ -111,7 +126,8 @@ pub(crate) fn run(args: RulesArgs) -> anyhow::Result<serde_json::Value> {
 }
 
 async fn run_async(args: RulesArgs) -> anyhow::Result<serde_json::Value> {
-    let (port, arrivals) = receiver();
+    let (port, arrivals, receiver_tid) = receiver();
+    let receiver_task = format!("self/task/{}", receiver_tid.recv()?);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("rules.toml");
     let set = RuleSet::parse(&path, &rules_file(args.remotes, port))?;
@@ -149,7 +165,7 @@ async fn run_async(args: RulesArgs) -> anyhow::Result<serde_json::Value> {
         .collect();
     let mut stored_at: HashMap<(String, String, i64), Instant> = HashMap::new();
     let mut rng = rand::rng();
-    let cpu_before = cpu_time();
+    let cpu_before = cpu_time().as_secs_f64() - process_cpu_secs(&receiver_task);
     let started = Instant::now();
     let t0 = fleetpoll_actors::system_now_secs();
     let mut samples = 0u64;
@@ -210,7 +226,7 @@ async fn run_async(args: RulesArgs) -> anyhow::Result<serde_json::Value> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let cpu = cpu_time() - cpu_before;
+    let cpu = cpu_time().as_secs_f64() - process_cpu_secs(&receiver_task) - cpu_before;
     let status = harness.status();
     let mut latencies: Vec<f64> = arrivals
         .lock()
@@ -232,7 +248,7 @@ async fn run_async(args: RulesArgs) -> anyhow::Result<serde_json::Value> {
         "entities": args.remotes * GUESTS,
         "samples": samples,
         "samples_per_sec": round(samples as f64 / flowing.as_secs_f64(), 0),
-        "cpu_per_sample_us": round(cpu.as_secs_f64() * 1e6 / samples as f64, 3),
+        "cpu_per_sample_us": round(cpu * 1e6 / samples as f64, 3),
         "alert_p99_ms": round(percentile(&mut latencies, 0.99), 1),
         "alert_p50_ms": round(percentile(&mut latencies, 0.50), 1),
         "alerts_notified": notified,
