@@ -161,6 +161,8 @@ fn the_page_works_under_an_embedders_path_prefix() {
             max_streams: defaults.max_streams as usize,
             max_rows: defaults.max_rows,
             rules: None,
+            exporters: Default::default(),
+            local: None,
             cluster: Arc::new(ClusterView::new(Shard::single("embedded"), Vec::new())),
         };
         let host = axum::Router::new()
