@@ -1,14 +1,12 @@
 //! `scrape-peers`: fleetpoll, vmagent and Prometheus in agent mode scrape the same
 //! simulated exposition targets (plain http, node_exporter-shaped), alternating, for
 //! the same number of cycles. The peers remote-write what they scraped to a null
-//! receiver in the bench (snappy block decoded, protobuf walked, samples counted);
-//! fleetpoll's samples are the points it stored. Per system, medians over the runs of
+//! receiver in the bench (snappy block decoded, protobuf walked, samples counted).
+//! fleetpoll does the same work as the peers: its local RRD store is off
+//! (`[storage] rrd = false`) and one remote-write exporter with `raw_counters = true`
+//! forwards every scraped sample to the receiver. Per system, medians over the runs of
 //! CPU seconds per million samples, peak RSS and the cycle span (the time from the
 //! first to the last scrape of one round over every target).
-//!
-//! fleetpoll runs with its RRD store on: remote write and `[storage] rrd = false` come
-//! with the export branch, which is not merged yet (see docs/benchmarks.md), so its
-//! CPU figure includes storing, which the peers' does not.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -224,8 +222,10 @@ fn start_system(
             let api = free_port()?;
             let mut config = format!(
                 "[api]\nlisten = \"127.0.0.1:{api}\"\n[storage]\nstate_dir = \"state\"\n\
-                 cache_dir = \"cache\"\n[limits]\nglobal_connections = 64\n\
-                 [collection]\nconnection_delay_max_ms = 0\n"
+                 cache_dir = \"cache\"\nrrd = false\n[limits]\nglobal_connections = 64\n\
+                 [collection]\nconnection_delay_max_ms = 0\n\
+                 [[exporters]]\nname = \"null\"\nkind = \"prometheus-remote-write\"\n\
+                 url = \"{remote_write}\"\nraw_counters = true\n"
             );
             for (i, (address, path)) in targets.iter().enumerate() {
                 config.push_str(&format!(
@@ -294,20 +294,37 @@ fn start_system(
     }
 }
 
-/// Points fleetpoll stored so far, over every remote (its API).
-fn fleetpoll_points(api: u16) -> f64 {
+/// The JSON body of `GET path` on fleetpoll's API, `Null` while it does not answer.
+fn api_get(api: u16, path: &str) -> Value {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", api)) else {
-        return 0.0;
+        return Value::Null;
     };
-    let _ = s.write_all(b"GET /api/v1/remotes HTTP/1.0\r\nHost: x\r\n\r\n");
+    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes());
     let mut raw = String::new();
     let _ = s.read_to_string(&mut raw);
     let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    v["remotes"].as_array().map_or(0.0, |rs| {
-        rs.iter().filter_map(|r| r["points_stored"].as_f64()).sum()
-    })
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// Waits until fleetpoll's API answers (its remotes are loaded), at most 60 s.
+fn wait_ready(runtime: &tokio::runtime::Runtime, api: u16) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        if api_get(api, "/api/v1/remotes")["remotes"].is_array() {
+            return Ok(());
+        }
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+    }
+    bail!("fleetpoll's API did not answer within 60 s")
+}
+
+/// Points fleetpoll's exporters dropped so far (their queue was full).
+fn fleetpoll_dropped(api: u16) -> f64 {
+    api_get(api, "/api/v1/exporters")["exporters"]
+        .as_array()
+        .map_or(0.0, |es| {
+            es.iter().filter_map(|e| e["dropped"].as_f64()).sum()
+        })
 }
 
 /// The longest span of one round: the k-th scrape of every target, first to last.
@@ -374,16 +391,17 @@ pub(crate) fn run(args: ScrapePeersArgs) -> anyhow::Result<Value> {
     let systems: Vec<&str> = args.systems.split(',').map(str::trim).collect();
     let interval = Duration::from_secs(args.interval_secs);
     let mut figures: Vec<(&str, RunFigures)> = Vec::new();
+    let mut export_dropped = 0.0;
     for run in 0..args.runs {
         for &system in &systems {
             let dir = work.join(format!("{system}-{run}"));
             eprintln!("scrape-peers: run {} of {system}", run + 1);
             let (proc, api) = start_system(system, &dir, &sim, &args, receiver_port)?;
             let pid = proc.0.id().to_string();
-            let samples = |receiver: &Receiver| match api {
-                Some(api) => fleetpoll_points(api),
-                None => receiver.samples.load(Ordering::Relaxed) as f64,
-            };
+            let samples = |receiver: &Receiver| receiver.samples.load(Ordering::Relaxed) as f64;
+            if let Some(api) = api {
+                wait_ready(&runtime, api)?;
+            }
             // Warm-up: one interval and the rest of the one it started in.
             let warm_up = interval + Duration::from_secs(2);
             runtime.block_on(async { tokio::time::sleep(warm_up).await });
@@ -392,6 +410,9 @@ pub(crate) fn run(args: ScrapePeersArgs) -> anyhow::Result<Value> {
             runtime.block_on(async { tokio::time::sleep(measured).await });
             let (cpu1, samples1, t1) = (process_cpu_secs(&pid), samples(&receiver), now());
             let peak = process_peak_rss_mib(&pid);
+            if let Some(api) = api {
+                export_dropped += fleetpoll_dropped(api);
+            }
             drop(proc);
             let f = RunFigures {
                 cpu_s: cpu1 - cpu0,
@@ -450,14 +471,15 @@ pub(crate) fn run(args: ScrapePeersArgs) -> anyhow::Result<Value> {
         "interval_secs": args.interval_secs,
         "cycles": args.cycles,
         "runs": args.runs,
-        "fleetpoll_rrd": true,
-        "fleetpoll_forwarding": "none (remote write is on the unmerged export branch; fleetpoll stores into its RRD store instead)",
+        "fleetpoll_rrd": false,
+        "fleetpoll_forwarding": "remote write, raw counters",
         "systems": per_system,
         "cpu_vs_vmagent": ratio(cpu_of.get(fp), cpu_of.get("vmagent")),
         "rss_vs_vmagent": ratio(rss_of.get(fp), rss_of.get("vmagent")),
         "cpu_vs_prometheus": ratio(cpu_of.get(fp), cpu_of.get("prometheus")),
         "rss_vs_prometheus": ratio(rss_of.get(fp), rss_of.get("prometheus")),
         "receiver_bad_requests": receiver.bad.load(Ordering::Relaxed),
+        "fleetpoll_export_dropped": export_dropped,
     }))
 }
 
