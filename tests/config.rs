@@ -67,6 +67,7 @@ fn an_empty_file_gives_the_documented_defaults() {
     assert_eq!(e.collection.backoff_base.as_secs(), 10);
     assert_eq!(e.collection.backoff_cap.as_secs(), 180);
     assert_eq!(e.limits.global_connections, 20);
+    assert_eq!(e.limits.manual_burst, 2, "collect now may open two beyond the cap");
     assert_eq!(e.tasks.tick.as_secs(), 10);
     assert_eq!(e.tasks.running_interval.as_secs(), 30);
     assert_eq!(e.tasks.full_interval.as_secs(), 600);
@@ -161,6 +162,11 @@ fn mistakes_name_the_key_and_what_is_expected() {
             "[limits]\nglobal_connections = 0\n".into(),
             "limits.global_connections",
             "at least 1",
+        ),
+        (
+            "[limits]\nmanual_burst = 5000\n".into(),
+            "limits.manual_burst",
+            "at most 1000",
         ),
     ];
     for (text, key, needle) in cases {

@@ -32,10 +32,13 @@ async fn caps_hold_for_a_thousand_remotes_and_all_capacity_returns() {
     assert!(metrics.results.iter().all(|(_, r)| r.is_ok()));
     assert!(tasks.unwrap().results.iter().all(|(_, r)| r.is_ok()));
 
+    // Both are manual ("collect now" of every remote): they may use the burst too.
+    let burst = fleet.config.limits.manual_burst;
+    assert_eq!(burst, 2, "the default burst");
     assert_eq!(
         fleet.probe.max_in_flight(),
-        20,
-        "the global cap is used and never exceeded"
+        20 + burst,
+        "the global cap and the manual burst are used and never exceeded"
     );
     for i in 0..1000 {
         let cap = if i % 4 == 0 { 5 } else { 1 };

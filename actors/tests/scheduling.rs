@@ -234,9 +234,21 @@ async fn a_remote_collected_within_the_skip_window_is_skipped_by_a_cycle() {
 
 #[tokio::test(start_paused = true)]
 async fn a_trigger_during_a_running_cycle_goes_ahead_of_the_queue() {
+    // Without a manual burst the trigger takes the next connection that frees up.
+    trigger_during_a_cycle(0, Duration::from_millis(600)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_during_a_running_cycle_opens_a_burst_connection_at_once() {
+    // With the default burst it does not wait for a scheduled poll to end.
+    trigger_during_a_cycle(2, Duration::from_millis(5)).await;
+}
+
+async fn trigger_during_a_cycle(burst: u32, at_most: Duration) {
     let mut fleet = Fleet::new(20);
     fleet.seed_fresh();
     fleet.config.limits.global_connections = 2;
+    fleet.config.limits.manual_burst = burst;
     for s in fleet.sources.values() {
         s.set_latency(Duration::from_secs(1));
     }
@@ -252,18 +264,19 @@ async fn a_trigger_during_a_running_cycle_goes_ahead_of_the_queue() {
     let call = &fleet.probe.calls_to("r19", CallKind::Metrics)[0];
     let waited = call.at.duration_since(asked);
     assert!(
-        waited <= Duration::from_millis(600),
-        "the trigger waited {waited:?} for a connection; it should take the next free one"
+        waited <= at_most,
+        "the trigger waited {waited:?} for a connection (burst {burst}); at most {at_most:?}"
     );
-    // The cycle still completes for everyone, within the cap.
     // The trigger joined r19's queued scheduled poll (lifting it into the priority
     // lane) instead of adding a second one.
     assert_eq!(fleet.probe.calls_to("r19", CallKind::Metrics).len(), 1);
+    // The cycle still completes for everyone, within the cap; the one trigger took
+    // one burst connection, if there is a burst.
     wait_until(Duration::from_secs(30), "the cycle finished", || async {
         fleet.metrics.total_points() >= 20
     })
     .await;
-    assert!(fleet.probe.max_in_flight() <= 2);
+    assert_eq!(fleet.probe.max_in_flight(), 2 + burst.min(1));
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 

@@ -142,7 +142,8 @@ impl Service {
         let bounds = api::ServerLimits {
             max_connections: api::limits::connection_cap(
                 nofile,
-                resolved.config.limits.global_connections,
+                // Manual triggers may open `manual_burst` beyond the global cap.
+                resolved.config.limits.global_connections + resolved.config.limits.manual_burst,
                 wanted,
             ),
             header_timeout: resolved.config.api.header_timeout,

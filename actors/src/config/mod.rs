@@ -248,6 +248,13 @@ impl EngineConfig {
                 "must be smaller than limits.global_connections, or scheduled polls never run",
             ));
         }
+        within(
+            "limits.manual_burst",
+            l.manual_burst.into(),
+            0,
+            1_000,
+            " connections",
+        )?;
         secs_within("limits.lease_deadline_secs", l.lease_deadline, 1, DAY)?;
         secs_within("limits.connect_timeout_secs", l.connect_timeout, 1, 600)?;
         secs_within("limits.request_timeout_secs", l.request_timeout, 1, 3600)?;

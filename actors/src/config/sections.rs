@@ -123,6 +123,11 @@ pub struct LimitSettings {
     /// Connections only manual triggers ("collect now") may use; scheduled cycles run on
     /// the rest.
     pub manual_reserve: u32,
+    /// Connections manual triggers may open beyond `global_connections`, so that
+    /// "collect now" never waits for a scheduled poll to finish. Scheduled polls are
+    /// bounded by `global_connections`; all together never exceed
+    /// `global_connections + manual_burst`.
+    pub manual_burst: u32,
     /// A connection lease not returned within this is reclaimed.
     #[serde(rename = "lease_deadline_secs")]
     #[serde_as(as = "DurationSeconds<u64>")]
@@ -147,6 +152,7 @@ impl Default for LimitSettings {
         Self {
             global_connections: 20,
             manual_reserve: 0,
+            manual_burst: 2,
             lease_deadline: secs(120),
             connect_timeout: secs(10),
             request_timeout: secs(60),

@@ -1,6 +1,11 @@
 //! The RateLimiter actor: a global connection cap and a per-remote cap, granted as
 //! leases in FIFO order with a priority lane for manual triggers.
 //!
+//! Scheduled requests share `global_connections − manual_reserve` connections. Manual
+//! requests are served first and may use `manual_burst` connections beyond the global
+//! cap, so a "collect now" does not wait for a scheduled poll to end; the total is
+//! therefore at most `global_connections + manual_burst`.
+//!
 //! A lease is returned by message (the [`Lease`] guard sends it when dropped, so a
 //! poller that panics returns its leases as its state unwinds) and is reclaimed when
 //! its deadline passes or its holder is reported gone. A large request at the head of a
@@ -356,16 +361,9 @@ impl LimiterState {
         let now = Instant::now();
         for lane in [Lane::Manual, Lane::Scheduled] {
             let mut i = 0;
-            let reserve = match lane {
-                Lane::Manual => 0,
-                Lane::Scheduled => self.settings.manual_reserve,
-            };
+            let cap = self.lane_cap(lane);
             loop {
-                let free = self
-                    .settings
-                    .global_connections
-                    .saturating_sub(self.in_use)
-                    .saturating_sub(reserve);
+                let free = cap.saturating_sub(self.in_use);
                 if free == 0 {
                     return;
                 }
@@ -397,12 +395,21 @@ impl LimiterState {
         }
     }
 
+    /// The most connections in use after a grant in `lane`.
+    fn lane_cap(&self, lane: Lane) -> u32 {
+        let s = &self.settings;
+        match lane {
+            Lane::Manual => s.global_connections.saturating_add(s.manual_burst),
+            Lane::Scheduled => s.global_connections.saturating_sub(s.manual_reserve),
+        }
+    }
+
     fn grant(&mut self, myself: &ActorRef<LimiterMsg>, req: Acquire, now: Instant) {
         let id = self.next_lease;
         self.next_lease += 1;
         self.in_use += req.permits;
         *self.per_remote.entry(req.remote.clone()).or_default() += req.permits;
-        debug_assert!(self.in_use <= self.settings.global_connections);
+        debug_assert!(self.in_use <= self.lane_cap(Lane::Manual));
         self.granted += 1;
         self.active.insert(
             id,

@@ -26,8 +26,9 @@ impl Actor for Holder {
 
 type Grants = Arc<Mutex<Vec<(u64, Lease)>>>;
 
+/// A limiter without a manual burst: manual requests share the global cap.
 async fn limiter(global: u32, head_wait: Duration) -> ActorRef<LimiterMsg> {
-    limiter_with_reserve(global, head_wait, 0).await
+    limiter_with(global, head_wait, 0, 0).await
 }
 
 async fn limiter_with_reserve(
@@ -35,11 +36,21 @@ async fn limiter_with_reserve(
     head_wait: Duration,
     reserve: u32,
 ) -> ActorRef<LimiterMsg> {
+    limiter_with(global, head_wait, reserve, 0).await
+}
+
+async fn limiter_with(
+    global: u32,
+    head_wait: Duration,
+    reserve: u32,
+    burst: u32,
+) -> ActorRef<LimiterMsg> {
     let settings = LimitSettings {
         global_connections: global,
         lease_deadline: Duration::from_secs(60),
         head_wait_limit: head_wait,
         manual_reserve: reserve,
+        manual_burst: burst,
         ..LimitSettings::default()
     };
     Actor::spawn(None, RateLimiter, settings).await.unwrap().0
@@ -125,6 +136,52 @@ async fn the_manual_reserve_is_kept_free_for_triggers() {
     );
     let s = ractor::call!(lim, LimiterMsg::Snapshot).unwrap();
     assert_eq!(s.in_use, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_requests_burst_beyond_the_global_cap_and_scheduled_ones_never_do() {
+    let lim = limiter_with(2, Duration::from_secs(5), 0, 2).await;
+    let h = holder().await;
+    let grants: Grants = Default::default();
+    for t in 1..=4 {
+        ask(&lim, &h, t, &format!("s{t}"), 1, Lane::Scheduled, &grants);
+    }
+    settle().await;
+    assert_eq!(
+        granted(&grants),
+        vec![1, 2],
+        "scheduled polls stop at the cap"
+    );
+    for t in 100..=102 {
+        ask(&lim, &h, t, &format!("m{t}"), 1, Lane::Manual, &grants);
+    }
+    settle().await;
+    assert_eq!(
+        granted(&grants),
+        vec![1, 2, 100, 101],
+        "triggers get the burst at once, and no more than it"
+    );
+    assert_eq!(ractor::call!(lim, LimiterMsg::Snapshot).unwrap().in_use, 4);
+    // A scheduled poll ending frees a connection, but the total is over the global cap:
+    // the waiting trigger takes it, the waiting scheduled polls do not.
+    release(&grants, 1);
+    settle().await;
+    assert_eq!(granted(&grants), vec![2, 100, 101, 102]);
+    release(&grants, 100);
+    release(&grants, 101);
+    settle().await;
+    assert_eq!(
+        granted(&grants),
+        vec![2, 102],
+        "back under the global cap only once triggers' connections returned"
+    );
+    release(&grants, 102);
+    settle().await;
+    assert_eq!(
+        granted(&grants),
+        vec![2, 3],
+        "scheduled polls resume at the cap"
+    );
 }
 
 #[tokio::test(start_paused = true)]

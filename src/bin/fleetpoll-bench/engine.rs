@@ -36,6 +36,10 @@ pub(crate) struct EngineArgs {
     /// Permits kept for manual triggers (the engine's `limits.manual_reserve`; default 0).
     #[arg(long, default_value_t = 0)]
     manual_reserve: u32,
+    /// Connections manual triggers may open beyond the cap (`limits.manual_burst`;
+    /// default 2, the engine's default).
+    #[arg(long, default_value_t = 2)]
+    manual_burst: u32,
 }
 
 pub(crate) fn run(args: EngineArgs) -> anyhow::Result<serde_json::Value> {
@@ -59,6 +63,7 @@ async fn run_async(args: EngineArgs) -> anyhow::Result<serde_json::Value> {
 
     let mut config = quiet_engine_config(args.concurrency);
     config.limits.manual_reserve = args.manual_reserve;
+    config.limits.manual_burst = args.manual_burst;
     let ids: Vec<String> = (0..args.remotes)
         .map(|i| format!("remote-{i:05}"))
         .collect();
@@ -157,6 +162,7 @@ async fn run_async(args: EngineArgs) -> anyhow::Result<serde_json::Value> {
         "latency_ms": args.latency_ms,
         "concurrency": args.concurrency,
         "manual_reserve": args.manual_reserve,
+        "manual_burst": args.manual_burst,
         "cycle_s": round(cycle.as_secs_f64(), 4),
         "ideal_s": round(ideal, 4),
         "ratio": round(cycle.as_secs_f64() / ideal, 4),
