@@ -13,8 +13,8 @@ use fleetpoll_actors::{
     TaskState,
 };
 
-use super::mapping::to_batch;
-use super::parse::{parse, Format};
+use super::parse::Format;
+use super::scrape::SeriesCache;
 use crate::remote::endpoint::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
 use crate::remote::http::HttpClient;
 use crate::remote::Fingerprint;
@@ -107,6 +107,8 @@ pub struct PromClient {
     http: HttpClient,
     path: String,
     series_limit: usize,
+    /// The target's series across scrapes (one scrape at a time: one poller per remote).
+    series: std::sync::Mutex<SeriesCache>,
 }
 
 impl fmt::Debug for PromClient {
@@ -146,6 +148,7 @@ impl PromClient {
             http: HttpClient::exposition(endpoint, bearer, url.tls)?,
             path: url.path,
             series_limit: target.series_limit,
+            series: Default::default(),
         })
     }
 }
@@ -165,8 +168,10 @@ impl RemoteSource for PromClient {
         let text = std::str::from_utf8(&reply.body)
             .map_err(|e| bad(format!("the reply is not UTF-8 ({e})")))?;
         let format = Format::from_content_type(reply.content_type.as_deref());
-        let samples = parse(text, format, self.series_limit).map_err(|e| bad(e.to_string()))?;
-        Ok(to_batch(samples, scrape_time))
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        series
+            .read(text, format, self.series_limit, scrape_time)
+            .map_err(|e| bad(e.to_string()))
     }
 
     async fn list_tasks(&self, _query: &TaskQuery) -> Result<TaskBatch, SourceError> {

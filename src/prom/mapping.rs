@@ -45,6 +45,21 @@ fn encode_value(value: &str, out: &mut String) {
     }
 }
 
+/// The time a sample is stored at: its own timestamp (milliseconds) or the scrape's;
+/// `None` for one more than [`MAX_FUTURE_SECS`] ahead of the scrape (dropped, counted).
+pub(crate) fn point_time(timestamp_ms: Option<i64>, scrape_time: UnixTime) -> Option<UnixTime> {
+    let t = timestamp_ms.map_or(scrape_time, |ms| ms.div_euclid(1000));
+    (t <= scrape_time + MAX_FUTURE_SECS).then_some(t)
+}
+
+/// The store's kind of a sample's kind.
+pub(crate) fn metric_kind(kind: SampleKind) -> MetricKind {
+    match kind {
+        SampleKind::Gauge => MetricKind::Gauge,
+        SampleKind::Counter => MetricKind::Derive,
+    }
+}
+
 /// The batch one scrape at `scrape_time` (Unix seconds) yields.
 pub fn to_batch(samples: Vec<Sample>, scrape_time: UnixTime) -> MetricBatch {
     let mut batch = MetricBatch::default();
@@ -53,13 +68,10 @@ pub fn to_batch(samples: Vec<Sample>, scrape_time: UnixTime) -> MetricBatch {
     batch.series.reserve(samples.len());
     batch.points.reserve(samples.len());
     for sample in samples {
-        let timestamp = sample
-            .timestamp_ms
-            .map_or(scrape_time, |ms| ms.div_euclid(1000));
-        if timestamp > scrape_time + MAX_FUTURE_SECS {
+        let Some(timestamp) = point_time(sample.timestamp_ms, scrape_time) else {
             batch.dropped_future += 1;
             continue;
-        }
+        };
         let entity = match entities.get(&sample.labels) {
             Some(e) => e.clone(),
             None => {
@@ -72,10 +84,7 @@ pub fn to_batch(samples: Vec<Sample>, scrape_time: UnixTime) -> MetricBatch {
             .entry(sample.name)
             .or_insert_with_key(|n| n.as_str().into())
             .clone();
-        let kind = match sample.kind {
-            SampleKind::Gauge => MetricKind::Gauge,
-            SampleKind::Counter => MetricKind::Derive,
-        };
+        let kind = metric_kind(sample.kind);
         batch.points.push(MetricPoint {
             series: batch.series.len() as u32,
             timestamp,

@@ -106,13 +106,36 @@ impl std::error::Error for ParseError {}
 
 /// Parses a whole body; at most `series_limit` samples.
 pub fn parse(body: &str, format: Format, series_limit: usize) -> Result<Vec<Sample>, ParseError> {
-    let mut parser = Parser {
-        format,
-        family: None,
+    let mut collect = Collect {
         samples: Vec::new(),
         seen: HashSet::new(),
         series_limit,
     };
+    read_lines(body, format, &mut collect)?;
+    Ok(collect.samples)
+}
+
+/// Where a line is read: the body's format and the family of the last `# TYPE` line.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LineContext<'a> {
+    pub(crate) format: Format,
+    pub(crate) family: Option<(&'a str, FamilyType)>,
+}
+
+/// What receives the sample lines of a body ([`read_lines`]).
+pub(crate) trait SampleSink {
+    /// One sample line, trimmed, read under `cx`.
+    fn sample(&mut self, line: &str, cx: LineContext<'_>) -> Result<(), String>;
+}
+
+/// Reads a body line by line: comments and `# TYPE` lines here, samples into `sink`;
+/// OpenMetrics' `# EOF` required and nothing after it.
+pub(crate) fn read_lines(
+    body: &str,
+    format: Format,
+    sink: &mut impl SampleSink,
+) -> Result<(), ParseError> {
+    let mut family = None;
     let mut eof = false;
     let lines = body.split('\n').count();
     for (index, raw) in body.split('\n').enumerate() {
@@ -137,10 +160,13 @@ pub fn parse(body: &str, format: Format, series_limit: usize) -> Result<Vec<Samp
             continue;
         }
         if let Some(comment) = trimmed.strip_prefix('#') {
-            parser.comment(comment).map_err(fail)?;
+            if let Some(declared) = type_line(comment).map_err(fail)? {
+                family = Some(declared);
+            }
             continue;
         }
-        parser.sample(trimmed).map_err(fail)?;
+        sink.sample(trimmed, LineContext { format, family })
+            .map_err(fail)?;
     }
     if format == Format::OpenMetrics && !eof {
         return Err(ParseError {
@@ -148,151 +174,207 @@ pub fn parse(body: &str, format: Format, series_limit: usize) -> Result<Vec<Samp
             message: "OpenMetrics reply does not end with `# EOF` (cut off?)".into(),
         });
     }
-    Ok(parser.samples)
+    Ok(())
 }
 
-struct Parser {
-    format: Format,
-    /// The family of the last `# TYPE` line.
-    family: Option<(String, FamilyType)>,
+/// The samples of a body, each series once, at most `series_limit`.
+struct Collect {
     samples: Vec<Sample>,
     /// Each series seen so far, as `name{sorted labels}`.
     seen: HashSet<String>,
     series_limit: usize,
 }
 
-impl Parser {
-    fn comment(&mut self, comment: &str) -> Result<(), String> {
-        let rest = comment.trim_start();
-        let Some(rest) = rest.strip_prefix("TYPE") else {
-            // HELP, UNIT and free comments carry nothing the store keeps.
+impl SampleSink for Collect {
+    fn sample(&mut self, line: &str, cx: LineContext<'_>) -> Result<(), String> {
+        let (_, sample) = parse_sample(line, cx)?;
+        let Some(sample) = sample else {
             return Ok(());
         };
-        if !rest.starts_with([' ', '\t']) {
-            return Ok(());
-        }
-        let mut words = rest.split_whitespace();
-        let name = words.next().ok_or("`# TYPE` without a metric name")?;
-        let kind = words.next().ok_or("`# TYPE` without a type")?;
-        let kind = match kind {
-            "counter" => FamilyType::Counter,
-            "gauge" => FamilyType::Gauge,
-            "histogram" | "gaugehistogram" => FamilyType::Histogram,
-            "summary" => FamilyType::Summary,
-            "untyped" | "unknown" | "info" | "stateset" => FamilyType::Untyped,
-            other => return Err(format!("unknown metric type {other:?}")),
-        };
-        check_name(name)?;
-        self.family = Some((name.to_string(), kind));
-        Ok(())
-    }
-
-    fn sample(&mut self, line: &str) -> Result<(), String> {
-        let name_end = line
-            .find(['{', ' ', '\t'])
-            .ok_or("a sample without a value")?;
-        let name = &line[..name_end];
-        check_name(name)?;
-        let mut rest = &line[name_end..];
-        let mut labels = Vec::new();
-        if let Some(after) = rest.strip_prefix('{') {
-            rest = parse_labels(after, &mut labels)?;
-        }
-        labels.sort_by(|a, b| a.0.cmp(&b.0));
-        if labels.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(format!("series {name} repeats a label name"));
-        }
-        // Exemplars (OpenMetrics) follow ` # `; no label value remains to hold a '#'.
-        let rest = rest.split_once('#').map_or(rest, |(head, _)| head);
-        let mut fields = rest.split_whitespace();
-        let value = fields.next().ok_or("a sample without a value")?;
-        let value = parse_value(value)?;
-        let timestamp_ms = match fields.next() {
-            None => None,
-            Some(ts) => Some(self.parse_timestamp(ts)?),
-        };
-        if fields.next().is_some() {
-            return Err("unexpected text after the timestamp".into());
-        }
-        let Some(kind) = self.kind_of(name, &labels) else {
-            return Ok(());
-        };
-        let mut key = String::with_capacity(name.len() + 32);
-        key.push_str(name);
-        for (k, v) in &labels {
-            key.push('\0');
-            key.push_str(k);
-            key.push('\0');
-            key.push_str(v);
-        }
-        if !self.seen.insert(key) {
-            return Err(format!(
-                "series {} appears twice",
-                display_series(name, &labels)
-            ));
+        if !self.seen.insert(series_key(&sample.name, &sample.labels)) {
+            return Err(duplicate(&sample.name, &sample.labels));
         }
         if self.samples.len() >= self.series_limit {
-            return Err(format!(
-                "more than {} series (the remote's series_limit)",
-                self.series_limit
-            ));
+            return Err(over_limit(self.series_limit));
         }
-        self.samples.push(Sample {
+        self.samples.push(sample);
+        Ok(())
+    }
+}
+
+/// A series' identity: its name and sorted labels, joined by NUL bytes.
+pub(crate) fn series_key(name: &str, labels: &[(String, String)]) -> String {
+    let mut key = String::with_capacity(name.len() + 32);
+    key.push_str(name);
+    for (k, v) in labels {
+        key.push('\0');
+        key.push_str(k);
+        key.push('\0');
+        key.push_str(v);
+    }
+    key
+}
+
+pub(crate) fn duplicate(name: &str, labels: &[(String, String)]) -> String {
+    format!("series {} appears twice", display_series(name, labels))
+}
+
+pub(crate) fn over_limit(series_limit: usize) -> String {
+    format!("more than {series_limit} series (the remote's series_limit)")
+}
+
+/// The family a comment declares, if it is a `# TYPE` line.
+fn type_line(comment: &str) -> Result<Option<(&str, FamilyType)>, String> {
+    let rest = comment.trim_start();
+    let Some(rest) = rest.strip_prefix("TYPE") else {
+        // HELP, UNIT and free comments carry nothing the store keeps.
+        return Ok(None);
+    };
+    if !rest.starts_with([' ', '\t']) {
+        return Ok(None);
+    }
+    let mut words = rest.split_whitespace();
+    let name = words.next().ok_or("`# TYPE` without a metric name")?;
+    let kind = words.next().ok_or("`# TYPE` without a type")?;
+    let kind = match kind {
+        "counter" => FamilyType::Counter,
+        "gauge" => FamilyType::Gauge,
+        "histogram" | "gaugehistogram" => FamilyType::Histogram,
+        "summary" => FamilyType::Summary,
+        "untyped" | "unknown" | "info" | "stateset" => FamilyType::Untyped,
+        other => return Err(format!("unknown metric type {other:?}")),
+    };
+    check_name(name)?;
+    Ok(Some((name, kind)))
+}
+
+/// One sample line read in full: the length of its series text (`name{…}`, up to the
+/// value) and the sample, or `None` for a series the store does not keep (OpenMetrics'
+/// `_created`).
+pub(crate) fn parse_sample(
+    line: &str,
+    cx: LineContext<'_>,
+) -> Result<(usize, Option<Sample>), String> {
+    let name_end = line
+        .find(['{', ' ', '\t'])
+        .ok_or("a sample without a value")?;
+    let name = &line[..name_end];
+    check_name(name)?;
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        rest = parse_labels(after, &mut labels)?;
+    }
+    let series_len = line.len() - rest.len();
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
+    if labels.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(format!("series {name} repeats a label name"));
+    }
+    let (value, timestamp_ms) = value_part(rest, cx.format)?;
+    let Some(kind) = kind_of(cx, name, &labels) else {
+        return Ok((series_len, None));
+    };
+    Ok((
+        series_len,
+        Some(Sample {
             name: name.to_string(),
             labels,
             value,
             timestamp_ms,
             kind,
-        });
-        Ok(())
-    }
+        }),
+    ))
+}
 
-    fn parse_timestamp(&self, text: &str) -> Result<i64, String> {
-        let bad = || format!("{text:?} is not a timestamp");
-        match self.format {
-            Format::Text => text.parse::<i64>().map_err(|_| bad()),
-            Format::OpenMetrics => {
-                let secs: f64 = text.parse().map_err(|_| bad())?;
-                if !secs.is_finite() {
-                    return Err(bad());
-                }
-                Ok((secs * 1000.0).round() as i64)
+/// What follows a sample's series text: the value and an optional timestamp (an
+/// OpenMetrics exemplar after ` # ` ignored).
+pub(crate) fn value_part(rest: &str, format: Format) -> Result<(f64, Option<i64>), String> {
+    // Exemplars (OpenMetrics) follow ` # `; no label value remains to hold a '#'.
+    let rest = rest.split_once('#').map_or(rest, |(head, _)| head);
+    let mut fields = rest.split_whitespace();
+    let value = fields.next().ok_or("a sample without a value")?;
+    let value = parse_value(value)?;
+    let timestamp_ms = match fields.next() {
+        None => None,
+        Some(ts) => Some(parse_timestamp(ts, format)?),
+    };
+    if fields.next().is_some() {
+        return Err("unexpected text after the timestamp".into());
+    }
+    Ok((value, timestamp_ms))
+}
+
+fn parse_timestamp(text: &str, format: Format) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a timestamp");
+    match format {
+        Format::Text => text.parse::<i64>().map_err(|_| bad()),
+        Format::OpenMetrics => {
+            let secs: f64 = text.parse().map_err(|_| bad())?;
+            if !secs.is_finite() {
+                return Err(bad());
             }
+            Ok((secs * 1000.0).round() as i64)
         }
     }
+}
 
-    /// The kind of a sample of the current family (or untyped outside one); `None` for
-    /// OpenMetrics' `_created` series, which the text format does not have (a scrape
-    /// stores the same series whichever format the target chose).
-    fn kind_of(&self, name: &str, labels: &[(String, String)]) -> Option<SampleKind> {
-        let Some((family, kind)) = &self.family else {
-            return Some(SampleKind::Gauge);
-        };
-        let suffix = match name.strip_prefix(family.as_str()) {
-            Some(s) => s,
-            None => return Some(SampleKind::Gauge),
-        };
-        if suffix == "_created"
-            && self.format == Format::OpenMetrics
-            && matches!(
-                kind,
-                FamilyType::Counter | FamilyType::Histogram | FamilyType::Summary
-            )
-        {
-            return None;
-        }
-        Some(match (kind, suffix) {
-            (FamilyType::Counter, "" | "_total") => SampleKind::Counter,
-            (FamilyType::Histogram, "_bucket" | "_sum" | "_count" | "_gsum" | "_gcount") => {
-                SampleKind::Counter
-            }
-            (FamilyType::Summary, "_sum" | "_count") => SampleKind::Counter,
-            (FamilyType::Summary, "") if labels.iter().any(|(k, _)| k == "quantile") => {
-                SampleKind::Gauge
-            }
-            _ => SampleKind::Gauge,
-        })
+/// The kind of a sample of the current family (or untyped outside one); `None` for
+/// OpenMetrics' `_created` series, which the text format does not have (a scrape
+/// stores the same series whichever format the target chose).
+fn kind_of(cx: LineContext<'_>, name: &str, labels: &[(String, String)]) -> Option<SampleKind> {
+    let Some((family, kind)) = cx.family else {
+        return Some(SampleKind::Gauge);
+    };
+    let suffix = match name.strip_prefix(family) {
+        Some(s) => s,
+        None => return Some(SampleKind::Gauge),
+    };
+    if suffix == "_created"
+        && cx.format == Format::OpenMetrics
+        && matches!(
+            kind,
+            FamilyType::Counter | FamilyType::Histogram | FamilyType::Summary
+        )
+    {
+        return None;
     }
+    Some(match (kind, suffix) {
+        (FamilyType::Counter, "" | "_total") => SampleKind::Counter,
+        (FamilyType::Histogram, "_bucket" | "_sum" | "_count" | "_gsum" | "_gcount") => {
+            SampleKind::Counter
+        }
+        (FamilyType::Summary, "_sum" | "_count") => SampleKind::Counter,
+        (FamilyType::Summary, "") if labels.iter().any(|(k, _)| k == "quantile") => {
+            SampleKind::Gauge
+        }
+        _ => SampleKind::Gauge,
+    })
+}
+
+/// Where a sample line's series text (`name` or `name{…}`) ends, by a scan that skips
+/// quoted label values; `None` if it does not end. Only a shortcut: a series text is
+/// trusted only after [`parse_sample`] read the same text in full.
+pub(crate) fn series_text_len(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let name_end = bytes
+        .iter()
+        .position(|&b| matches!(b, b'{' | b' ' | b'\t'))?;
+    if bytes[name_end] != b'{' {
+        return Some(name_end);
+    }
+    let mut i = name_end + 1;
+    let mut quoted = false;
+    while i < bytes.len() {
+        match (quoted, bytes[i]) {
+            (true, b'\\') => i += 1,
+            (true, b'"') => quoted = false,
+            (false, b'"') => quoted = true,
+            (false, b'}') => return Some(i + 1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn check_name(name: &str) -> Result<(), String> {
