@@ -75,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         cluster: Arc::new(ClusterView::new(Shard::single("embedded"), Vec::new())),
         exporters: Default::default(),
         local: None,
+        inventory: None,
     };
     let host = Router::new()
         .route("/", get(|| async { "the host's own page" }))
