@@ -76,10 +76,7 @@ pub fn assess(status: &RemoteStatus, resources: Option<&RemoteResources>) -> Hea
                     let share = used as f64 / total as f64;
                     if total > 0 && share > DATASTORE_WARNING_SHARE {
                         let name = r.name.as_deref().unwrap_or(&r.id);
-                        warnings.push(format!(
-                            "datastore {name} is {:.0} % full",
-                            (share * 100.0).floor()
-                        ));
+                        warnings.push(format!("datastore {name} is {:.0} % full", share * 100.0));
                     }
                 }
             }

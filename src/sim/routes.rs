@@ -398,12 +398,14 @@ fn filter_resources(body: &[u8], wanted: &str) -> ApiResult {
         "vm" => &["qemu", "lxc"],
         "node" => &["node"],
         "storage" => &["storage"],
-        other => return Err((
-            StatusCode::BAD_REQUEST,
-            format!(
+        other => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
                 "parameter verification failed: type: value {other:?} is not vm, node or storage"
             ),
-        )),
+            ))
+        }
     };
     let mut reply: Value = serde_json::from_slice(body)
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
