@@ -43,9 +43,8 @@ impl RemoteResources {
     }
 }
 
-/// Every remote's resource list. Only remotes the cache was told of
-/// ([`ResourceCache::track`]) are kept: a fetch that ends after its remote was removed
-/// changes nothing.
+/// Every remote's resource list. Only the remotes the inventory job was last given are
+/// kept: a fetch that ends after its remote was removed changes nothing.
 #[derive(Debug, Default)]
 pub struct ResourceCache {
     entries: RwLock<BTreeMap<RemoteId, RemoteResources>>,
