@@ -109,7 +109,12 @@ pub async fn render_remote(state: &ApiState, id: &str) -> Result<String, (Status
     let base = Base::UI;
     let health = crate::api::health_of(state, &status);
     let inventory = state.inventory.as_ref().and_then(|i| i.get(&remote));
-    let known = |entity: &str| inventory.as_ref().and_then(|i| i.find(entity));
+    // Looked up once per entity: a large cluster lists thousands of guests.
+    let by_id: std::collections::HashMap<&str, &Resource> = inventory
+        .as_ref()
+        .map(|i| i.resources.iter().map(|r| (r.id.as_str(), r)).collect())
+        .unwrap_or_default();
+    let known = |entity: &str| by_id.get(entity).copied();
     let main = html! {
         (status_block(&status, &health, inventory.as_ref(), now))
         @for (prefix, title) in GROUPS {
