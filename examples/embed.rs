@@ -41,6 +41,13 @@ async fn main() -> anyhow::Result<()> {
         system_now_secs(),
     )?);
 
+    // The resource lists (guest names, running state, health) with the same clients.
+    let inventory = fleetpoll::inventory::Inventory::start(
+        fleetpoll::inventory::InventoryRemote::from_engine(&config.remotes),
+        Duration::from_secs(900),
+        clock.clone(),
+    );
+
     // The engine runs on the host's runtime; nothing global, so several could run.
     let engine = Engine::builder(config)
         .metric_store(metrics.clone())
@@ -75,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         cluster: Arc::new(ClusterView::new(Shard::single("embedded"), Vec::new())),
         exporters: Default::default(),
         local: None,
+        inventory: Some(inventory.clone()),
     };
     let host = Router::new()
         .route("/", get(|| async { "the host's own page" }))
@@ -116,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    inventory.stop().await;
     let shutdown = engine.shutdown(Duration::from_secs(5)).await?;
     println!("stopped in {} ms", shutdown.elapsed_ms);
     follower.abort();

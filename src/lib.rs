@@ -13,6 +13,8 @@
 //!   the engine's metric store on them (`fleetpoll rrd …`).
 //! - [`sim`]: the fleet simulator (`fleetpoll sim`) the tests and benchmarks run against.
 //! - [`tasks`]: the rotating task cache behind the engine's `TaskStore`.
+//! - [`inventory`]: the remotes' resource lists (names, status, use), fetched in the
+//!   background, and each remote's health.
 //! - [`durable`]: what both stores write files with: the framed, checksummed journal,
 //!   atomic replacement and directory syncs.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
@@ -32,6 +34,7 @@ pub mod daemon;
 pub mod demo;
 pub mod durable;
 pub mod export;
+pub mod inventory;
 pub mod local;
 pub mod prom;
 pub mod remote;

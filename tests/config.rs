@@ -73,6 +73,7 @@ fn an_empty_file_gives_the_documented_defaults() {
     assert_eq!(e.tasks.full_interval.as_secs(), 600);
     assert_eq!(e.supervision.max_restarts, 5);
     assert_eq!(e.storage.metric_commit_interval.as_secs(), 1800);
+    assert_eq!(resolved.config.inventory.resources_interval.as_secs(), 900);
 }
 
 #[test]
@@ -99,6 +100,16 @@ fn mistakes_name_the_key_and_what_is_expected() {
             "shorter than the collection interval",
         ),
         (format!("{REMOTE}{REMOTE}"), "remotes[1].id", "used twice"),
+        (
+            "[inventory]\nresources_interval_secs = 5\n".into(),
+            "inventory.resources_interval_secs",
+            "at least 10 and at most 86400 seconds, not 5",
+        ),
+        (
+            "[inventory]\nresources_interval = 900\n".into(),
+            "inventory.resources_interval",
+            "unknown field",
+        ),
         (
             REMOTE.replace("\"pve\"", "\"vmware\""),
             "remotes[0].type",

@@ -280,6 +280,7 @@ fn status_and_trigger_commands_talk_to_the_daemon() {
         5,
         "{table}"
     );
+    assert!(table.lines().next().unwrap().contains("HEALTH"), "{table}");
 
     let out = Command::new(bin())
         .args(["trigger", "pve-2", "--wait", "--json", "--api", &api])

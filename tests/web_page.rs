@@ -163,6 +163,7 @@ fn the_page_works_under_an_embedders_path_prefix() {
             rules: None,
             exporters: Default::default(),
             local: None,
+            inventory: None,
             cluster: Arc::new(ClusterView::new(Shard::single("embedded"), Vec::new())),
         };
         let host = axum::Router::new()

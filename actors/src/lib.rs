@@ -98,8 +98,8 @@ pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, TriggerReport
 pub use hooks::{Hook, HookBatch, HookError, HookOptions, HookStatus, Sample, StatusChange};
 pub use limiter::LimiterSnapshot;
 pub use model::{
-    Cursor, MetricBatch, MetricKind, MetricPoint, RemoteId, RemoteKind, SeriesKey, TaskBatch,
-    TaskQuery, TaskRecord, TaskRef, TaskState, UnixTime,
+    Cursor, MetricBatch, MetricKind, MetricPoint, RemoteId, RemoteKind, Resource, SeriesKey,
+    TaskBatch, TaskQuery, TaskRecord, TaskRef, TaskState, UnixTime,
 };
 pub use poller::{
     CollectError, CollectOutcome, CollectResult, PollState, PollStats, PollStatsSnapshot,

@@ -167,6 +167,59 @@ impl Cursor {
     }
 }
 
+/// One entry of a remote's resource list (its inventory): a node, guest, storage or
+/// datastore with its name, status and current use, as the remote's own list shows it
+/// (PVE `GET /cluster/resources`, PBS `GET /status/datastore-usage`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// The entity id, as the metric store names it: `qemu/100`, `lxc/101`, `node/pve1`,
+    /// `storage/pve1/local`, `datastore/store1`.
+    pub id: String,
+    /// `node`, `qemu`, `lxc`, `storage`, `datastore` (or another type the remote lists).
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// The node it is on (a PBS's datastores: `localhost`).
+    pub node: Option<String>,
+    /// A guest's name, a storage's or datastore's name, a node's name.
+    pub name: Option<String>,
+    /// `running`/`stopped` for guests, `online`/`offline` for nodes, `available` for storages.
+    pub status: Option<String>,
+    /// CPU use as a share of `maxcpu` (0..=1).
+    pub cpu: Option<f64>,
+    /// CPUs (a container's may be fractional).
+    pub maxcpu: Option<f64>,
+    /// Memory used, bytes.
+    pub mem: Option<u64>,
+    /// Memory available, bytes.
+    pub maxmem: Option<u64>,
+    /// Disk space used, bytes.
+    pub disk: Option<u64>,
+    /// Disk space, bytes.
+    pub maxdisk: Option<u64>,
+    /// Seconds since it started (0 when stopped).
+    pub uptime: Option<u64>,
+}
+
+impl Resource {
+    /// A resource of `resource_type` with this id and every other field unknown.
+    pub fn new(id: impl Into<String>, resource_type: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            resource_type: resource_type.into(),
+            node: None,
+            name: None,
+            status: None,
+            cpu: None,
+            maxcpu: None,
+            mem: None,
+            maxmem: None,
+            disk: None,
+            maxdisk: None,
+            uptime: None,
+        }
+    }
+}
+
 /// One task as the remote lists it, normalised over PVE and PBS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {

@@ -6,7 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Cursor, MetricBatch, TaskBatch, TaskQuery, TaskState};
+use crate::model::{Cursor, MetricBatch, Resource, TaskBatch, TaskQuery, TaskState};
 
 /// Why a request to a remote failed; decides how the poller reacts and what the status shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -118,4 +118,21 @@ pub trait RemoteSource: Send + Sync + fmt::Debug + 'static {
 
     /// Poll one task by its UPID.
     async fn task_status(&self, upid: &str) -> Result<TaskState, SourceError>;
+
+    /// Whether the remote has a resource list (an inventory) to fetch with
+    /// [`resources`](Self::resources). PVE clusters and PBS do; Prometheus targets and the
+    /// local host do not, and keep this default.
+    fn has_resources(&self) -> bool {
+        false
+    }
+
+    /// Fetch the remote's resource list: its nodes, guests, storages or datastores with
+    /// names and status. The engine does not call it; the `fleetpoll` crate's inventory
+    /// does, on its own cadence. The default answers that there is none.
+    async fn resources(&self) -> Result<Vec<Resource>, SourceError> {
+        Err(SourceError::new(
+            ErrorClass::NotFound,
+            "this remote has no resource list",
+        ))
+    }
 }

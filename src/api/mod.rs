@@ -15,6 +15,7 @@
 //! - `tracking`: tracked tasks (track, list, untrack).
 //! - `rrd`, `tasks`, `live`, `metrics`: history and top lists, the task list, the live
 //!   stream, Prometheus metrics.
+//! - `resources`: the cached resource lists (`GET /api/v1/resources`).
 
 mod alerts;
 mod body;
@@ -22,6 +23,7 @@ mod errors;
 pub mod limits;
 mod live;
 mod metrics;
+mod resources;
 mod rrd;
 mod server;
 mod tasks;
@@ -83,6 +85,9 @@ pub struct ApiState {
     pub exporters: crate::export::Exporters,
     /// The local host source, when `[local] enabled`.
     pub local: Option<Arc<crate::local::LocalSource>>,
+    /// The remotes' resource lists (`None`: the embedder keeps none; then every
+    /// remote's health comes from its state alone).
+    pub inventory: Option<crate::inventory::Inventory>,
 }
 
 impl ApiState {
@@ -127,6 +132,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/rrd/{remote}/{*entity}", get(rrd::history))
         .route("/api/v1/top", get(rrd::top))
         .route("/api/v1/local", get(local))
+        .route("/api/v1/resources", get(resources::resources))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/daemon", get(daemon))
         .route("/api/v1/exporters", get(exporters))
@@ -230,19 +236,16 @@ async fn remotes(
     let Query(p) = params
         .map_err(|e| ApiError::bad_request(format!("{e}; expected all=true or all=false")))?;
     let status = state.engine.status().await?;
+    let mut remotes: Vec<serde_json::Value> =
+        status.iter().map(|s| status_json(&state, s)).collect();
     if !p.all {
-        return Ok(Json(json!({ "remotes": status })));
+        return Ok(Json(json!({ "remotes": remotes })));
     }
     // Every configured remote, each with the shard that polls it.
     let own = state.cluster.shard().shard_index;
-    let mut remotes: Vec<serde_json::Value> = status
-        .iter()
-        .map(|s| {
-            let mut entry = serde_json::to_value(s).unwrap_or_default();
-            entry["shard"] = own.into();
-            entry
-        })
-        .collect();
+    for entry in &mut remotes {
+        entry["shard"] = own.into();
+    }
     remotes.extend(state.cluster.others().iter().map(
         |r| json!({ "remote": r.remote, "kind": r.kind, "state": "other-shard", "shard": r.shard }),
     ));
@@ -259,7 +262,25 @@ async fn remote(
         .remote_status(&RemoteId::new(&id))
         .await
         .map_err(|e| other_shard(&state, &id, e))?;
-    Ok(Json(serde_json::to_value(status).unwrap_or_default()))
+    Ok(Json(status_json(&state, &status)))
+}
+
+/// A remote's health from its state and its cached resource list.
+pub(crate) fn health_of(
+    state: &ApiState,
+    status: &fleetpoll_actors::RemoteStatus,
+) -> crate::inventory::HealthReport {
+    let resources = state.inventory.as_ref().and_then(|i| i.get(&status.remote));
+    crate::inventory::assess(status, resources.as_ref())
+}
+
+/// A remote's status as the API writes it, with its `health` and `health_reason`.
+fn status_json(state: &ApiState, status: &fleetpoll_actors::RemoteStatus) -> serde_json::Value {
+    let health = health_of(state, status);
+    let mut entry = serde_json::to_value(status).unwrap_or_default();
+    entry["health"] = health.health.as_str().into();
+    entry["health_reason"] = health.reason.into();
+    entry
 }
 
 /// An unknown remote that another shard polls is still a 404, one that says where to
@@ -304,11 +325,16 @@ async fn collect(
     authorize(&state, &headers)?;
     let b: CollectBody = body::json_body(&headers, raw, COLLECT_EXAMPLE).await?;
     let id = b.remote.clone().unwrap_or_default();
+    let target = target(b.remote);
     let report = state
         .engine
-        .trigger(target(b.remote), b.wait)
+        .trigger(target.clone(), b.wait)
         .await
         .map_err(|e| other_shard(&state, &id, e))?;
+    // A manual collect fetches the resource lists too (waited for like the metrics).
+    if let Some(inventory) = &state.inventory {
+        inventory.refresh(target, b.wait).await;
+    }
     Ok(Json(trigger_json(report)))
 }
 

@@ -16,21 +16,23 @@ fn ago(now: i64, ts: Option<i64>) -> String {
 pub(super) fn status(value: &Value) {
     let now = fleetpoll_actors::system_now_secs();
     println!(
-        "{:<20} {:<5} {:<9} {:>5} {:>12} {:>12} {:>10}  LAST ERROR",
-        "REMOTE", "KIND", "STATE", "FAILS", "LAST OK", "NEXT TRY", "POINTS"
+        "{:<20} {:<5} {:<9} {:<7} {:>5} {:>12} {:>12} {:>10}  LAST ERROR / HEALTH REASON",
+        "REMOTE", "KIND", "STATE", "HEALTH", "FAILS", "LAST OK", "NEXT TRY", "POINTS"
     );
     for r in value["remotes"].as_array().into_iter().flatten() {
         let error: String = r["last_error"]
             .as_str()
+            .or(r["health_reason"].as_str())
             .unwrap_or("")
             .chars()
             .take(60)
             .collect();
         println!(
-            "{:<20} {:<5} {:<9} {:>5} {:>12} {:>12} {:>10}  {}",
+            "{:<20} {:<5} {:<9} {:<7} {:>5} {:>12} {:>12} {:>10}  {}",
             r["remote"].as_str().unwrap_or("?"),
             r["kind"].as_str().unwrap_or("?"),
             r["state"].as_str().unwrap_or("?"),
+            r["health"].as_str().unwrap_or("-"),
             r["consecutive_failures"].as_u64().unwrap_or(0),
             ago(now, r["last_success"].as_i64()),
             ago(now, r["next_attempt"].as_i64()),

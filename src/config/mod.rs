@@ -25,8 +25,8 @@ use crate::remote::{
 
 pub use overrides::Overrides;
 pub use schema::{
-    ApiConfig, ClusterConfig, Config, ExporterEntry, LocalConfig, LogConfig, LogFormat, NodeEntry,
-    RemoteEntry, RulesConfig, Secret,
+    ApiConfig, ClusterConfig, Config, ExporterEntry, InventoryConfig, LocalConfig, LogConfig,
+    LogFormat, NodeEntry, RemoteEntry, RulesConfig, Secret, RESOURCES_INTERVAL_RANGE_SECS,
 };
 
 /// A config file that cannot be used: which file, which key, what is wrong and expected.
@@ -257,6 +257,20 @@ fn check_api_bounds(file: &Path, api: &ApiConfig) -> Result<(), ConfigFileError>
     Ok(())
 }
 
+/// `[inventory] resources_interval_secs` must lie in its range.
+fn check_inventory(file: &Path, inventory: &InventoryConfig) -> Result<(), ConfigFileError> {
+    let (lo, hi) = RESOURCES_INTERVAL_RANGE_SECS;
+    let secs = inventory.resources_interval.as_secs();
+    if !(lo..=hi).contains(&secs) {
+        return Err(err(
+            file,
+            "inventory.resources_interval_secs",
+            format!("must be at least {lo} and at most {hi} seconds, not {secs}"),
+        ));
+    }
+    Ok(())
+}
+
 /// The most shards of one deployment (far beyond any fleet a shard could not poll alone).
 pub const MAX_SHARDS: u32 = 4096;
 
@@ -435,6 +449,7 @@ pub fn resolve(
     // The sections are checked first, so a bad value is reported before any secret is read.
     engine.validate().map_err(|e| err(file, e.key, e.message))?;
     check_api_bounds(file, &c.api)?;
+    check_inventory(file, &c.inventory)?;
     let shard = check_cluster(file, &c.cluster)?;
     let mut other_shards = Vec::new();
     let api_listen: SocketAddr = c.api.listen.parse().map_err(|_| {

@@ -48,6 +48,9 @@ pub struct Config {
     /// The built-in source of the local host.
     #[serde(default)]
     pub local: LocalConfig,
+    /// The remotes' resource lists (names, status, use).
+    #[serde(default)]
+    pub inventory: InventoryConfig,
     /// The remotes to watch.
     #[serde(default)]
     pub remotes: Vec<RemoteEntry>,
@@ -86,6 +89,35 @@ impl Default for LocalConfig {
         }
     }
 }
+
+/// `[inventory]`: the resource lists of the PVE and PBS remotes (see `docs/api.md`,
+/// `GET /api/v1/resources`).
+#[serde_as]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// How often every remote's resource list is fetched again (a manual collect also
+    /// fetches it); 10 to 86400 seconds.
+    #[serde(rename = "resources_interval_secs")]
+    #[serde_as(as = "DurationSeconds<u64>")]
+    pub resources_interval: Duration,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self {
+            resources_interval: Duration::from_secs(d_resources_interval_secs()),
+        }
+    }
+}
+
+/// The reference manager fetches its resource lists about every 15 minutes.
+fn d_resources_interval_secs() -> u64 {
+    900
+}
+
+/// The shortest and longest `resources_interval_secs`.
+pub const RESOURCES_INTERVAL_RANGE_SECS: (u64, u64) = (10, 86_400);
 
 /// `[cluster]`: which share of the remotes this instance polls. Only a restart applies
 /// a change.

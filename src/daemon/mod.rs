@@ -5,7 +5,8 @@
 //! SIGINT shut down gracefully within the configured grace period. Under systemd the
 //! watchdog is pinged only while the supervision tree is healthy. At start the soft
 //! descriptor limit is raised to the hard one, and the API's connection cap keeps a
-//! reserve of descriptors for the pollers (`fds`).
+//! reserve of descriptors for the pollers (`fds`). Beside the engine runs the inventory
+//! (`crate::inventory`), which fetches the remotes' resource lists with the engine's clients.
 
 mod fds;
 pub mod notify;
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 use crate::api::{self, ApiState, ApiToken, ReloadRequest};
 use crate::cluster::ClusterView;
 use crate::config::{self, ConfigFileError, LogFormat, Overrides};
+use crate::inventory::{Inventory, InventoryRemote};
 use notify::Notifier;
 
 /// Why the daemon could not run.
@@ -78,6 +80,7 @@ struct Running {
     /// The command line's values, applied again to every reloaded file.
     overrides: Overrides,
     exporters: crate::export::Exporters,
+    inventory: Inventory,
 }
 
 impl Running {
@@ -127,6 +130,8 @@ pub struct Service {
     pub cluster: Arc<ClusterView>,
     /// The running exporters, changed by a reload.
     pub exporters: crate::export::Exporters,
+    /// The remotes' resource lists, their remotes and interval changed by a reload.
+    pub inventory: Inventory,
     stop_api: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -168,6 +173,12 @@ impl Service {
             Some(&resolved.config.storage.state_dir),
             clock.clone(),
         )?;
+        // The resource lists are fetched by the engine's own clients (one pool per remote).
+        let inventory = Inventory::start(
+            InventoryRemote::from_engine(&resolved.engine.remotes),
+            resolved.config.inventory.resources_interval,
+            clock.clone(),
+        );
         let (exporters, builder) = crate::export::Exporters::register(
             &resolved.exporters,
             Engine::builder(resolved.engine),
@@ -218,6 +229,7 @@ impl Service {
             cluster: cluster.clone(),
             exporters: exporters.clone(),
             local: resolved.local.clone(),
+            inventory: Some(inventory.clone()),
         };
         let (stop_api, stop_api_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
@@ -239,6 +251,7 @@ impl Service {
             rules,
             cluster,
             exporters,
+            inventory,
             stop_api,
             server,
         })
@@ -247,6 +260,7 @@ impl Service {
     /// Stops the API, shuts the engine down within `grace` and logs what was cut short.
     pub async fn stop(self, grace: Duration) -> anyhow::Result<fleetpoll_actors::ShutdownReport> {
         let _ = self.stop_api.send(true);
+        self.inventory.stop().await;
         let report = self
             .engine
             .shutdown(grace)
@@ -291,6 +305,7 @@ pub async fn run(config_path: PathBuf, overrides: Overrides) -> Result<(), Daemo
         cluster: service.cluster.clone(),
         overrides,
         exporters: service.exporters.clone(),
+        inventory: service.inventory.clone(),
     };
     tracing::info!(config = %config_path.display(), remotes, api = %api_addr,
         instance = %shard.instance, shard_index = shard.shard_index,
@@ -378,54 +393,66 @@ async fn reload(
             tracing::error!(error = %err, "reload rejected; the running config stays");
             Err(format!("reload rejected, the running config stays: {err}"))
         }
-        Ok(resolved) => match engine.reload(resolved.engine).await {
-            Ok(report) => {
-                interval.store(
-                    resolved.config.collection.interval.as_secs(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                running.token.set(resolved.api_token);
-                running
-                    .rules
-                    .set_interval(resolved.config.collection.interval.as_secs());
-                running.rules.apply(resolved.rules);
-                running.cluster.set_others(resolved.other_shards);
-                if let Some(handle) = &running.log {
-                    let filter = tracing_subscriber::EnvFilter::new(&resolved.config.log.filter);
-                    if let Err(err) = handle.reload(filter) {
-                        tracing::warn!(error = %err, "the new log filter could not be applied");
+        Ok(resolved) => {
+            // Taken before the engine config is handed over, applied once it is accepted.
+            let inventory_remotes = InventoryRemote::from_engine(&resolved.engine.remotes);
+            match engine.reload(resolved.engine).await {
+                Ok(report) => {
+                    running.inventory.set_remotes(inventory_remotes).await;
+                    if resolved.config.inventory != running.config.inventory {
+                        running
+                            .inventory
+                            .set_interval(resolved.config.inventory.resources_interval)
+                            .await;
                     }
-                }
-                if running.config.rules.file != resolved.config.rules.file {
-                    running.rules_watch = rules_watch::RulesWatch::start(
-                        running.rules.clone(),
-                        running.reload_tx.clone(),
+                    interval.store(
+                        resolved.config.collection.interval.as_secs(),
+                        std::sync::atomic::Ordering::Relaxed,
                     );
-                }
-                running.config = resolved.config;
-                tracing::info!(added = ?report.added, removed = ?report.removed,
+                    running.token.set(resolved.api_token);
+                    running
+                        .rules
+                        .set_interval(resolved.config.collection.interval.as_secs());
+                    running.rules.apply(resolved.rules);
+                    running.cluster.set_others(resolved.other_shards);
+                    if let Some(handle) = &running.log {
+                        let filter =
+                            tracing_subscriber::EnvFilter::new(&resolved.config.log.filter);
+                        if let Err(err) = handle.reload(filter) {
+                            tracing::warn!(error = %err, "the new log filter could not be applied");
+                        }
+                    }
+                    if running.config.rules.file != resolved.config.rules.file {
+                        running.rules_watch = rules_watch::RulesWatch::start(
+                            running.rules.clone(),
+                            running.reload_tx.clone(),
+                        );
+                    }
+                    running.config = resolved.config;
+                    tracing::info!(added = ?report.added, removed = ?report.removed,
                     changed = ?report.changed, timers_reset = report.timers_reset, "config reloaded");
-                let mut value = serde_json::to_value(report).unwrap_or_default();
-                match running.exporters.apply(engine, &resolved.exporters).await {
-                    Ok(export) => {
-                        tracing::info!(added = ?export.added, removed = ?export.removed,
+                    let mut value = serde_json::to_value(report).unwrap_or_default();
+                    match running.exporters.apply(engine, &resolved.exporters).await {
+                        Ok(export) => {
+                            tracing::info!(added = ?export.added, removed = ?export.removed,
                             changed = ?export.changed, "exporters reloaded");
-                        value["exporters"] = serde_json::to_value(export).unwrap_or_default();
-                        Ok(value)
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "applying the exporters failed");
-                        Err(format!(
-                            "the remotes were reloaded, the exporters failed: {err}"
-                        ))
+                            value["exporters"] = serde_json::to_value(export).unwrap_or_default();
+                            Ok(value)
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "applying the exporters failed");
+                            Err(format!(
+                                "the remotes were reloaded, the exporters failed: {err}"
+                            ))
+                        }
                     }
                 }
+                Err(err) => {
+                    tracing::error!(error = %err, "reload rejected; the running config stays");
+                    Err(format!("reload rejected, the running config stays: {err}"))
+                }
             }
-            Err(err) => {
-                tracing::error!(error = %err, "reload rejected; the running config stays");
-                Err(format!("reload rejected, the running config stays: {err}"))
-            }
-        },
+        }
     };
     notifier.ready("reloaded");
     outcome

@@ -8,6 +8,7 @@
 //! - `http`: the shared transport (failover, timeouts, body cap, error classes).
 //! - `pool`: idle connections kept for reuse, bounded by an [`IdleBudget`] across remotes.
 //! - `reply`: node lists, task lists and task status replies.
+//! - `resources`: the resource lists (PVE cluster resources, PBS datastore usage).
 //! - `task_pages`: a node's task list page by page, as both kinds serve it.
 //! - [`pve`]: [`PveClient`], a [`fleetpoll_actors::RemoteSource`] for a PVE cluster.
 //! - [`pbs`]: [`PbsClient`], a [`fleetpoll_actors::RemoteSource`] for a PBS.
@@ -20,6 +21,7 @@ pub mod pbs;
 mod pool;
 pub mod pve;
 mod reply;
+mod resources;
 mod task_pages;
 pub mod tls;
 pub mod upid;
@@ -29,5 +31,6 @@ pub use metrics::{parse_metric_reply, MAX_FUTURE_SECS};
 pub use pbs::PbsClient;
 pub use pool::{IdleBudget, IDLE_TIMEOUT};
 pub use pve::PveClient;
+pub use resources::MAX_RESOURCES;
 pub use tls::Fingerprint;
 pub use upid::{Upid, UpidError};

@@ -1,17 +1,20 @@
 //! The Proxmox Backup Server client: metrics from `/status/metrics`, tasks from
-//! `/nodes/localhost/tasks`, task status by UPID.
+//! `/nodes/localhost/tasks`, task status by UPID, datastores from
+//! `/status/datastore-usage`.
 
 use std::fmt;
 
 use async_trait::async_trait;
 use fleetpoll_actors::{
-    Cursor, ErrorClass, MetricBatch, RemoteSource, SourceError, TaskBatch, TaskQuery, TaskState,
+    Cursor, ErrorClass, MetricBatch, RemoteSource, Resource, SourceError, TaskBatch, TaskQuery,
+    TaskState,
 };
 
 use super::endpoint::RemoteEndpoint;
 use super::http::{encode_segment, HttpClient};
 use super::metrics::parse_dated_metric_reply;
 use super::reply::{parse_data, TaskStatusItem};
+use super::resources::parse_datastore_usage;
 use super::task_pages::list_node_tasks;
 use super::upid::Upid;
 
@@ -85,5 +88,14 @@ impl RemoteSource for PbsClient {
         let path = format!("/nodes/{PBS_NODE}/tasks/{}/status", encode_segment(upid));
         let status: TaskStatusItem = parse_data(remote, &self.http.get(&path).await?)?;
         status.into_state(remote)
+    }
+
+    fn has_resources(&self) -> bool {
+        true
+    }
+
+    async fn resources(&self) -> Result<Vec<Resource>, SourceError> {
+        let body = self.http.get("/status/datastore-usage").await?;
+        parse_datastore_usage(self.http.remote(), &body)
     }
 }

@@ -1,6 +1,6 @@
 //! The Proxmox VE cluster client: metrics from `/cluster/metrics/export`, tasks from
 //! every node's `/nodes/{node}/tasks` (up to 5 nodes at once, the node list kept between
-//! fetches), task status by UPID.
+//! fetches), task status by UPID, the resource list from `/cluster/resources`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fleetpoll_actors::{
-    Cursor, ErrorClass, MetricBatch, RemoteSource, SourceError, TaskBatch, TaskQuery, TaskRecord,
-    TaskState,
+    Cursor, ErrorClass, MetricBatch, RemoteSource, Resource, SourceError, TaskBatch, TaskQuery,
+    TaskRecord, TaskState,
 };
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
@@ -18,6 +18,7 @@ use super::endpoint::RemoteEndpoint;
 use super::http::{encode_segment, HttpClient};
 use super::metrics::parse_dated_metric_reply;
 use super::reply::{parse_data, NodeItem, TaskStatusItem};
+use super::resources::parse_cluster_resources;
 use super::task_pages::list_node_tasks;
 use super::upid::Upid;
 
@@ -177,5 +178,15 @@ impl RemoteSource for PveClient {
         );
         let status: TaskStatusItem = parse_data(remote, &self.http.get(&path).await?)?;
         status.into_state(remote)
+    }
+
+    fn has_resources(&self) -> bool {
+        true
+    }
+
+    /// One call for the whole cluster: the node answering gathers its members' entries.
+    async fn resources(&self) -> Result<Vec<Resource>, SourceError> {
+        let body = self.http.get("/cluster/resources").await?;
+        parse_cluster_resources(self.http.remote(), &body)
     }
 }

@@ -28,7 +28,8 @@ usage: fleetpoll sim [OPTIONS]
   --fault KIND[=VALUE][@TARGET]   inject a fault (repeatable); TARGET is a remote id or a
                            share like 10%; KIND is latency=MS[+JITTER_MS], error-rate=SHARE,
                            hang, trickle, malformed, oversize[=BYTES], reset, wrong-cert,
-                           skew=SECONDS
+                           skew=SECONDS, node-offline[=NODES], datastore-full[=PERCENT],
+                           bad-resources
 ";
 
 /// Parsed command line of `fleetpoll sim`.

@@ -9,6 +9,9 @@ use super::fleet::unit;
 /// Default size of an oversized reply: past the clients' default 64 MiB body cap.
 pub const DEFAULT_OVERSIZE_BYTES: u64 = 80 << 20;
 
+/// How full `datastore-full` makes a datastore when no percentage is given.
+pub const DEFAULT_DATASTORE_FULL_PCT: f64 = 90.0;
+
 /// One kind of misbehaviour.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
@@ -35,6 +38,14 @@ pub enum Fault {
     WrongCert,
     /// The remote's clock runs this many seconds ahead.
     ClockSkew(i64),
+    /// The last this many nodes of a PVE cluster are offline (in `/nodes` and the
+    /// resource list; their guests and storages show status `unknown`).
+    NodeOffline(usize),
+    /// A PBS's first datastore is this full (percent, 0..=100) in its datastore usage.
+    DatastoreFull(f64),
+    /// The resource list (`/cluster/resources`, `/status/datastore-usage`) is not the
+    /// promised JSON; every other path answers as usual.
+    BadResources,
 }
 
 /// Which remotes a fault hits.
@@ -60,7 +71,8 @@ impl FaultTarget {
 }
 
 /// A fault and whom it hits; parsed from `KIND[=VALUE][@TARGET]`, e.g. `hang@pve-3`,
-/// `latency=200+50@10%`, `error-rate=0.5`, `skew=3600@pbs-1`, `oversize=1048576`.
+/// `latency=200+50@10%`, `error-rate=0.5`, `skew=3600@pbs-1`, `oversize=1048576`,
+/// `node-offline=1@pve-1`, `datastore-full=95@pbs-1`, `bad-resources@pve-2`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultRule {
     /// What goes wrong.
@@ -154,10 +166,30 @@ impl FromStr for FaultRule {
                     .parse()
                     .map_err(|_| fail("skew is whole seconds"))?,
             ),
+            "node-offline" => Fault::NodeOffline(match value {
+                None => 1,
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| fail("node-offline takes a number of nodes"))?,
+            }),
+            "datastore-full" => {
+                let pct: f64 = match value {
+                    None => DEFAULT_DATASTORE_FULL_PCT,
+                    Some(v) => v
+                        .parse()
+                        .map_err(|_| fail("datastore-full takes a percentage (0..100)"))?,
+                };
+                if !(0.0..=100.0).contains(&pct) {
+                    return Err(fail("datastore-full takes a percentage (0..100)"));
+                }
+                Fault::DatastoreFull(pct)
+            }
+            "bad-resources" => no_value(Fault::BadResources)?,
             _ => {
                 return Err(fail(
                     "unknown kind; expected latency, error-rate, hang, trickle, malformed, \
-                     oversize, reset, wrong-cert or skew",
+                     oversize, reset, wrong-cert, skew, node-offline, datastore-full or \
+                     bad-resources",
                 ))
             }
         };
@@ -198,6 +230,12 @@ pub struct Faults {
     pub wrong_cert: bool,
     /// The remote's clock is this far ahead.
     pub skew_secs: i64,
+    /// This many of a cluster's nodes (the last ones) are offline.
+    pub nodes_offline: usize,
+    /// The first datastore is this full (percent).
+    pub datastore_full_pct: Option<f64>,
+    /// The resource list is not the promised JSON.
+    pub bad_resources: bool,
 }
 
 impl Faults {
@@ -216,7 +254,24 @@ impl Faults {
             Fault::Reset => self.reset = true,
             Fault::WrongCert => self.wrong_cert = true,
             Fault::ClockSkew(secs) => self.skew_secs = *secs,
+            Fault::NodeOffline(n) => self.nodes_offline = *n,
+            Fault::DatastoreFull(pct) => self.datastore_full_pct = Some(*pct),
+            Fault::BadResources => self.bad_resources = true,
         }
+    }
+
+    /// The faults of a list, applied in order.
+    pub fn from_list(faults: &[Fault]) -> Faults {
+        let mut out = Faults::default();
+        for fault in faults {
+            out.apply(fault);
+        }
+        out
+    }
+
+    /// Whether node `node` of `count` is offline.
+    pub(crate) fn node_offline(&self, node: usize, count: usize) -> bool {
+        node + self.nodes_offline.min(count) >= count
     }
 }
 
@@ -252,6 +307,28 @@ mod tests {
             Fault::Oversize(DEFAULT_OVERSIZE_BYTES)
         );
         assert_eq!(rule("wrong-cert@pbs-1").fault, Fault::WrongCert);
+        assert_eq!(rule("node-offline@pve-1").fault, Fault::NodeOffline(1));
+        assert_eq!(rule("node-offline=2").fault, Fault::NodeOffline(2));
+        assert_eq!(
+            rule("datastore-full@pbs-1").fault,
+            Fault::DatastoreFull(DEFAULT_DATASTORE_FULL_PCT)
+        );
+        assert_eq!(rule("datastore-full=85").fault, Fault::DatastoreFull(85.0));
+        assert_eq!(rule("bad-resources@pve-2").fault, Fault::BadResources);
+    }
+
+    #[test]
+    fn node_offline_takes_the_last_nodes() {
+        let faults = Faults::from_list(&[Fault::NodeOffline(1)]);
+        assert_eq!(
+            (0..3)
+                .map(|n| faults.node_offline(n, 3))
+                .collect::<Vec<_>>(),
+            [false, false, true]
+        );
+        assert!(!Faults::default().node_offline(2, 3));
+        let all = Faults::from_list(&[Fault::NodeOffline(9)]);
+        assert!((0..3).all(|n| all.node_offline(n, 3)));
     }
 
     #[test]
@@ -264,6 +341,9 @@ mod tests {
             ("hang=3", "no value"),
             ("hang@", "empty"),
             ("hang@150%", "between 0% and 100%"),
+            ("datastore-full=120", "percentage"),
+            ("node-offline=some", "number of nodes"),
+            ("bad-resources=1", "no value"),
         ] {
             let err = spec.parse::<FaultRule>().unwrap_err();
             assert!(err.to_string().contains(why), "{spec}: {err}");

@@ -80,6 +80,8 @@ pub(crate) struct Guest {
     pub(crate) lxc: bool,
     pub(crate) node: usize,
     pub(crate) running: bool,
+    /// Its name (`web-100`), as the resource list shows it.
+    pub(crate) name: String,
 }
 
 /// One storage of a PVE node.
@@ -214,8 +216,10 @@ impl Fleet {
                 remote.guests = (0..config.guests_per_cluster)
                     .map(|g| {
                         let h = hash(&[seed, index, g as u64, 0x6E57]);
+                        let vmid = 100 + g as u32;
                         Guest {
-                            vmid: 100 + g as u32,
+                            vmid,
+                            name: guest_name(h, vmid),
                             lxc: h.is_multiple_of(3),
                             node: g % nodes,
                             running: !(h >> 8).is_multiple_of(5),
@@ -257,6 +261,18 @@ impl Fleet {
     pub(crate) fn remote(&self, id: &str) -> Option<&SimRemote> {
         self.remotes.iter().find(|r| r.id == id)
     }
+}
+
+/// What guests are called: a role drawn from the hash, then the vmid (`db-104`).
+fn guest_name(h: u64, vmid: u32) -> String {
+    const ROLES: [&str; 12] = [
+        "web", "db", "mail", "build", "cache", "proxy", "git", "ci", "dns", "backup", "monitor",
+        "files",
+    ];
+    format!(
+        "{}-{vmid}",
+        ROLES[((h >> 20) % ROLES.len() as u64) as usize]
+    )
 }
 
 /// A token secret in the UUID shape PVE and PBS hand out, derived from the seed.

@@ -96,8 +96,8 @@ const DATASTORE_METRICS: &[(&str, MetricKind)] = &[
 
 /// One entity whose metrics the remote exports, with its fixed parameters.
 #[derive(Debug)]
-struct Entity {
-    id: String,
+pub(crate) struct Entity {
+    pub(crate) id: String,
     key: u64,
     metrics: &'static [(&'static str, MetricKind)],
     /// When it (re)starts: uptime and counters count from the last boot.
@@ -171,6 +171,13 @@ impl Entity {
         }
     }
 
+    /// The value of `metric` at `ts`, if the entity exports it (what its metric export
+    /// would say at that generation).
+    pub(crate) fn current(&self, metric: &str, ts: i64) -> Option<f64> {
+        let index = self.metrics.iter().position(|(m, _)| *m == metric)?;
+        Some(self.value(index, metric, ts))
+    }
+
     /// Disk usage grows slowly and steadily, never past the total.
     fn disk_used(&self, ts: i64) -> f64 {
         let fill = 0.2 + 0.5 * unit(&[self.key, 21]);
@@ -187,7 +194,7 @@ fn fnv(text: &str) -> u64 {
 }
 
 /// The entities a remote exports, in a fixed order.
-fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
+pub(crate) fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
     let mut out = Vec::new();
     if remote.datastores.is_empty() {
         for (n, node) in remote.nodes.iter().enumerate() {

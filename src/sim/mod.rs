@@ -6,6 +6,7 @@
 //! - [`faults`]: the faults and their `KIND[=VALUE][@TARGET]` syntax.
 //! - [`metrics`]: metric values as a function of the time, rendered as the API's reply.
 //! - `tasks`: tasks that start and finish over time.
+//! - `resources`: the resource lists (PVE cluster resources, PBS datastore usage).
 //! - `exposition`: Prometheus exposition targets (node_exporter-shaped), rendered.
 //! - `routes`: the API paths, token checks and fault injection.
 //! - [`server`]: the TLS listeners and [`Simulator`], the handle to a running fleet.
@@ -19,6 +20,7 @@ mod exposition;
 pub mod faults;
 pub mod fleet;
 pub mod metrics;
+mod resources;
 mod routes;
 pub mod server;
 mod tasks;

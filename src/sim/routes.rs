@@ -15,8 +15,10 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use serde_json::{json, Value};
 
+use super::faults::Faults;
 use super::fleet::{jittered, SimRemote};
 use super::metrics::render_metrics;
+use super::resources::{render_cluster_resources, render_datastore_usage};
 use super::server::{next_roll, SimState};
 use super::tasks::{find_task, tasks_between};
 use crate::remote::Upid;
@@ -61,7 +63,7 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     if exposition != scrape.is_some() {
         return respond(error(StatusCode::NOT_FOUND, "no such path"));
     }
-    let faults = &remote.faults;
+    let faults = &state.faults(index);
     let roll = next_roll(state, index);
     if exposition || matches!(rest, "cluster/metrics/export" | "status/metrics") {
         state.metric_exports[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -120,6 +122,7 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
     let query = parts.uri.query().unwrap_or("").to_string();
     let rest = rest.to_string();
     let shared = state.clone();
+    let bent = faults.clone();
     let accept = |name| {
         parts
             .headers
@@ -152,7 +155,7 @@ pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
                     text.into_bytes()
                 });
             }
-            api(&shared, remote, &rest, &Query(&query), now)
+            api(&shared, remote, &bent, &rest, &Query(&query), now)
         })
         .await
         .unwrap_or_else(|e| {
@@ -321,22 +324,49 @@ fn hex(b: u8) -> Option<u8> {
 
 type ApiResult = Result<Vec<u8>, (StatusCode, String)>;
 
-/// The API of one remote.
-fn api(state: &SimState, remote: &SimRemote, path: &str, query: &Query<'_>, now: i64) -> ApiResult {
+/// The API of one remote, bent by the `faults` in force.
+fn api(
+    state: &SimState,
+    remote: &SimRemote,
+    faults: &Faults,
+    path: &str,
+    query: &Query<'_>,
+    now: i64,
+) -> ApiResult {
     let seed = state.fleet.seed;
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let pbs = remote.kind == RemoteKind::Pbs;
     match segments.as_slice() {
         ["cluster", "metrics", "export"] if !pbs => metrics(seed, remote, query, now),
         ["status", "metrics"] if pbs => metrics(seed, remote, query, now),
+        ["cluster", "resources"] if !pbs => {
+            // `type` narrows the list as PVE's does (vm: qemu and lxc).
+            let body = render_cluster_resources(seed, remote, faults, now);
+            match query.get("type").as_deref() {
+                None => Ok(body),
+                Some(wanted) => filter_resources(&body, wanted),
+            }
+        }
+        ["status", "datastore-usage"] if pbs => {
+            Ok(render_datastore_usage(seed, remote, faults, now))
+        }
         ["nodes"] => {
+            let count = remote.nodes.len();
             let nodes: Vec<Value> = if pbs {
                 vec![json!({ "node": "localhost" })]
             } else {
                 remote
                     .nodes
                     .iter()
-                    .map(|n| json!({ "node": n, "status": "online", "type": "node" }))
+                    .enumerate()
+                    .map(|(i, n)| {
+                        let status = if faults.node_offline(i, count) {
+                            "offline"
+                        } else {
+                            "online"
+                        };
+                        json!({ "node": n, "status": status, "type": "node" })
+                    })
                     .collect()
             };
             Ok(json!({ "data": nodes }).to_string().into_bytes())
@@ -360,6 +390,29 @@ fn api(state: &SimState, remote: &SimRemote, path: &str, query: &Query<'_>, now:
             format!("no such API path: {path}"),
         )),
     }
+}
+
+/// A resource list narrowed to one `type` (`vm`: qemu and lxc), as PVE's parameter does.
+fn filter_resources(body: &[u8], wanted: &str) -> ApiResult {
+    let types: &[&str] = match wanted {
+        "vm" => &["qemu", "lxc"],
+        "node" => &["node"],
+        "storage" => &["storage"],
+        other => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                "parameter verification failed: type: value {other:?} is not vm, node or storage"
+            ),
+            ))
+        }
+    };
+    let mut reply: Value = serde_json::from_slice(body)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if let Some(items) = reply["data"].as_array_mut() {
+        items.retain(|i| i["type"].as_str().is_some_and(|t| types.contains(&t)));
+    }
+    Ok(reply.to_string().into_bytes())
 }
 
 /// The node index for a path's node name (PBS also answers to `localhost`).
@@ -441,7 +494,6 @@ fn task_list(
 mod tests {
     use super::*;
     use crate::sim::fleet::{Fleet, SimConfig};
-    use std::sync::atomic::AtomicU64;
 
     const NOW: i64 = 1_750_000_000;
 
@@ -450,19 +502,12 @@ mod tests {
             task_interval_secs: 60,
             ..SimConfig::default()
         });
-        SimState {
-            requests: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
-            metric_exports: fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
-            scrape_log: fleet.remotes.iter().map(|_| Default::default()).collect(),
-            fleet,
-            clock: Arc::new(fleetpoll_actors::TokioClock::system()),
-            connections: AtomicU64::new(0),
-        }
+        SimState::new(fleet, Arc::new(fleetpoll_actors::TokioClock::system()))
     }
 
     fn get(state: &SimState, remote: &str, path: &str, query: &str) -> Value {
         let remote = state.fleet.remote(remote).unwrap();
-        let body = api(state, remote, path, &Query(query), NOW).unwrap();
+        let body = api(state, remote, &Faults::default(), path, &Query(query), NOW).unwrap();
         serde_json::from_slice(&body).unwrap()
     }
 
@@ -552,9 +597,20 @@ mod tests {
     fn unknown_paths_nodes_and_bad_parameters_are_errors() {
         let state = state();
         let pve = state.fleet.remote("pve-1").unwrap();
-        let err =
-            |path: &str, query: &str| api(&state, pve, path, &Query(query), NOW).unwrap_err().0;
+        let err = |path: &str, query: &str| {
+            api(&state, pve, &Faults::default(), path, &Query(query), NOW)
+                .unwrap_err()
+                .0
+        };
         assert_eq!(err("status/metrics", ""), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(
+            err("status/datastore-usage", ""),
+            StatusCode::NOT_IMPLEMENTED
+        );
+        assert_eq!(
+            err("cluster/resources", "type=sdn-ish"),
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(err("nodes/elsewhere/tasks", ""), StatusCode::NOT_FOUND);
         assert_eq!(
             err("nodes/pve-1-n1/tasks", "source=some"),
@@ -568,6 +624,34 @@ mod tests {
             err("nodes/pve-1-n1/tasks/UPID:x/status", ""),
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[test]
+    fn the_resource_lists_answer_and_narrow_by_type() {
+        let state = state();
+        let all = tasks(&get(&state, "pve-1", "cluster/resources", ""));
+        let vms = tasks(&get(&state, "pve-1", "cluster/resources", "type=vm"));
+        assert_eq!(vms.len(), 30);
+        assert!(all.len() > vms.len());
+        assert!(vms.iter().all(|v| v["name"].is_string()));
+        let stores = tasks(&get(&state, "pbs-1", "status/datastore-usage", ""));
+        assert_eq!(stores.len(), 2);
+        assert!(stores[0]["store"].is_string() && stores[0]["total"].is_u64());
+    }
+
+    #[test]
+    fn an_offline_node_shows_in_the_node_list() {
+        let state = state();
+        let pve = state.fleet.remote("pve-1").unwrap();
+        let faults = Faults::from_list(&[crate::sim::Fault::NodeOffline(1)]);
+        let body = api(&state, pve, &faults, "nodes", &Query(""), NOW).unwrap();
+        let nodes: Value = serde_json::from_slice(&body).unwrap();
+        let listed = tasks(&nodes);
+        let status: Vec<&str> = listed
+            .iter()
+            .map(|n| n["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(status, ["online", "online", "offline"]);
     }
 
     #[test]

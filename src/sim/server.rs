@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
+use super::faults::{Fault, Faults};
 use super::fleet::{Fleet, SimConfig};
 use super::routes::{self, Body, Reply};
 use crate::remote::tls::{provider, Fingerprint};
@@ -99,6 +100,34 @@ pub(crate) struct SimState {
     pub(crate) metric_exports: Vec<AtomicU64>,
     /// Wall times (Unix seconds) of each exposition target's scrapes.
     pub(crate) scrape_log: Vec<parking_lot::Mutex<Vec<f64>>>,
+    /// The faults in force per remote: the configured ones until
+    /// [`Simulator::set_faults`] replaces them.
+    pub(crate) faults: Vec<parking_lot::RwLock<Faults>>,
+}
+
+impl SimState {
+    /// The state of `fleet` before any request, reading the time from `clock`.
+    pub(crate) fn new(fleet: Fleet, clock: Arc<dyn Clock>) -> SimState {
+        let per_remote = || fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect();
+        SimState {
+            requests: per_remote(),
+            metric_exports: per_remote(),
+            scrape_log: fleet.remotes.iter().map(|_| Default::default()).collect(),
+            faults: fleet
+                .remotes
+                .iter()
+                .map(|r| parking_lot::RwLock::new(r.faults.clone()))
+                .collect(),
+            fleet,
+            clock,
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    /// The faults in force for the remote at `index` now.
+    pub(crate) fn faults(&self, index: usize) -> Faults {
+        self.faults[index].read().clone()
+    }
 }
 
 /// A running simulator. Dropping it without [`Simulator::shutdown`] also stops it.
@@ -137,18 +166,7 @@ impl Simulator {
         listen: SocketAddr,
         clock: Arc<dyn Clock>,
     ) -> Result<Simulator, SimError> {
-        let fleet = Fleet::build(&config);
-        let requests = fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect();
-        let metric_exports = fleet.remotes.iter().map(|_| AtomicU64::new(0)).collect();
-        let scrape_log = fleet.remotes.iter().map(|_| Default::default()).collect();
-        let state = Arc::new(SimState {
-            scrape_log,
-            fleet,
-            clock,
-            metric_exports,
-            requests,
-            connections: AtomicU64::new(0),
-        });
+        let state = Arc::new(SimState::new(Fleet::build(&config), clock));
         let (acceptor, fingerprint) = self_signed(config.seed, 1)?;
         let (alt_acceptor, alt_fingerprint) = self_signed(config.seed, 2)?;
         let bind = |addr: SocketAddr| async move {
@@ -277,6 +295,19 @@ impl Simulator {
             .iter()
             .position(|r| r.id == id)
             .map_or_else(Vec::new, |i| self.state.scrape_log[i].lock().clone())
+    }
+
+    /// Replaces the faults of remote `id` with `faults` (an empty list heals it), from
+    /// its next request on; false for an unknown id. `wrong-cert` cannot change while
+    /// running (it decides the listener a remote is reached on).
+    pub fn set_faults(&self, id: &str, faults: &[Fault]) -> bool {
+        let Some(index) = self.state.fleet.remotes.iter().position(|r| r.id == id) else {
+            return false;
+        };
+        let mut new = Faults::from_list(faults);
+        new.wrong_cert = self.state.fleet.remotes[index].faults.wrong_cert;
+        *self.state.faults[index].write() = new;
+        true
     }
 
     /// One remote by id.

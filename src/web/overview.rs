@@ -1,5 +1,6 @@
 //! The fleet overview at `/`: counts by state, connections in use of the cap, the remote
-//! list (sortable and filterable by the script), the alerts that fire, and the top guests
+//! list with each remote's health (sortable and filterable by the script), the alerts
+//! that fire, and the top guests (named, running or stopped, from the resource lists)
 //! and nodes by CPU and memory over the last hour (the store's aggregate). The script
 //! refreshes the parts marked `data-live` every few seconds.
 
@@ -13,6 +14,7 @@ use maud::{html, Markup};
 
 use super::layout::{badge, html_response, page, q, time_ago, Base, Nav};
 use crate::api::ApiState;
+use crate::inventory::HealthReport;
 use crate::rrd::top::TopEntry;
 
 /// How many entries each top list shows.
@@ -103,7 +105,7 @@ async fn render_overview_at(state: &ApiState, base: Base) -> Result<String, Stri
                         }
                     } }
                     tbody data-live="remotes" {
-                        @for s in &status { (remote_row(base, s, now)) }
+                        @for s in &status { (remote_row(base, s, &crate::api::health_of(state, s), now)) }
                     }
                 }
             }
@@ -136,10 +138,10 @@ async fn render_overview_at(state: &ApiState, base: Base) -> Result<String, Stri
         section #top data-live="top" aria-labelledby="top-h" {
             h2 #top-h { "Top over the last hour" }
             div.tops {
-                (top_list(base, "Guests by CPU", &top.guests_by_cpu))
-                (top_list(base, "Guests by memory", &top.guests_by_memory))
-                (top_list(base, "Nodes by CPU", &top.nodes_by_cpu))
-                (top_list(base, "Nodes by memory", &top.nodes_by_memory))
+                (top_list(state, base, "Guests by CPU", &top.guests_by_cpu))
+                (top_list(state, base, "Guests by memory", &top.guests_by_memory))
+                (top_list(state, base, "Nodes by CPU", &top.nodes_by_cpu))
+                (top_list(state, base, "Nodes by memory", &top.nodes_by_memory))
             }
         }
     };
@@ -147,10 +149,11 @@ async fn render_overview_at(state: &ApiState, base: Base) -> Result<String, Stri
 }
 
 /// The remote list's columns: sort key, heading, whether the key sorts as a number.
-const COLUMNS: [(&str, &str, bool); 10] = [
+const COLUMNS: [(&str, &str, bool); 11] = [
     ("remote", "Remote", false),
     ("kind", "Kind", false),
     ("state", "State", false),
+    ("health", "Health", false),
     ("last_success", "Last success", true),
     ("error", "Last error", false),
     ("next_attempt", "Next attempt", true),
@@ -184,22 +187,25 @@ pub(crate) fn error_class(s: &RemoteStatus) -> Option<String> {
     })
 }
 
-fn remote_row(base: Base, s: &RemoteStatus, now: i64) -> Markup {
+fn remote_row(base: Base, s: &RemoteStatus, health: &HealthReport, now: i64) -> Markup {
+    let health_name = health.health.as_str();
     let state = state_name(s);
     let class = error_class(s);
     let kind = kind_name(s);
     let id = s.remote.as_str();
     let text = format!(
-        "{id} {kind} {} {}",
+        "{id} {kind} {health_name} {} {} {}",
         class.as_deref().unwrap_or(""),
-        s.last_error.as_deref().unwrap_or("")
+        s.last_error.as_deref().unwrap_or(""),
+        health.reason.as_deref().unwrap_or("")
     )
     .to_lowercase();
     html! {
-        tr data-remote=(id) data-state=(state) data-text=(text) {
+        tr data-remote=(id) data-state=(state) data-health=(health_name) data-text=(text) {
             td data-key="remote" data-v=(id) { a href=(base.to(&format!("ui/remote?id={}", q(id)))) { (id) } }
             td data-key="kind" data-v=(kind) { (kind) }
             td data-key="state" data-v=(state) { (badge(&state)) }
+            td data-key="health" data-v=(health_name) title=[health.reason.as_deref()] { (badge(health_name)) }
             td data-key="last_success" data-v=(s.last_success.unwrap_or(0)) { (time_ago(s.last_success, now)) }
             td data-key="error" data-v=(class.as_deref().unwrap_or("")) {
                 @if let Some(c) = &class {
@@ -216,7 +222,7 @@ fn remote_row(base: Base, s: &RemoteStatus, now: i64) -> Markup {
     }
 }
 
-fn top_list(base: Base, title: &str, entries: &[TopEntry]) -> Markup {
+fn top_list(state: &ApiState, base: Base, title: &str, entries: &[TopEntry]) -> Markup {
     html! {
         div.top {
             h3 { (title) }
@@ -226,9 +232,11 @@ fn top_list(base: Base, title: &str, entries: &[TopEntry]) -> Markup {
                 ol {
                     @for e in entries {
                         li {
+                            @let known = super::remote::resource_of(state, &e.remote, &e.entity);
                             a href=(base.to(&format!("ui/entity?remote={}&entity={}", q(e.remote.as_str()), q(&e.entity)))) {
                                 (e.remote.as_str()) " " (e.entity)
                             }
+                            @if let Some(r) = &known { (super::remote::name_and_status(r)) }
                             " "
                             meter min="0" max="1" value=(format!("{:.3}", e.value)) {}
                             " " span.num { (format!("{:.1} %", e.value * 100.0)) }

@@ -1,5 +1,6 @@
-//! A remote's page (`ui/remote?id=`): its status, a "collect now" button, and its nodes,
-//! guests, storages and datastores, each with a trend line of the last hour; and an
+//! A remote's page (`ui/remote?id=`): its status and health, a "collect now" button, and
+//! its nodes, guests (with their names and running or stopped, from the resource list),
+//! storages and datastores, each with a trend line of the last hour; and an
 //! entity's page (`ui/entity?remote=&entity=`): CPU, memory, network and disk I/O charts
 //! with the timeframe selector. `ui/charts` answers the charts alone, which the script
 //! fetches when the timeframe changes or a live sample arrives.
@@ -7,7 +8,7 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use fleetpoll_actors::{RemoteId, RemoteStatus};
+use fleetpoll_actors::{RemoteId, RemoteStatus, Resource};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -16,6 +17,7 @@ use super::format::Unit;
 use super::layout::{badge, error_page, html_response, page, q, svg, time_ago, Base, Nav};
 use super::overview::{error_class, state_name};
 use crate::api::ApiState;
+use crate::inventory::{HealthReport, RemoteResources};
 use crate::rrd::query::{Query as RrdQuery, QueryResult, Timeframe, Window};
 use crate::rrd::Cf;
 
@@ -105,8 +107,16 @@ pub async fn render_remote(state: &ApiState, id: &str) -> Result<String, (Status
     .await
     .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let base = Base::UI;
+    let health = crate::api::health_of(state, &status);
+    let inventory = state.inventory.as_ref().and_then(|i| i.get(&remote));
+    // Looked up once per entity: a large cluster lists thousands of guests.
+    let by_id: std::collections::HashMap<&str, &Resource> = inventory
+        .as_ref()
+        .map(|i| i.resources.iter().map(|r| (r.id.as_str(), r)).collect())
+        .unwrap_or_default();
+    let known = |entity: &str| by_id.get(entity).copied();
     let main = html! {
-        (status_block(&status, now))
+        (status_block(&status, &health, inventory.as_ref(), now))
         @for (prefix, title) in GROUPS {
             @let members: Vec<_> = rows.iter().filter(|(e, _)| e.split('/').next() == Some(prefix)).collect();
             @if !members.is_empty() {
@@ -116,8 +126,12 @@ pub async fn render_remote(state: &ApiState, id: &str) -> Result<String, (Status
                         thead { tr { th { "Entity" } th { "Last hour" } th { "Now" } } }
                         tbody {
                             @for (entity, trend) in &members {
-                                tr data-entity=(entity) {
-                                    td { a href=(base.to(&format!("ui/entity?remote={}&entity={}", q(id), q(entity)))) { (entity) } }
+                                @let r = known(entity.as_str());
+                                tr data-entity=(entity) data-name=[r.and_then(|r| r.name.as_deref())] data-status=[r.and_then(|r| r.status.as_deref())] {
+                                    td {
+                                        a href=(base.to(&format!("ui/entity?remote={}&entity={}", q(id), q(entity)))) { (entity) }
+                                        @if let Some(r) = r { (name_and_status(r)) }
+                                    }
                                     td { (svg(sparkline(&trend.values))) }
                                     td.num { (trend.now.map(|v| trend.unit.format(v)).unwrap_or_else(|| "—".into())) }
                                 }
@@ -138,12 +152,45 @@ pub async fn render_remote(state: &ApiState, id: &str) -> Result<String, (Status
     Ok(page(base, id, Nav::None, 10, body).into_string())
 }
 
-/// The status of a remote.
-fn status_block(s: &RemoteStatus, now: i64) -> Markup {
+/// The resource-list entry of `entity` of `remote`, when the inventory has one.
+pub(crate) fn resource_of(state: &ApiState, remote: &RemoteId, entity: &str) -> Option<Resource> {
+    let inventory = state.inventory.as_ref()?.get(remote)?;
+    inventory.find(entity).cloned()
+}
+
+/// A guest's name and whether it runs, beside its id (nodes and storages: their status
+/// when it is not the usual one).
+pub(crate) fn name_and_status(r: &Resource) -> Markup {
+    let guest = matches!(r.resource_type.as_str(), "qemu" | "lxc");
+    let usual = matches!(r.status.as_deref(), Some("online" | "available"));
+    html! {
+        @if guest { @if let Some(name) = &r.name { " " span.res-name { (name) } } }
+        @if let Some(status) = r.status.as_deref().filter(|_| guest || !usual) {
+            " " span.res-status { (badge(status)) }
+        }
+    }
+}
+
+/// The status of a remote, its health and its resource list's age.
+fn status_block(
+    s: &RemoteStatus,
+    health: &HealthReport,
+    inventory: Option<&RemoteResources>,
+    now: i64,
+) -> Markup {
     let state = state_name(s);
     html! {
-        dl.status data-remote=(s.remote.as_str()) data-state=(state) {
+        dl.status data-remote=(s.remote.as_str()) data-state=(state) data-health=(health.health.as_str()) {
             dt { "State" } dd { (badge(&state)) }
+            dt { "Health" } dd.health {
+                (badge(health.health.as_str()))
+                @if let Some(why) = &health.reason { " " (why) }
+            }
+            @if let Some(i) = inventory {
+                dt { "Resource list" } dd.resources-at data-v=(i.filled_at.unwrap_or(0)) {
+                    (i.resources.len()) " entries, " (time_ago(i.filled_at, now))
+                }
+            }
             dt { "Last success" } dd.last-success data-v=(s.last_success.unwrap_or(0)) { (time_ago(s.last_success, now)) }
             dt { "Last error" } dd {
                 @if let Some(c) = error_class(s) { span.errclass { (c) } " " (s.last_error.as_deref().unwrap_or("")) }

@@ -111,6 +111,28 @@ try {
     check(JSON.stringify(asc) === JSON.stringify([...asc].sort()) && JSON.stringify(desc) === JSON.stringify([...asc].reverse()),
       "a heading sorts ascending, pressing it again (keyboard) descending");
   }
+  if (mode === "daemon") {
+    // Health as the API has it; the failing remote is an error.
+    await until("the overview shows each remote's health as the API does", 30000, async () => {
+      const fresh = Object.fromEntries((await getJson("api/v1/remotes")).remotes.map((r) => [r.remote, r.health]));
+      const shown = await page.$$eval("#remotes tbody tr", (trs) => trs.map((tr) => [tr.dataset.remote, tr.dataset.health]));
+      seen = JSON.stringify(shown);
+      return shown.every(([id, h]) => fresh[id] === h) &&
+        shown.some(([id, h]) => id === failing && h === "error") &&
+        (await page.$eval('#remotes tr[data-remote="' + failing + '"] td[data-key="health"] .badge', (b) => b.textContent).catch(() => "")) === "error";
+    });
+    // The top guests carry the names of the resource list.
+    const names = Object.fromEntries((await getJson("api/v1/resources")).resources.map((r) => [r.remote + " " + r.id, r.name]));
+    await until("the top guests show their names from api/v1/resources", 60000, async () => {
+      const shown = await page.$$eval("#top li", (lis) => lis.map((li) => [li.querySelector("a").textContent.trim(), li.querySelector(".res-name")?.textContent || ""]));
+      seen = JSON.stringify(shown.slice(0, 3));
+      const guests = shown.filter(([key]) => / (qemu|lxc)\//.test(key));
+      if (guests.length && guests.every(([key, name]) => names[key] && names[key] === name)) return true;
+      await page.reload();
+      await page.waitForSelector("#remotes tbody tr");
+      return false;
+    });
+  }
   if (shots) {
     mkdirSync(shots, { recursive: true });
     await page.screenshot({ path: join(shots, "overview-1280.png"), fullPage: false });
@@ -123,6 +145,26 @@ try {
   const entities = await page.$$eval("table.entities tr[data-entity]", (trs) => trs.map((t) => t.dataset.entity));
   check(entities.includes("node/pve-1-n1") && entities.some((e) => e.startsWith("qemu/")), "the remote page lists nodes and guests (" + entities.length + ")");
   check(await page.$$eval("table.entities svg.spark path", (p) => p.length) > 0, "entities have trend lines");
+  if (mode === "daemon") {
+    // Guest names from the resource list next to their ids, with running or stopped.
+    const guests = (await getJson("api/v1/resources?remote=pve-1")).resources
+      .filter((r) => (r.type === "qemu" || r.type === "lxc") && entities.includes(r.id));
+    check(guests.length > 0 && guests.every((g) => g.name), "api/v1/resources names pve-1's guests (" + guests.length + ")");
+    const guest = guests.find((g) => g.status === "running") || guests[0];
+    await until("the remote page shows " + guest.id + " as " + guest.name + ", " + guest.status, 30000, async () => {
+      const cell = await page.$('table.entities tr[data-entity="' + guest.id + '"] td');
+      seen = cell ? (await cell.textContent()).trim() : "";
+      if (seen.includes(guest.name) && seen.includes(guest.status)) return true;
+      await page.reload();
+      await page.waitForSelector("dl.status");
+      return false;
+    });
+    const shownStates = await page.$$eval("table.entities tr[data-status]", (trs) => trs.map((t) => [t.dataset.entity, t.dataset.status]));
+    const apiStates = Object.fromEntries(guests.map((g) => [g.id, g.status]));
+    check(shownStates.filter(([id]) => id in apiStates).every(([id, st]) => apiStates[id] === st),
+      "every guest's running state on the page is the API's");
+    check((await page.$eval("dl.status", (d) => d.dataset.health)) === "good", "the remote page shows pve-1's health: good");
+  }
 
   if (mode === "daemon") {
     // Collect now: the page asks for the token once, keeps it for the session.
