@@ -9,9 +9,15 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 /// The CRC-32 of `values` as little-endian `f64`s (as the RRD rings store them): the
 /// same as [`crc32`] of their bytes, without copying them.
 pub fn crc32_f64s(values: &[f64]) -> u32 {
+    // Through a page-sized buffer: fed 8 bytes at a time, the hasher takes its slow
+    // path for short inputs (a fifth of the CPU time of creating RRD files went there).
     let mut hasher = crc32fast::Hasher::new();
-    for v in values {
-        hasher.update(&v.to_le_bytes());
+    let mut buf = [0u8; 4096];
+    for chunk in values.chunks(buf.len() / 8) {
+        for (out, v) in buf.chunks_exact_mut(8).zip(chunk) {
+            out.copy_from_slice(&v.to_le_bytes());
+        }
+        hasher.update(&buf[..chunk.len() * 8]);
     }
     hasher.finalize()
 }
@@ -28,7 +34,8 @@ mod tests {
 
     #[test]
     fn the_crc32_of_f64s_is_that_of_their_little_endian_bytes() {
-        let values = [1.5, f64::NAN, -0.0, 1e300];
+        let mut values = vec![1.5, f64::NAN, -0.0, 1e300];
+        values.extend((0..1000).map(f64::from));
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(crc32_f64s(&values), crc32(&bytes));
     }

@@ -14,6 +14,8 @@
 //!   the directory), [`sync_dir`].
 //! - `aside`: [`move_aside`] and [`aside_path`], damaged files kept beside the
 //!   original under a name never used before.
+//! - `fs_sync`: [`SyncFs`], the seam a store's `syncfs(2)` goes through, and
+//!   [`WrittenFilesystems`], the file systems written since their last sync.
 //! - `lock`: [`FileLock`], an advisory shared or exclusive lock on a lock file.
 //! - `error`: [`DurableError`], which the stores' own errors convert from.
 
@@ -21,6 +23,7 @@ mod aside;
 mod checksum;
 mod error;
 mod frame;
+mod fs_sync;
 mod journal;
 mod lock;
 mod replace;
@@ -32,6 +35,7 @@ pub use frame::{
     begin_frame, encode_frame, end_frame, framed_len, parse_frames, BadFrame, FrameStart, Frames,
     TooLarge, HEADER_LEN, MAX_RECORD,
 };
+pub use fs_sync::{sync_filesystems, KernelSyncFs, SyncFs, WrittenFilesystems};
 pub use journal::{open_append, Journal, Replay};
 pub use lock::{FileLock, LockKind};
 pub use replace::{replace_with, sync_dir, sync_parent, temp_path, write_atomic, Mode};

@@ -1,66 +1,16 @@
 //! A bounded cache of open RRD files: at most a fixed number are held open (a file
 //! opened for updating holds a few KB, a loaded one its rings, about 80 KB per data
 //! source in the Proxmox layout); the least recently used one is closed to make room.
-//! A closed file with unsynced writes keeps only its descriptor until the commit
-//! takes it ([`FileCache::take_unsynced`], every [`MAX_UNSYNCED`] files) or the next
-//! [`FileCache::sync_all`]; files are synced on several threads at once, so the kernel
-//! can merge the flushes.
+//! A written file's file system is noted ([`WrittenFilesystems`]) when it is written,
+//! so a closed file needs no descriptor kept to be synced: the commit syncs each
+//! written file system once (`syncfs`), not each file.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::error::RrdError;
 use super::file::RrdFile;
-
-/// Closed files with unsynced writes kept (as descriptors) before they are synced.
-pub(crate) const MAX_UNSYNCED: usize = 256;
-
-/// Threads that sync files at once.
-const SYNC_THREADS: usize = 8;
-
-/// Syncs files handed over by [`FileCache::take_unsynced`].
-pub(crate) fn sync_owned(files: &[(PathBuf, File)]) -> Result<(), RrdError> {
-    let refs: Vec<(&Path, &File)> = files.iter().map(|(p, f)| (p.as_path(), f)).collect();
-    sync_files(&refs)
-}
-
-/// Syncs files on [`SYNC_THREADS`] threads; the first failure is returned.
-fn sync_files(files: &[(&Path, &File)]) -> Result<(), RrdError> {
-    if files.is_empty() {
-        return Ok(());
-    }
-    let chunk = files.len().div_ceil(SYNC_THREADS);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    for (path, file) in part {
-                        file.sync_data().map_err(|source| RrdError::Io {
-                            path: path.to_path_buf(),
-                            io: source,
-                        })?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        let mut result = Ok(());
-        for worker in workers {
-            let outcome = worker.join().unwrap_or_else(|_| {
-                Err(RrdError::Io {
-                    path: PathBuf::new(),
-                    io: std::io::Error::other("a sync thread panicked"),
-                })
-            });
-            if result.is_ok() {
-                result = outcome;
-            }
-        }
-        result
-    })
-}
+use crate::durable::WrittenFilesystems;
 
 /// One cached file.
 #[derive(Debug)]
@@ -68,28 +18,28 @@ struct Entry {
     file: RrdFile,
     /// When it was last used (a counter, larger is more recent).
     used: u64,
-    /// Written since its last sync.
-    dirty: bool,
 }
 
-/// Open files by path, at most `capacity` of them.
+/// Open files by path, at most `capacity` of them, and the file systems written
+/// since their last sync.
 #[derive(Debug)]
 pub(crate) struct FileCache {
     capacity: usize,
     entries: HashMap<PathBuf, Entry>,
     clock: u64,
-    /// Closed files whose writes are not synced yet.
-    unsynced: Vec<(PathBuf, File)>,
+    /// The file systems written since their last sync.
+    filesystems: WrittenFilesystems,
 }
 
 impl FileCache {
-    /// An empty cache holding at most `capacity` files (at least one).
-    pub(crate) fn new(capacity: usize) -> FileCache {
+    /// An empty cache holding at most `capacity` files (at least one), noting writes
+    /// in `filesystems`.
+    pub(crate) fn new(capacity: usize, filesystems: WrittenFilesystems) -> FileCache {
         FileCache {
             capacity: capacity.max(1),
             entries: HashMap::new(),
             clock: 0,
-            unsynced: Vec::new(),
+            filesystems,
         }
     }
 
@@ -113,40 +63,42 @@ impl FileCache {
         self.clock += 1;
         if !self.entries.contains_key(path) {
             while self.entries.len() >= self.capacity {
-                self.evict_oldest()?;
+                self.evict_oldest();
             }
             let file = open()?;
-            self.entries.insert(
-                path.to_path_buf(),
-                Entry {
-                    file,
-                    used: 0,
-                    dirty: false,
-                },
-            );
+            self.entries
+                .insert(path.to_path_buf(), Entry { file, used: 0 });
         }
         let entry = self.entries.get_mut(path).expect("inserted above");
         entry.used = self.clock;
         Ok(&mut entry.file)
     }
 
-    /// Marks the file at `path` as written since its last sync.
-    pub(crate) fn mark_dirty(&mut self, path: &Path) {
-        if let Some(entry) = self.entries.get_mut(path) {
-            entry.dirty = true;
+    /// Notes that the open file at `path` was written since the last sync: its file
+    /// system is synced by the next commit.
+    pub(crate) fn mark_dirty(&mut self, path: &Path) -> Result<(), RrdError> {
+        if let Some(entry) = self.entries.get(path) {
+            let file = &entry.file;
+            self.filesystems
+                .note_written(file.dev(), file.file())
+                .map_err(|io| RrdError::Io {
+                    path: path.to_path_buf(),
+                    io,
+                })?;
         }
+        Ok(())
     }
 
-    /// Takes the file at `path` out of the cache without syncing it (the caller
-    /// replaces it, e.g. after adding a data source).
-    pub(crate) fn take(&mut self, path: &Path) -> Option<(RrdFile, bool)> {
-        self.entries.remove(path).map(|e| (e.file, e.dirty))
+    /// Takes the file at `path` out of the cache (the caller replaces it, e.g. after
+    /// adding a data source, or sets it aside); its writes are noted already.
+    pub(crate) fn take(&mut self, path: &Path) -> Option<RrdFile> {
+        self.entries.remove(path).map(|e| e.file)
     }
 
     /// Puts a file (back) into the cache; it must not be there already.
-    pub(crate) fn insert(&mut self, file: RrdFile, dirty: bool) -> Result<(), RrdError> {
+    pub(crate) fn insert(&mut self, file: RrdFile) {
         while self.entries.len() >= self.capacity {
-            self.evict_oldest()?;
+            self.evict_oldest();
         }
         self.clock += 1;
         self.entries.insert(
@@ -154,100 +106,27 @@ impl FileCache {
             Entry {
                 file,
                 used: self.clock,
-                dirty,
             },
         );
-        Ok(())
     }
 
-    /// Syncs every file written since its last sync, open or closed.
-    pub(crate) fn sync_all(&mut self) -> Result<(), RrdError> {
-        let mut files: Vec<(&Path, &File)> = self
-            .unsynced
-            .iter()
-            .map(|(p, f)| (p.as_path(), f))
-            .collect();
-        files.extend(
-            self.entries
-                .iter()
-                .filter(|(_, e)| e.dirty)
-                .map(|(p, e)| (p.as_path(), e.file.file())),
-        );
-        sync_files(&files)?;
-        self.unsynced.clear();
-        for entry in self.entries.values_mut() {
-            entry.dirty = false;
-        }
-        Ok(())
+    /// The file systems written since their last sync, see
+    /// [`WrittenFilesystems::take_written`].
+    pub(crate) fn filesystems(&mut self) -> &mut WrittenFilesystems {
+        &mut self.filesystems
     }
 
-    /// Hands over the files written since their last sync (closed ones' descriptors,
-    /// open ones' duplicated) for syncing elsewhere — without the store's lock — and
-    /// counts them as synced; [`FileCache::sync_failed`] takes back those that were not.
-    /// With `at_least`, only once that many closed files wait (else nothing).
-    pub(crate) fn take_unsynced(
-        &mut self,
-        at_least: Option<usize>,
-    ) -> Result<Vec<(PathBuf, File)>, RrdError> {
-        if let Some(n) = at_least {
-            if self.unsynced.len() < n {
-                return Ok(Vec::new());
-            }
-            return Ok(std::mem::take(&mut self.unsynced));
-        }
-        let mut dups = Vec::new();
-        for (path, entry) in self.entries.iter().filter(|(_, e)| e.dirty) {
-            let dup = entry
-                .file
-                .file()
-                .try_clone()
-                .map_err(|source| RrdError::Io {
-                    path: path.clone(),
-                    io: source,
-                })?;
-            dups.push((path.clone(), dup));
-        }
-        // Only once every descriptor is in hand do the files count as handed over.
-        for entry in self.entries.values_mut() {
-            entry.dirty = false;
-        }
-        let mut files = std::mem::take(&mut self.unsynced);
-        files.extend(dups);
-        Ok(files)
-    }
-
-    /// Takes back files whose sync failed, to be synced again by the next commit.
-    pub(crate) fn sync_failed(&mut self, files: Vec<(PathBuf, File)>) {
-        self.unsynced.extend(files);
-    }
-
-    /// Closes the least recently used file; its descriptor is kept until synced
-    /// when it has unsynced writes.
-    fn evict_oldest(&mut self) -> Result<(), RrdError> {
+    /// Closes the least recently used file (its writes are noted already).
+    fn evict_oldest(&mut self) {
         let Some(oldest) = self
             .entries
             .iter()
             .min_by_key(|(_, e)| e.used)
             .map(|(p, _)| p.clone())
         else {
-            return Ok(());
+            return;
         };
-        let entry = self.entries.remove(&oldest).expect("found above");
-        if entry.dirty {
-            self.unsynced.push(entry.file.into_file());
-            // A commit takes them at MAX_UNSYNCED and syncs them without the store's
-            // lock; this only bounds the descriptors held when nobody commits.
-            if self.unsynced.len() >= 4 * MAX_UNSYNCED {
-                let files: Vec<(&Path, &File)> = self
-                    .unsynced
-                    .iter()
-                    .map(|(p, f)| (p.as_path(), f))
-                    .collect();
-                sync_files(&files)?;
-                self.unsynced.clear();
-            }
-        }
-        Ok(())
+        self.entries.remove(&oldest);
     }
 }
 
@@ -276,7 +155,7 @@ mod tests {
     #[test]
     fn the_cache_never_holds_more_than_its_capacity_and_evicts_the_least_recently_used() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cache = FileCache::new(2);
+        let mut cache = FileCache::new(2, WrittenFilesystems::new(dir.path()).unwrap());
         for name in ["a", "b", "c"] {
             file(dir.path(), name);
         }
@@ -292,13 +171,16 @@ mod tests {
         cache.get_or_open(&a, open(&a)).unwrap();
         cache.get_or_open(&b, open(&b)).unwrap();
         cache.get_or_open(&a, open(&a)).unwrap(); // a is now the more recent
-        cache.mark_dirty(&b);
+        cache.mark_dirty(&b).unwrap();
         cache.get_or_open(&c, open(&c)).unwrap();
         assert_eq!(cache.len(), 2);
         assert!(cache.contains(&a) && cache.contains(&c));
         assert!(!cache.contains(&b), "b was used least recently");
-        assert_eq!(cache.unsynced.len(), 1, "b was written and awaits its sync");
-        cache.sync_all().unwrap();
-        assert!(cache.unsynced.is_empty());
+        let written = cache.filesystems().take_written().unwrap();
+        assert_eq!(
+            written.len(),
+            1,
+            "b's file system awaits its sync, b closed"
+        );
     }
 }

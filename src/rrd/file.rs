@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::ops::Range;
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 use super::database::Rrd;
@@ -14,11 +14,16 @@ use super::format::{self, Decoded, Layout, VERSION};
 use super::value::RawValue;
 use crate::durable::{crc32, replace_with, Mode};
 
+/// The size of the writes that create a file: one page.
+const WRITE_PIECE: usize = 4096;
+
 /// An open RRD file with its contents in memory.
 #[derive(Debug)]
 pub struct RrdFile {
     path: PathBuf,
     file: File,
+    /// The device (file system) the file is on.
+    dev: u64,
     layout: Layout,
     rrd: Rrd,
     /// The checksum of every block of rows, as on disk.
@@ -69,12 +74,21 @@ impl RrdFile {
     fn write_whole(path: PathBuf, rrd: Rrd) -> Result<RrdFile, RrdError> {
         let layout = Layout::of(rrd.ds.len(), &rrd.rras);
         let file = replace_with(&path, Mode::Umask, |file| {
-            file.write_all(&format::encode_as(&rrd, &layout))
+            // In page-sized writes: the page cache then holds the file in pages, not
+            // in the large folios (up to 512 KiB on ext4) one large write gets, so a
+            // later update of a row dirties — and the commit's sync writes back —
+            // 4 KiB instead of the whole folio around it.
+            for piece in format::encode_as(&rrd, &layout).chunks(WRITE_PIECE) {
+                file.write_all(piece)?;
+            }
+            Ok(())
         })?;
         let block_crcs = format::block_crcs(&rrd, &layout);
+        let dev = file.metadata().map_err(io(&path))?.dev();
         Ok(RrdFile {
             path,
             file,
+            dev,
             layout,
             rrd,
             block_crcs,
@@ -99,9 +113,10 @@ impl RrdFile {
     }
 
     /// Reads and verifies the static header, live block and checksum table of an open
-    /// file (not the ring buffers).
-    fn read_head(path: &Path, file: &File) -> Result<Decoded, RrdError> {
-        let file_len = file.metadata().map_err(io(path))?.len();
+    /// file (not the ring buffers); also returns the file's device.
+    fn read_head(path: &Path, file: &File) -> Result<(Decoded, u64), RrdError> {
+        let meta = file.metadata().map_err(io(path))?;
+        let file_len = meta.len();
         let mut fixed = vec![0u8; file_len.min(64) as usize];
         file.read_exact_at(&mut fixed, 0).map_err(io(path))?;
         let data_offset = format::data_offset_of(&fixed).map_err(corrupt(path))?;
@@ -113,14 +128,15 @@ impl RrdFile {
         }
         let mut head = vec![0u8; data_offset as usize];
         file.read_exact_at(&mut head, 0).map_err(io(path))?;
-        format::decode_head(&head, file_len).map_err(corrupt(path))
+        let decoded = format::decode_head(&head, file_len).map_err(corrupt(path))?;
+        Ok((decoded, meta.dev()))
     }
 
     /// The last update time recorded in a file, reading and verifying only its
     /// headers (not the ring buffers).
     pub fn peek_last_update(path: &Path) -> Result<i64, RrdError> {
         let file = File::open(path).map_err(io(path))?;
-        Ok(RrdFile::read_head(path, &file)?.rrd.last_update())
+        Ok(RrdFile::read_head(path, &file)?.0.rrd.last_update())
     }
 
     /// Opens and verifies a whole file, every block of rows against its checksum. A
@@ -133,11 +149,13 @@ impl RrdFile {
             .write(true)
             .open(path)
             .map_err(io(path))?;
+        let dev = file.metadata().map_err(io(path))?.dev();
         let bytes = std::fs::read(path).map_err(io(path))?;
         let decoded = format::decode(&bytes).map_err(corrupt(path))?;
         RrdFile {
             path: path.to_path_buf(),
             file,
+            dev,
             layout: decoded.layout,
             rrd: decoded.rrd,
             block_crcs: decoded.block_crcs,
@@ -156,7 +174,7 @@ impl RrdFile {
             .write(true)
             .open(path)
             .map_err(io(path))?;
-        let decoded = RrdFile::read_head(path, &file)?;
+        let (decoded, dev) = RrdFile::read_head(path, &file)?;
         if decoded.layout.version != VERSION {
             drop(file);
             return RrdFile::open(path);
@@ -164,6 +182,7 @@ impl RrdFile {
         Ok(RrdFile {
             path: path.to_path_buf(),
             file,
+            dev,
             layout: decoded.layout,
             rrd: decoded.rrd,
             block_crcs: decoded.block_crcs,
@@ -195,6 +214,11 @@ impl RrdFile {
     /// The open file (to sync it).
     pub(crate) fn file(&self) -> &File {
         &self.file
+    }
+
+    /// The device (file system) the file is on.
+    pub(crate) fn dev(&self) -> u64 {
+        self.dev
     }
 
     /// The file's path.

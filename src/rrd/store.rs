@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use fleetpoll_actors::{Cursor, MetricBatch, MetricStore, MetricWrite, RemoteId, StoreError};
 
-use super::cache::{sync_owned, FileCache, MAX_UNSYNCED};
+use super::cache::FileCache;
 use super::damage::{DamageLog, DamagedFile};
 use super::error::RrdError;
 use super::file::RrdFile;
@@ -25,7 +25,9 @@ use super::quarantine::{Quarantine, QuarantinedEntity};
 use super::query::{Query, QueryResult};
 use super::record;
 use super::Rrd;
-use crate::durable::{sync_dir, FileLock};
+use crate::durable::{
+    sync_dir, sync_filesystems, FileLock, KernelSyncFs, SyncFs, WrittenFilesystems,
+};
 
 /// The lock file held by the open store, in its directory.
 pub const LOCK_FILE: &str = "store.lock";
@@ -110,6 +112,13 @@ struct Inner {
     replaying: bool,
     /// The full names of shortened data sources, by file.
     names: KnownNames,
+    /// How the written file systems are synced at a commit.
+    sync: Arc<dyn SyncFs>,
+    /// A file system sync failed since the store was opened: the kernel may have
+    /// dropped the unwritten pages (and a later `syncfs` on the same handle reports
+    /// success, the error having been reported once), so the sealed journal is kept,
+    /// and replayed at the next open, instead of released.
+    sync_failed: bool,
 }
 
 /// Metric storage on RRD files under one directory:
@@ -117,7 +126,8 @@ struct Inner {
 ///
 /// Durability comes from the journal: `store_metrics` appends and syncs it, then keeps
 /// the points in memory; [`MetricStore::commit`] writes them into the files (only the
-/// changed rows), syncs the files and empties the journal. A fetch of an entity first
+/// changed rows), syncs the file system they are on (one `syncfs`, not one sync per
+/// file) and only then empties the journal. A fetch of an entity first
 /// writes that entity's pending points into its (cached) file, so queries always see
 /// every stored point.
 #[derive(Debug)]
@@ -135,10 +145,10 @@ struct Shared {
     committing: Mutex<()>,
     /// An early commit runs in the background.
     early: AtomicBool,
-    /// A file sync failed since the store was opened: the kernel may have dropped the
-    /// unwritten pages, so a later sync's success proves nothing, and the sealed
-    /// journal is kept (and replayed at the next open) instead of released.
-    sync_failed: AtomicBool,
+    /// The store's directory (named by a failed sync).
+    dir: PathBuf,
+    /// How the written file systems are synced (as [`Inner::sync`]).
+    sync: Arc<dyn SyncFs>,
     /// The directory's lock ([`LOCK_FILE`]), held while the store is open.
     _lock: FileLock,
     /// Every guest's and node's CPU and memory of the last hour, for the top lists.
@@ -167,6 +177,15 @@ impl RrdStore {
     /// [`RrdError::Locked`]. An unreadable end of the journal is copied aside
     /// (`journal.damaged-<unix time>`) and reported at WARN.
     pub fn open(dir: &Path) -> Result<(RrdStore, Recovery), RrdError> {
+        RrdStore::open_with(dir, Arc::new(KernelSyncFs))
+    }
+
+    /// Opens the store as [`RrdStore::open`], syncing its file systems through `sync`
+    /// (a test's stand-in for the kernel's `syncfs`).
+    pub(crate) fn open_with(
+        dir: &Path,
+        sync: Arc<dyn SyncFs>,
+    ) -> Result<(RrdStore, Recovery), RrdError> {
         std::fs::create_dir_all(dir).map_err(|source| RrdError::Io {
             path: dir.to_path_buf(),
             io: source,
@@ -176,6 +195,8 @@ impl RrdStore {
             dir: dir.to_path_buf(),
             lock: lock_path.clone(),
         })?;
+        // Opened before any file is written: its `syncfs` answers for every later write.
+        let filesystems = WrittenFilesystems::new(dir)?;
         let (journal, replay) = Journal::open(&dir.join("journal"))?;
         sync_dir(dir)?;
         for damage in &replay.damaged {
@@ -190,7 +211,7 @@ impl RrdStore {
         let mut inner = Inner {
             dir: dir.to_path_buf(),
             journal,
-            files: FileCache::new(OPEN_FILES),
+            files: FileCache::new(OPEN_FILES, filesystems),
             entities: HashMap::new(),
             pending_values: 0,
             cursors: HashMap::new(),
@@ -198,6 +219,8 @@ impl RrdStore {
             quarantine: Quarantine::new(dir),
             replaying: !replay.records.is_empty(),
             names: KnownNames::default(),
+            sync: sync.clone(),
+            sync_failed: false,
         };
         let mut recovery = Recovery {
             replayed: 0,
@@ -232,7 +255,8 @@ impl RrdStore {
                     committing: Mutex::new(()),
                     early: AtomicBool::new(false),
                     top: super::top::TopAggregate::default(),
-                    sync_failed: AtomicBool::new(false),
+                    dir: dir.to_path_buf(),
+                    sync,
                     _lock: lock,
                 }),
             },
@@ -551,7 +575,7 @@ impl Inner {
                 pending.defs.clone(),
                 layout::pve_archives(),
             )?;
-            self.files.insert(RrdFile::create(path, rrd)?, false)?;
+            self.files.insert(RrdFile::create(path, rrd)?);
         }
         let file = self
             .files
@@ -573,8 +597,8 @@ impl Inner {
             }
         }
         if let Some(grown) = grown {
-            let (old, _) = self.files.take(path).expect("opened above");
-            self.files.insert(old.replace(grown)?, false)?;
+            let old = self.files.take(path).expect("opened above");
+            self.files.insert(old.replace(grown)?);
         }
         let file = self
             .files
@@ -593,7 +617,7 @@ impl Inner {
         let updates = pending.updates(&columns, names.len());
         file.set_replaying(self.replaying);
         let result = file.update(&updates);
-        self.files.mark_dirty(path);
+        self.files.mark_dirty(path)?;
         result.map(|_ignored| ())
     }
 
@@ -636,8 +660,8 @@ impl Inner {
         paths
     }
 
-    /// Writes every pending point into the files, syncs them and empties the journal,
-    /// all under the caller's lock (at open, before anyone else can look).
+    /// Writes every pending point into the files, syncs their file system and empties
+    /// the journal, all under the caller's lock (at open, before anyone else can look).
     fn commit(&mut self) -> Result<(), RrdError> {
         self.journal.seal()?;
         let mut first_error = None;
@@ -646,10 +670,34 @@ impl Inner {
                 first_error.get_or_insert(err);
             }
         }
-        self.files.sync_all()?;
+        let written = self.take_written()?;
+        if let Err((failed, err)) = sync_filesystems(&*self.sync, &written, &self.dir) {
+            self.sync_not_done(failed);
+            return Err(err.into());
+        }
         match first_error {
             Some(err) => Err(err),
             None => self.journal.release_sealed(),
+        }
+    }
+
+    /// Hands over the file systems written since their last sync, to be synced.
+    fn take_written(&mut self) -> Result<Vec<(u64, std::fs::File)>, RrdError> {
+        self.files
+            .filesystems()
+            .take_written()
+            .map_err(|io| RrdError::Io {
+                path: self.dir.clone(),
+                io,
+            })
+    }
+
+    /// Takes back the file systems whose sync failed: they are synced again by the
+    /// next commit, but the sealed journal is kept until the store is opened again.
+    fn sync_not_done(&mut self, failed: Vec<u64>) {
+        self.sync_failed = true;
+        for dev in failed {
+            self.files.filesystems().sync_failed(dev);
         }
     }
 }
@@ -661,9 +709,10 @@ impl Shared {
         self.inner.lock()
     }
 
-    /// Writes every pending point into the files, syncs them and drops the journal
-    /// records they came from, taking the lock for one entity at a time and syncing
-    /// without it: queries and stores go on while a large commit runs. Points stored
+    /// Writes every pending point into the files, syncs their file system (one
+    /// `syncfs`) and drops the journal records they came from, taking the lock for one
+    /// entity at a time and syncing without it: queries and stores go on while a large
+    /// commit runs. Points stored
     /// meanwhile go to a fresh journal (and may reach the files in this commit too:
     /// replaying them is harmless). Entities whose files cannot be written have their
     /// points quarantined ([`Inner::commit_entity`]); entities that fail for the
@@ -678,48 +727,35 @@ impl Shared {
         };
         let mut first_error = None;
         for path in paths {
-            let ready = {
-                let mut inner = self.lock();
-                if let Err(err) = inner.commit_entity(&path) {
-                    first_error.get_or_insert(err);
-                }
-                let ready = inner.files.take_unsynced(Some(MAX_UNSYNCED));
-                parking_lot::MutexGuard::unlock_fair(inner);
-                ready?
-            };
-            self.sync_unlocked(ready)?;
+            let mut inner = self.lock();
+            if let Err(err) = inner.commit_entity(&path) {
+                first_error.get_or_insert(err);
+            }
+            parking_lot::MutexGuard::unlock_fair(inner);
         }
-        let rest = self.lock().files.take_unsynced(None)?;
-        self.sync_unlocked(rest)?;
+        // Every point of the sealed part is in the files now (written by this loop or
+        // by a query before it), and each write noted its file system.
+        let written = self.lock().take_written()?;
+        if let Err((failed, err)) = sync_filesystems(&*self.sync, &written, &self.dir) {
+            self.lock().sync_not_done(failed);
+            return Err(err.into());
+        }
+        let mut inner = self.lock();
         match first_error {
             Some(err) => Err(err),
-            None if self.sync_failed.load(Ordering::SeqCst) => {
+            None if inner.sync_failed => {
                 tracing::error!(
-                    "a metric file failed to sync earlier; the journal is kept until the \
-                     store is opened again (restart fleetpoll once the disk is healthy)"
+                    "a metric file system failed to sync earlier; the journal is kept until \
+                     the store is opened again (restart fleetpoll once the disk is healthy)"
                 );
                 Ok(())
             }
             None => {
-                let mut inner = self.lock();
                 inner.journal.release_sealed()?;
                 inner.replaying = false;
                 Ok(())
             }
         }
-    }
-
-    /// Syncs files taken from the cache; on failure they go back to be synced again.
-    fn sync_unlocked(&self, files: Vec<(PathBuf, std::fs::File)>) -> Result<(), RrdError> {
-        if files.is_empty() {
-            return Ok(());
-        }
-        let result = sync_owned(&files);
-        if result.is_err() {
-            self.sync_failed.store(true, Ordering::SeqCst);
-            self.lock().files.sync_failed(files);
-        }
-        result
     }
 }
 

@@ -504,3 +504,87 @@ fn a_commit_interrupted_before_its_release_is_finished_by_the_next_open() {
     assert_eq!(RrdFile::peek_last_update(&path).unwrap(), T0 + 120);
     drop(store);
 }
+
+/// A stand-in for the kernel's `syncfs`: records, at each call, whether the sealed
+/// journal was still there, and fails with `EIO` while told to.
+#[derive(Debug)]
+struct RecordingSyncFs {
+    sealed: PathBuf,
+    fail: std::sync::atomic::AtomicBool,
+    calls: std::sync::Mutex<Vec<bool>>,
+}
+
+impl RecordingSyncFs {
+    fn new(dir: &Path, fail: bool) -> Arc<RecordingSyncFs> {
+        Arc::new(RecordingSyncFs {
+            sealed: dir.join("journal.sealed"),
+            fail: std::sync::atomic::AtomicBool::new(fail),
+            calls: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self) -> Vec<bool> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl crate::durable::SyncFs for RecordingSyncFs {
+    fn sync_fs(&self, handle: &std::fs::File) -> std::io::Result<()> {
+        self.calls.lock().unwrap().push(self.sealed.exists());
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        crate::durable::KernelSyncFs.sync_fs(handle)
+    }
+}
+
+#[test]
+fn a_commit_syncs_the_file_system_once_and_only_then_releases_the_journal() {
+    let dir = temp_dir("syncfs-once");
+    let sync = RecordingSyncFs::new(&dir, false);
+    let (store, _) = RrdStore::open_with(&dir, sync.clone()).unwrap();
+    assert!(store.store_metrics(&write(guests(40, 0, 3)))[0].is_ok());
+    store.commit().unwrap();
+    assert_eq!(
+        sync.calls(),
+        vec![true],
+        "one syncfs for 40 files, while the sealed journal was still kept"
+    );
+    assert!(!dir.join("journal.sealed").exists(), "released after it");
+    store.commit().unwrap();
+    assert_eq!(sync.calls().len(), 1, "nothing written, nothing to sync");
+}
+
+#[test]
+fn a_failed_syncfs_releases_no_journal_and_the_points_are_replayed_at_the_next_open() {
+    let dir = temp_dir("syncfs-fails");
+    let sync = RecordingSyncFs::new(&dir, true);
+    let (store, _) = RrdStore::open_with(&dir, sync.clone()).unwrap();
+    assert!(store.store_metrics(&write(guests(3, 0, 3)))[0].is_ok());
+    let err = store.commit().unwrap_err();
+    assert!(
+        err.to_string().contains(&dir.display().to_string()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("os error 5"), "{err}");
+    assert!(dir.join("journal.sealed").exists(), "nothing released");
+
+    // The disk answers again, but the kernel may have dropped the pages the failed
+    // sync was about: a later commit that syncs fine still keeps the sealed part.
+    sync.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(store.store_metrics(&write(guests(3, 3, 2)))[0].is_ok());
+    store.commit().unwrap();
+    assert_eq!(sync.calls().len(), 2, "the failed file system synced again");
+    assert!(dir.join("journal.sealed").exists(), "still kept");
+    drop(store);
+
+    // What the lost pages would have held comes back from the sealed part.
+    let path = RrdStore::file_path(&dir, &RemoteId::new("lab"), "qemu/2");
+    std::fs::remove_file(&path).unwrap();
+    let (store, recovery) = RrdStore::open(&dir).unwrap();
+    assert_eq!(recovery.replayed, 2, "both batches replayed");
+    assert!(recovery.errors.is_empty(), "{:?}", recovery.errors);
+    assert!(!dir.join("journal.sealed").exists());
+    assert_eq!(RrdFile::peek_last_update(&path).unwrap(), T0 + 240);
+    drop(store);
+}

@@ -14,10 +14,16 @@
 //!   `rrdtool -` process), rrdcached is started on a private unix socket with a
 //!   journal directory, the same points are sent as `UPDATE` lines in `BATCH` mode
 //!   (one line per entity and timestamp, 12 values), then `FLUSHALL`, and the clock
-//!   stops when `STATS` reports every data set written. rrdcached syncs neither its
-//!   journal nor its files, so its figure holds no durability; a second figure
-//!   (`rrdcached_synced_points_per_s`) also counts syncing its files afterwards as
-//!   our commit syncs ours.
+//!   stops when `STATS` reports every data set written (asked every
+//!   [`STATS_POLL`], not in a tight loop that would take a core from rrdcached on a
+//!   small machine). rrdcached syncs neither its journal nor its files, so its figure
+//!   holds no durability; a second figure (`rrdcached_synced_points_per_s`) also
+//!   counts syncing its file system afterwards (one `syncfs`) as our commit syncs
+//!   ours.
+//!
+//! Both sides run `--runs` times (3 by default), alternately in one invocation (ours,
+//! rrdcached, ours, …), each run on fresh files; the figures are the medians, the
+//! ratios are of the medians, and every run's rates are listed under `runs`.
 
 use std::io::{BufReader, Write as _};
 use std::os::unix::net::UnixStream;
@@ -39,6 +45,11 @@ use crate::measure::{cpu_time, round};
 /// Metrics of each entity stored as DERIVE counters (the rest are gauges), as the
 /// network and disk counters of a guest.
 const COUNTERS: usize = 4;
+
+/// How often rrdcached's `STATS` is asked whether every data set is written: often
+/// enough to stop its clock within a few milliseconds of the end, rarely enough to
+/// leave it the machine's cores.
+const STATS_POLL: Duration = Duration::from_millis(5);
 
 /// Flags of the `rrd-ingest` scenario.
 #[derive(Debug, clap::Args)]
@@ -65,6 +76,9 @@ pub(crate) struct RrdIngestArgs {
     /// Directory for the temporary stores (default: the system's temp directory).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Runs of each side, alternating (ours, rrdcached, ours, …); medians reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// The rrdcached program.
     #[arg(long, default_value = "rrdcached")]
     rrdcached: PathBuf,
@@ -360,27 +374,10 @@ fn connect(socket: &Path) -> Result<UnixStream> {
     bail!("rrdcached did not open {} within 10 s", socket.display())
 }
 
-/// Syncs files (`fdatasync`) on 8 threads, as our store's commit does.
-fn sync_files(files: &[PathBuf]) -> Result<()> {
-    let chunk = files.len().div_ceil(8).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || -> Result<()> {
-                    for file in part {
-                        std::fs::File::open(file)
-                            .and_then(|f| f.sync_data())
-                            .with_context(|| format!("syncing {}", file.display()))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .try_for_each(|w| w.join().expect("sync thread"))
-    })
+/// Syncs the file system holding `dir` (one `syncfs`), as our store's commit does.
+fn sync_fs(dir: &Path) -> Result<()> {
+    let handle = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    rustix::fs::syncfs(&handle).with_context(|| format!("syncfs of {}", dir.display()))
 }
 
 /// What the rrdcached run measured.
@@ -388,7 +385,8 @@ struct Theirs {
     seconds: f64,
     /// Until its files were also synced.
     synced_seconds: f64,
-    one_ds_file_bytes: u64,
+    /// The size of one of its files (holding the same data sources as ours).
+    file_bytes: u64,
 }
 
 fn run_rrdcached(fleet: &Fleet<'_>, dir: &Path) -> Result<Theirs> {
@@ -405,16 +403,10 @@ fn run_rrdcached(fleet: &Fleet<'_>, dir: &Path) -> Result<Theirs> {
             commands.push(create_args(&path(r, e), fleet.start - 1, a.metrics));
         }
     }
-    let one_ds = base.join("one-data-source.rrd");
-    commands.push(create_args(&one_ds, fleet.start - 1, 1));
     rrdtool_batch(&a.rrdtool, &commands)?;
-    let one_ds_file_bytes = std::fs::metadata(&one_ds)?.len();
+    let file_bytes = std::fs::metadata(path(0, 0))?.len();
     // Created files are made durable before the clock starts, as ours are.
-    let files: Vec<PathBuf> = (0..a.remotes)
-        .flat_map(|r| (0..a.entities).map(move |e| (r, e)))
-        .map(|(r, e)| path(r, e))
-        .collect();
-    sync_files(&files)?;
+    sync_fs(&base)?;
 
     let socket = dir.join("rrdcached.sock");
     let child = Command::new(&a.rrdcached)
@@ -485,7 +477,9 @@ fn run_rrdcached(fleet: &Fleet<'_>, dir: &Path) -> Result<Theirs> {
     writer.write_all(b"FLUSHALL\n")?;
     writer.flush()?;
     read_reply(&mut reader)?;
+    let mut polls = 0u64;
     loop {
+        polls += 1;
         writer.write_all(b"STATS\n")?;
         writer.flush()?;
         let (_, stats) = read_reply(&mut reader)?;
@@ -497,17 +491,41 @@ fn run_rrdcached(fleet: &Fleet<'_>, dir: &Path) -> Result<Theirs> {
         if written >= data_sets {
             break;
         }
+        pause(STATS_POLL);
     }
     let seconds = started.elapsed().as_secs_f64();
     // rrdcached never syncs; for a durable comparison, sync its files as our commit
-    // syncs ours (fdatasync on 8 threads) and time that too.
-    sync_files(&files)?;
+    // syncs ours (one syncfs) and time that too.
+    sync_fs(&base)?;
     let synced_seconds = started.elapsed().as_secs_f64();
+    eprintln!("rrdcached: STATS asked {polls} times");
     Ok(Theirs {
         seconds,
         synced_seconds,
-        one_ds_file_bytes,
+        file_bytes,
     })
+}
+
+/// Waits between two `STATS` requests.
+// The benchmark's main thread is no actor: a plain pause is right.
+#[allow(clippy::disallowed_methods)]
+fn pause(duration: Duration) {
+    std::thread::sleep(duration);
+}
+
+/// The median of some figures (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
 }
 
 /// A directory removed when dropped.
@@ -533,6 +551,9 @@ pub(crate) fn run(args: RrdIngestArgs) -> Result<serde_json::Value> {
     if args.interval_secs < 1 {
         bail!("--interval-secs must be at least 1");
     }
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = TempDir(parent.join(format!("fleetpoll-rrd-ingest-{}", std::process::id())));
     std::fs::create_dir_all(dir.path())
@@ -544,18 +565,55 @@ pub(crate) fn run(args: RrdIngestArgs) -> Result<serde_json::Value> {
     let points = (args.remotes * args.entities * args.metrics * args.points) as f64;
     let series = (args.remotes * args.entities * args.metrics) as u64;
 
-    eprintln!("ours: {points} points through RrdStore");
-    let ours = run_ours(&fleet, &dir.path().join("ours"))?;
-    eprintln!(
-        "ours: {:.3} s, {:.3} s CPU, {} files",
-        ours.seconds, ours.cpu_seconds, ours.files
-    );
-    eprintln!("rrdcached: creating files and feeding the same points");
-    let theirs = run_rrdcached(&fleet, &dir.path().join("rrdcached"))?;
-    eprintln!("rrdcached: {:.3} s", theirs.seconds);
-
-    let ours_rate = points / ours.seconds;
-    let theirs_rate = points / theirs.seconds;
+    let mut ours_runs = Vec::new();
+    let mut theirs_runs = Vec::new();
+    for run in 0..args.runs {
+        eprintln!(
+            "run {}/{}: ours, {points} points through RrdStore",
+            run + 1,
+            args.runs
+        );
+        let run_dir = TempDir(dir.path().join(format!("ours-{run}")));
+        let ours = run_ours(&fleet, run_dir.path())?;
+        drop(run_dir);
+        eprintln!(
+            "ours: {:.3} s ({:.3} s journal), {:.3} s CPU, {} files",
+            ours.seconds, ours.journal_seconds, ours.cpu_seconds, ours.files
+        );
+        eprintln!("run {}/{}: rrdcached, the same points", run + 1, args.runs);
+        let run_dir = TempDir(dir.path().join(format!("rrdcached-{run}")));
+        let theirs = run_rrdcached(&fleet, run_dir.path())?;
+        drop(run_dir);
+        eprintln!(
+            "rrdcached: {:.3} s ({:.3} s with its files synced)",
+            theirs.seconds, theirs.synced_seconds
+        );
+        ours_runs.push(ours);
+        theirs_runs.push(theirs);
+    }
+    let med = |f: &dyn Fn(&Ours) -> f64| median(&ours_runs.iter().map(f).collect::<Vec<_>>());
+    let med_theirs =
+        |f: &dyn Fn(&Theirs) -> f64| median(&theirs_runs.iter().map(f).collect::<Vec<_>>());
+    let ours_rate = med(&|o| points / o.seconds);
+    let theirs_rate = med_theirs(&|t| points / t.seconds);
+    let theirs_synced_rate = med_theirs(&|t| points / t.synced_seconds);
+    let seconds = med(&|o| o.seconds);
+    let journal_seconds = med(&|o| o.journal_seconds);
+    let runs: Vec<serde_json::Value> = ours_runs
+        .iter()
+        .zip(&theirs_runs)
+        .map(|(o, t)| {
+            serde_json::json!({
+                "points_per_s": (points / o.seconds).round(),
+                "journal_seconds": round(o.journal_seconds, 3),
+                "commit_seconds": round(o.seconds - o.journal_seconds, 3),
+                "rrdcached_points_per_s": (points / t.seconds).round(),
+                "rrdcached_synced_points_per_s": (points / t.synced_seconds).round(),
+            })
+        })
+        .collect();
+    let last = ours_runs.last().context("at least one run")?;
+    let rrdtool_file_bytes = theirs_runs.last().context("at least one run")?.file_bytes;
     Ok(serde_json::json!({
         "scenario": "rrd-ingest",
         "remotes": args.remotes,
@@ -565,22 +623,26 @@ pub(crate) fn run(args: RrdIngestArgs) -> Result<serde_json::Value> {
         "interval_secs": args.interval_secs,
         "group_remotes": args.group_remotes,
         "points": points as u64,
-        "seconds": round(ours.seconds, 3),
-        "journal_seconds": round(ours.journal_seconds, 3),
-        "commit_seconds": round(ours.seconds - ours.journal_seconds, 3),
-        "cpu_seconds": round(ours.cpu_seconds, 3),
+        "runs_each": args.runs,
+        "seconds": round(seconds, 3),
+        "journal_seconds": round(journal_seconds, 3),
+        "commit_seconds": round(med(&|o| o.seconds - o.journal_seconds), 3),
+        "cpu_seconds": round(med(&|o| o.cpu_seconds), 3),
         "points_per_s": ours_rate.round(),
-        "rrdcached_seconds": round(theirs.seconds, 3),
+        "rrdcached_seconds": round(med_theirs(&|t| t.seconds), 3),
         "rrdcached_points_per_s": theirs_rate.round(),
         "ratio_vs_rrdcached": round(ours_rate / theirs_rate, 2),
-        "rrdcached_synced_points_per_s": (points / theirs.synced_seconds).round(),
-        "ratio_vs_rrdcached_synced": round(ours_rate * theirs.synced_seconds / points, 2),
-        "bytes_written_per_point": round(ours.bytes_written as f64 / points, 1),
-        "bytes_written_source": ours.bytes_source,
-        "bytes_passed_to_write_per_point": round(ours.bytes_passed as f64 / points, 1),
-        "journal_peak_bytes": ours.journal_peak_bytes,
-        "disk_bytes_per_series": ours.file_bytes / series.max(1),
-        "rrdtool_file_bytes": theirs.one_ds_file_bytes,
-        "files": ours.files,
+        "rrdcached_synced_points_per_s": theirs_synced_rate.round(),
+        "ratio_vs_rrdcached_synced": round(ours_rate / theirs_synced_rate, 2),
+        "rrdcached_stats_poll_ms": STATS_POLL.as_millis() as u64,
+        "bytes_written_per_point": round(med(&|o| o.bytes_written as f64) / points, 1),
+        "bytes_written_source": last.bytes_source,
+        "bytes_passed_to_write_per_point": round(med(&|o| o.bytes_passed as f64) / points, 1),
+        "journal_peak_bytes": last.journal_peak_bytes,
+        "disk_bytes_per_series": last.file_bytes / series.max(1),
+        "rrdtool_file_bytes": rrdtool_file_bytes,
+        "rrdtool_bytes_per_series": rrdtool_file_bytes / args.metrics as u64,
+        "files": last.files,
+        "runs": runs,
     }))
 }
