@@ -67,7 +67,10 @@ fn an_empty_file_gives_the_documented_defaults() {
     assert_eq!(e.collection.backoff_base.as_secs(), 10);
     assert_eq!(e.collection.backoff_cap.as_secs(), 180);
     assert_eq!(e.limits.global_connections, 20);
-    assert_eq!(e.limits.manual_burst, 2, "collect now may open two beyond the cap");
+    assert_eq!(
+        e.limits.manual_burst, 2,
+        "collect now may open two beyond the cap"
+    );
     assert_eq!(e.tasks.tick.as_secs(), 10);
     assert_eq!(e.tasks.running_interval.as_secs(), 30);
     assert_eq!(e.tasks.full_interval.as_secs(), 600);

@@ -45,7 +45,7 @@ impl Format {
 }
 
 /// A family's declared type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FamilyType {
     /// `counter`.
     Counter,

@@ -13,20 +13,23 @@
 use std::sync::Arc;
 
 use fleetpoll_actors::{MetricBatch, MetricKind, MetricPoint, SeriesKey, UnixTime};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::mapping::{entity_of, metric_kind, point_time};
 use super::parse::{
-    duplicate, over_limit, parse_sample, read_lines, series_key, series_text_len, value_part,
-    FamilyType, Format, LineContext, ParseError, SampleSink,
+    duplicate, over_limit, parse_sample, read_lines, series_text_len, value_part, FamilyType,
+    Format, LineContext, ParseError, SampleSink,
 };
+
+/// The family id of samples outside any `# TYPE` family.
+const NO_FAMILY: u32 = u32::MAX;
 
 /// One series text as a target writes it, under one family and format.
 struct Text {
     /// The body's format (OpenMetrics drops `_created` series, the text format keeps them).
     format: Format,
-    /// The family it was typed under (`kind` depends on it).
-    family: Option<(Box<str>, FamilyType)>,
+    /// The family it was typed under (`kind` depends on it), an index in `families`.
+    family: u32,
     /// The series (its index in `Series`) and its kind under this family, or `None` for
     /// one the store does not keep.
     series: Option<(u32, MetricKind)>,
@@ -44,10 +47,14 @@ struct Series {
 pub struct SeriesCache {
     texts: FxHashMap<Box<str>, Text>,
     series: Vec<Series>,
-    /// Series identity (name and sorted labels) → index in `series`.
-    by_key: FxHashMap<Box<str>, u32>,
-    entities: FxHashMap<Box<str>, Arc<str>>,
-    metrics: FxHashMap<Box<str>, Arc<str>>,
+    /// Series identity → index in `series`. The entity names the sorted label set one to
+    /// one (values are percent-encoded), so a series is its interned metric and entity,
+    /// keyed here by the two `Arc`s' addresses (they live as long as the cache).
+    by_key: FxHashMap<(usize, usize), u32>,
+    entities: FxHashSet<Arc<str>>,
+    metrics: FxHashSet<Arc<str>>,
+    /// Families (name, type) seen → their ids.
+    family_ids: FxHashMap<(Box<str>, FamilyType), u32>,
     scrape: u64,
 }
 
@@ -95,6 +102,7 @@ impl SeriesCache {
             series_limit,
             scrape_time,
             taken: 0,
+            last_family: None,
         };
         read_lines(body, format, &mut sink)?;
         let mut batch = sink.batch;
@@ -111,6 +119,9 @@ struct Scrape<'c> {
     scrape_time: UnixTime,
     /// Samples accepted so far (the limit counts them, future ones included).
     taken: usize,
+    /// The last family seen, by the address and length of its name in the body (all
+    /// samples under one `# TYPE` line share it), and its id.
+    last_family: Option<(usize, usize, FamilyType, u32)>,
 }
 
 impl Scrape<'_> {
@@ -122,24 +133,24 @@ impl Scrape<'_> {
         cx: LineContext<'_>,
     ) -> Result<(usize, Option<(u32, MetricKind)>), String> {
         let (len, sample) = parse_sample(line, cx)?;
+        let family = self.family_id(cx);
         let cache = &mut *self.cache;
         let series = match sample {
             None => None,
             Some(sample) => {
-                let key = series_key(&sample.name, &sample.labels);
-                let i = match cache.by_key.get(key.as_str()) {
+                let entity = intern(&mut cache.entities, entity_of(&sample.labels));
+                let metric = intern(&mut cache.metrics, sample.name);
+                let key = (address(&metric), address(&entity));
+                let i = match cache.by_key.get(&key) {
                     Some(&i) => i,
                     None => {
-                        let entity = entity_of(&sample.labels);
-                        let entity = intern(&mut cache.entities, entity);
-                        let metric = intern(&mut cache.metrics, sample.name);
                         let i = cache.series.len() as u32;
                         cache.series.push(Series {
                             entity,
                             metric,
                             seen_in: 0,
                         });
-                        cache.by_key.insert(key.into_boxed_str(), i);
+                        cache.by_key.insert(key, i);
                         i
                     }
                 };
@@ -149,7 +160,6 @@ impl Scrape<'_> {
         };
         // Remember the text only where the shortcut scan ends it where the parser did.
         if series_text_len(line) == Some(len) {
-            let family = cx.family.map(|(name, kind)| (Box::from(name), kind));
             cache.texts.insert(
                 Box::from(&line[..len]),
                 Text {
@@ -161,27 +171,53 @@ impl Scrape<'_> {
         }
         Ok((len, series))
     }
+
+    /// The id of the family a line is read under.
+    fn family_id(&mut self, cx: LineContext<'_>) -> u32 {
+        let Some((name, kind)) = cx.family else {
+            return NO_FAMILY;
+        };
+        let at = (name.as_ptr() as usize, name.len());
+        if let Some((p, l, k, id)) = self.last_family {
+            if (p, l, k) == (at.0, at.1, kind) {
+                return id;
+            }
+        }
+        let cache = &mut *self.cache;
+        let key = (Box::from(name), kind);
+        let id = match cache.family_ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = cache.family_ids.len() as u32;
+                cache.family_ids.insert(key, id);
+                id
+            }
+        };
+        self.last_family = Some((at.0, at.1, kind, id));
+        id
+    }
 }
 
-fn intern(map: &mut FxHashMap<Box<str>, Arc<str>>, text: String) -> Arc<str> {
-    if let Some(a) = map.get(text.as_str()) {
+/// The address of an interned name: its identity within one cache.
+fn address(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name) as *const u8 as usize
+}
+
+fn intern(set: &mut FxHashSet<Arc<str>>, text: String) -> Arc<str> {
+    if let Some(a) = set.get(text.as_str()) {
         return a.clone();
     }
-    let a: Arc<str> = Arc::from(text.as_str());
-    map.insert(text.into_boxed_str(), a.clone());
+    let a: Arc<str> = Arc::from(text);
+    set.insert(a.clone());
     a
 }
 
 impl SampleSink for Scrape<'_> {
     fn sample(&mut self, line: &str, cx: LineContext<'_>) -> Result<(), String> {
+        let family = self.family_id(cx);
         let known = series_text_len(line).and_then(|len| {
             let text = self.cache.texts.get(&line[..len])?;
-            let same_family = match (&text.family, cx.family) {
-                (None, None) => true,
-                (Some((name, kind)), Some((n, k))) => **name == *n && *kind == k,
-                _ => false,
-            };
-            (same_family && text.format == cx.format).then_some((len, text.series))
+            (text.family == family && text.format == cx.format).then_some((len, text.series))
         });
         let (len, series) = match known {
             Some(known) => known,

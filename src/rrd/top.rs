@@ -109,15 +109,16 @@ pub struct TopLists {
     pub nodes_by_memory: Vec<TopEntry>,
 }
 
-/// The aggregate itself (inside [`RrdStore`](super::RrdStore)).
+/// The aggregate itself (inside [`RrdStore`](super::RrdStore); public for the
+/// benchmark).
 #[derive(Debug, Default)]
-pub(crate) struct TopAggregate {
+pub struct TopAggregate {
     entities: parking_lot::Mutex<HashMap<RemoteId, HashMap<Box<str>, EntityBuckets>>>,
 }
 
 impl TopAggregate {
     /// Folds a stored batch in: one map lookup per entity, not per point.
-    pub(crate) fn add(&self, remote: &RemoteId, batch: &MetricBatch) {
+    pub fn add(&self, remote: &RemoteId, batch: &MetricBatch) {
         let mut entities: Vec<&str> = Vec::new();
         // Per series: (index into `entities`, metric) when the series matters.
         let wanted: Vec<Option<(usize, usize)>> = batch
@@ -158,16 +159,18 @@ impl TopAggregate {
         }
     }
 
-    /// The top `n` of each list over the hour before `now`, among `remotes`.
-    pub(crate) fn top(&self, remotes: &[RemoteId], now: i64, n: usize) -> TopLists {
+    /// The top `n` of each list over the hour before `now`, among `remotes`. Ranks by
+    /// reference and builds entries only for the `n` kept of each list.
+    pub fn top(&self, remotes: &[RemoteId], now: i64, n: usize) -> TopLists {
         let since = now - TOP_WINDOW_SECS;
         let wanted: std::collections::HashSet<&RemoteId> = remotes.iter().collect();
-        let mut lists = TopLists::default();
         let mut map = self.entities.lock();
         for of_remote in map.values_mut() {
             of_remote.retain(|_, e| e.newest > since);
         }
         map.retain(|_, of_remote| !of_remote.is_empty());
+        // guests by cpu, guests by memory, nodes by cpu, nodes by memory
+        let mut ranked: [Vec<Ranked<'_>>; 4] = Default::default();
         let pairs = map
             .iter()
             .filter(|(remote, _)| wanted.contains(remote))
@@ -175,41 +178,54 @@ impl TopAggregate {
         for (remote, entity, buckets) in pairs {
             let Some(role) = role(entity) else { continue };
             let [cpu, used, total] = buckets.means(since);
-            let entry = |value| TopEntry {
-                remote: remote.clone(),
-                entity: entity.to_string(),
-                value,
-            };
             let (by_cpu, by_mem) = match role {
-                Role::Guest => (&mut lists.guests_by_cpu, &mut lists.guests_by_memory),
-                Role::Node => (&mut lists.nodes_by_cpu, &mut lists.nodes_by_memory),
+                Role::Guest => (0, 1),
+                Role::Node => (2, 3),
             };
             if let Some(cpu) = cpu {
-                by_cpu.push(entry(cpu));
+                ranked[by_cpu].push((cpu, remote, entity));
             }
             if let (Some(used), Some(total)) = (used, total) {
                 if total > 0.0 {
-                    by_mem.push(entry(used / total));
+                    ranked[by_mem].push((used / total, remote, entity));
                 }
             }
         }
-        drop(map);
-        for list in [
-            &mut lists.guests_by_cpu,
-            &mut lists.guests_by_memory,
-            &mut lists.nodes_by_cpu,
-            &mut lists.nodes_by_memory,
-        ] {
-            list.sort_by(|a, b| {
-                b.value
-                    .total_cmp(&a.value)
-                    .then_with(|| a.remote.cmp(&b.remote))
-                    .then_with(|| a.entity.cmp(&b.entity))
-            });
-            list.truncate(n);
+        let [a, b, c, d] = ranked.map(|list| best(list, n));
+        TopLists {
+            guests_by_cpu: a,
+            guests_by_memory: b,
+            nodes_by_cpu: c,
+            nodes_by_memory: d,
         }
-        lists
     }
+}
+
+/// A ranked entity by reference: value, remote, entity.
+type Ranked<'a> = (f64, &'a RemoteId, &'a Box<str>);
+
+/// The `n` best of `list`, highest value first (ties by remote, then entity).
+fn best(mut list: Vec<Ranked<'_>>, n: usize) -> Vec<TopEntry> {
+    let order = |a: &Ranked<'_>, b: &Ranked<'_>| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| a.1.cmp(b.1))
+            .then_with(|| a.2.cmp(b.2))
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    if list.len() > n {
+        list.select_nth_unstable_by(n - 1, order);
+        list.truncate(n);
+    }
+    list.sort_by(order);
+    list.into_iter()
+        .map(|(value, remote, entity)| TopEntry {
+            remote: remote.clone(),
+            entity: entity.to_string(),
+            value,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod rrd_ingest;
 mod rules;
 mod scrape_peers;
 mod task_query;
+mod top;
 mod ui;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +52,9 @@ enum Scenario {
     /// fleetpoll, vmagent and Prometheus (agent mode) scraping the same simulated
     /// exposition targets, alternating: CPU per million samples, peak RSS, cycle span.
     ScrapePeers(scrape_peers::ScrapePeersArgs),
+    /// The top-lists aggregate at fleet size (1,000 remotes × 50 guests): the time of
+    /// one hour ranking over every remote, as `GET /api/v1/top?timeframe=hour` asks it.
+    Top(top::TopArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Rules(args) => rules::run(args)?,
         Scenario::Ui(args) => ui::run(args)?,
         Scenario::ScrapePeers(args) => scrape_peers::run(args)?,
+        Scenario::Top(args) => top::run(args)?,
     };
     println!("{result}");
     Ok(())

@@ -225,7 +225,7 @@ fn start_system(
                  cache_dir = \"cache\"\nrrd = false\n[limits]\nglobal_connections = 64\n\
                  [collection]\nconnection_delay_max_ms = 0\n\
                  [[exporters]]\nname = \"null\"\nkind = \"prometheus-remote-write\"\n\
-                 url = \"{remote_write}\"\nraw_counters = true\n"
+                 url = \"{remote_write}\"\nraw_counters = true\nqueue_max_points = 2000000\n"
             );
             for (i, (address, path)) in targets.iter().enumerate() {
                 config.push_str(&format!(
