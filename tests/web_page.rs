@@ -53,9 +53,15 @@ fn run_page_script(url: &str, envs: &[(&str, &str)]) {
         .env("FLEETPOLL_URL", url);
     // Only the daemon test saves screenshots (both run at once).
     let shots = envs.contains(&("FLEETPOLL_MODE", "daemon"));
-    if let (true, Ok(dir)) = (shots, std::env::var("FLEETPOLL_SCREENSHOTS")) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-        cmd.env("FLEETPOLL_SCREENSHOTS", dir);
+    match (shots, std::env::var("FLEETPOLL_SCREENSHOTS")) {
+        (true, Ok(dir)) => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            cmd.env("FLEETPOLL_SCREENSHOTS", dir);
+        }
+        // The other test must not inherit the variable (relative to its own directory).
+        _ => {
+            cmd.env_remove("FLEETPOLL_SCREENSHOTS");
+        }
     }
     for (k, v) in envs {
         cmd.env(k, v);
