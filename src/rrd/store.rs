@@ -1,4 +1,4 @@
-//! [`RrdStore`]: the engine's [`MetricStore`] on RRD files — one file per (remote,
+//! [`RrdStore`]: the engine's [`MetricStore`](fleetpoll_actors::MetricStore) on RRD files — one file per (remote,
 //! entity) holding all the entity's metrics in the Proxmox VE 9 layout, behind a
 //! synced journal. `store_metrics` only journals (and keeps the points in memory);
 //! `commit` writes them into the files on the engine's cadence. The directory is locked
@@ -8,10 +8,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use fleetpoll_actors::{Cursor, MetricBatch, MetricStore, MetricWrite, RemoteId, StoreError};
+use fleetpoll_actors::{Cursor, MetricBatch, RemoteId};
 
 use super::cache::FileCache;
 use super::damage::{DamageLog, DamagedFile};
@@ -33,6 +33,8 @@ use crate::durable::{
 pub const LOCK_FILE: &str = "store.lock";
 
 // The tests of `src/rrd/file.rs` still import these two from here.
+mod metric_store;
+
 #[cfg(test)]
 pub(crate) use super::layout::{data_source_for, pve_archives};
 
@@ -125,7 +127,7 @@ struct Inner {
 /// `DIR/<remote>/<entity>.rrd` (names escaped) and `DIR/journal`.
 ///
 /// Durability comes from the journal: `store_metrics` appends and syncs it, then keeps
-/// the points in memory; [`MetricStore::commit`] writes them into the files (only the
+/// the points in memory; [`MetricStore::commit`](fleetpoll_actors::MetricStore::commit) writes them into the files (only the
 /// changed rows), syncs the file system they are on (one `syncfs`, not one sync per
 /// file) and only then empties the journal. A fetch of an entity first
 /// writes that entity's pending points into its (cached) file, so queries always see
@@ -756,97 +758,5 @@ impl Shared {
                 Ok(())
             }
         }
-    }
-}
-
-impl RrdStore {
-    /// Past the pending bound: commits in the background, so storing goes on (the
-    /// points are durable in the journal already; an early commit only bounds memory,
-    /// and a failed one is logged and retried by the next). Should storing outrun
-    /// the commit to twice the bound, it waits for the commit instead.
-    fn commit_early(&self, pending: usize) {
-        if !self.shared.early.swap(true, Ordering::SeqCst) {
-            let shared = self.shared.clone();
-            let work = move || {
-                if let Err(err) = shared.commit_in_steps() {
-                    tracing::warn!(error = %err, "early commit of the metric journal failed");
-                }
-                shared.early.store(false, Ordering::SeqCst);
-            };
-            let spawned = std::thread::Builder::new()
-                .name("rrd-commit".into())
-                .spawn(work.clone());
-            if spawned.is_err() {
-                work();
-            }
-        } else if pending > 2 * MAX_PENDING_VALUES {
-            drop(
-                self.shared
-                    .committing
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()),
-            );
-        }
-    }
-}
-
-/// The engine's error for a failed store operation: the message names the file and
-/// what to do (every [`RrdError`] a store operation returns does).
-fn store_error(err: RrdError) -> StoreError {
-    StoreError(err.to_string())
-}
-
-impl MetricStore for RrdStore {
-    fn store_metrics(&self, writes: &[MetricWrite]) -> Vec<Result<Cursor, StoreError>> {
-        let mut inner = self.lock();
-        let records: Vec<Vec<u8>> = writes
-            .iter()
-            .map(|w| record::encode(&w.remote, &w.batch))
-            .collect();
-        if let Err(err) = inner.journal.append(&records).map_err(store_error) {
-            return writes.iter().map(|_| Err(err.clone())).collect();
-        }
-        let results: Vec<Result<Cursor, StoreError>> = writes
-            .iter()
-            .map(|w| {
-                inner.stage(&w.remote, &w.batch).map_err(store_error)?;
-                Ok(inner.cursors[&w.remote])
-            })
-            .collect();
-        let pending = inner.pending_values;
-        drop(inner);
-        for (w, r) in writes.iter().zip(&results) {
-            if r.is_ok() {
-                self.shared.top.add(&w.remote, &w.batch);
-            }
-        }
-        if pending > MAX_PENDING_VALUES {
-            self.commit_early(pending);
-        }
-        results
-    }
-
-    fn cursor(&self, remote: &RemoteId) -> Cursor {
-        let mut inner = self.lock();
-        if let Some(cursor) = inner.cursors.get(remote) {
-            return *cursor;
-        }
-        // Not seen since start: the newest last update among the remote's files.
-        let dir = inner.dir.join(file_component(remote.as_str()));
-        let newest = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "rrd"))
-            .filter_map(|e| RrdFile::peek_last_update(&e.path()).ok())
-            .filter(|&t| t > 0)
-            .max();
-        let cursor = Cursor(newest);
-        inner.cursors.insert(remote.clone(), cursor);
-        cursor
-    }
-
-    fn commit(&self) -> Result<(), StoreError> {
-        self.shared.commit_in_steps().map_err(store_error)
     }
 }
