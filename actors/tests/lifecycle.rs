@@ -462,3 +462,88 @@ async fn a_remote_whose_metrics_nothing_uses_is_not_polled_for_them_but_for_its_
     assert_eq!(status.state, PollState::Unused);
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_every_remote_failed_a_canary_is_probed_and_its_answer_resets_every_backoff() {
+    let mut fleet = Fleet::new(5);
+    fleet.config.collection.backoff_cap = Duration::from_secs(3600);
+    let engine = fleet.start().await;
+    // The local network is down: every remote is unreachable, and stays so for 40 min.
+    for i in 0..5 {
+        fleet
+            .source(&format!("r{i}"))
+            .fail_next(u32::MAX, ErrorClass::Unreachable);
+    }
+    engine.trigger(Target::All, true).await.unwrap();
+    let outage_start = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2400)).await;
+    let stats = engine.poll_stats();
+    assert_eq!(stats.outages, 1, "one outage began");
+    // One canary every 10 s (the backoff base), rotating over the remotes.
+    assert!(
+        (200..=260).contains(&stats.canary_probes),
+        "{} probes in 2,400 s",
+        stats.canary_probes
+    );
+    for i in 0..5 {
+        let id = format!("r{i}");
+        let calls = fleet.probe.calls_to(&id, CallKind::Metrics);
+        assert!(calls.len() >= 40, "{id} probed {} times", calls.len());
+        let gaps = calls
+            .windows(2)
+            .map(|w| w[1].at.duration_since(w[0].at))
+            .max()
+            .unwrap();
+        assert!(gaps <= Duration::from_secs(60), "{id}: a gap of {gaps:?}");
+    }
+    let waiting = engine.status().await.unwrap();
+    assert!(
+        waiting.iter().all(|s| s.consecutive_failures >= 40),
+        "{waiting:?}"
+    );
+
+    // The network returns: within one canary period every remote is collected again,
+    // although their own backoff would have waited up to the 1 h cap.
+    for i in 0..5 {
+        fleet
+            .source(&format!("r{i}"))
+            .fail_next(0, ErrorClass::Unreachable);
+    }
+    let back = tokio::time::Instant::now();
+    wait_until(Duration::from_secs(60), "every remote is ok", || async {
+        let all = engine.status().await.unwrap();
+        all.iter().all(|s| s.state == PollState::Ok)
+    })
+    .await;
+    let recovered = back.elapsed();
+    assert!(
+        recovered <= Duration::from_secs(11),
+        "recovered after {recovered:?} (outage began {:?} before)",
+        back.duration_since(outage_start)
+    );
+    let all = engine.status().await.unwrap();
+    assert!(all.iter().all(|s| s.consecutive_failures == 0));
+    // The outage is over: no more canaries.
+    let probes = engine.poll_stats().canary_probes;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(engine.poll_stats().canary_probes, probes);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_remote_failing_among_healthy_ones_keeps_its_backoff() {
+    let fleet = Fleet::new(3);
+    let engine = fleet.start().await;
+    engine.trigger(Target::All, true).await.unwrap();
+    fleet.source("r0").fail_next(u32::MAX, ErrorClass::Unreachable);
+    engine
+        .trigger(Target::Remote(RemoteId::new("r0")), true)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1200)).await;
+    assert_eq!(engine.poll_stats().canary_probes, 0);
+    let calls = fleet.probe.calls_to("r0", CallKind::Metrics).len();
+    // Backoff with base 10 s doubling to 180 s: far fewer than one try per 10 s.
+    assert!(calls < 40, "r0 was tried {calls} times in 1,200 s");
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}

@@ -374,4 +374,20 @@ fn write_poll_stats(out: &mut String, polls: &fleetpoll_actors::PollStatsSnapsho
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", polls.duration_count);
     let _ = writeln!(out, "{name}_sum {}", polls.duration_sum_secs);
     let _ = writeln!(out, "{name}_count {}", polls.duration_count);
+    for (name, help, value) in [
+        (
+            "fleetpoll_outages_total",
+            "Times every remote was failing at once (a suspected local outage).",
+            polls.outages,
+        ),
+        (
+            "fleetpoll_canary_probes_total",
+            "Remotes probed without backoff during those outages.",
+            polls.canary_probes,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
 }

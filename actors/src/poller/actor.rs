@@ -66,6 +66,9 @@ pub(crate) enum PollerMsg {
     },
     /// A reload changed the collection settings.
     Reconfigure(CollectionSettings),
+    /// The fleet answered again after a local outage: forget the failures and run a
+    /// pending retry now.
+    ResetBackoff,
     /// Shutdown: start no new job; reply once nothing is in flight.
     Drain(RpcReplyPort<()>),
 }
@@ -82,6 +85,7 @@ impl fmt::Debug for PollerMsg {
             PollerMsg::Step { kind, seq, step } => write!(f, "Step({kind:?}#{seq}: {step:?})"),
             PollerMsg::RetryDue { seq } => write!(f, "RetryDue({seq})"),
             PollerMsg::Reconfigure(_) => f.write_str("Reconfigure"),
+            PollerMsg::ResetBackoff => f.write_str("ResetBackoff"),
             PollerMsg::Drain(_) => f.write_str("Drain"),
         }
     }
@@ -160,6 +164,7 @@ impl Actor for Poller {
             PollerMsg::Step { kind, seq, step } => state.step(&myself, kind, seq, step)?,
             PollerMsg::RetryDue { seq } => state.retry_due(&myself, seq),
             PollerMsg::Reconfigure(settings) => state.reconfigure(settings),
+            PollerMsg::ResetBackoff => state.reset_backoff(&myself),
             PollerMsg::Drain(reply) => state.drain(reply),
         }
         Ok(())

@@ -23,6 +23,8 @@ pub struct PollStats {
     buckets: [AtomicU64; 10],
     count: AtomicU64,
     sum_micros: AtomicU64,
+    outages: AtomicU64,
+    canary_probes: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -38,6 +40,10 @@ pub struct PollStatsSnapshot {
     pub duration_count: u64,
     /// Sum of their durations in seconds.
     pub duration_sum_secs: f64,
+    /// Times every remote was failing at once (a suspected local outage).
+    pub outages: u64,
+    /// Canary probes sent during those outages.
+    pub canary_probes: u64,
 }
 
 impl PollStats {
@@ -53,6 +59,16 @@ impl PollStats {
             self.failed[i].fetch_add(1, Ordering::Relaxed);
         }
         self.observe(took);
+    }
+
+    /// Records the start of a suspected local outage.
+    pub(crate) fn record_outage(&self) {
+        self.outages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one canary probe.
+    pub(crate) fn record_canary_probe(&self) {
+        self.canary_probes.fetch_add(1, Ordering::Relaxed);
     }
 
     fn observe(&self, took: Option<Duration>) {
@@ -84,6 +100,8 @@ impl PollStats {
                 .collect(),
             duration_count: self.count.load(Ordering::Relaxed),
             duration_sum_secs: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            outages: self.outages.load(Ordering::Relaxed),
+            canary_probes: self.canary_probes.load(Ordering::Relaxed),
         }
     }
 }

@@ -202,6 +202,16 @@ impl PollerState {
         }
     }
 
+    /// The supervisor saw the fleet answer again after every remote had failed: the
+    /// failures were the local network's, so the next one starts from the base again,
+    /// and a retry waiting out its backoff runs now (after the per-connection delay).
+    pub(super) fn reset_backoff(&mut self, myself: &ActorRef<PollerMsg>) {
+        self.backoff.reset();
+        if !self.is_draining {
+            self.retry_due(myself, self.retry_seq);
+        }
+    }
+
     /// New collection settings from a reload; the failure count is kept.
     pub(super) fn reconfigure(&mut self, settings: CollectionSettings) {
         self.backoff

@@ -4,10 +4,13 @@
 //!   intensity and escalation, reload and bounded shutdown.
 //! - `remote_supervisor`: one_for_one over the pollers, the reload diff, trigger fan-out
 //!   and every remote's last status.
+//! - `outage`: recovery after a local outage — canary probes while every remote fails,
+//!   every backoff reset when one answers.
 //! - `restart`: the OTP bookkeeping both use — restart types, intensity within a period,
 //!   growing restart delays, stale events of an old incarnation.
 //! - `tree`: the tree as the engine reports it.
 
+mod outage;
 mod remote_supervisor;
 mod restart;
 mod top;

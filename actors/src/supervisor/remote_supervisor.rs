@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::outage::{OutageWatch, Transition};
 use super::restart::{ChildRecord, Decision, Exit, Restart};
 use super::tree::TreeNode;
 use crate::config::{CollectionSettings, RemoteConfig, SupervisionSettings};
@@ -123,6 +124,11 @@ pub(crate) enum RemotesMsg {
     },
     /// Reply with this subtree.
     Tree(RpcReplyPort<TreeNode>),
+    /// Self-sent during an outage: probe the next canary remote.
+    CanaryDue {
+        /// The outage the timer belongs to; a timer of an ended one is ignored.
+        generation: u64,
+    },
 }
 
 impl fmt::Debug for RemotesMsg {
@@ -137,6 +143,7 @@ impl fmt::Debug for RemotesMsg {
             RemotesMsg::Restart { remote, .. } => write!(f, "Restart({remote})"),
             RemotesMsg::Drain { .. } => f.write_str("Drain"),
             RemotesMsg::Tree(_) => f.write_str("Tree"),
+            RemotesMsg::CanaryDue { generation } => write!(f, "CanaryDue({generation})"),
         }
     }
 }
@@ -183,6 +190,7 @@ pub(crate) struct RemotesState {
     stores: Stores,
     hooks: Arc<HookBus>,
     draining: bool,
+    outage: OutageWatch,
 }
 
 impl fmt::Debug for RemotesState {
@@ -220,6 +228,7 @@ impl Actor for RemoteSupervisor {
             stores: args.stores,
             hooks: args.hooks,
             draining: false,
+            outage: OutageWatch::default(),
         };
         for remote in args.remotes {
             state.add(&myself, remote, StartCollect::IfOverdue).await?;
@@ -267,11 +276,11 @@ impl Actor for RemoteSupervisor {
                         status.restarts = slot.record.restarts;
                         let before = slot.status.state;
                         slot.status = status;
+                        let id = slot.status.remote.clone();
                         if slot.status.state != before {
-                            let (id, now) =
-                                (slot.status.remote.clone(), state.env.clock.now_secs());
-                            state.publish(&id, Some(before), now);
+                            state.publish(&id, Some(before), state.env.clock.now_secs());
                         }
+                        state.watch(&myself, &id);
                     }
                 }
             }
@@ -300,6 +309,7 @@ impl Actor for RemoteSupervisor {
             RemotesMsg::Tree(reply) => {
                 let _ = reply.send(state.tree());
             }
+            RemotesMsg::CanaryDue { generation } => state.probe_canary(&myself, generation),
         }
         Ok(())
     }
@@ -319,6 +329,68 @@ impl Actor for RemoteSupervisor {
 }
 
 impl RemotesState {
+    /// Re-reads `id`'s status into the outage watch and acts on what that changed.
+    fn watch(&mut self, myself: &ActorRef<RemotesMsg>, id: &RemoteId) {
+        if let Some(slot) = self.slots.get(id) {
+            let transition = self.outage.observe(&slot.status);
+            self.act_on(myself, transition);
+        }
+    }
+
+    /// Starts probing canaries when an outage begins; resets every backoff when it ends.
+    fn act_on(&mut self, myself: &ActorRef<RemotesMsg>, transition: Transition) {
+        match transition {
+            Transition::None => {}
+            Transition::Began => {
+                let period = self.canary_period();
+                tracing::warn!(
+                    remotes = self.order.len(),
+                    probe_every_ms = period.as_millis() as u64,
+                    "every remote is failing: probing one at a time without backoff"
+                );
+                self.env.stats.record_outage();
+                let generation = self.outage.generation();
+                myself.send_after(period, move || RemotesMsg::CanaryDue { generation });
+            }
+            Transition::Ended => {
+                tracing::info!(
+                    "a remote answered after every remote had failed: resetting every backoff"
+                );
+                for slot in self.slots.values() {
+                    if let Some(p) = &slot.poller {
+                        let _ = p.send_message(PollerMsg::ResetBackoff);
+                    }
+                }
+            }
+        }
+    }
+
+    /// How often a canary is probed during an outage: the backoff base, at most the
+    /// collection interval.
+    fn canary_period(&self) -> Duration {
+        self.settings.backoff_base.min(self.settings.interval)
+    }
+
+    /// Probes the next canary, unless the outage of `generation` has ended.
+    fn probe_canary(&mut self, myself: &ActorRef<RemotesMsg>, generation: u64) {
+        if self.draining || !self.outage.active() || self.outage.generation() != generation {
+            return;
+        }
+        if let Some(id) = self.outage.next_canary(&self.order) {
+            if let Some(p) = self.slots.get(&id).and_then(|s| s.poller.as_ref()) {
+                tracing::debug!(remote = %id, "probing the canary");
+                self.env.stats.record_canary_probe();
+                let _ = p.send_message(PollerMsg::Collect {
+                    lane: Lane::Scheduled,
+                    bypass_backoff: true,
+                    waiter: None,
+                });
+            }
+        }
+        let period = self.canary_period();
+        myself.send_after(period, move || RemotesMsg::CanaryDue { generation });
+    }
+
     /// Tells the hooks that `id`'s state changed from `previous`.
     fn publish(&self, id: &RemoteId, previous: Option<PollState>, now: i64) {
         if let Some(slot) = self.slots.get(id) {
@@ -357,6 +429,7 @@ impl RemotesState {
                 failed: false,
             },
         );
+        self.watch(myself, &id);
         self.spawn(myself, &id, start).await
     }
 
@@ -438,6 +511,7 @@ impl RemotesState {
                 slot.status.restarts = slot.record.restarts;
                 let now = self.env.clock.now_secs();
                 self.publish(&remote, Some(before), now);
+                self.watch(myself, &remote);
             }
         }
     }
@@ -559,6 +633,8 @@ impl RemotesState {
             if !wanted.contains_key(&id) {
                 self.stop_slot(&id).await;
                 let before = self.slots.remove(&id).map(|s| s.status.state);
+                let transition = self.outage.forget(&id);
+                self.act_on(myself, transition);
                 self.hooks.dispatch_status(StatusChange {
                     remote: id.clone(),
                     previous: before,
@@ -589,6 +665,7 @@ impl RemotesState {
                             self.publish(&id, Some(before), now);
                         }
                     }
+                    self.watch(myself, &id);
                     self.spawn(myself, &id, StartCollect::Now).await?;
                     report.changed.push(id);
                 }
