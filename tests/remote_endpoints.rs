@@ -497,3 +497,36 @@ async fn an_idle_connection_is_closed_after_its_timeout() {
     assert_eq!(sim.connections_accepted(), 2, "a new connection was opened");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_built_again_for_a_node_finds_its_predecessors_connection_in_one_budget() {
+    let sim = common::start(small_fleet()).await;
+    let budget = fleetpoll::remote::IdleBudget::new(4);
+    let sessions = fleetpoll::remote::tls::TlsSessions::new(16);
+    let client = || {
+        let mut endpoint = common::endpoint(&sim.remote("pbs-1").unwrap());
+        endpoint.options.idle = budget.clone();
+        endpoint.options.tls_sessions = sessions.clone();
+        PbsClient::new(endpoint).unwrap()
+    };
+    let old = client();
+    old.fetch_metrics(Cursor(None)).await.unwrap();
+    assert_eq!((budget.kept(), sim.connections_accepted()), (1, 1));
+    // A reload builds the new client while the old one still runs, then drops the old.
+    let new = client();
+    drop(old);
+    new.fetch_metrics(Cursor(None)).await.unwrap();
+    assert_eq!(
+        sim.connections_accepted(),
+        1,
+        "the new client reused the kept connection"
+    );
+    assert_eq!(budget.kept(), 1, "counted once, in the same budget");
+    // A reload that lowers the bound closes what is kept beyond it.
+    budget.set_max(0);
+    assert_eq!(budget.kept(), 0);
+    new.fetch_metrics(Cursor(None)).await.unwrap();
+    assert_eq!(sim.connections_accepted(), 2);
+    assert_eq!(budget.kept(), 0, "a bound of 0 keeps nothing");
+    sim.shutdown().await;
+}

@@ -535,7 +535,9 @@ async fn one_remote_failing_among_healthy_ones_keeps_its_backoff() {
     let fleet = Fleet::new(3);
     let engine = fleet.start().await;
     engine.trigger(Target::All, true).await.unwrap();
-    fleet.source("r0").fail_next(u32::MAX, ErrorClass::Unreachable);
+    fleet
+        .source("r0")
+        .fail_next(u32::MAX, ErrorClass::Unreachable);
     engine
         .trigger(Target::Remote(RemoteId::new("r0")), true)
         .await

@@ -385,3 +385,42 @@ async fn housekeeping_runs_on_its_cadences() {
     assert_eq!(fleet.tasks.journal_applies(), 2);
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cycle_fetches_each_remotes_task_list_right_after_its_metric_poll() {
+    let mut fleet = Fleet::new(6);
+    fleet.config.limits.global_connections = 2;
+    fleet.config.limits.manual_reserve = 0;
+    let latency = Duration::from_millis(200);
+    for s in fleet.sources.values() {
+        s.set_latency(latency);
+    }
+    let engine = fleet.start().await;
+    // Start-up collects and fetches everything; the first cycle comes 300 s later.
+    tokio::time::sleep(Duration::from_secs(290)).await;
+    let cycle_start = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let stats = engine.scheduler().await.unwrap();
+    assert_eq!(stats.task_fetches_with_cycle, 1);
+    for i in 0..6 {
+        let id = format!("r{i}");
+        let after = |kind| {
+            fleet
+                .probe
+                .calls_to(&id, kind)
+                .into_iter()
+                .filter(|c| c.at >= cycle_start)
+                .collect::<Vec<_>>()
+        };
+        let (metrics, tasks) = (after(CallKind::Metrics), after(CallKind::Tasks));
+        assert_eq!((metrics.len(), tasks.len()), (1, 1), "{id}");
+        // Next in line for the connection the poll just gave back, though two
+        // connections serve six remotes and the other polls were queued first.
+        assert_eq!(
+            tasks[0].at.duration_since(metrics[0].at),
+            latency,
+            "{id}'s task list did not follow its poll"
+        );
+    }
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}

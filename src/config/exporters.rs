@@ -461,7 +461,8 @@ fn http_target(
                 )
             })?),
         };
-        let config = client_config(roots, pinned, sessions)
+        let scope = format!("exporter\0{:?}\0{:?}", e.url, pinned);
+        let config = client_config(roots, pinned, sessions, &scope)
             .map_err(|er| err(file, k("url"), format!("TLS setup failed: {er}")))?;
         Some(Arc::new(config))
     } else {

@@ -19,9 +19,8 @@ use std::time::Duration;
 use fleetpoll_actors::{Clock, EngineConfig, RemoteConfig, RemoteIdCheck, RemoteKind};
 
 use crate::cluster::{self, OtherShardRemote, Shard};
-use crate::remote::tls::{system_roots, TlsSessions};
 use crate::remote::{
-    ApiToken, ClientOptions, Fingerprint, IdleBudget, NodeAddress, RemoteEndpoint,
+    ApiToken, ClientOptions, ClientPools, Fingerprint, NodeAddress, RemoteEndpoint,
 };
 
 pub use overrides::Overrides;
@@ -65,6 +64,9 @@ pub struct Resolved {
     pub exporters: Vec<crate::export::ExporterSpec>,
     /// The local host source, when `[local] enabled` (also among the engine's remotes).
     pub local: Option<Arc<crate::local::LocalSource>>,
+    /// How many idle connections this config's clients keep together: twice the
+    /// connections that may be open at once.
+    pub idle_connections: usize,
 }
 
 /// Reads and parses `path`; syntax errors and unknown keys name the key.
@@ -426,8 +428,23 @@ fn parse_node(
 /// are read here, so a missing token file is reported before anything starts.
 pub fn resolve(
     file: &Path,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Resolved, ConfigFileError> {
+    let pools = ClientPools::default();
+    let resolved = resolve_with_pools(file, config, clock, &pools)?;
+    pools.idle.set_max(resolved.idle_connections);
+    Ok(resolved)
+}
+
+/// As [`resolve`], the remotes' clients sharing `pools` (a daemon keeps one across
+/// reloads). The caller sets `pools.idle` to [`Resolved::idle_connections`] once it
+/// runs this config (a rejected reload leaves the running bound).
+pub fn resolve_with_pools(
+    file: &Path,
     mut config: Config,
     clock: Arc<dyn Clock>,
+    pools: &ClientPools,
 ) -> Result<Resolved, ConfigFileError> {
     resolve_paths(file, &mut config)?;
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.filter) {
@@ -480,11 +497,12 @@ pub fn resolve(
         ));
     }
 
-    let roots = system_roots();
+    let roots = pools.roots();
     // Every remote shares one bound on idle connections: twice the connections that
     // may be open at once keeps the recently used ones without growing with the fleet.
-    let idle = IdleBudget::new(2 * c.limits.global_connections as usize);
-    let tls_sessions = TlsSessions::default();
+    let idle_max = 2 * c.limits.global_connections as usize;
+    let idle = pools.idle.clone();
+    let tls_sessions = pools.tls_sessions.clone();
     let mut ids = RemoteIdCheck::default();
     // Every remote is checked, whichever shard polls it: one file is valid or invalid
     // for every instance alike.
@@ -687,6 +705,7 @@ pub fn resolve(
         rules,
         exporters,
         local,
+        idle_connections: idle_max,
     })
 }
 
@@ -714,7 +733,17 @@ pub fn load_and_resolve_with(
     overrides: &Overrides,
     clock: Arc<dyn Clock>,
 ) -> Result<Resolved, ConfigFileError> {
+    load_and_resolve_reusing(path, overrides, clock, &ClientPools::default())
+}
+
+/// As [`load_and_resolve_with`], the clients sharing `pools` (see [`resolve_with_pools`]).
+pub fn load_and_resolve_reusing(
+    path: &Path,
+    overrides: &Overrides,
+    clock: Arc<dyn Clock>,
+    pools: &ClientPools,
+) -> Result<Resolved, ConfigFileError> {
     let mut config = load(path)?;
     overrides.apply(&mut config);
-    resolve(path, config, clock)
+    resolve_with_pools(path, config, clock, pools)
 }

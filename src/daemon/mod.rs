@@ -27,6 +27,7 @@ use crate::api::{self, ApiState, ApiToken, ReloadRequest};
 use crate::cluster::ClusterView;
 use crate::config::{self, ConfigFileError, LogFormat, Overrides};
 use crate::inventory::{Inventory, InventoryRemote};
+use crate::remote::ClientPools;
 use notify::Notifier;
 
 /// Why the daemon could not run.
@@ -81,6 +82,8 @@ struct Running {
     overrides: Overrides,
     exporters: crate::export::Exporters,
     inventory: Inventory,
+    /// The idle connections and TLS sessions every config's clients share.
+    pools: ClientPools,
 }
 
 impl Running {
@@ -280,7 +283,10 @@ impl Service {
 /// Runs the daemon until SIGTERM/SIGINT, with `overrides` winning over the file.
 pub async fn run(config_path: PathBuf, overrides: Overrides) -> Result<(), DaemonError> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
-    let resolved = config::load_and_resolve_with(&config_path, &overrides, clock.clone())?;
+    let pools = ClientPools::default();
+    let resolved =
+        config::load_and_resolve_reusing(&config_path, &overrides, clock.clone(), &pools)?;
+    pools.idle.set_max(resolved.idle_connections);
     let log = init_logging(&resolved.config.log.filter, resolved.config.log.format);
     let running_config = resolved.config.clone();
     let notifier = Notifier::from_env();
@@ -306,6 +312,7 @@ pub async fn run(config_path: PathBuf, overrides: Overrides) -> Result<(), Daemo
         overrides,
         exporters: service.exporters.clone(),
         inventory: service.inventory.clone(),
+        pools,
     };
     tracing::info!(config = %config_path.display(), remotes, api = %api_addr,
         instance = %shard.instance, shard_index = shard.shard_index,
@@ -378,16 +385,17 @@ async fn reload(
     running: &mut Running,
 ) -> Result<serde_json::Value, String> {
     notifier.reloading();
-    let resolved = config::load_and_resolve_with(path, &running.overrides, clock)
-        .map_err(|err| err.to_string())
-        .and_then(|resolved| match running.restart_needed(&resolved.config) {
-            Some(key) => Err(format!(
-                "{}: `{key}` changed, and only a restart applies it (systemctl restart \
+    let resolved =
+        config::load_and_resolve_reusing(path, &running.overrides, clock, &running.pools)
+            .map_err(|err| err.to_string())
+            .and_then(|resolved| match running.restart_needed(&resolved.config) {
+                Some(key) => Err(format!(
+                    "{}: `{key}` changed, and only a restart applies it (systemctl restart \
                  fleetpoll); put it back to reload the other changes",
-                path.display()
-            )),
-            None => Ok(resolved),
-        });
+                    path.display()
+                )),
+                None => Ok(resolved),
+            });
     let outcome = match resolved {
         Err(err) => {
             tracing::error!(error = %err, "reload rejected; the running config stays");
@@ -398,6 +406,7 @@ async fn reload(
             let inventory_remotes = InventoryRemote::from_engine(&resolved.engine.remotes);
             match engine.reload(resolved.engine).await {
                 Ok(report) => {
+                    running.pools.idle.set_max(resolved.idle_connections);
                     running.inventory.set_remotes(inventory_remotes).await;
                     if resolved.config.inventory != running.config.inventory {
                         running

@@ -42,7 +42,7 @@ use tokio_rustls::TlsConnector;
 use super::endpoint::{ClientOptions, NodeAddress, RemoteEndpoint};
 use super::metrics::excerpt;
 use super::pool::{NodeIdle, Sender};
-use super::tls::{client_config, system_roots};
+use super::tls::system_roots;
 
 /// The most a connection buffers while reading (hyper's default is about 400 KB).
 const MAX_READ_BUFFER: usize = 128 * 1024;
@@ -148,15 +148,19 @@ impl HttpClient {
         for address in endpoint.nodes {
             let server_name = ServerName::try_from(address.host.clone())
                 .map_err(|_| other(format!("{:?} is not a valid host name", address.host)))?;
+            // The node's connection identity: kept connections and TLS sessions belong
+            // to it alone, and a client built again for it (a reload) finds them.
+            let key = format!(
+                "{remote}\0{}\0{}\0{tls}\0{:?}",
+                address.host, address.port, address.fingerprint
+            );
             let connector = if tls {
-                let mut config = client_config(
-                    roots.clone(),
-                    address.fingerprint,
-                    &endpoint.options.tls_sessions,
-                )
-                .map_err(|e| other(format!("TLS setup failed: {e}")))?;
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                Some(TlsConnector::from(Arc::new(config)))
+                let config = endpoint
+                    .options
+                    .tls_sessions
+                    .node_config(&key, &roots, address.fingerprint, &[b"http/1.1"])
+                    .map_err(|e| other(format!("TLS setup failed: {e}")))?;
+                Some(TlsConnector::from(config))
             } else {
                 None
             };
@@ -164,7 +168,7 @@ impl HttpClient {
                 address,
                 server_name,
                 connector,
-                idle: Default::default(),
+                idle: endpoint.options.idle.node(&key),
             });
         }
         let authorization = match authorization {

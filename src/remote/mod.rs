@@ -29,7 +29,7 @@ pub mod upid;
 pub use endpoint::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
 pub use metrics::{parse_metric_reply, MAX_FUTURE_SECS};
 pub use pbs::PbsClient;
-pub use pool::{IdleBudget, IDLE_TIMEOUT};
+pub use pool::{ClientPools, IdleBudget, IDLE_TIMEOUT};
 pub use pve::PveClient;
 pub use resources::MAX_RESOURCES;
 pub use tls::Fingerprint;

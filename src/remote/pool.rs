@@ -9,8 +9,9 @@
 //! newest: they belong to remotes whose next request (a task list after the metrics, the
 //! node lists after `/nodes`, the next page) is about to come.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -72,9 +73,20 @@ struct Ledger {
 }
 
 struct Shared {
-    max: usize,
+    max: AtomicUsize,
     timeout: Duration,
     ledger: Mutex<Ledger>,
+    /// Every node's idle list by its connection identity, so a client built again for
+    /// the same node (a reload) finds the connections its predecessor kept.
+    nodes: Mutex<HashMap<String, Weak<NodeIdle>>>,
+}
+
+/// Closes the connections of `evicted` (taken out of the ledger already).
+fn close(evicted: Vec<(u64, Weak<NodeIdle>)>) {
+    for (old, owner) in evicted {
+        // Dropping the sender ends the connection's task and frees its buffers.
+        drop(owner.upgrade().and_then(|n| n.remove(old)));
+    }
 }
 
 /// How many idle connections all clients sharing this budget keep together. Clone it
@@ -93,7 +105,7 @@ impl Default for IdleBudget {
 impl fmt::Debug for IdleBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdleBudget")
-            .field("max", &self.shared.max)
+            .field("max", &self.max())
             .field("timeout", &self.shared.timeout)
             .field("kept", &self.kept())
             .finish()
@@ -104,22 +116,17 @@ impl IdleBudget {
     /// A budget of at most `max` idle connections (0 closes every connection after its
     /// request).
     pub fn new(max: usize) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                max,
-                timeout: IDLE_TIMEOUT,
-                ledger: Mutex::default(),
-            }),
-        }
+        Self::with_timeout(max, IDLE_TIMEOUT)
     }
 
     /// The same bound, closing connections idle for `timeout` instead of [`IDLE_TIMEOUT`].
     pub fn with_timeout(max: usize, timeout: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
-                max,
+                max: AtomicUsize::new(max),
                 timeout,
                 ledger: Mutex::default(),
+                nodes: Mutex::default(),
             }),
         }
     }
@@ -127,6 +134,39 @@ impl IdleBudget {
     /// Idle connections kept right now.
     pub fn kept(&self) -> usize {
         guard(&self.shared.ledger).order.len()
+    }
+
+    /// The bound.
+    pub fn max(&self) -> usize {
+        self.shared.max.load(Ordering::Relaxed)
+    }
+
+    /// A new bound (a reload changed the connection caps): connections kept beyond it
+    /// are closed now, longest idle first.
+    pub fn set_max(&self, max: usize) {
+        self.shared.max.store(max, Ordering::Relaxed);
+        let evicted: Vec<(u64, Weak<NodeIdle>)> = {
+            let mut ledger = guard(&self.shared.ledger);
+            let excess = ledger.order.len().saturating_sub(max);
+            ledger.order.drain(..excess).collect()
+        };
+        close(evicted);
+    }
+
+    /// The idle list of the node whose connection identity is `key` (remote, address,
+    /// TLS, pin): the same list for every client built for it while one is alive.
+    pub(crate) fn node(&self, key: &str) -> Arc<NodeIdle> {
+        let mut nodes = guard(&self.shared.nodes);
+        if let Some(node) = nodes.get(key).and_then(Weak::upgrade) {
+            return node;
+        }
+        // Forget the nodes no client uses any more before the map grows.
+        if nodes.len() >= 64 && nodes.len().is_power_of_two() {
+            nodes.retain(|_, n| n.strong_count() > 0);
+        }
+        let node = Arc::new(NodeIdle::default());
+        nodes.insert(key.to_string(), Arc::downgrade(&node));
+        node
     }
 
     fn forget(&self, id: u64) {
@@ -153,7 +193,8 @@ impl IdleBudget {
     /// Keeps `sender` for reuse on `node`, closing the longest-idle connection (of any
     /// node) when the budget is full, and this one once it idled for the timeout.
     pub(crate) fn put(&self, node: &Arc<NodeIdle>, sender: Sender) {
-        if self.shared.max == 0 || sender.is_closed() {
+        let max = self.max();
+        if max == 0 || sender.is_closed() {
             return;
         }
         // The node's list and the ledger change under the ledger's lock together, so a
@@ -177,15 +218,12 @@ impl IdleBudget {
                 }
             }
             ledger.order.push_back((id, Arc::downgrade(node)));
-            let excess = ledger.order.len().saturating_sub(self.shared.max);
+            let excess = ledger.order.len().saturating_sub(max);
             let evicted: Vec<(u64, Weak<NodeIdle>)> = ledger.order.drain(..excess).collect();
             (id, evicted, dropped_locally)
         };
         drop(dropped_locally);
-        for (old, owner) in evicted {
-            // Dropping the sender ends the connection's task and frees its buffers.
-            drop(owner.upgrade().and_then(|n| n.remove(old)));
-        }
+        close(evicted);
         let budget = self.clone();
         let owner = Arc::downgrade(node);
         tokio::spawn(async move {
@@ -196,5 +234,28 @@ impl IdleBudget {
                 }
             }
         });
+    }
+}
+
+/// What every client of one daemon shares for the daemon's whole life, across reloads:
+/// the bound on idle connections (with each node's kept connections) and the TLS
+/// session cache, and the system's trust store. A reload builds new clients; with the same pools, an unchanged node's
+/// new client finds its predecessor's connections and sessions, and connections kept
+/// by clients of the old config count against the same bound.
+#[derive(Clone, Debug, Default)]
+pub struct ClientPools {
+    /// The idle-connection bound, sized by each resolved config.
+    pub idle: IdleBudget,
+    /// The TLS sessions.
+    pub tls_sessions: super::tls::TlsSessions,
+    /// The system's trust store, read once: a node's TLS configuration (and with it
+    /// its sessions) carries over a reload only when built from the same roots.
+    roots: Arc<std::sync::OnceLock<Arc<rustls::RootCertStore>>>,
+}
+
+impl ClientPools {
+    /// The system's trust store, read on first use.
+    pub fn roots(&self) -> Arc<rustls::RootCertStore> {
+        self.roots.get_or_init(super::tls::system_roots).clone()
     }
 }

@@ -2,9 +2,10 @@
 //! system's trust store, otherwise only when the SHA-256 fingerprint of the leaf equals
 //! the fingerprint pinned for that node.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -169,23 +170,101 @@ impl ServerCertVerifier for PinningVerifier {
     }
 }
 
-/// TLS sessions kept for resumption (a reconnect within a cycle skips the full
-/// handshake). Share one among all remotes: a cache per remote costs ≈ 14 KB each.
+/// TLS sessions kept for resumption (a reconnect skips the full handshake), one
+/// shared bounded cache for every remote, kept apart per node: each node's client looks
+/// its sessions up under its own key (remote, address, pin), never under the server name
+/// it connects to. Two remotes answering to the same name — or one address reached with
+/// two different pins — therefore never resume each other's sessions: a resumed session
+/// skips the certificate check, so sharing it would bypass the pin.
+///
+/// rustls resumes a session only under the verifier that made it, so the node's whole
+/// client configuration is kept here too while a client uses it: a client built again
+/// for the same node (a reload) gets the same configuration and resumes.
 #[derive(Clone)]
-pub struct TlsSessions(Arc<dyn rustls::client::ClientSessionStore>);
+pub struct TlsSessions {
+    cache: Arc<rustls::client::ClientSessionMemoryCache>,
+    configs: Arc<Mutex<HashMap<String, NodeConfig>>>,
+}
+
+/// A node's shared configuration and the roots it was built with.
+struct NodeConfig {
+    roots: Weak<RootCertStore>,
+    config: Weak<ClientConfig>,
+}
 
 impl TlsSessions {
-    /// A cache of at most `sessions` sessions over all servers.
-    pub fn new(sessions: usize) -> Self {
-        Self(Arc::new(rustls::client::ClientSessionMemoryCache::new(
-            sessions,
-        )))
+    /// A cache of the sessions of at most `servers` nodes (the oldest node's are
+    /// forgotten first).
+    pub fn new(servers: usize) -> Self {
+        // rustls sizes its cache in tickets, eight per server.
+        Self {
+            cache: Arc::new(rustls::client::ClientSessionMemoryCache::new(
+                servers.saturating_mul(TICKETS_PER_SERVER),
+            )),
+            configs: Arc::default(),
+        }
+    }
+
+    /// The session store of the node whose connection identity is `key`.
+    fn scoped(&self, key: &str) -> Arc<dyn rustls::client::ClientSessionStore> {
+        let digest = Sha256::digest(key.as_bytes());
+        let label: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let name = ServerName::try_from(format!("s{label}.sessions.invalid"))
+            .expect("a hex label under .invalid is a valid DNS name");
+        Arc::new(ScopedSessions {
+            name,
+            shared: self.cache.clone(),
+        })
+    }
+
+    /// The client configuration of the node whose connection identity `scope` names
+    /// (it must include the pin): the one a live client of the node already uses when
+    /// it was built from the same `roots`, else a new one offering `alpn`.
+    pub fn node_config(
+        &self,
+        scope: &str,
+        roots: &Arc<RootCertStore>,
+        pinned: Option<Fingerprint>,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ClientConfig>, rustls::Error> {
+        let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = configs.get(scope) {
+            let same_roots = known
+                .roots
+                .upgrade()
+                .is_some_and(|r| Arc::ptr_eq(&r, roots));
+            if let (true, Some(config)) = (same_roots, known.config.upgrade()) {
+                return Ok(config);
+            }
+        }
+        let mut config = client_config(roots.clone(), pinned, self, scope)?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let config = Arc::new(config);
+        // Forget the nodes no client uses any more before the map grows.
+        if configs.len() >= 64 && configs.len().is_power_of_two() {
+            configs.retain(|_, n| n.config.strong_count() > 0);
+        }
+        configs.insert(
+            scope.to_string(),
+            NodeConfig {
+                roots: Arc::downgrade(roots),
+                config: Arc::downgrade(&config),
+            },
+        );
+        Ok(config)
     }
 }
 
+/// The TLS 1.3 tickets rustls' memory cache keeps per server.
+const TICKETS_PER_SERVER: usize = 8;
+
+/// Nodes whose sessions the default cache keeps: a fleet of 1,000 three-node clusters
+/// with room to spare.
+pub const DEFAULT_SESSION_SERVERS: usize = 4096;
+
 impl Default for TlsSessions {
     fn default() -> Self {
-        Self::new(256)
+        Self::new(DEFAULT_SESSION_SERVERS)
     }
 }
 
@@ -195,12 +274,62 @@ impl std::fmt::Debug for TlsSessions {
     }
 }
 
+/// One node's view of the shared session cache: whatever server name rustls asks
+/// about, the node's own key is looked up.
+#[derive(Debug)]
+struct ScopedSessions {
+    name: ServerName<'static>,
+    shared: Arc<rustls::client::ClientSessionMemoryCache>,
+}
+
+impl rustls::client::ClientSessionStore for ScopedSessions {
+    fn set_kx_hint(&self, _: ServerName<'static>, group: rustls::NamedGroup) {
+        self.shared.set_kx_hint(self.name.clone(), group);
+    }
+
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.shared.kx_hint(&self.name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        _: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.shared.set_tls12_session(self.name.clone(), value);
+    }
+
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.shared.tls12_session(&self.name)
+    }
+
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {
+        self.shared.remove_tls12_session(&self.name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        _: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.shared.insert_tls13_ticket(self.name.clone(), value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        _: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.shared.take_tls13_ticket(&self.name)
+    }
+}
+
 /// A client TLS configuration for one node: `roots` first, then the pinned fingerprint;
-/// sessions resumed from `sessions`.
+/// sessions resumed from `sessions` under the node's connection identity `scope`.
 pub fn client_config(
     roots: Arc<RootCertStore>,
     pinned: Option<Fingerprint>,
     sessions: &TlsSessions,
+    scope: &str,
 ) -> Result<ClientConfig, rustls::Error> {
     let provider = provider();
     let webpki = if roots.is_empty() {
@@ -222,13 +351,105 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::store(sessions.0.clone());
+    config.resumption = rustls::client::Resumption::store(sessions.scoped(scope));
     Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A TLS server on loopback that answers every connection with "ok"; returns its
+    /// port and certificate fingerprint.
+    async fn tls_server() -> (u16, Fingerprint) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let der = cert.cert.der().clone();
+        let fingerprint = Fingerprint::of_der(&der);
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()),
+        );
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let _ = tls.write_all(b"ok").await;
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        (port, fingerprint)
+    }
+
+    /// Connects with `config` and says how the handshake went.
+    async fn handshake(port: u16, config: &Arc<ClientConfig>) -> rustls::HandshakeKind {
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let kind = tls.get_ref().1.handshake_kind().unwrap();
+        // Reading to the end takes in the session tickets the server sent.
+        let mut reply = Vec::new();
+        let _ = tls.read_to_end(&mut reply).await;
+        assert_eq!(reply, b"ok");
+        kind
+    }
+
+    #[tokio::test]
+    async fn sessions_resume_for_the_same_node_only_even_under_one_server_name() {
+        use rustls::HandshakeKind::{Full, Resumed};
+        let (port, pin) = tls_server().await;
+        let roots = Arc::new(RootCertStore::empty());
+        let sessions = TlsSessions::new(16);
+        let config = |scope: &str| sessions.node_config(scope, &roots, Some(pin), &[]).unwrap();
+        let a = config("remote-a");
+        assert_eq!(handshake(port, &a).await, Full);
+        assert_eq!(handshake(port, &a).await, Resumed);
+        // A client built again for the node while the old one lives (a reload) gets the
+        // same configuration, and resumes.
+        let a_again = config("remote-a");
+        assert!(Arc::ptr_eq(&a, &a_again));
+        assert_eq!(handshake(port, &a_again).await, Resumed);
+        // Another remote reached under the same name and address does not resume a's
+        // session, nor use up a's tickets (rustls takes a ticket before it checks it).
+        let b = config("remote-b");
+        assert_eq!(handshake(port, &b).await, Full);
+        for _ in 0..3 {
+            assert_eq!(handshake(port, &a).await, Resumed);
+            assert_eq!(handshake(port, &b).await, Resumed);
+        }
+        // Other roots make another configuration.
+        let other_roots = Arc::new(RootCertStore::empty());
+        let a_other = sessions
+            .node_config("remote-a", &other_roots, Some(pin), &[])
+            .unwrap();
+        assert!(!Arc::ptr_eq(&a, &a_other));
+        // A cache with room for one node forgets the other's sessions.
+        let small = TlsSessions::new(1);
+        let a = small
+            .node_config("remote-a", &roots, Some(pin), &[])
+            .unwrap();
+        let b = small
+            .node_config("remote-b", &roots, Some(pin), &[])
+            .unwrap();
+        assert_eq!(handshake(port, &a).await, Full);
+        assert_eq!(handshake(port, &b).await, Full);
+        assert_eq!(handshake(port, &a).await, Full);
+        assert_eq!(handshake(port, &a).await, Resumed);
+    }
 
     #[test]
     fn fingerprint_text_round_trips() {

@@ -244,6 +244,7 @@ impl EngineHandle {
             target,
             FanOut::Tasks {
                 running_only: false,
+                after_metrics: false,
             },
             wait,
         )

@@ -80,6 +80,8 @@ pub(crate) struct Acquire {
     pub(crate) permits: u32,
     /// Which queue to wait in.
     pub(crate) lane: Lane,
+    /// Wait at the head of that queue (a job continuing one that just ended there).
+    pub(crate) first: bool,
     /// Called with the lease once granted.
     pub(crate) grant: GrantFn,
 }
@@ -234,9 +236,14 @@ impl Actor for RateLimiter {
                     req,
                     enqueued: Instant::now(),
                 };
-                match pending.req.lane {
-                    Lane::Manual => state.manual.push_back(pending),
-                    Lane::Scheduled => state.scheduled.push_back(pending),
+                let queue = match pending.req.lane {
+                    Lane::Manual => &mut state.manual,
+                    Lane::Scheduled => &mut state.scheduled,
+                };
+                if pending.req.first {
+                    queue.push_front(pending);
+                } else {
+                    queue.push_back(pending);
                 }
             }
             LimiterMsg::Cancel { holder, ticket } => {

@@ -77,6 +77,7 @@ fn ask(
         remote_cap: 5,
         permits,
         lane,
+        first: false,
         grant: Box::new(move |lease| grants.lock().unwrap().push((ticket, lease))),
     }))
     .unwrap();

@@ -38,6 +38,8 @@ pub(crate) enum PollerMsg {
     FetchTasks {
         /// Only the currently running tasks (the 30 s check).
         running_only: bool,
+        /// Wait for the metric poll under way and follow it on its connection.
+        after_metrics: bool,
         /// Which queue the lease request waits in.
         lane: Lane,
         /// Who waits for the outcome.
@@ -155,9 +157,10 @@ impl Actor for Poller {
             PollerMsg::Freshen { waiter } => state.freshen(&myself, waiter),
             PollerMsg::FetchTasks {
                 running_only,
+                after_metrics,
                 lane,
                 waiter,
-            } => state.fetch_tasks(&myself, running_only, lane, waiter),
+            } => state.fetch_tasks(&myself, running_only, after_metrics, lane, waiter),
             PollerMsg::PollTracked { upids, respond } => {
                 state.poll_tracked(&myself, upids, respond)
             }

@@ -68,6 +68,9 @@ pub(super) struct FetchOrder {
     pub(super) request: Request,
     /// Storage's queue depth, read when the remote has answered.
     pub(super) backlog: Arc<AtomicUsize>,
+    /// Bring the lease back to the poller, which hands the connection to the task
+    /// fetch that follows this poll.
+    pub(super) hand_over: bool,
 }
 
 /// Starts a fetch in its own task, holding `lease`; the result arrives at the poller as
@@ -85,6 +88,7 @@ pub(super) fn spawn_fetch(
         seq,
         request,
         backlog,
+        hand_over,
     } = order;
     let span = tracing::info_span!("poll", remote = %remote, job = ?kind, seq);
     AbortOnDrop(tokio::spawn(tracing::Instrument::instrument(
@@ -111,7 +115,7 @@ pub(super) fn spawn_fetch(
             };
             // Return the connection now, unless storage is behind: then the permit
             // travels with the batch and comes back once it is stored.
-            let held = if backlog.load(Ordering::Relaxed) > BACKLOG_LIMIT {
+            let held = if hand_over || backlog.load(Ordering::Relaxed) > BACKLOG_LIMIT {
                 Some(lease)
             } else {
                 drop(lease);

@@ -97,6 +97,9 @@ pub(super) struct PollJob {
     pub(super) started: Option<Instant>,
     /// Points or tasks in the fetched batch.
     pub(super) points: usize,
+    /// It follows the metric poll that just ended: no per-connection delay, and its
+    /// lease request goes first in its lane, so it finds that poll's connection idle.
+    pub(super) follow_up: bool,
 }
 
 /// The job of one kind that runs, and the one follow-up that may wait behind it.

@@ -7,6 +7,7 @@
 //! into it or into one follow-up job.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use crate::env::Env;
 use crate::limiter::{Acquire, Lane, LimiterMsg};
 use crate::model::{Cursor, RemoteId};
 use crate::source::RemoteSource;
-use crate::storage::{MetricWrite, StorageMsg, Stores, TaskWrite};
+use crate::storage::{MetricWrite, StorageMsg, Stores, TaskWrite, BACKLOG_LIMIT};
 use crate::supervisor::RemotesMsg;
 
 /// State of a Poller.
@@ -48,6 +49,9 @@ pub(crate) struct PollerState {
     backoff: Backoff,
     retry_seq: u64,
     retry_at: Option<Instant>,
+    /// A task fetch waiting for the metric poll under way (see `fetch_tasks`): whether
+    /// only the running tasks, and who waits for it.
+    tasks_after_metrics: Option<(bool, Vec<Waiter>)>,
     next_seq: u64,
     slots: [JobQueue; 3],
     status: RemoteStatus,
@@ -98,6 +102,7 @@ impl PollerState {
             cursor,
             retry_seq: 0,
             retry_at: None,
+            tasks_after_metrics: None,
             next_seq: 0,
             slots: Default::default(),
             status,
@@ -148,16 +153,25 @@ impl PollerState {
         );
     }
 
-    /// A task-list fetch asked by the scheduler or a refresh.
+    /// A task-list fetch asked by the scheduler or a refresh. With `after_metrics`
+    /// and a metric poll under way, it waits for that poll to end and then follows it
+    /// at once, so both use one kept-alive connection.
     pub(super) fn fetch_tasks(
         &mut self,
         myself: &ActorRef<PollerMsg>,
         running_only: bool,
+        after_metrics: bool,
         lane: Lane,
         waiter: Option<Waiter>,
     ) {
         if let Some(skip) = self.task_skip(running_only, lane) {
             answer_skipped(waiter, skip);
+            return;
+        }
+        if after_metrics && self.slots[slot_index(JobKind::Metrics)].current.is_some() {
+            let (stashed, waiters) = self.tasks_after_metrics.get_or_insert((true, Vec::new()));
+            *stashed &= running_only;
+            waiters.extend(waiter);
             return;
         }
         self.request(
@@ -167,6 +181,32 @@ impl PollerState {
             Work::Tasks { running_only },
             waiter,
         )
+    }
+
+    /// Starts the task fetch that waited for the metric poll which just ended (unless
+    /// that poll's failure now makes the remote skip it).
+    fn follow_metrics_with_tasks(&mut self, myself: &ActorRef<PollerMsg>) {
+        let Some((running_only, waiters)) = self.tasks_after_metrics.take() else {
+            return;
+        };
+        if let Some(skip) = self.task_skip(running_only, Lane::Scheduled) {
+            for w in waiters {
+                answer_skipped(Some(w), skip.clone());
+            }
+            return;
+        }
+        let mut waiters = waiters.into_iter();
+        self.request_with(
+            myself,
+            JobKind::Tasks,
+            Lane::Scheduled,
+            Work::Tasks { running_only },
+            waiters.next(),
+            true,
+        );
+        if let Some(job) = self.slots[slot_index(JobKind::Tasks)].current.as_mut() {
+            job.waiters.extend(waiters);
+        }
     }
 
     /// A status poll of tracked tasks asked by the scheduler.
@@ -345,6 +385,20 @@ impl PollerState {
         work: Work,
         waiter: Option<Waiter>,
     ) {
+        self.request_with(myself, kind, lane, work, waiter, false);
+    }
+
+    /// [`request`](Self::request), as the follow-up of the metric poll that just ended
+    /// when `follow_up`.
+    fn request_with(
+        &mut self,
+        myself: &ActorRef<PollerMsg>,
+        kind: JobKind,
+        lane: Lane,
+        work: Work,
+        waiter: Option<Waiter>,
+        follow_up: bool,
+    ) {
         if self.is_draining {
             if let Some(w) = waiter {
                 let _ = w.send(Err(CollectError::Stopped));
@@ -402,7 +456,11 @@ impl PollerState {
         }
         self.next_seq += 1;
         let seq = self.next_seq;
-        let delay = self.per_connection_delay(lane, kind);
+        let delay = if follow_up {
+            Duration::ZERO
+        } else {
+            self.per_connection_delay(lane, kind)
+        };
         self.slots[idx].current = Some(PollJob {
             seq,
             phase: Phase::Delaying,
@@ -413,6 +471,7 @@ impl PollerState {
             lease: None,
             started: None,
             points: 0,
+            follow_up,
         });
         if delay.is_zero() {
             if let Some(job) = &mut self.slots[idx].current {
@@ -435,6 +494,12 @@ impl PollerState {
         let permits = match kind {
             JobKind::Tracked => 1,
             JobKind::Metrics => self.source.metric_connections(),
+            // A follow-up takes over the poll's connections, and no more: its node
+            // lists then come one after another over the connection already open.
+            JobKind::Tasks if job.follow_up => self
+                .source
+                .task_connections()
+                .min(self.source.metric_connections()),
             JobKind::Tasks => self.source.task_connections(),
         };
         let seq = job.seq;
@@ -446,6 +511,7 @@ impl PollerState {
             remote_cap: self.connection_cap,
             permits,
             lane: job.lane,
+            first: job.follow_up,
             grant: Box::new(move |lease| {
                 let _ = me.send_message(PollerMsg::Step {
                     kind,
@@ -492,6 +558,7 @@ impl PollerState {
                     seq,
                     request,
                     backlog: self.stores.backlog.clone(),
+                    hand_over: kind == JobKind::Metrics && self.tasks_after_metrics.is_some(),
                 };
                 let fetch = spawn_fetch(myself, order, lease);
                 if let Some(job) = self.slots[idx].current.as_mut() {
@@ -502,8 +569,25 @@ impl PollerState {
                     self.publish();
                 }
             }
-            Step::Fetched(fetched, lease) => {
+            Step::Fetched(fetched, mut lease) => {
                 job.fetch = None;
+                let answered = matches!(fetched, Fetched::Metrics(Ok(_)));
+                if answered && lease.is_some() && self.tasks_after_metrics.is_some() {
+                    // The task fetch asks for its lease first; the poll's comes back
+                    // after (unless storage is behind), so the limiter grants the
+                    // connection just freed to it, not to the next remote in line.
+                    let behind = self.stores.backlog.load(Ordering::Relaxed) > BACKLOG_LIMIT;
+                    self.follow_metrics_with_tasks(myself);
+                    if !behind {
+                        lease = None;
+                    }
+                } else if self.stores.backlog.load(Ordering::Relaxed) <= BACKLOG_LIMIT {
+                    // Held for a hand-over that is not wanted now.
+                    lease = None;
+                }
+                let Some(job) = self.slots[idx].current.as_mut() else {
+                    return Ok(());
+                };
                 job.lease = lease;
                 match fetched {
                     Fetched::Panicked(text) => {
@@ -632,11 +716,22 @@ impl PollerState {
                 job.waiters.extend(waiters);
             }
         }
+        if kind == JobKind::Metrics {
+            self.follow_metrics_with_tasks(myself);
+        }
         self.finish_drain_if_idle();
     }
 
     /// Drops every job that has not reached the remote yet (shutdown).
     fn cancel_unstarted(&mut self) {
+        for w in self
+            .tasks_after_metrics
+            .take()
+            .into_iter()
+            .flat_map(|(_, ws)| ws)
+        {
+            let _ = w.send(Err(CollectError::Stopped));
+        }
         for slot in &mut self.slots {
             if let Some((_, _, waiters)) = slot.next.take() {
                 for w in waiters {

@@ -58,6 +58,9 @@ pub(crate) enum FanOut {
     Tasks {
         /// Only the running tasks.
         running_only: bool,
+        /// Right after the remote's metric poll under way, on its kept-alive connection
+        /// (at once when none is under way).
+        after_metrics: bool,
     },
     /// A read asks for fresh data: metrics in the manual lane, but never in backoff and
     /// at most once per interval per remote.
@@ -575,8 +578,12 @@ impl RemotesState {
                     bypass_backoff,
                     waiter: tx,
                 },
-                FanOut::Tasks { running_only } => PollerMsg::FetchTasks {
+                FanOut::Tasks {
                     running_only,
+                    after_metrics,
+                } => PollerMsg::FetchTasks {
+                    running_only,
+                    after_metrics,
                     lane,
                     waiter: tx,
                 },

@@ -80,6 +80,8 @@ pub struct SchedulerStats {
     pub task_ticks: u64,
     /// Tracked tasks seen finished.
     pub tracked_finished: u64,
+    /// Full task fetches that went with a metric cycle (each remote's after its poll).
+    pub task_fetches_with_cycle: u64,
 }
 
 /// Start arguments of the Scheduler.
@@ -217,6 +219,9 @@ impl Actor for Scheduler {
                     wait: false,
                     reply: None,
                 });
+                if interval == state.collection.interval {
+                    state.tasks_with_cycle(interval);
+                }
             }
             SchedulerMsg::TaskTick { generation } => {
                 if generation != state.generation || state.quiet {
@@ -289,6 +294,33 @@ impl SchedulerState {
         let _ = self.remotes.send_message(msg);
     }
 
+    /// A metric cycle starts: when every remote's task list falls due before the next
+    /// one, it is fetched now, each remote's right after its metric poll, so both share
+    /// the poll's kept-alive connection instead of each opening one.
+    fn tasks_with_cycle(&mut self, interval: Duration) {
+        let now = Instant::now();
+        let due_by_next_cycle = self.last_full_fetch.is_none_or(|t| {
+            now.duration_since(t) + interval.min(self.tasks.full_interval)
+                >= self.tasks.full_interval
+        });
+        if !due_by_next_cycle {
+            return;
+        }
+        self.last_full_fetch = Some(now);
+        self.last_running_check = Some(now);
+        self.stats.task_fetches_with_cycle += 1;
+        self.send_remotes(RemotesMsg::Run {
+            target: Target::All,
+            job: FanOut::Tasks {
+                running_only: false,
+                after_metrics: true,
+            },
+            lane: Lane::Scheduled,
+            wait: false,
+            reply: None,
+        });
+    }
+
     fn task_tick(&mut self, myself: &ActorRef<SchedulerMsg>) {
         self.stats.task_ticks += 1;
         let now = Instant::now();
@@ -309,9 +341,16 @@ impl SchedulerState {
                 }),
             });
         }
+        // When the metric cycles carry the full fetch (`tasks_with_cycle`), the tick
+        // only stands in for a cycle that did not come.
+        let carried = if self.collection.interval <= self.tasks.full_interval {
+            self.collection.interval
+        } else {
+            Duration::ZERO
+        };
         let full_due = self
             .last_full_fetch
-            .is_none_or(|t| now.duration_since(t) >= self.tasks.full_interval);
+            .is_none_or(|t| now.duration_since(t) >= self.tasks.full_interval + carried);
         let running_due = self
             .last_running_check
             .is_none_or(|t| now.duration_since(t) >= self.tasks.running_interval);
@@ -322,6 +361,7 @@ impl SchedulerState {
                 target: Target::All,
                 job: FanOut::Tasks {
                     running_only: false,
+                    after_metrics: false,
                 },
                 lane: Lane::Scheduled,
                 wait: false,
@@ -331,7 +371,10 @@ impl SchedulerState {
             self.last_running_check = Some(now);
             self.send_remotes(RemotesMsg::Run {
                 target: Target::All,
-                job: FanOut::Tasks { running_only: true },
+                job: FanOut::Tasks {
+                    running_only: true,
+                    after_metrics: false,
+                },
                 lane: Lane::Scheduled,
                 wait: false,
                 reply: None,
@@ -417,6 +460,7 @@ impl SchedulerState {
                 target: Target::Remote(remote),
                 job: FanOut::Tasks {
                     running_only: false,
+                    after_metrics: false,
                 },
                 lane: Lane::Manual,
                 wait: false,
