@@ -5,6 +5,7 @@
 mod task_cache_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::time::Instant;
 
 use fleetpoll::engine::{RemoteId, TaskRecord, TaskStore};
 use fleetpoll::tasks::{TaskCache, TaskFilter};
@@ -93,27 +94,49 @@ fn queries_during_a_large_merge_see_sorted_pages_and_a_growing_total() {
     let dir = tempfile::tempdir().unwrap();
     let cache = TaskCache::open(dir.path(), T0).unwrap();
     let done = AtomicBool::new(false);
-    std::thread::scope(|scope| {
+    let mut merges = Vec::new();
+    let queries = std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
             let mut last_total = 0;
-            let mut queries = 0;
-            while !done.load(Ordering::Relaxed) || queries == 0 {
+            let mut spans = Vec::new();
+            while !done.load(Ordering::Relaxed) || spans.is_empty() {
+                let started = Instant::now();
                 let page = cache.query(&TaskFilter::default());
+                spans.push((started, Instant::now(), page.total));
                 assert!(page.total >= last_total, "the total went back");
                 let starts: Vec<i64> = page.tasks.iter().map(|t| t.task.start_time).collect();
                 assert!(starts.windows(2).all(|w| w[0] >= w[1]), "{starts:?}");
                 last_total = page.total;
-                queries += 1;
             }
+            spans
         });
         for r in 0..20 {
             // Newest first, as remotes list them: 5,000 tasks a batch.
             let mut tasks = finished(1, 5_000);
             tasks.reverse();
+            let started = Instant::now();
             store(&cache, vec![batch(&format!("r{r:02}"), tasks, &["n1"])]);
+            merges.push((started, Instant::now()));
         }
         done.store(true, Ordering::Relaxed);
-        reader.join().unwrap();
+        reader.join().unwrap()
     });
+    // The overlap the test is about, shown rather than hoped for: queries that began
+    // and ended while a merge was under way, and totals between the merges' steps.
+    let inside = queries
+        .iter()
+        .filter(|(qs, qe, _)| merges.iter().any(|(ms, me)| ms <= qs && qe <= me))
+        .count();
+    assert!(
+        inside > 0,
+        "no query ran inside a merge ({} queries, {} merges)",
+        queries.len(),
+        merges.len()
+    );
+    let partial = queries
+        .iter()
+        .filter(|(_, _, total)| (1..100_000).contains(total))
+        .count();
+    assert!(partial > 0, "no query saw the merges under way");
     assert_eq!(cache.query(&TaskFilter::default()).total, 100_000);
 }

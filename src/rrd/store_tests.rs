@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fleetpoll_actors::{
     Cursor, MetricBatch, MetricKind, MetricPoint, MetricStore, MetricWrite, RemoteId, SeriesKey,
@@ -454,10 +455,32 @@ fn guests(entities: u32, first: i64, minutes: i64) -> MetricBatch {
     b
 }
 
+/// A `syncfs` that holds the commit calling it until the test lets it go, so the test
+/// can act while a commit is provably under way.
+#[derive(Debug)]
+struct GateSyncFs {
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl crate::durable::SyncFs for GateSyncFs {
+    fn sync_fs(&self, handle: &std::fs::File) -> std::io::Result<()> {
+        let _ = self.entered.lock().unwrap().send(());
+        let _ = self.release.lock().unwrap().recv();
+        crate::durable::KernelSyncFs.sync_fs(handle)
+    }
+}
+
 #[test]
 fn points_stored_while_a_commit_runs_survive_a_crash_after_it() {
     let dir = temp_dir("during-commit");
-    let (store, _) = RrdStore::open(&dir).unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let gate = Arc::new(GateSyncFs {
+        entered: std::sync::Mutex::new(entered_tx),
+        release: std::sync::Mutex::new(release_rx),
+    });
+    let (store, _) = RrdStore::open_with(&dir, gate).unwrap();
     // More entities than the closed files a commit lets wait before syncing them.
     let entities = 400;
     assert!(store.store_metrics(&write(guests(entities, 0, 3)))[0].is_ok());
@@ -466,8 +489,26 @@ fn points_stored_while_a_commit_runs_survive_a_crash_after_it() {
         let store = store.clone();
         std::thread::spawn(move || store.commit())
     };
-    let during = store.store_metrics(&write(guests(entities, 3, 2)));
+    // The commit has written its files and holds in its syncfs, the journal sealed.
+    entered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the commit reaches its syncfs");
+    assert!(
+        dir.join("journal.sealed").exists(),
+        "the commit is under way"
+    );
+    let (stored_tx, stored) = std::sync::mpsc::channel();
+    {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let _ = stored_tx.send(store.store_metrics(&write(guests(entities, 3, 2))));
+        });
+    }
+    let during = stored
+        .recv_timeout(Duration::from_secs(30))
+        .expect("storing must not wait for the commit to end");
     assert!(during[0].is_ok());
+    release.send(()).unwrap();
     committer.join().unwrap().unwrap();
     let store = Arc::into_inner(store).expect("the committer is done");
     drop(store); // no second commit: a crash
