@@ -1,11 +1,14 @@
 //! Scenario `fleet`: one metrics cycle of a whole simulated fleet over real HTTPS.
 //!
 //! The simulator runs as a separate process (`fleetpoll sim`, every node on its own
-//! loopback address with its own certificate, with a fixed reply latency), so the CPU
-//! time measured here is the polling side alone: the engine, the TLS clients and the
-//! parser. Every remote is asked once for the points of the last `--since-secs` (a
-//! regular cycle's worth by default) and the batches are stored in memory; the cycle
-//! is compared with `ceil(remotes / concurrency) × latency`.
+//! loopback address with its own certificate, a fixed reply latency and an optional
+//! round-trip time), so the CPU time measured here is the polling side alone: the
+//! engine, the TLS clients and the parser. Every remote is asked once for the points
+//! of the last `--since-secs` (a regular cycle's worth by default) and the batches are
+//! stored in memory; the cycle is compared with the floor
+//! `ceil(remotes / concurrency) × (latency + 3 × rtt)`: each poll opens a new
+//! connection to its remote (TCP 1 RTT, TLS 1.3 1 RTT, the request 1 RTT) and waits
+//! for the remote's latency.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,9 +34,14 @@ pub(crate) struct FleetArgs {
     /// Number of simulated remotes (a third of them PBS, the rest PVE clusters).
     #[arg(long, default_value_t = 1000)]
     pub(crate) remotes: usize,
-    /// The simulator's reply latency in milliseconds.
+    /// The simulator's reply latency in milliseconds: each remote's time to answer
+    /// (the `latency` fault), paid once per request.
     #[arg(long, default_value_t = 100)]
     pub(crate) latency_ms: u64,
+    /// The simulator's round-trip time in milliseconds (`fleetpoll sim --rtt-ms`): paid
+    /// by the TCP and TLS handshakes of every new connection and by every request.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) rtt_ms: u64,
     /// Global connection cap of the engine.
     #[arg(long, default_value_t = 20)]
     pub(crate) concurrency: u32,
@@ -97,6 +105,7 @@ pub(crate) fn start_sim(args: &FleetArgs) -> anyhow::Result<(SimProcess, Vec<Sim
         .args(["--guests", &args.guests.to_string()])
         .args(["--seed", &args.seed.to_string()])
         .args(["--fault", &format!("latency={}", args.latency_ms)])
+        .args(["--rtt-ms", &args.rtt_ms.to_string()])
         .arg("--write-config")
         .arg(&written)
         .stdout(Stdio::null())
@@ -251,8 +260,10 @@ async fn poll_fleet(
         );
     }
     let points = metrics.total_points();
-    let ideal =
-        args.remotes.div_ceil(args.concurrency as usize) as f64 * args.latency_ms as f64 / 1000.0;
+    // Each poll: a new connection (TCP and TLS 1.3, one RTT each), the request (one
+    // RTT) and the remote's latency.
+    let per_poll = (args.latency_ms + 3 * args.rtt_ms) as f64 / 1000.0;
+    let ideal = args.remotes.div_ceil(args.concurrency as usize) as f64 * per_poll;
     let rss = rss_bytes();
     engine.shutdown(Duration::from_secs(5)).await?;
     eprintln!("fleet: {points} points in {cycle:.3} s (ideal {ideal:.3} s), client cpu {cpu:.2} s");
@@ -260,6 +271,7 @@ async fn poll_fleet(
         "scenario": "fleet",
         "remotes": args.remotes,
         "latency_ms": args.latency_ms,
+        "rtt_ms": args.rtt_ms,
         "concurrency": args.concurrency,
         "since_secs": args.since_secs,
         "cycle_s": round(cycle, 4),
