@@ -41,7 +41,8 @@ real fleet: nothing that a real fleet would not share is shared between remotes.
   --shared-listener        instead, one listener for every remote, paths under
                            /{remote-id}: one certificate, one TLS server name, so TLS
                            sessions resume across remotes (the old layout; no per-remote
-                           connection costs). Node outages then show in the lists only.
+                           connection costs). Offline nodes then show in the lists and
+                           the export, not as refused connections.
   --listen ADDR            the shared listener's address (default 127.0.0.1:8006; port 0
                            picks one)
 

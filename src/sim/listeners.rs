@@ -75,8 +75,10 @@ impl std::fmt::Debug for Security {
 pub(crate) struct NodeListener {
     /// Its address (the port chosen at the first bind is kept when it binds again).
     pub(crate) addr: SocketAddr,
-    /// Which node it is.
-    pub(crate) served: Served,
+    /// The remote's index in the fleet.
+    pub(crate) remote: usize,
+    /// The node's index in the remote.
+    pub(crate) node: usize,
     /// Its certificates (`Plain` for an exposition target).
     pub(crate) security: Security,
     /// Whether it should listen; set by the [clockwork](super::server).
@@ -152,16 +154,20 @@ async fn accept_while_open(
                 let tls = match &me.security {
                     Security::Plain => None,
                     Security::Node(certs) => {
-                        let Served::Node { remote, .. } = me.served else { continue };
-                        let wrong = state.faults[remote].read().wrong_cert;
+                        let wrong = state.faults[me.remote].read().wrong_cert;
                         Some(certs.presented(wrong).acceptor.clone())
                     }
                 };
-                connections.spawn(connection(tcp, tls, me.served, state.clone()));
+                let served = Served::Node { remote: me.remote, node: me.node };
+                connections.spawn(connection(tcp, tls, served, state.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             changed = me.open.changed() => {
-                if changed.is_err() || !*me.open.borrow_and_update() {
+                // The clockwork is gone only when the simulator stops.
+                if changed.is_err() {
+                    return Ended::Stop;
+                }
+                if !*me.open.borrow_and_update() {
                     return Ended::Closed;
                 }
             }

@@ -19,7 +19,7 @@ use super::faults::{Fault, Faults};
 use super::fleet::{hash, Fleet, Listen, SimConfig};
 use super::info::{SimNodeInfo, SimRemoteInfo};
 use super::link::Rtt;
-use super::listeners::{product_port, run_node, run_shared, NodeListener, Security, Served};
+use super::listeners::{product_port, run_node, run_shared, NodeListener, Security};
 use crate::remote::tls::Fingerprint;
 
 /// How often the clockwork looks at the clock while schedules can change a listener.
@@ -368,13 +368,19 @@ impl Simulator {
         self.state.outage.load(Ordering::Relaxed)
     }
 
-    /// Whether node `node` (from 0) of remote `id` takes connections now: false while
-    /// it is offline (the `node-offline` fault, the churn) or an outage is on; `None`
-    /// for an unknown remote or node.
+    /// Whether node `node` (from 0) of remote `id` answers now: false while an outage
+    /// is on and, in the per-node layout, while it is offline (the `node-offline`
+    /// fault, the churn) — behind the shared listener an offline node shows in the
+    /// lists only. `None` for an unknown remote or node.
     pub fn node_answers(&self, id: &str, node: usize) -> Option<bool> {
         let index = self.index(id)?;
-        (node < self.state.fleet.remotes[index].listeners())
-            .then(|| self.state.answers(index, node))
+        if node >= self.state.fleet.remotes[index].listeners() {
+            return None;
+        }
+        Some(match self.layout {
+            Layout::PerNode(_) => self.state.answers(index, node),
+            Layout::Shared { .. } => !self.state.outage_now(&self.state.faults(index)),
+        })
     }
 
     /// Stops accepting, drops every open connection and waits for the listeners to end.
@@ -520,10 +526,8 @@ async fn start_per_node(
         switches[index].push(switch);
         let me = NodeListener {
             addr,
-            served: Served::Node {
-                remote: index,
-                node,
-            },
+            remote: index,
+            node,
             security,
             open,
         };
