@@ -130,3 +130,53 @@ async fn sim_writes_a_config_that_validates_and_reaches_its_fleet() {
     assert!(!batch.is_empty());
     let _ = child.kill().await;
 }
+
+#[tokio::test]
+async fn sigusr1_switches_an_outage_on_and_sigusr2_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args([
+            "sim", "--port", "0", "--pve", "1", "--pbs", "0", "--nodes", "1",
+        ])
+        .arg("--write-config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the simulator starts")
+        .unwrap();
+    let config = fleetpoll::config::load(&path).unwrap();
+    let address: std::net::SocketAddr = config.remotes[0].nodes[0].address.parse().unwrap();
+    let pid = child.id().unwrap().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let listens = || async move { tokio::net::TcpStream::connect(address).await.is_ok() };
+    assert!(listens().await);
+
+    signal("-USR1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while listens().await {
+        assert!(tokio::time::Instant::now() < deadline, "still listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal("-USR2");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !listens().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not listening again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill().await;
+}
