@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // A small simulated fleet over HTTPS on loopback stands in for real remotes.
-    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0".parse()?).await?;
+    let sim = Simulator::start(SimConfig::default()).await?;
 
     // The host decides which remotes to watch; each gets a real PVE/PBS client.
     let clock = Arc::new(TokioClock::system());

@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         None => 0.0,
     };
 
-    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0".parse()?).await?;
+    let sim = Simulator::start(SimConfig::default()).await?;
     let clock = Arc::new(TokioClock::system());
     let mut config = EngineConfig::default();
     for info in sim.remotes() {

@@ -144,8 +144,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             .context("the demo's fault list")?,
         ..SimConfig::default()
     };
-    let loopback: SocketAddr = "127.0.0.1:0".parse().context("loopback address")?;
-    let sim = Simulator::start(sim_config, loopback)
+    let sim = Simulator::start(sim_config)
         .await
         .context("starting the simulator")?;
 
@@ -193,8 +192,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         service.api_addr
     );
     println!(
-        "fleetpoll demo: simulator on https://{} ({} PVE clusters, {} PBS, faults: {})",
-        sim.addr(),
+        "fleetpoll demo: simulator on {} ({} PVE clusters, {} PBS, faults: {})",
+        sim.describe_listeners(),
         options.remotes - pbs,
         pbs,
         DEMO_FAULTS.join(", "),

@@ -71,17 +71,14 @@ async fn wait_for_status(port: u16, what: &str, cond: impl Fn(&Value) -> bool) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_hour_view_freshens_once_per_interval_never_for_a_missing_entity_nor_in_backoff() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(
-        SimConfig {
-            pve_remotes: 1,
-            pbs_remotes: 0,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
+    let sim = Simulator::start(SimConfig {
+        pve_remotes: 1,
+        pbs_remotes: 0,
+        ..SimConfig::default()
+    })
     .await
     .unwrap();
-    let node = sim.remote("pve-1").unwrap().nodes[0].clone();
+    let node = sim.remote("pve-1").unwrap().nodes[0].name.clone();
     let view = format!("/api/v1/rrd/pve-1/node/{node}?timeframe=hour");
     let mut config = fleet_config(&sim, dir.path());
     config.api.listen = "127.0.0.1:0".into();

@@ -87,15 +87,12 @@ async fn resource_lists_are_stamped_on_fill_refreshed_by_collect_kept_on_bad_rep
     let dir = tempfile::tempdir().unwrap();
     // pve-1 answers everything two seconds late at first: its list's stamp must be the
     // time the reply arrived, two seconds after it was asked for.
-    let sim = Simulator::start(
-        SimConfig {
-            pve_remotes: 1,
-            pbs_remotes: 1,
-            faults: vec!["latency=2000@pve-1".parse().unwrap()],
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
+    let sim = Simulator::start(SimConfig {
+        pve_remotes: 1,
+        pbs_remotes: 1,
+        faults: vec!["latency=2000@pve-1".parse().unwrap()],
+        ..SimConfig::default()
+    })
     .await
     .unwrap();
     let mut config = fleet_config(&sim, dir.path());

@@ -43,10 +43,12 @@ fn simulated_targets_are_scraped_and_their_failures_classified_per_remote() {
     );
     let mut prom = prom.into_iter();
     let first = prom.next().unwrap();
-    assert!(first["url"]
-        .as_str()
-        .unwrap()
-        .starts_with("http://127.0.0.1:"));
+    // Its own address: after 3 PVE clusters and 2 PBS, prom-1 is the sixth remote.
+    let url = first["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("http://127.1.5.1:") && url.ends_with("/metrics"),
+        "{url}"
+    );
     prom.next(); // prom-2: cut off by the simulator
     let set = |r: &mut toml::Value, key: &str, value: toml::Value| {
         r.as_table_mut().unwrap().insert(key.into(), value);

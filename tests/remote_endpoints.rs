@@ -331,13 +331,9 @@ impl fleetpoll_actors::Clock for ManualClock {
 async fn running_tasks_finish_and_new_ones_appear_as_time_passes() {
     let start = 1_750_000_000;
     let clock = std::sync::Arc::new(ManualClock(start.into()));
-    let sim = fleetpoll::sim::Simulator::start_with_clock(
-        small_fleet(),
-        "127.0.0.1:0".parse().unwrap(),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    let sim = fleetpoll::sim::Simulator::start_with_clock(small_fleet(), clock.clone())
+        .await
+        .unwrap();
     let client = common::pve(&sim, "pve-1");
     let query = TaskQuery {
         default_since: start as i64 - 86_400,
@@ -407,7 +403,7 @@ async fn fifty_remotes_polled_at_once_each_get_their_own_data() {
     for (info, batch) in results {
         let own = match info.kind {
             fleetpoll_actors::RemoteKind::Pbs => "host".to_string(),
-            _ => format!("node/{}", info.nodes[0]),
+            _ => format!("node/{}", info.nodes[0].name),
         };
         assert!(
             batch.series.iter().any(|s| *s.entity == *own),
@@ -428,9 +424,14 @@ async fn fifty_remotes_polled_at_once_each_get_their_own_data() {
 
 #[tokio::test]
 async fn a_pinned_fingerprint_survives_a_restart_of_the_simulator() {
+    let pinned =
+        |sim: &fleetpoll::sim::Simulator| sim.remote("pbs-1").unwrap().nodes[0].fingerprint;
     let first = common::start(small_fleet()).await;
-    let pinned = first.fingerprint();
-    assert_ne!(pinned, first.wrong_fingerprint());
+    let fingerprint = pinned(&first);
+    assert_ne!(
+        fingerprint,
+        first.remote("pbs-1").unwrap().nodes[0].wrong_fingerprint
+    );
     first.shutdown().await;
 
     let again = common::start(small_fleet()).await;
@@ -440,8 +441,8 @@ async fn a_pinned_fingerprint_survives_a_restart_of_the_simulator() {
     })
     .await;
 
-    assert_eq!(again.fingerprint(), pinned);
-    assert_ne!(other_seed.fingerprint(), pinned);
+    assert_eq!(pinned(&again), fingerprint);
+    assert_ne!(pinned(&other_seed), fingerprint);
     let batch = common::pbs(&again, "pbs-1")
         .fetch_metrics(Cursor::START)
         .await

@@ -93,9 +93,10 @@ async fn fault_messages_say_what_went_wrong() {
     assert!(message("pve-4").await.contains("malformed reply"));
     assert!(message("pve-8").await.contains("simulated internal error"));
     let wrong_cert = message("pve-7").await;
+    let node = &sim.remote("pve-7").unwrap().nodes[0];
     assert!(
-        wrong_cert.contains(&sim.fingerprint().to_string())
-            && wrong_cert.contains(&sim.wrong_fingerprint().to_string()),
+        wrong_cert.contains(&node.fingerprint.to_string())
+            && wrong_cert.contains(&node.wrong_fingerprint.to_string()),
         "names expected and presented fingerprints: {wrong_cert}"
     );
     sim.shutdown().await;
@@ -179,11 +180,7 @@ async fn wrong_token_is_an_auth_error_without_the_secret() {
     for id in ["pve-1", "pbs-1"] {
         let info = sim.remote(id).unwrap();
         let secret = "00000000-dead-beef-0000-000000000000";
-        let endpoint = common::endpoint_with(
-            &info,
-            info.fingerprint,
-            ApiToken::new(&info.token_id, secret),
-        );
+        let endpoint = common::endpoint_with_token(&info, ApiToken::new(&info.token_id, secret));
         let client: Box<dyn RemoteSource> = if id == "pbs-1" {
             Box::new(PbsClient::new(endpoint).unwrap())
         } else {
@@ -217,7 +214,7 @@ async fn wrong_pinned_fingerprint_is_a_tls_error_naming_both() {
     assert_eq!(err.class, ErrorClass::Tls, "{err}");
     assert!(err.message.contains(&pinned.to_string()), "{err}");
     assert!(
-        err.message.contains(&sim.fingerprint().to_string()),
+        err.message.contains(&info.nodes[0].fingerprint.to_string()),
         "{err}"
     );
     sim.shutdown().await;
@@ -228,7 +225,7 @@ async fn a_dead_node_is_skipped_for_the_next_one() {
     let sim = common::start(faulty_fleet()).await;
     let info = sim.remote("pve-1").unwrap();
     let mut endpoint = common::endpoint(&info);
-    let dead = NodeAddress::new("127.0.0.1", common::closed_port(), Some(info.fingerprint));
+    let dead = common::dead_node(info.nodes[0].fingerprint);
     endpoint.nodes.insert(0, dead.clone());
     let client = PveClient::new(endpoint.clone()).unwrap();
 
@@ -272,7 +269,7 @@ async fn a_remote_that_went_away_is_unreachable_despite_pooled_connections() {
 
     assert_eq!(err.class, ErrorClass::Unreachable, "{err}");
     assert!(
-        err.message.contains(&info.address.port().to_string()),
+        err.message.contains(&info.nodes[0].address.to_string()),
         "{err}"
     );
 }
@@ -303,7 +300,7 @@ async fn a_node_that_does_not_answer_connects_is_skipped_after_the_connect_timeo
     let info = sim.remote("pve-1").unwrap();
     let (_listener, port, _fillers) = silent_listener().await;
     let mut endpoint = common::endpoint(&info);
-    let silent = NodeAddress::new("127.0.0.1", port, Some(info.fingerprint));
+    let silent = NodeAddress::new("127.0.0.1", port, Some(info.nodes[0].fingerprint));
     endpoint.nodes.insert(0, silent.clone());
     endpoint.options.connect_timeout = Duration::from_millis(300);
 

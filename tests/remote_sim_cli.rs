@@ -1,5 +1,5 @@
-//! `fleetpoll sim` as a separate process: it prints its port and fingerprint, and a
-//! client configured from that output gets metrics.
+//! `fleetpoll sim` as a separate process: it prints every node's address and
+//! fingerprint, and a client configured from that output gets metrics.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,15 +16,7 @@ use tokio::process::Command;
 async fn sim_command_prints_how_to_reach_its_remotes() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
         .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--pve",
-            "2",
-            "--pbs",
-            "1",
-            "--seed",
-            "5",
+            "sim", "--port", "0", "--pve", "2", "--pbs", "1", "--nodes", "2", "--seed", "5",
         ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -32,10 +24,11 @@ async fn sim_command_prints_how_to_reach_its_remotes() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut output = Vec::new();
+    // The listening line, then a remote line and its node lines per remote: 1 + 3 + 3 + 2.
     let read = async {
         while let Some(line) = lines.next_line().await.unwrap() {
             output.push(line);
-            if output.len() == 5 {
+            if output.len() == 9 {
                 break;
             }
         }
@@ -44,30 +37,46 @@ async fn sim_command_prints_how_to_reach_its_remotes() {
         .await
         .expect("the simulator prints its banner");
 
-    let port: u16 = output[0]
-        .strip_prefix("listening on 127.0.0.1:")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let fingerprint: Fingerprint = output[1]
-        .strip_prefix("fingerprint ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert!(
+        output[0].starts_with("listening on 5 addresses from 127.1.0.1:"),
+        "{}",
+        output[0]
+    );
     let pve = output
         .iter()
-        .find(|l| l.starts_with("remote pve-1 "))
+        .find(|l| l.starts_with("remote pve-1 pve "))
         .unwrap();
     let token = pve.split("token=").nth(1).unwrap();
     let (id, secret) = token.rsplit_once('=').unwrap();
     assert!(output.iter().any(|l| l.starts_with("remote pbs-1 pbs ")));
+    // `node pve-1 pve-1-n1 https://127.1.0.1:PORT/api2/json fingerprint AA:…`
+    let nodes: Vec<NodeAddress> = output
+        .iter()
+        .filter_map(|l| l.strip_prefix("node pve-1 "))
+        .map(|rest| {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let addr: std::net::SocketAddr = fields[1]
+                .strip_prefix("https://")
+                .and_then(|a| a.strip_suffix("/api2/json"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let fingerprint: Fingerprint = fields[3].parse().unwrap();
+            NodeAddress::new(addr.ip().to_string(), addr.port(), Some(fingerprint))
+        })
+        .collect();
+    assert_eq!(nodes.len(), 2);
+    assert_ne!(nodes[0].host, nodes[1].host, "each node its own address");
+    assert_ne!(
+        nodes[0].fingerprint, nodes[1].fingerprint,
+        "and certificate"
+    );
 
     let client = PveClient::new(RemoteEndpoint {
         remote: RemoteId::new("pve-1"),
-        nodes: vec![NodeAddress::new("127.0.0.1", port, Some(fingerprint))],
+        nodes,
         token: ApiToken::new(id, secret),
         options: ClientOptions {
-            path_prefix: "/pve-1".into(),
             roots: Some(Arc::new(rustls::RootCertStore::empty())),
             request_timeout: Duration::from_secs(10),
             ..ClientOptions::default()
@@ -96,7 +105,7 @@ async fn sim_writes_a_config_that_validates_and_reaches_its_fleet() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fleet.toml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
-        .args(["sim", "--listen", "127.0.0.1:0", "--pve", "2", "--pbs", "1"])
+        .args(["sim", "--port", "0", "--pve", "2", "--pbs", "1"])
         .arg("--write-config")
         .arg(&path)
         .stdout(Stdio::piped())
@@ -119,5 +128,55 @@ async fn sim_writes_a_config_that_validates_and_reaches_its_fleet() {
     let pbs = &resolved.engine.remotes[2];
     let batch = pbs.source.fetch_metrics(Cursor::START).await.unwrap();
     assert!(!batch.is_empty());
+    let _ = child.kill().await;
+}
+
+#[tokio::test]
+async fn sigusr1_switches_an_outage_on_and_sigusr2_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args([
+            "sim", "--port", "0", "--pve", "1", "--pbs", "0", "--nodes", "1",
+        ])
+        .arg("--write-config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the simulator starts")
+        .unwrap();
+    let config = fleetpoll::config::load(&path).unwrap();
+    let address: std::net::SocketAddr = config.remotes[0].nodes[0].address.parse().unwrap();
+    let pid = child.id().unwrap().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let listens = || async move { tokio::net::TcpStream::connect(address).await.is_ok() };
+    assert!(listens().await);
+
+    signal("-USR1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while listens().await {
+        assert!(tokio::time::Instant::now() < deadline, "still listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal("-USR2");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !listens().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not listening again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = child.kill().await;
 }

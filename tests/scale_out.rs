@@ -138,9 +138,7 @@ fn wait_for_quiet_phase(after: i64) {
 fn three_instances_poll_each_of_sixty_remotes_exactly_once_per_cycle() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sim = runtime
-        .block_on(Simulator::start(fleet(), "127.0.0.1:0".parse().unwrap()))
-        .unwrap();
+    let sim = runtime.block_on(Simulator::start(fleet())).unwrap();
     let ids: BTreeSet<String> = sim.remotes().into_iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), PVE + PBS);
     let vm = export_support::Victoria::start(dir.path());
@@ -290,9 +288,7 @@ fn a_reload_that_changes_cluster_is_refused_whole_and_the_command_line_still_app
         pbs_remotes: 2,
         ..fleet()
     };
-    let sim = runtime
-        .block_on(Simulator::start(small, "127.0.0.1:0".parse().unwrap()))
-        .unwrap();
+    let sim = runtime.block_on(Simulator::start(small)).unwrap();
     let config = dir.path().join("fleetpoll.toml");
     let write = |config_of: &dyn Fn(&mut Config)| {
         let mut c = sharded_config(&sim, dir.path());

@@ -124,9 +124,7 @@ fn the_page_works_under_an_embedders_path_prefix() {
         use fleetpoll::sim::{SimConfig, Simulator};
         use fleetpoll::tasks::TaskCache;
 
-        let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
         let clock = Arc::new(TokioClock::system());
         let mut config = EngineConfig::default();
         for info in sim.remotes() {

@@ -8,7 +8,7 @@
 //! reserve of descriptors for the pollers (`fds`). Beside the engine runs the inventory
 //! (`crate::inventory`), which fetches the remotes' resource lists with the engine's clients.
 
-mod fds;
+pub(crate) mod fds;
 pub mod notify;
 mod rules_watch;
 mod stores;

@@ -1,14 +1,15 @@
 //! The simulator's remotes as an embedder's engine config: each remote with a real
-//! PVE/PBS client over HTTPS, its certificate pinned by fingerprint. For the examples
+//! PVE/PBS client over HTTPS to all its nodes, each node's certificate pinned by
+//! fingerprint. For the examples
 //! and tests that embed the engine without a config file.
 
 use std::sync::Arc;
 
 use fleetpoll_actors::{Clock, RemoteConfig, SourceError};
 
-use super::server::SimRemoteInfo;
+use super::info::SimRemoteInfo;
 use crate::remote::tls::system_roots;
-use crate::remote::{ApiToken, ClientOptions, NodeAddress, RemoteEndpoint};
+use crate::remote::{ApiToken, ClientOptions, RemoteEndpoint};
 
 impl SimRemoteInfo {
     /// This remote as the engine polls it, through a real client reading `clock`.
@@ -34,11 +35,7 @@ impl SimRemoteInfo {
         }
         let endpoint = RemoteEndpoint {
             remote: self.id.as_str().into(),
-            nodes: vec![NodeAddress::new(
-                "127.0.0.1",
-                self.address.port(),
-                Some(self.fingerprint),
-            )],
+            nodes: self.node_addresses(),
             token: ApiToken::new(self.token_id.clone(), self.secret.clone()),
             options: ClientOptions {
                 path_prefix: self.path_prefix.clone(),

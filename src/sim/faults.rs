@@ -46,6 +46,38 @@ pub enum Fault {
     /// The resource list (`/cluster/resources`, `/status/datastore-usage`) is not the
     /// promised JSON; every other path answers as usual.
     BadResources,
+    /// Every listener of the remote refuses connections (and open connections are
+    /// dropped) from `start` after the simulator started, for `duration`: the network
+    /// between the poller and the fleet is down. The remotes keep running meanwhile.
+    Outage(OutageWindow),
+}
+
+/// When an `outage` fault strikes, relative to the simulator's start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OutageWindow {
+    /// How long after the start it begins.
+    pub start: Duration,
+    /// How long it lasts.
+    pub duration: Duration,
+}
+
+impl OutageWindow {
+    /// Whether the outage is on `since_start` after the simulator started.
+    pub fn covers(&self, since_start: Duration) -> bool {
+        since_start >= self.start && since_start < self.start + self.duration
+    }
+}
+
+/// Parses `MS[+JITTER_MS]` (whole milliseconds), the syntax of the `latency` fault and of
+/// `--rtt-ms`.
+pub(crate) fn parse_millis_jitter(text: &str) -> Result<(Duration, Duration), &'static str> {
+    let (fixed, jitter) = text.split_once('+').unwrap_or((text, "0"));
+    let ms = |t: &str| {
+        t.parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| "expected whole milliseconds as MS or MS+JITTER_MS")
+    };
+    Ok((ms(fixed)?, ms(jitter)?))
 }
 
 /// Which remotes a fault hits.
@@ -72,7 +104,8 @@ impl FaultTarget {
 
 /// A fault and whom it hits; parsed from `KIND[=VALUE][@TARGET]`, e.g. `hang@pve-3`,
 /// `latency=200+50@10%`, `error-rate=0.5`, `skew=3600@pbs-1`, `oversize=1048576`,
-/// `node-offline=1@pve-1`, `datastore-full=95@pbs-1`, `bad-resources@pve-2`.
+/// `node-offline=1@pve-1`, `datastore-full=95@pbs-1`, `bad-resources@pve-2`,
+/// `outage=60+30` (every remote unreachable from 60 s after the start, for 30 s).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultRule {
     /// What goes wrong.
@@ -128,16 +161,9 @@ impl FromStr for FaultRule {
         let fault = match kind {
             "latency" => {
                 let value = value.ok_or_else(|| fail("latency needs =MS or =MS+JITTER_MS"))?;
-                let (fixed, jitter) = value.split_once('+').unwrap_or((value, "0"));
-                let ms = |t: &str| {
-                    t.parse::<u64>()
-                        .map(Duration::from_millis)
-                        .map_err(|_| fail("latency values are whole milliseconds"))
-                };
-                Fault::Latency {
-                    fixed: ms(fixed)?,
-                    jitter: ms(jitter)?,
-                }
+                let (fixed, jitter) = parse_millis_jitter(value)
+                    .map_err(|_| fail("latency values are whole milliseconds"))?;
+                Fault::Latency { fixed, jitter }
             }
             "error-rate" => {
                 let rate: f64 = value
@@ -185,11 +211,29 @@ impl FromStr for FaultRule {
                 Fault::DatastoreFull(pct)
             }
             "bad-resources" => no_value(Fault::BadResources)?,
+            "outage" => {
+                let problem = "outage needs =START_S+DURATION_S (seconds after the start)";
+                let (start, duration) = value
+                    .and_then(|v| v.split_once('+'))
+                    .ok_or_else(|| fail(problem))?;
+                let secs = |t: &str| {
+                    t.parse::<f64>()
+                        .ok()
+                        .filter(|s| s.is_finite() && *s >= 0.0)
+                        .map(Duration::from_secs_f64)
+                        .ok_or_else(|| fail(problem))
+                };
+                let (start, duration) = (secs(start)?, secs(duration)?);
+                if duration.is_zero() {
+                    return Err(fail("an outage lasts longer than 0 seconds"));
+                }
+                Fault::Outage(OutageWindow { start, duration })
+            }
             _ => {
                 return Err(fail(
                     "unknown kind; expected latency, error-rate, hang, trickle, malformed, \
-                     oversize, reset, wrong-cert, skew, node-offline, datastore-full or \
-                     bad-resources",
+                     oversize, reset, wrong-cert, skew, node-offline, datastore-full, \
+                     bad-resources or outage",
                 ))
             }
         };
@@ -236,6 +280,9 @@ pub struct Faults {
     pub datastore_full_pct: Option<f64>,
     /// The resource list is not the promised JSON.
     pub bad_resources: bool,
+    /// When every listener of the remote refuses connections (each `outage` fault adds
+    /// one window).
+    pub outages: Vec<OutageWindow>,
 }
 
 impl Faults {
@@ -257,6 +304,7 @@ impl Faults {
             Fault::NodeOffline(n) => self.nodes_offline = *n,
             Fault::DatastoreFull(pct) => self.datastore_full_pct = Some(*pct),
             Fault::BadResources => self.bad_resources = true,
+            Fault::Outage(window) => self.outages.push(*window),
         }
     }
 
@@ -269,9 +317,15 @@ impl Faults {
         out
     }
 
-    /// Whether node `node` of `count` is offline.
+    /// Whether node `node` of `count` is offline (a remote without nodes, an exposition
+    /// target, never is).
     pub(crate) fn node_offline(&self, node: usize, count: usize) -> bool {
-        node + self.nodes_offline.min(count) >= count
+        count > 0 && node + self.nodes_offline.min(count) >= count
+    }
+
+    /// Whether an `outage` is on `since_start` after the simulator started.
+    pub(crate) fn outage_at(&self, since_start: Duration) -> bool {
+        self.outages.iter().any(|w| w.covers(since_start))
     }
 }
 
@@ -315,6 +369,24 @@ mod tests {
         );
         assert_eq!(rule("datastore-full=85").fault, Fault::DatastoreFull(85.0));
         assert_eq!(rule("bad-resources@pve-2").fault, Fault::BadResources);
+        assert_eq!(
+            rule("outage=60+2.5").fault,
+            Fault::Outage(OutageWindow {
+                start: Duration::from_secs(60),
+                duration: Duration::from_millis(2500)
+            })
+        );
+    }
+
+    #[test]
+    fn outages_add_up_and_cover_their_window_only() {
+        let faults = Faults::from_list(&[rule("outage=10+5").fault, rule("outage=30+1").fault]);
+        let at = |s: f64| faults.outage_at(Duration::from_secs_f64(s));
+        assert_eq!(
+            [at(9.9), at(10.0), at(14.9), at(15.0), at(30.5), at(31.0)],
+            [false, true, true, false, true, false]
+        );
+        assert!(!Faults::default().outage_at(Duration::ZERO));
     }
 
     #[test]
@@ -327,6 +399,7 @@ mod tests {
             [false, false, true]
         );
         assert!(!Faults::default().node_offline(2, 3));
+        assert!(!faults.node_offline(0, 0), "a target without nodes");
         let all = Faults::from_list(&[Fault::NodeOffline(9)]);
         assert!((0..3).all(|n| all.node_offline(n, 3)));
     }
@@ -344,6 +417,10 @@ mod tests {
             ("datastore-full=120", "percentage"),
             ("node-offline=some", "number of nodes"),
             ("bad-resources=1", "no value"),
+            ("outage", "START_S+DURATION_S"),
+            ("outage=10", "START_S+DURATION_S"),
+            ("outage=-1+5", "START_S+DURATION_S"),
+            ("outage=10+0", "longer than 0"),
         ] {
             let err = spec.parse::<FaultRule>().unwrap_err();
             assert!(err.to_string().contains(why), "{spec}: {err}");

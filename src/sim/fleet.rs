@@ -1,11 +1,14 @@
 //! The simulated fleet: which remotes exist, their nodes, guests, storages and
 //! datastores, their API tokens and faults — all derived from the seed.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use fleetpoll_actors::RemoteKind;
 
+use super::churn::{Churn, GuestLife, NodeSchedule};
 use super::faults::{FaultRule, Faults};
+use super::link::Rtt;
 
 /// A deterministic 64-bit mix (splitmix64's finaliser) of a running hash and a word.
 pub(crate) fn mix(hash: u64, word: u64) -> u64 {
@@ -52,6 +55,70 @@ pub struct SimConfig {
     pub prom_open: bool,
     /// Faults and whom they hit.
     pub faults: Vec<FaultRule>,
+    /// Where the remotes listen: each node on its own address (the default) or all
+    /// remotes behind one listener.
+    pub listen: Listen,
+    /// The round-trip time every connection pays for its setup and each exchange.
+    pub rtt: Rtt,
+    /// How the fleet changes over time (nothing changes by default).
+    pub churn: Churn,
+}
+
+/// Where the simulated remotes listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// Every node of every remote its own listener on its own loopback address, with
+    /// its own certificate: node `n` (from 0) of remote `i` (from 0, in fleet order) at
+    /// `base + 256 × i + n + 1` — pve-1's nodes at 127.1.0.1, 127.1.0.2, … for the
+    /// default base. `port` `None` takes the products' ports (PVE 8006, PBS 8007,
+    /// exposition targets 9100); `Some(0)` a free port per listener.
+    PerNode {
+        /// The address before the first node's.
+        base: Ipv4Addr,
+        /// The port of every listener.
+        port: Option<u16>,
+    },
+    /// One listener for every remote, paths prefixed with `/{remote-id}`, one
+    /// certificate, one TLS server name (the layout before per-node listeners; a second
+    /// listener serves the `wrong-cert` remotes, a third plain-http one the exposition
+    /// targets, both on free ports of the same IP).
+    Shared(SocketAddr),
+}
+
+/// The first address of the per-node layout: 127.1.0.0, so pve-1's first node is 127.1.0.1.
+pub const DEFAULT_ADDRESS_BASE: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 0);
+
+impl Default for Listen {
+    /// Per node, free ports (so tests can run side by side).
+    fn default() -> Self {
+        Listen::PerNode {
+            base: DEFAULT_ADDRESS_BASE,
+            port: Some(0),
+        }
+    }
+}
+
+impl Listen {
+    /// The address of node `node` of the remote at `index` in the per-node layout, or
+    /// why the layout has no room for it.
+    pub(crate) fn node_ip(base: Ipv4Addr, index: usize, node: usize) -> Result<Ipv4Addr, String> {
+        if node >= 255 {
+            return Err(format!(
+                "a remote has at most 255 nodes in the per-node layout (node {} asked for)",
+                node + 1
+            ));
+        }
+        let offset = (index as u64) * 256 + node as u64 + 1;
+        let ip = u64::from(u32::from(base)) + offset;
+        if u32::from(base) >> 24 != 127 || ip >> 24 != 127 {
+            return Err(format!(
+                "remote {} node {} would lie outside 127.0.0.0/8 (base {base})",
+                index + 1,
+                node + 1
+            ));
+        }
+        Ok(Ipv4Addr::from(ip as u32))
+    }
 }
 
 impl Default for SimConfig {
@@ -69,6 +136,9 @@ impl Default for SimConfig {
             prom_series: 200,
             prom_open: false,
             faults: Vec::new(),
+            listen: Listen::default(),
+            rtt: Rtt::default(),
+            churn: Churn::default(),
         }
     }
 }
@@ -79,7 +149,8 @@ pub(crate) struct Guest {
     pub(crate) vmid: u32,
     pub(crate) lxc: bool,
     pub(crate) node: usize,
-    pub(crate) running: bool,
+    /// When it runs.
+    pub(crate) life: GuestLife,
     /// Its name (`web-100`), as the resource list shows it.
     pub(crate) name: String,
 }
@@ -124,6 +195,11 @@ impl SimRemote {
     pub(crate) fn node_boots(&self, seed: u64, node: usize) -> Boots {
         Boots::new(hash(&[seed, self.index, node as u64, 0xB007]), 60, 120)
     }
+
+    /// How many listeners it has: one per node, one for an exposition target.
+    pub(crate) fn listeners(&self) -> usize {
+        self.nodes.len().max(1)
+    }
 }
 
 /// A schedule of (re)boots: one every `period` seconds, shifted by `offset`. Uptimes
@@ -167,6 +243,7 @@ pub(crate) struct Fleet {
     pub(crate) seed: u64,
     pub(crate) task_interval_secs: i64,
     pub(crate) remotes: Vec<SimRemote>,
+    pub(crate) churn: Churn,
 }
 
 impl Fleet {
@@ -217,12 +294,18 @@ impl Fleet {
                     .map(|g| {
                         let h = hash(&[seed, index, g as u64, 0x6E57]);
                         let vmid = 100 + g as u32;
+                        let reboots = Boots::new(hash(&[seed, index, u64::from(vmid)]), 5, 60);
                         Guest {
                             vmid,
                             name: guest_name(h, vmid),
                             lxc: h.is_multiple_of(3),
                             node: g % nodes,
-                            running: !(h >> 8).is_multiple_of(5),
+                            life: GuestLife::new(
+                                hash(&[h, 0x11FE]),
+                                config.churn.guest_period_secs,
+                                !(h >> 8).is_multiple_of(5),
+                                reboots,
+                            ),
                         }
                     })
                     .collect();
@@ -254,12 +337,37 @@ impl Fleet {
             seed,
             task_interval_secs: config.task_interval_secs.max(10),
             remotes,
+            churn: config.churn.clone(),
         }
     }
 
     /// The remote with this id.
     pub(crate) fn remote(&self, id: &str) -> Option<&SimRemote> {
         self.remotes.iter().find(|r| r.id == id)
+    }
+
+    /// When node `node` of `remote` boots and goes offline. The churn takes only PVE
+    /// cluster nodes offline: a PBS is one host, its outage is the `outage` fault's.
+    pub(crate) fn node_schedule(&self, remote: &SimRemote, node: usize) -> NodeSchedule {
+        let outages = self
+            .churn
+            .node_outages
+            .filter(|_| remote.kind == RemoteKind::Pve);
+        let key = hash(&[self.seed, remote.index, node as u64, 0x0DE5]);
+        NodeSchedule::new(remote.node_boots(self.seed, node), outages, key)
+    }
+
+    /// Whether node `node` of `remote` runs at `ts` as the remote's clock shows it, with
+    /// `faults` in force now: neither the `node-offline` fault nor the churn took it down.
+    pub(crate) fn node_up(
+        &self,
+        remote: &SimRemote,
+        faults: &Faults,
+        node: usize,
+        ts: i64,
+    ) -> bool {
+        !faults.node_offline(node, remote.nodes.len())
+            && !self.node_schedule(remote, node).offline_at(ts)
     }
 }
 
@@ -322,6 +430,19 @@ mod tests {
         assert_eq!(boots.last_at(last), last);
         assert_eq!(boots.last_at(last - 1), last - boots.period);
         assert_eq!(Boots::never().last_at(ts), i64::MAX);
+    }
+
+    #[test]
+    fn the_per_node_layout_numbers_addresses_by_remote_and_node() {
+        let ip = |i, n| Listen::node_ip(DEFAULT_ADDRESS_BASE, i, n);
+        assert_eq!(ip(0, 0).unwrap(), Ipv4Addr::new(127, 1, 0, 1));
+        assert_eq!(ip(0, 2).unwrap(), Ipv4Addr::new(127, 1, 0, 3));
+        assert_eq!(ip(1, 0).unwrap(), Ipv4Addr::new(127, 1, 1, 1));
+        assert_eq!(ip(999, 0).unwrap(), Ipv4Addr::new(127, 4, 231, 1));
+        assert!(ip(0, 255).unwrap_err().contains("255 nodes"));
+        assert!(ip(65_500, 0).unwrap_err().contains("127.0.0.0/8"));
+        let outside = Listen::node_ip(Ipv4Addr::new(10, 0, 0, 0), 0, 0);
+        assert!(outside.unwrap_err().contains("127.0.0.0/8"));
     }
 
     #[test]

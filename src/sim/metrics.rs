@@ -6,6 +6,8 @@ use std::io::Write;
 
 use fleetpoll_actors::MetricKind;
 
+use super::churn::{GuestLife, NodeSchedule};
+use super::faults::Faults;
 use super::fleet::{hash, unit, Boots, Fleet, SimConfig, SimRemote};
 
 /// Seconds between two generations of the remotes' metric loop.
@@ -94,14 +96,34 @@ const DATASTORE_METRICS: &[(&str, MetricKind)] = &[
     ("disk_write", Derive),
 ];
 
+/// The metrics an entity exports.
+type MetricList = &'static [(&'static str, MetricKind)];
+
+/// When an entity (re)starts — uptime and counters count from its last boot — and,
+/// for a guest, when it runs.
+#[derive(Debug)]
+enum Life {
+    /// Booted on a schedule (`Boots::never` for storages).
+    Boots(Boots),
+    /// A PVE node: its reboots and its returns from the churn's outages.
+    Node(NodeSchedule),
+    /// A guest: running or stopped, with the metric lists of both states.
+    Guest {
+        life: GuestLife,
+        running: MetricList,
+        stopped: MetricList,
+    },
+}
+
 /// One entity whose metrics the remote exports, with its fixed parameters.
 #[derive(Debug)]
 pub(crate) struct Entity {
     pub(crate) id: String,
     key: u64,
-    metrics: &'static [(&'static str, MetricKind)],
-    /// When it (re)starts: uptime and counters count from the last boot.
-    boots: Boots,
+    metrics: MetricList,
+    life: Life,
+    /// The PVE node it lives on: gone from the export while that node is offline.
+    pub(crate) node: Option<usize>,
     cpus: f64,
     mem_total: f64,
     disk_total: f64,
@@ -113,8 +135,8 @@ impl Entity {
         seed: u64,
         remote: &SimRemote,
         id: String,
-        metrics: &'static [(&'static str, MetricKind)],
-        boots: Boots,
+        metrics: MetricList,
+        life: Life,
         big: bool,
     ) -> Entity {
         let key = hash(&[seed, remote.index, fnv(&id)]);
@@ -128,7 +150,50 @@ impl Entity {
             id,
             key,
             metrics,
-            boots,
+            life,
+            node: None,
+        }
+    }
+
+    /// On PVE node `node`.
+    fn on(mut self, node: usize) -> Entity {
+        self.node = Some(node);
+        self
+    }
+
+    /// The metrics it exports at `ts` (a guest's depend on whether it runs).
+    fn metrics_at(&self, ts: i64) -> MetricList {
+        match &self.life {
+            Life::Guest {
+                life,
+                running,
+                stopped,
+            } => {
+                if life.running_at(ts) {
+                    running
+                } else {
+                    stopped
+                }
+            }
+            _ => self.metrics,
+        }
+    }
+
+    /// Its last boot at or before `ts` (`i64::MAX` when it is not running).
+    fn last_boot(&self, ts: i64) -> i64 {
+        match &self.life {
+            Life::Boots(boots) => boots.last_at(ts),
+            Life::Node(schedule) => schedule.last_boot(ts),
+            Life::Guest { life, .. } => life.last_boot(ts).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Whether it is a guest that runs at `ts` (`None` for what is not a guest).
+    #[cfg(test)]
+    pub(crate) fn guest_running(&self, ts: i64) -> Option<bool> {
+        match &self.life {
+            Life::Guest { life, .. } => Some(life.running_at(ts)),
+            _ => None,
         }
     }
 
@@ -139,7 +204,7 @@ impl Entity {
             0.5 + 0.5 * (TAU * (ts as f64 / period + unit(&[self.key, 9]) + shift)).sin()
         };
         let cpu = |lag: f64| (0.02 + self.load * wave(3600.0, lag) + 0.05 * noise).min(1.0);
-        let up = (ts - self.boots.last_at(ts)).max(0) as f64;
+        let up = (ts - self.last_boot(ts)).max(0) as f64;
         let counter = |salt: u64| {
             let rate = 1e3 * (1.0 + 1e4 * unit(&[self.key, salt]));
             let period = 600.0;
@@ -174,7 +239,7 @@ impl Entity {
     /// The value of `metric` at `ts`, if the entity exports it (what its metric export
     /// would say at that generation).
     pub(crate) fn current(&self, metric: &str, ts: i64) -> Option<f64> {
-        let index = self.metrics.iter().position(|(m, _)| *m == metric)?;
+        let index = self.metrics_at(ts).iter().position(|(m, _)| *m == metric)?;
         Some(self.value(index, metric, ts))
     }
 
@@ -193,51 +258,60 @@ fn fnv(text: &str) -> u64 {
     })
 }
 
-/// The entities a remote exports, in a fixed order.
-pub(crate) fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
+/// The entities a remote of `fleet` exports, in a fixed order.
+pub(crate) fn entities(fleet: &Fleet, remote: &SimRemote) -> Vec<Entity> {
+    let seed = fleet.seed;
     let mut out = Vec::new();
     if remote.datastores.is_empty() {
         for (n, node) in remote.nodes.iter().enumerate() {
-            out.push(Entity::new(
-                seed,
-                remote,
-                format!("node/{node}"),
-                NODE_METRICS,
-                remote.node_boots(seed, n),
-                true,
-            ));
+            out.push(
+                Entity::new(
+                    seed,
+                    remote,
+                    format!("node/{node}"),
+                    NODE_METRICS,
+                    Life::Node(fleet.node_schedule(remote, n)),
+                    true,
+                )
+                .on(n),
+            );
         }
         for guest in &remote.guests {
             let kind = if guest.lxc { "lxc" } else { "qemu" };
-            let metrics = match (guest.lxc, guest.running) {
-                (false, false) => QEMU_STOPPED,
-                (false, true) => QEMU_RUNNING,
-                (true, false) => LXC_STOPPED,
-                (true, true) => LXC_RUNNING,
-            };
-            let boots = if guest.running {
-                Boots::new(hash(&[seed, remote.index, u64::from(guest.vmid)]), 5, 60)
+            let (running, stopped) = if guest.lxc {
+                (LXC_RUNNING, LXC_STOPPED)
             } else {
-                Boots::never()
+                (QEMU_RUNNING, QEMU_STOPPED)
             };
-            out.push(Entity::new(
-                seed,
-                remote,
-                format!("{kind}/{}", guest.vmid),
-                metrics,
-                boots,
-                false,
-            ));
+            let life = Life::Guest {
+                life: guest.life.clone(),
+                running,
+                stopped,
+            };
+            out.push(
+                Entity::new(
+                    seed,
+                    remote,
+                    format!("{kind}/{}", guest.vmid),
+                    running,
+                    life,
+                    false,
+                )
+                .on(guest.node),
+            );
         }
         for storage in &remote.storages {
-            out.push(Entity::new(
-                seed,
-                remote,
-                format!("storage/{}/{}", remote.nodes[storage.node], storage.name),
-                STORAGE_METRICS,
-                Boots::never(),
-                true,
-            ));
+            out.push(
+                Entity::new(
+                    seed,
+                    remote,
+                    format!("storage/{}/{}", remote.nodes[storage.node], storage.name),
+                    STORAGE_METRICS,
+                    Life::Boots(Boots::never()),
+                    true,
+                )
+                .on(storage.node),
+            );
         }
     } else {
         out.push(Entity::new(
@@ -245,7 +319,7 @@ pub(crate) fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
             remote,
             "host".to_string(),
             HOST_METRICS,
-            remote.node_boots(seed, 0),
+            Life::Boots(remote.node_boots(seed, 0)),
             true,
         ));
         for store in &remote.datastores {
@@ -254,7 +328,7 @@ pub(crate) fn entities(seed: u64, remote: &SimRemote) -> Vec<Entity> {
                 remote,
                 format!("datastore/{store}"),
                 DATASTORE_METRICS,
-                remote.node_boots(seed, 0),
+                Life::Boots(remote.node_boots(seed, 0)),
                 true,
             ));
         }
@@ -276,25 +350,35 @@ pub fn metric_reply(
     let fleet = Fleet::build(config);
     let remote = fleet.remote(remote_id)?;
     Some(render_metrics(
-        config.seed,
+        &fleet,
         remote,
+        &remote.faults,
         now,
         history,
         start_time,
     ))
 }
 
-/// Renders the metric export reply of `remote` as its clock shows `now`: the newest
-/// generation, or with `history` the last 30 minutes of generations, keeping only
-/// points with `timestamp > start_time`; sorted by timestamp.
+/// Renders the metric export reply of `remote` as its clock shows `now`, with `faults`
+/// in force: the newest generation, or with `history` the last 30 minutes of
+/// generations, keeping only points with `timestamp > start_time`; sorted by timestamp.
+/// The entities of a node that is offline now are missing (the cluster cannot reach
+/// it), and so are those of a node that was offline at a generation (nothing measured).
 pub(crate) fn render_metrics(
-    seed: u64,
+    fleet: &Fleet,
     remote: &SimRemote,
+    faults: &Faults,
     now: i64,
     history: bool,
     start_time: Option<i64>,
 ) -> Vec<u8> {
-    let entities = entities(seed, remote);
+    let entities = entities(fleet, remote);
+    let schedules: Vec<NodeSchedule> = (0..remote.nodes.len())
+        .map(|n| fleet.node_schedule(remote, n))
+        .collect();
+    let up_now: Vec<bool> = (0..remote.nodes.len())
+        .map(|n| fleet.node_up(remote, faults, n, now))
+        .collect();
     let newest = now.div_euclid(GENERATION_SECS) * GENERATION_SECS;
     let oldest = if history {
         newest - (HISTORY_GENERATIONS - 1) * GENERATION_SECS
@@ -305,15 +389,21 @@ pub(crate) fn render_metrics(
         Some(start) if start >= oldest => (start.div_euclid(GENERATION_SECS) + 1) * GENERATION_SECS,
         _ => oldest,
     };
-    let per_generation: usize = entities.iter().map(|e| e.metrics.len()).sum();
+    let per_generation: usize = entities.iter().map(|e| e.metrics_at(newest).len()).sum();
     let generations = ((newest - first) / GENERATION_SECS + 1).max(0) as usize;
     let mut out = Vec::with_capacity(16 + generations * per_generation * 96);
     out.extend_from_slice(b"{\"data\":[");
     let mut first_point = true;
     let mut ts = first;
     while ts <= newest {
+        let present: Vec<bool> = (0..remote.nodes.len())
+            .map(|n| up_now[n] && !schedules[n].offline_at(ts))
+            .collect();
         for entity in &entities {
-            for (index, (metric, kind)) in entity.metrics.iter().enumerate() {
+            if entity.node.is_some_and(|n| !present[n]) {
+                continue;
+            }
+            for (index, (metric, kind)) in entity.metrics_at(ts).iter().enumerate() {
                 if !first_point {
                     out.push(b',');
                 }
@@ -351,7 +441,14 @@ mod tests {
     fn history_has_180_generations_sorted_by_timestamp() {
         let fleet = Fleet::build(&SimConfig::default());
         let remote = fleet.remote("pbs-1").unwrap();
-        let pts = points(&render_metrics(1, remote, 1_700_000_005, true, None));
+        let pts = points(&render_metrics(
+            &fleet,
+            remote,
+            &Faults::default(),
+            1_700_000_005,
+            true,
+            None,
+        ));
         let per_gen = HOST_METRICS.len() + 2 * DATASTORE_METRICS.len();
         assert_eq!(pts.len(), 180 * per_gen);
         let ts: Vec<i64> = pts
@@ -368,8 +465,9 @@ mod tests {
         let fleet = Fleet::build(&SimConfig::default());
         let remote = fleet.remote("pve-1").unwrap();
         let pts = points(&render_metrics(
-            1,
+            &fleet,
             remote,
+            &Faults::default(),
             1_700_000_000,
             true,
             Some(1_699_999_980),
@@ -383,8 +481,9 @@ mod tests {
             vec![1_699_999_990, 1_700_000_000]
         );
         let none = points(&render_metrics(
-            1,
+            &fleet,
             remote,
+            &Faults::default(),
             1_700_000_000,
             true,
             Some(1_700_000_000),
@@ -396,7 +495,14 @@ mod tests {
     fn without_history_only_the_newest_generation_is_sent() {
         let fleet = Fleet::build(&SimConfig::default());
         let remote = fleet.remote("pve-1").unwrap();
-        let pts = points(&render_metrics(1, remote, 1_700_000_009, false, None));
+        let pts = points(&render_metrics(
+            &fleet,
+            remote,
+            &Faults::default(),
+            1_700_000_009,
+            false,
+            None,
+        ));
         assert!(!pts.is_empty());
         assert!(pts.iter().all(|p| p["timestamp"] == 1_700_000_000));
         let ids: Vec<&str> = pts.iter().map(|p| p["id"].as_str().unwrap()).collect();
@@ -410,8 +516,25 @@ mod tests {
     fn values_are_deterministic_plausible_and_counters_grow() {
         let fleet = Fleet::build(&SimConfig::default());
         let remote = fleet.remote("pve-1").unwrap();
-        let a = render_metrics(1, remote, 1_700_000_000, true, None);
-        assert_eq!(a, render_metrics(1, remote, 1_700_000_000, true, None));
+        let a = render_metrics(
+            &fleet,
+            remote,
+            &Faults::default(),
+            1_700_000_000,
+            true,
+            None,
+        );
+        assert_eq!(
+            a,
+            render_metrics(
+                &fleet,
+                remote,
+                &Faults::default(),
+                1_700_000_000,
+                true,
+                None
+            )
+        );
         let pts = points(&a);
         let mut last: std::collections::HashMap<(String, String), f64> = Default::default();
         for p in &pts {
@@ -426,5 +549,85 @@ mod tests {
                 assert!(prev.is_none_or(|prev| prev <= v), "{p} after {prev:?}");
             }
         }
+    }
+
+    #[test]
+    fn an_offline_node_is_missing_from_the_export_with_its_guests_and_storages() {
+        let fleet = Fleet::build(&SimConfig::default());
+        let remote = fleet.remote("pve-1").unwrap();
+        let faults = Faults::from_list(&[crate::sim::Fault::NodeOffline(1)]);
+        let pts = points(&render_metrics(
+            &fleet,
+            remote,
+            &faults,
+            1_700_000_000,
+            false,
+            None,
+        ));
+        let on_n3 = |id: &str| {
+            id == "node/pve-1-n3"
+                || id.starts_with("storage/pve-1-n3/")
+                || remote
+                    .guests
+                    .iter()
+                    .any(|g| g.node == 2 && (id.ends_with(&format!("/{}", g.vmid))))
+        };
+        assert!(!pts.is_empty());
+        assert!(pts.iter().all(|p| !on_n3(p["id"].as_str().unwrap())));
+        assert!(pts.iter().any(|p| p["id"] == "node/pve-1-n2"));
+    }
+
+    #[test]
+    fn with_churn_guests_export_what_their_state_allows_and_nodes_vanish_while_offline() {
+        use crate::sim::churn::{Churn, NodeOutages};
+        let config = SimConfig {
+            churn: Churn {
+                node_outages: Some(NodeOutages::new(1800, 600).unwrap()),
+                guest_period_secs: 600,
+                long_task_share: 0.0,
+            },
+            ..SimConfig::default()
+        };
+        let fleet = Fleet::build(&config);
+        let remote = fleet.remote("pve-1").unwrap();
+        let now = 1_700_000_000;
+        let pts = points(&render_metrics(
+            &fleet,
+            remote,
+            &Faults::default(),
+            now,
+            true,
+            None,
+        ));
+        let entities = entities(&fleet, remote);
+        let mut missing_node_generations = 0;
+        for ts in (now - 1790..=now).step_by(10) {
+            let at: Vec<&serde_json::Value> = pts.iter().filter(|p| p["timestamp"] == ts).collect();
+            for e in &entities {
+                let metrics: Vec<&str> = at
+                    .iter()
+                    .filter(|p| p["id"] == e.id.as_str())
+                    .map(|p| p["metric"].as_str().unwrap())
+                    .collect();
+                let node_up = e.node.is_none_or(|n| {
+                    let schedule = fleet.node_schedule(remote, n);
+                    !schedule.offline_at(ts) && !schedule.offline_at(now)
+                });
+                if !node_up {
+                    assert!(metrics.is_empty(), "{} at {ts}", e.id);
+                    missing_node_generations += usize::from(e.id.starts_with("node/"));
+                    continue;
+                }
+                match e.guest_running(ts) {
+                    Some(true) => assert!(metrics.contains(&"cpu_current"), "{} at {ts}", e.id),
+                    Some(false) => assert!(!metrics.contains(&"cpu_current"), "{} at {ts}", e.id),
+                    None => assert!(!metrics.is_empty(), "{} at {ts}", e.id),
+                }
+            }
+        }
+        assert!(
+            missing_node_generations > 0,
+            "some node was offline in half an hour"
+        );
     }
 }

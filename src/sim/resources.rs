@@ -1,12 +1,13 @@
 //! The simulated resource lists: PVE's `GET /cluster/resources` (nodes, guests with
 //! names and status, storages) and PBS's `GET /status/datastore-usage`, with the values
 //! the metric export shows for the same generation, bent by the `node-offline`,
-//! `datastore-full` and `bad-resources` faults.
+//! `datastore-full` and `bad-resources` faults and the churn (nodes offline, guests
+//! started and stopped).
 
 use serde_json::{json, Value};
 
 use super::faults::Faults;
-use super::fleet::SimRemote;
+use super::fleet::{Fleet, SimRemote};
 use super::metrics::{entities, Entity, GENERATION_SECS};
 
 /// The reply of a resource list that `bad-resources` sends: JSON, but not the promised
@@ -15,7 +16,7 @@ const BAD_REPLY: &[u8] = br#"{"data":[{"id":42,"status":"online"}]}"#;
 
 /// `GET /cluster/resources` of a PVE cluster as its clock shows `now`.
 pub(crate) fn render_cluster_resources(
-    seed: u64,
+    fleet: &Fleet,
     remote: &SimRemote,
     faults: &Faults,
     now: i64,
@@ -24,10 +25,9 @@ pub(crate) fn render_cluster_resources(
         return BAD_REPLY.to_vec();
     }
     let ts = now.div_euclid(GENERATION_SECS) * GENERATION_SECS;
-    let entities = entities(seed, remote);
+    let entities = entities(fleet, remote);
     let entity = |id: &str| entities.iter().find(|e| e.id == id);
-    let count = remote.nodes.len();
-    let offline = |node: usize| faults.node_offline(node, count);
+    let offline = |node: usize| !fleet.node_up(remote, faults, node, now);
     let mut items = Vec::new();
     for (n, node) in remote.nodes.iter().enumerate() {
         let id = format!("node/{node}");
@@ -52,7 +52,8 @@ pub(crate) fn render_cluster_resources(
             // A node that is gone reports nothing about its guests.
             item["status"] = "unknown".into();
         } else if let Some(e) = entity(&id) {
-            item["status"] = if guest.running { "running" } else { "stopped" }.into();
+            let running = guest.life.running_at(ts);
+            item["status"] = if running { "running" } else { "stopped" }.into();
             usage(&mut item, e, ts);
         }
         items.push(item);
@@ -78,7 +79,7 @@ pub(crate) fn render_cluster_resources(
 
 /// `GET /status/datastore-usage` of a PBS as its clock shows `now`.
 pub(crate) fn render_datastore_usage(
-    seed: u64,
+    fleet: &Fleet,
     remote: &SimRemote,
     faults: &Faults,
     now: i64,
@@ -87,7 +88,7 @@ pub(crate) fn render_datastore_usage(
         return BAD_REPLY.to_vec();
     }
     let ts = now.div_euclid(GENERATION_SECS) * GENERATION_SECS;
-    let entities = entities(seed, remote);
+    let entities = entities(fleet, remote);
     let items: Vec<Value> = remote
         .datastores
         .iter()
@@ -151,7 +152,12 @@ mod tests {
     fn a_cluster_lists_its_nodes_named_guests_and_storages_with_their_status() {
         let fleet = Fleet::build(&SimConfig::default());
         let pve = fleet.remote("pve-1").unwrap();
-        let list = items(&render_cluster_resources(1, pve, &Faults::default(), NOW));
+        let list = items(&render_cluster_resources(
+            &fleet,
+            pve,
+            &Faults::default(),
+            NOW,
+        ));
         let of = |t: &str| list.iter().filter(|i| i["type"] == t).count();
         assert_eq!((of("node"), of("storage")), (3, 6));
         assert_eq!(of("qemu") + of("lxc"), 30);
@@ -174,8 +180,8 @@ mod tests {
             .all(|i| i["type"] != "node" || i["status"] == "online"));
         // The same generation renders the same list.
         assert_eq!(
-            render_cluster_resources(1, pve, &Faults::default(), NOW),
-            render_cluster_resources(1, pve, &Faults::default(), NOW + 1)
+            render_cluster_resources(&fleet, pve, &Faults::default(), NOW),
+            render_cluster_resources(&fleet, pve, &Faults::default(), NOW + 1)
         );
     }
 
@@ -184,7 +190,7 @@ mod tests {
         let fleet = Fleet::build(&SimConfig::default());
         let pve = fleet.remote("pve-1").unwrap();
         let faults = Faults::from_list(&[Fault::NodeOffline(1)]);
-        let list = items(&render_cluster_resources(1, pve, &faults, NOW));
+        let list = items(&render_cluster_resources(&fleet, pve, &faults, NOW));
         let node = list.iter().find(|i| i["id"] == "node/pve-1-n3").unwrap();
         assert_eq!(node["status"], "offline");
         assert!(node.get("cpu").is_none());
@@ -199,7 +205,12 @@ mod tests {
     fn a_pbs_lists_its_datastores_and_the_fault_fills_the_first() {
         let fleet = Fleet::build(&SimConfig::default());
         let pbs = fleet.remote("pbs-1").unwrap();
-        let list = items(&render_datastore_usage(1, pbs, &Faults::default(), NOW));
+        let list = items(&render_datastore_usage(
+            &fleet,
+            pbs,
+            &Faults::default(),
+            NOW,
+        ));
         assert_eq!(list.len(), 2);
         for d in &list {
             let (total, used, avail) = (
@@ -210,10 +221,60 @@ mod tests {
             assert!(used < total && used + avail == total, "{d}");
         }
         let full = Faults::from_list(&[Fault::DatastoreFull(95.0)]);
-        let list = items(&render_datastore_usage(1, pbs, &full, NOW));
+        let list = items(&render_datastore_usage(&fleet, pbs, &full, NOW));
         let share = list[0]["used"].as_f64().unwrap() / list[0]["total"].as_f64().unwrap();
         assert!((share - 0.95).abs() < 1e-6, "{share}");
         let bad = Faults::from_list(&[Fault::BadResources]);
-        assert_eq!(render_datastore_usage(1, pbs, &bad, NOW), BAD_REPLY);
+        assert_eq!(render_datastore_usage(&fleet, pbs, &bad, NOW), BAD_REPLY);
+    }
+
+    #[test]
+    fn churning_guests_change_status_over_time_the_same_way_for_the_same_seed() {
+        let config = |seed| SimConfig {
+            seed,
+            churn: crate::sim::churn::Churn {
+                guest_period_secs: 600,
+                ..Default::default()
+            },
+            ..SimConfig::default()
+        };
+        let statuses = |seed| {
+            let fleet = Fleet::build(&config(seed));
+            let pve = fleet.remote("pve-1").unwrap().clone();
+            (0..12)
+                .map(|i| {
+                    items(&render_cluster_resources(
+                        &fleet,
+                        &pve,
+                        &Faults::default(),
+                        NOW + i * 600,
+                    ))
+                    .iter()
+                    .filter(|i| i["type"] == "qemu" || i["type"] == "lxc")
+                    .map(|i| i["status"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        let a = statuses(1);
+        assert_eq!(a, statuses(1), "deterministic per seed");
+        assert_ne!(a, statuses(2), "another seed, another history");
+        assert!(a.windows(2).any(|w| w[0] != w[1]), "guests start and stop");
+        let fleet = Fleet::build(&config(1));
+        let pve = fleet.remote("pve-1").unwrap();
+        for list in [0, 3, 7].map(|i| {
+            items(&render_cluster_resources(
+                &fleet,
+                pve,
+                &Faults::default(),
+                NOW + i * 600,
+            ))
+        }) {
+            for guest in list.iter().filter(|i| i["type"] == "qemu") {
+                // A running guest uses memory (its metrics say so); a stopped one none.
+                let running = guest["status"] == "running";
+                assert_eq!(guest["mem"].as_u64().unwrap() > 0, running, "{guest}");
+            }
+        }
     }
 }

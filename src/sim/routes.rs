@@ -16,8 +16,10 @@ use hyper::body::Frame;
 use serde_json::{json, Value};
 
 use super::faults::Faults;
-use super::fleet::{jittered, SimRemote};
+use super::fleet::{jittered, Fleet, SimRemote};
+use super::listeners::Served;
 use super::metrics::render_metrics;
+use super::query::{percent_decode, Query};
 use super::resources::{render_cluster_resources, render_datastore_usage};
 use super::server::{next_roll, SimState};
 use super::tasks::{find_task, tasks_between};
@@ -41,29 +43,60 @@ const HANG: Duration = Duration::from_secs(3600);
 const TRICKLE_BYTES: usize = 16;
 const TRICKLE_PAUSE: Duration = Duration::from_millis(250);
 
-/// Routes one request.
-pub(crate) async fn route(state: &Arc<SimState>, parts: &Parts) -> Reply {
-    let path = parts.uri.path();
-    let scrape = path
-        .strip_prefix('/')
-        .and_then(|p| p.strip_suffix("/metrics"))
-        .filter(|id| !id.contains('/'));
-    let Some((remote_id, rest)) = path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once("/api2/json/"))
-        .or(scrape.map(|id| (id, "")))
-    else {
-        return respond(error(StatusCode::NOT_FOUND, "no such path"));
+/// Which remote a request is for, the API path after `/api2/json/` (empty for a
+/// scrape), and whether it is a scrape (`/metrics`); else what was not found.
+fn target<'p>(
+    state: &SimState,
+    served: Served,
+    path: &'p str,
+) -> Result<(usize, &'p str, bool), &'static str> {
+    let (index, rest, scrape) = match served {
+        Served::Node { remote, .. } => match path.strip_prefix("/api2/json/") {
+            Some(rest) => (remote, rest, false),
+            None if path == "/metrics" => (remote, "", true),
+            None => return Err("no such path"),
+        },
+        Served::Shared => {
+            let scrape = path
+                .strip_prefix('/')
+                .and_then(|p| p.strip_suffix("/metrics"))
+                .filter(|id| !id.contains('/'));
+            let Some((remote_id, rest)) = path
+                .strip_prefix('/')
+                .and_then(|p| p.split_once("/api2/json/"))
+                .or(scrape.map(|id| (id, "")))
+            else {
+                return Err("no such path");
+            };
+            let Some(index) = state.fleet.remotes.iter().position(|r| r.id == remote_id) else {
+                return Err("no such remote");
+            };
+            (index, rest, scrape.is_some())
+        }
     };
-    let Some(index) = state.fleet.remotes.iter().position(|r| r.id == remote_id) else {
-        return respond(error(StatusCode::NOT_FOUND, "no such remote"));
+    let exposition = state.fleet.remotes[index].kind == RemoteKind::Prometheus;
+    if exposition != scrape {
+        return Err("no such path");
+    }
+    Ok((index, rest, scrape))
+}
+
+/// Routes one request that arrived on a listener serving `served`.
+pub(crate) async fn route(state: &Arc<SimState>, served: Served, parts: &Parts) -> Reply {
+    let (index, rest, exposition) = match target(state, served, parts.uri.path()) {
+        Ok(found) => found,
+        Err(what) => return respond(error(StatusCode::NOT_FOUND, what)),
     };
     let remote = &state.fleet.remotes[index];
-    let exposition = remote.kind == RemoteKind::Prometheus;
-    if exposition != scrape.is_some() {
-        return respond(error(StatusCode::NOT_FOUND, "no such path"));
-    }
     let faults = &state.faults(index);
+    // A node that went offline, or an outage, while the connection was open: no answer.
+    let gone = match served {
+        Served::Node { remote, node } => !state.answers(remote, node),
+        Served::Shared => state.outage_now(faults),
+    };
+    if gone {
+        return Reply::Drop;
+    }
     let roll = next_roll(state, index);
     if exposition || matches!(rest, "cluster/metrics/export" | "status/metrics") {
         state.metric_exports[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -256,72 +289,6 @@ fn trickled(body: Bytes) -> Body {
     StreamBody::new(chunks).boxed()
 }
 
-/// The query string of a request.
-struct Query<'a>(&'a str);
-
-impl Query<'_> {
-    /// The decoded value of `name`, if present.
-    fn get(&self, name: &str) -> Option<String> {
-        self.0
-            .split('&')
-            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| percent_decode(value, true))
-    }
-
-    fn int(&self, name: &str) -> Result<Option<i64>, (StatusCode, String)> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| {
-                (
-                    StatusCode::BAD_REQUEST,
-                    format!("parameter verification failed: {name}: not an integer"),
-                )
-            }),
-        }
-    }
-
-    fn flag(&self, name: &str) -> Result<bool, (StatusCode, String)> {
-        match self.get(name).as_deref() {
-            None | Some("0" | "false" | "no" | "off") => Ok(false),
-            Some("1" | "true" | "yes" | "on") => Ok(true),
-            Some(_) => Err((
-                StatusCode::BAD_REQUEST,
-                format!("parameter verification failed: {name}: not a boolean"),
-            )),
-        }
-    }
-}
-
-/// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (query strings, not
-/// paths); invalid escapes stay as they are.
-fn percent_decode(text: &str, plus_is_space: bool) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' if plus_is_space => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The value of one hex digit.
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 type ApiResult = Result<Vec<u8>, (StatusCode, String)>;
 
 /// The API of one remote, bent by the `faults` in force.
@@ -333,25 +300,24 @@ fn api(
     query: &Query<'_>,
     now: i64,
 ) -> ApiResult {
-    let seed = state.fleet.seed;
+    let fleet = &state.fleet;
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let pbs = remote.kind == RemoteKind::Pbs;
     match segments.as_slice() {
-        ["cluster", "metrics", "export"] if !pbs => metrics(seed, remote, query, now),
-        ["status", "metrics"] if pbs => metrics(seed, remote, query, now),
+        ["cluster", "metrics", "export"] if !pbs => metrics(fleet, remote, faults, query, now),
+        ["status", "metrics"] if pbs => metrics(fleet, remote, faults, query, now),
         ["cluster", "resources"] if !pbs => {
             // `type` narrows the list as PVE's does (vm: qemu and lxc).
-            let body = render_cluster_resources(seed, remote, faults, now);
+            let body = render_cluster_resources(fleet, remote, faults, now);
             match query.get("type").as_deref() {
                 None => Ok(body),
                 Some(wanted) => filter_resources(&body, wanted),
             }
         }
         ["status", "datastore-usage"] if pbs => {
-            Ok(render_datastore_usage(seed, remote, faults, now))
+            Ok(render_datastore_usage(fleet, remote, faults, now))
         }
         ["nodes"] => {
-            let count = remote.nodes.len();
             let nodes: Vec<Value> = if pbs {
                 vec![json!({ "node": "localhost" })]
             } else {
@@ -360,10 +326,10 @@ fn api(
                     .iter()
                     .enumerate()
                     .map(|(i, n)| {
-                        let status = if faults.node_offline(i, count) {
-                            "offline"
-                        } else {
+                        let status = if fleet.node_up(remote, faults, i, now) {
                             "online"
+                        } else {
+                            "offline"
                         };
                         json!({ "node": n, "status": status, "type": "node" })
                     })
@@ -372,14 +338,14 @@ fn api(
             Ok(json!({ "data": nodes }).to_string().into_bytes())
         }
         ["nodes", node, "tasks"] => {
-            let node = node_index(remote, node)?;
+            let node = node_up(fleet, remote, faults, node, now)?;
             task_list(state, remote, node, query, now)
         }
         ["nodes", node, "tasks", upid, "status"] => {
-            node_index(remote, node)?;
+            node_up(fleet, remote, faults, node, now)?;
             let upid = Upid::parse(&percent_decode(upid, false))
                 .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-            let task = find_task(seed, state.fleet.task_interval_secs, remote, &upid, now)
+            let task = find_task(fleet, remote, &upid, now)
                 .ok_or((StatusCode::NOT_FOUND, format!("no such task: {upid}")))?;
             Ok(json!({ "data": task.status_reply(remote.kind, now) })
                 .to_string()
@@ -415,6 +381,26 @@ fn filter_resources(body: &[u8], wanted: &str) -> ApiResult {
     Ok(reply.to_string().into_bytes())
 }
 
+/// PVE's status when it cannot reach the cluster member a request is for.
+const NO_ROUTE: u16 = 595;
+
+/// The index of a path's node if it is up; an offline one answers as PVE does when it
+/// cannot proxy to a member (595).
+fn node_up(
+    fleet: &Fleet,
+    remote: &SimRemote,
+    faults: &Faults,
+    node: &str,
+    now: i64,
+) -> Result<usize, (StatusCode, String)> {
+    let index = node_index(remote, node)?;
+    if !fleet.node_up(remote, faults, index, now) {
+        let status = StatusCode::from_u16(NO_ROUTE).expect("595 is a valid status code");
+        return Err((status, format!("no route to host: node {node} is offline")));
+    }
+    Ok(index)
+}
+
 /// The node index for a path's node name (PBS also answers to `localhost`).
 fn node_index(remote: &SimRemote, node: &str) -> Result<usize, (StatusCode, String)> {
     if remote.kind == RemoteKind::Pbs && node == "localhost" {
@@ -427,11 +413,17 @@ fn node_index(remote: &SimRemote, node: &str) -> Result<usize, (StatusCode, Stri
         .ok_or((StatusCode::NOT_FOUND, format!("no such node: {node}")))
 }
 
-fn metrics(seed: u64, remote: &SimRemote, query: &Query<'_>, now: i64) -> ApiResult {
+fn metrics(
+    fleet: &Fleet,
+    remote: &SimRemote,
+    faults: &Faults,
+    query: &Query<'_>,
+    now: i64,
+) -> ApiResult {
     let history = query.flag("history")?;
     query.flag("local-only")?;
     let start = query.int("start-time")?;
-    Ok(render_metrics(seed, remote, now, history, start))
+    Ok(render_metrics(fleet, remote, faults, now, history, start))
 }
 
 /// `GET /nodes/{node}/tasks`: PVE's `source` (archive | active | all) or PBS's `running`,
@@ -466,18 +458,10 @@ fn task_list(
     let until = query.int("until")?.unwrap_or(now);
     let start = query.int("start")?.unwrap_or(0).max(0) as usize;
     let limit = query.int("limit")?.unwrap_or(50).max(0) as usize;
-    let tasks: Vec<_> = tasks_between(
-        state.fleet.seed,
-        state.fleet.task_interval_secs,
-        remote,
-        node,
-        since,
-        until,
-        now,
-    )
-    .into_iter()
-    .filter(|t| if t.running(now) { running } else { finished })
-    .collect();
+    let tasks: Vec<_> = tasks_between(&state.fleet, remote, node, since, until, now)
+        .into_iter()
+        .filter(|t| if t.running(now) { running } else { finished })
+        .collect();
     let total = tasks.len();
     let items: Vec<Value> = tasks
         .iter()
@@ -502,7 +486,11 @@ mod tests {
             task_interval_secs: 60,
             ..SimConfig::default()
         });
-        SimState::new(fleet, Arc::new(fleetpoll_actors::TokioClock::system()))
+        SimState::new(
+            fleet,
+            Arc::new(fleetpoll_actors::TokioClock::system()),
+            Default::default(),
+        )
     }
 
     fn get(state: &SimState, remote: &str, path: &str, query: &str) -> Value {
@@ -652,24 +640,24 @@ mod tests {
             .map(|n| n["status"].as_str().unwrap())
             .collect();
         assert_eq!(status, ["online", "online", "offline"]);
-    }
-
-    #[test]
-    fn percent_decoding_handles_escapes_plus_in_queries_only_and_broken_escapes() {
-        assert_eq!(percent_decode("UPID%3Apve%3A", false), "UPID:pve:");
-        assert_eq!(percent_decode("a+b", true), "a b");
-        assert_eq!(percent_decode("a+b", false), "a+b");
-        assert_eq!(percent_decode("100%", true), "100%");
-        assert_eq!(percent_decode("%zz", true), "%zz");
-    }
-
-    #[test]
-    fn query_values_are_found_by_name() {
-        let q = Query("history=1&start-time=100&flag");
-        assert_eq!(q.get("start-time").as_deref(), Some("100"));
-        assert_eq!(q.int("start-time").unwrap(), Some(100));
-        assert!(q.flag("history").unwrap());
-        assert!(!q.flag("local-only").unwrap());
-        assert!(Query("since=x").int("since").is_err());
+        let err = api(
+            &state,
+            pve,
+            &faults,
+            "nodes/pve-1-n3/tasks",
+            &Query(""),
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(err.0.as_u16(), 595, "{err:?}");
+        assert!(api(
+            &state,
+            pve,
+            &faults,
+            "nodes/pve-1-n2/tasks",
+            &Query(""),
+            NOW
+        )
+        .is_ok());
     }
 }

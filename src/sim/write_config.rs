@@ -1,7 +1,7 @@
 //! `fleetpoll sim --write-config FILE`: a fleetpoll config for the simulated fleet —
-//! addresses, tokens and pinned fingerprints, exposition targets as `type = "prometheus"`
-//! remotes with their URLs and bearer tokens — so `fleetpoll run --config FILE` works
-//! against the simulator with no editing. The file holds the tokens, so it is created
+//! every node's address with its pinned fingerprint, tokens, exposition targets as
+//! `type = "prometheus"` remotes with their URLs and bearer tokens — so
+//! `fleetpoll run --config FILE` works against the simulator with no editing. The file holds the tokens, so it is created
 //! with mode 0600; the data directories sit next to it.
 
 use std::io::Write;
@@ -27,10 +27,14 @@ pub fn fleet_config(sim: &Simulator, data_dir: &Path) -> Config {
         config.remotes.push(RemoteEntry {
             id: info.id.clone(),
             kind: info.kind.as_str().to_string(),
-            nodes: vec![NodeEntry {
-                address: info.address.to_string(),
-                fingerprint: Some(info.fingerprint.to_string()),
-            }],
+            nodes: info
+                .nodes
+                .iter()
+                .map(|node| NodeEntry {
+                    address: node.address.to_string(),
+                    fingerprint: Some(node.fingerprint.to_string()),
+                })
+                .collect(),
             auth_id: info.token_id.clone(),
             token: Some(Secret(info.secret.clone())),
             path_prefix: info.path_prefix.clone(),
@@ -63,4 +67,37 @@ pub fn write_config(sim: &Simulator, path: &Path) -> std::io::Result<()> {
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimConfig;
+
+    #[tokio::test]
+    async fn every_node_is_written_with_its_own_address_and_fingerprint() {
+        let sim = Simulator::start(SimConfig {
+            prom_targets: 1,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let config = fleet_config(&sim, Path::new("/tmp/x"));
+        let pve = config.remotes.iter().find(|r| r.id == "pve-1").unwrap();
+        let info = sim.remote("pve-1").unwrap();
+        assert_eq!(pve.nodes.len(), 3);
+        for (entry, node) in pve.nodes.iter().zip(&info.nodes) {
+            assert_eq!(entry.address, node.address.to_string());
+            assert_eq!(entry.fingerprint, Some(node.fingerprint.to_string()));
+        }
+        assert_ne!(pve.nodes[0].address, pve.nodes[1].address);
+        assert_ne!(pve.nodes[0].fingerprint, pve.nodes[1].fingerprint);
+        assert_eq!(pve.path_prefix, "", "a real remote's paths");
+        let prom = config.remotes.iter().find(|r| r.id == "prom-1").unwrap();
+        assert_eq!(
+            prom.url.as_deref(),
+            sim.remote("prom-1").unwrap().url().as_deref()
+        );
+        sim.shutdown().await;
+    }
 }

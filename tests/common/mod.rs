@@ -13,11 +13,9 @@ use fleetpoll::sim::{SimConfig, SimRemoteInfo, Simulator};
 use fleetpoll_actors::RemoteId;
 use rustls::RootCertStore;
 
-/// Starts a simulator on a free loopback port.
+/// Starts a simulator, each node on its own loopback address and a free port.
 pub async fn start(config: SimConfig) -> Simulator {
-    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("simulator starts")
+    Simulator::start(config).await.expect("simulator starts")
 }
 
 /// Options for tests: a timeout generous enough for a loaded CI machine (tests of
@@ -33,19 +31,24 @@ pub fn test_options(info: &SimRemoteInfo) -> ClientOptions {
     }
 }
 
-/// An endpoint with one node address per simulated node, pinned to `fingerprint`.
+/// An endpoint with every simulated node's address, each pinned to `fingerprint`.
 pub fn endpoint_with(
     info: &SimRemoteInfo,
     fingerprint: Fingerprint,
     token: ApiToken,
 ) -> RemoteEndpoint {
+    let mut endpoint = endpoint_with_token(info, token);
+    for node in &mut endpoint.nodes {
+        node.fingerprint = Some(fingerprint);
+    }
+    endpoint
+}
+
+/// An endpoint with every simulated node's address and its own fingerprint.
+pub fn endpoint_with_token(info: &SimRemoteInfo, token: ApiToken) -> RemoteEndpoint {
     RemoteEndpoint {
         remote: RemoteId::new(&info.id),
-        nodes: info
-            .nodes
-            .iter()
-            .map(|_| NodeAddress::new("127.0.0.1", info.address.port(), Some(fingerprint)))
-            .collect(),
+        nodes: info.node_addresses(),
         token,
         options: test_options(info),
     }
@@ -53,11 +56,12 @@ pub fn endpoint_with(
 
 /// The endpoint a correctly configured client would use.
 pub fn endpoint(info: &SimRemoteInfo) -> RemoteEndpoint {
-    endpoint_with(
-        info,
-        info.fingerprint,
-        ApiToken::new(&info.token_id, &info.secret),
-    )
+    endpoint_with_token(info, ApiToken::new(&info.token_id, &info.secret))
+}
+
+/// A node address nobody listens on, pinned to `fingerprint`.
+pub fn dead_node(fingerprint: Fingerprint) -> NodeAddress {
+    NodeAddress::new("127.0.0.1", closed_port(), Some(fingerprint))
 }
 
 /// A PVE client of the simulated remote `id`.

@@ -91,15 +91,7 @@ pub fn start_sim(config: &Path) -> Proc {
 pub fn start_sim_with(config: &Path, extra: &[&str]) -> Proc {
     let child = Command::new(bin())
         .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--pve",
-            "3",
-            "--pbs",
-            "2",
-            "--seed",
-            "3",
+            "sim", "--port", "0", "--pve", "3", "--pbs", "2", "--seed", "3",
         ])
         .args(extra)
         .arg("--write-config")

@@ -4,9 +4,12 @@
 //! waited for, while another thread measures the API's latency for a task page and an
 //! hour of a node's metrics: first the backfill cycle on an empty store, then a regular
 //! incremental one. Reports each against the latency-bound floor of the requests a full
-//! cycle cannot avoid — `ceil(requests / concurrency) × latency`, where a PVE cluster
-//! needs its metric export and one task list per node, a PBS its metrics and its task
-//! list — the daemon's CPU time and peak memory, and both latencies' p99.
+//! cycle cannot avoid — `ceil(requests / concurrency) × (latency + rtt)`, where a PVE
+//! cluster needs its metric export and one task list per node, a PBS its metrics and
+//! its task list, plus `ceil(remotes / concurrency) × 2 × rtt` for the TCP and TLS
+//! handshakes of at least one new connection per remote — the daemon's CPU time and
+//! peak memory, and both latencies' p99. The simulator serves every node on its own
+//! address with its own certificate; `--rtt-ms` adds a round-trip time.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -28,9 +31,14 @@ pub(crate) struct E2eArgs {
     /// Number of simulated remotes (a third of them PBS).
     #[arg(long, default_value_t = 1000)]
     remotes: usize,
-    /// The simulator's reply latency in milliseconds.
+    /// The simulator's reply latency in milliseconds: each remote's time to answer
+    /// (the `latency` fault), paid once per request.
     #[arg(long, default_value_t = 100)]
     latency_ms: u64,
+    /// The simulator's round-trip time in milliseconds (`fleetpoll sim --rtt-ms`): paid
+    /// by the TCP and TLS handshakes of every new connection and by every request.
+    #[arg(long, default_value_t = 0)]
+    rtt_ms: u64,
     /// The daemon's global connection cap.
     #[arg(long, default_value_t = 20)]
     concurrency: u32,
@@ -108,7 +116,7 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     let pbs = args.remotes / 3;
     let _sim = Proc(
         Command::new(&bin)
-            .args(["sim", "--listen", "127.0.0.1:0", "--seed", "1"])
+            .args(["sim", "--port", "0", "--seed", "1"])
             .args([
                 "--pve",
                 &(args.remotes - pbs).to_string(),
@@ -122,6 +130,7 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
                 &args.guests.to_string(),
             ])
             .args(["--fault", &format!("latency={}", args.latency_ms)])
+            .args(["--rtt-ms", &args.rtt_ms.to_string()])
             .arg("--write-config")
             .arg(&config)
             .stdout(Stdio::null())
@@ -163,17 +172,22 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     let rss_mib = process_peak_rss_mib(&pid);
     let rss_after_regular = process_rss_mib(&pid);
     let latency = args.latency_ms as f64 / 1000.0;
+    let rtt = args.rtt_ms as f64 / 1000.0;
     let concurrency = args.concurrency as usize;
     // What a full cycle cannot do with fewer requests: a cluster's node list can be kept
-    // between cycles, its nodes' task lists cannot be merged into one request.
+    // between cycles, its nodes' task lists cannot be merged into one request. Every
+    // request pays one round trip; every remote at least one new connection (TCP and
+    // TLS handshakes, a round trip each), since no connection serves two remotes.
     let requests = (args.remotes - pbs) * (1 + args.nodes) + pbs * 2;
-    let ideal = requests.div_ceil(concurrency) as f64 * latency;
+    let handshakes = args.remotes.div_ceil(concurrency) as f64 * 2.0 * rtt;
+    let ideal = requests.div_ceil(concurrency) as f64 * (latency + rtt) + handshakes;
     // The metrics-only floor (one request per remote), as in the `fleet` scenario.
-    let ideal_metrics_only = args.remotes.div_ceil(concurrency) as f64 * latency;
+    let ideal_metrics_only = args.remotes.div_ceil(concurrency) as f64 * (latency + 3.0 * rtt);
     Ok(json!({
         "scenario": "e2e",
         "remotes": args.remotes,
         "latency_ms": args.latency_ms,
+        "rtt_ms": args.rtt_ms,
         "concurrency": args.concurrency,
         "requests_min": requests,
         "ideal_s": round(ideal, 3),

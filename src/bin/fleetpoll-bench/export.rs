@@ -100,7 +100,6 @@ struct Cycle {
 
 async fn one_cycle(
     args: &ExportArgs,
-    fingerprint: fleetpoll::remote::Fingerprint,
     remotes: &[crate::fleet::SimRemote],
     vm_port: u16,
     since_secs: i64,
@@ -112,7 +111,7 @@ async fn one_cycle(
         since_secs,
         ..args.fleet.clone()
     };
-    let config = fleet_config(&fleet, fingerprint, remotes, &metrics, clock.clone())?;
+    let config = fleet_config(&fleet, remotes, &metrics, clock.clone())?;
     let text = format!(
         "[[exporters]]\nname = \"rw\"\nkind = \"prometheus-remote-write\"\n\
          url = \"http://127.0.0.1:{vm_port}/api/v1/write\"\nprefix = \"fprw\"\n\
@@ -182,7 +181,7 @@ async fn one_cycle(
 
 pub(crate) fn run(args: ExportArgs) -> anyhow::Result<serde_json::Value> {
     // The simulator runs until the end of the scenario.
-    let (_sim, fingerprint, remotes) = start_sim(&args.fleet)?;
+    let (_sim, remotes) = start_sim(&args.fleet)?;
     let data = tempfile::tempdir()?;
     let (vm, vm_port) = start_victoria(data.path())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -194,7 +193,6 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<serde_json::Value> {
     eprintln!("export: backfill cycle ({} s)", args.backfill_secs);
     let backfill = rt.block_on(one_cycle(
         &args,
-        fingerprint,
         &remotes,
         vm_port,
         args.backfill_secs,
@@ -211,7 +209,6 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<serde_json::Value> {
     let vm_cpu0 = process_cpu_secs(&vm_pid);
     let regular = rt.block_on(one_cycle(
         &args,
-        fingerprint,
         &remotes,
         vm_port,
         args.fleet.since_secs,
@@ -221,7 +218,6 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<serde_json::Value> {
     eprintln!("export: the same cycle without exporters");
     let baseline = rt.block_on(one_cycle(
         &args,
-        fingerprint,
         &remotes,
         vm_port,
         args.fleet.since_secs,

@@ -1,13 +1,16 @@
 //! Scenario `fleet`: one metrics cycle of a whole simulated fleet over real HTTPS.
 //!
-//! The simulator runs as a separate process (`fleetpoll sim`, with a fixed reply
-//! latency), so the CPU time measured here is the polling side alone: the engine, the
-//! TLS clients and the parser. Every remote is asked once for the points of the last
-//! `--since-secs` (a regular cycle's worth by default) and the batches are stored in
-//! memory; the cycle is compared with `ceil(remotes / concurrency) × latency`.
+//! The simulator runs as a separate process (`fleetpoll sim`, every node on its own
+//! loopback address with its own certificate, a fixed reply latency and an optional
+//! round-trip time), so the CPU time measured here is the polling side alone: the
+//! engine, the TLS clients and the parser. Every remote is asked once for the points
+//! of the last `--since-secs` (a regular cycle's worth by default) and the batches are
+//! stored in memory; the cycle is compared with the floor
+//! `ceil(remotes / concurrency) × (latency + 3 × rtt)`: each poll opens a new
+//! connection to its remote (TCP 1 RTT, TLS 1.3 1 RTT, the request 1 RTT) and waits
+//! for the remote's latency.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use fleetpoll_actors::testing::{MemoryMetricStore, MemoryTaskStore};
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::e2e::wait_for;
 use crate::measure::{cpu_time, process_cpu_secs, quiet_engine_config, round, rss_bytes};
 
 /// Flags of the `fleet` scenario.
@@ -30,9 +34,14 @@ pub(crate) struct FleetArgs {
     /// Number of simulated remotes (a third of them PBS, the rest PVE clusters).
     #[arg(long, default_value_t = 1000)]
     pub(crate) remotes: usize,
-    /// The simulator's reply latency in milliseconds.
+    /// The simulator's reply latency in milliseconds: each remote's time to answer
+    /// (the `latency` fault), paid once per request.
     #[arg(long, default_value_t = 100)]
     pub(crate) latency_ms: u64,
+    /// The simulator's round-trip time in milliseconds (`fleetpoll sim --rtt-ms`): paid
+    /// by the TCP and TLS handshakes of every new connection and by every request.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) rtt_ms: u64,
     /// Global connection cap of the engine.
     #[arg(long, default_value_t = 20)]
     pub(crate) concurrency: u32,
@@ -60,10 +69,11 @@ impl Drop for SimProcess {
     }
 }
 
+/// One simulated remote as the written config describes it.
 pub(crate) struct SimRemote {
     id: String,
     kind: RemoteKind,
-    port: u16,
+    nodes: Vec<NodeAddress>,
     prefix: String,
     token_id: String,
     secret: String,
@@ -81,101 +91,100 @@ pub(crate) fn fleetpoll_binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// Starts `fleetpoll sim` and reads the fleet it announces on stdout.
-pub(crate) fn start_sim(
-    args: &FleetArgs,
-) -> anyhow::Result<(SimProcess, Fingerprint, Vec<SimRemote>)> {
+/// Starts `fleetpoll sim` (free ports, every node on its own address) and reads the
+/// fleet from the config it writes.
+pub(crate) fn start_sim(args: &FleetArgs) -> anyhow::Result<(SimProcess, Vec<SimRemote>)> {
     let pbs = args.remotes / 3;
-    let mut child = Command::new(fleetpoll_binary()?)
-        .args(["sim", "--listen", "127.0.0.1:0"])
+    let dir = tempfile::tempdir().context("a temporary directory")?;
+    let written = dir.path().join("fleet.toml");
+    let child = Command::new(fleetpoll_binary()?)
+        .args(["sim", "--port", "0"])
         .args(["--pve", &(args.remotes - pbs).to_string()])
         .args(["--pbs", &pbs.to_string()])
         .args(["--nodes", &args.nodes.to_string()])
         .args(["--guests", &args.guests.to_string()])
         .args(["--seed", &args.seed.to_string()])
         .args(["--fault", &format!("latency={}", args.latency_ms)])
-        .stdout(Stdio::piped())
+        .args(["--rtt-ms", &args.rtt_ms.to_string()])
+        .arg("--write-config")
+        .arg(&written)
+        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting fleetpoll sim")?;
-    let stdout = child.stdout.take().context("the simulator's stdout")?;
     let sim = SimProcess(child);
-    let mut fingerprint = None;
-    let mut remotes = Vec::with_capacity(args.remotes);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("reading the simulator's announcement")?;
-        if let Some(fp) = line.strip_prefix("fingerprint ") {
-            fingerprint = Some(
-                fp.trim()
-                    .parse::<Fingerprint>()
-                    .map_err(anyhow::Error::msg)?,
-            );
-        } else if let Some(rest) = line.strip_prefix("remote ") {
-            remotes.push(parse_remote_line(rest)?);
-            if remotes.len() == args.remotes {
-                break;
-            }
-        }
-    }
-    let fingerprint = fingerprint.context("the simulator printed no fingerprint")?;
+    wait_for(
+        Duration::from_secs(120),
+        "the simulator wrote its config",
+        || written.exists(),
+    )?;
+    let remotes = read_fleet(&written)?;
     if remotes.len() != args.remotes {
         bail!(
-            "the simulator announced {} remotes, expected {}",
+            "the simulator wrote {} remotes, expected {}",
             remotes.len(),
             args.remotes
         );
     }
-    Ok((sim, fingerprint, remotes))
+    Ok((sim, remotes))
 }
 
-/// `pve-1 pve https://127.0.0.1:PORT/pve-1 nodes=… token=ID=SECRET` (PBS: `ID:SECRET`).
-fn parse_remote_line(rest: &str) -> anyhow::Result<SimRemote> {
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let [id, kind, url, _nodes, token] = fields[..] else {
-        bail!("unexpected remote line from the simulator: {rest:?}");
-    };
-    let kind = match kind {
-        "pve" => RemoteKind::Pve,
-        "pbs" => RemoteKind::Pbs,
-        other => bail!("unknown remote kind {other:?} from the simulator"),
-    };
-    let hostport = url
-        .strip_prefix("https://")
-        .context("the remote's URL is not https")?;
-    let (addr, prefix) = hostport.split_once('/').context("the URL has no path")?;
-    let port = addr
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok())
-        .context("the URL has no port")?;
-    let token = token.strip_prefix("token=").context("no token field")?;
-    let sep = match kind {
-        RemoteKind::Pbs => ':',
-        _ => '=',
-    };
-    let (token_id, secret) = token
-        .rsplit_once(sep)
-        .context("the token has no secret part")?;
-    Ok(SimRemote {
-        id: id.to_string(),
-        kind,
-        port,
-        prefix: format!("/{prefix}"),
-        token_id: token_id.to_string(),
-        secret: secret.to_string(),
-    })
+/// The remotes of a config written by `fleetpoll sim --write-config`.
+fn read_fleet(path: &Path) -> anyhow::Result<Vec<SimRemote>> {
+    let config = fleetpoll::config::load(path)?;
+    config
+        .remotes
+        .into_iter()
+        .map(|r| {
+            let kind = match r.kind.as_str() {
+                "pve" => RemoteKind::Pve,
+                "pbs" => RemoteKind::Pbs,
+                other => bail!("unexpected remote kind {other:?} in the simulator's config"),
+            };
+            let nodes = r
+                .nodes
+                .iter()
+                .map(|n| {
+                    let addr: std::net::SocketAddr = n
+                        .address
+                        .parse()
+                        .with_context(|| format!("node address {:?}", n.address))?;
+                    let fingerprint = n
+                        .fingerprint
+                        .as_deref()
+                        .map(str::parse::<Fingerprint>)
+                        .transpose()
+                        .map_err(anyhow::Error::msg)?;
+                    Ok(NodeAddress::new(
+                        addr.ip().to_string(),
+                        addr.port(),
+                        fingerprint,
+                    ))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(SimRemote {
+                id: r.id,
+                kind,
+                nodes,
+                prefix: r.path_prefix,
+                token_id: r.auth_id,
+                secret: r.token.context("the simulator's config has no token")?.0,
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn run(args: FleetArgs) -> anyhow::Result<serde_json::Value> {
     if args.remotes == 0 || args.concurrency == 0 {
         bail!("--remotes and --concurrency must be at least 1");
     }
-    let (sim, fingerprint, remotes) = start_sim(&args)?;
+    let (sim, remotes) = start_sim(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     let sim_cpu0 = process_cpu_secs(&sim.0.id().to_string());
-    let mut result = rt.block_on(poll_fleet(&args, fingerprint, remotes))?;
+    let mut result = rt.block_on(poll_fleet(&args, remotes))?;
     let sim_cpu = process_cpu_secs(&sim.0.id().to_string()) - sim_cpu0;
     result["sim_cpu_s"] = json!(round(sim_cpu, 3));
     Ok(result)
@@ -184,7 +193,6 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<serde_json::Value> {
 /// The engine's config for the simulated fleet, every cursor `since_secs` old.
 pub(crate) fn fleet_config(
     args: &FleetArgs,
-    fingerprint: Fingerprint,
     remotes: &[SimRemote],
     metrics: &MemoryMetricStore,
     clock: Arc<dyn Clock>,
@@ -197,7 +205,7 @@ pub(crate) fn fleet_config(
     for r in remotes {
         let endpoint = RemoteEndpoint {
             remote: r.id.as_str().into(),
-            nodes: vec![NodeAddress::new("127.0.0.1", r.port, Some(fingerprint))],
+            nodes: r.nodes.clone(),
             token: ApiToken::new(r.token_id.clone(), r.secret.clone()),
             options: ClientOptions {
                 path_prefix: r.prefix.clone(),
@@ -221,12 +229,11 @@ pub(crate) fn fleet_config(
 
 async fn poll_fleet(
     args: &FleetArgs,
-    fingerprint: Fingerprint,
     remotes: Vec<SimRemote>,
 ) -> anyhow::Result<serde_json::Value> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
     let metrics = MemoryMetricStore::new();
-    let config = fleet_config(args, fingerprint, &remotes, &metrics, clock.clone())?;
+    let config = fleet_config(args, &remotes, &metrics, clock.clone())?;
     let engine = Engine::builder(config)
         .metric_store(metrics.clone())
         .task_store(MemoryTaskStore::new())
@@ -253,8 +260,10 @@ async fn poll_fleet(
         );
     }
     let points = metrics.total_points();
-    let ideal =
-        args.remotes.div_ceil(args.concurrency as usize) as f64 * args.latency_ms as f64 / 1000.0;
+    // Each poll: a new connection (TCP and TLS 1.3, one RTT each), the request (one
+    // RTT) and the remote's latency.
+    let per_poll = (args.latency_ms + 3 * args.rtt_ms) as f64 / 1000.0;
+    let ideal = args.remotes.div_ceil(args.concurrency as usize) as f64 * per_poll;
     let rss = rss_bytes();
     engine.shutdown(Duration::from_secs(5)).await?;
     eprintln!("fleet: {points} points in {cycle:.3} s (ideal {ideal:.3} s), client cpu {cpu:.2} s");
@@ -262,6 +271,7 @@ async fn poll_fleet(
         "scenario": "fleet",
         "remotes": args.remotes,
         "latency_ms": args.latency_ms,
+        "rtt_ms": args.rtt_ms,
         "concurrency": args.concurrency,
         "since_secs": args.since_secs,
         "cycle_s": round(cycle, 4),

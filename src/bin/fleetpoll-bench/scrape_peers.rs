@@ -374,18 +374,15 @@ pub(crate) fn run(args: ScrapePeersArgs) -> anyhow::Result<Value> {
         .work_dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    let sim = runtime.block_on(Simulator::start(
-        SimConfig {
-            seed: 5,
-            pve_remotes: 0,
-            pbs_remotes: 0,
-            prom_targets: args.targets,
-            prom_series: args.series,
-            prom_open: true,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse()?,
-    ))?;
+    let sim = runtime.block_on(Simulator::start(SimConfig {
+        seed: 5,
+        pve_remotes: 0,
+        pbs_remotes: 0,
+        prom_targets: args.targets,
+        prom_series: args.series,
+        prom_open: true,
+        ..SimConfig::default()
+    }))?;
     let receiver = Arc::new(Receiver::default());
     let receiver_port = runtime.block_on(start_receiver(receiver.clone()))?;
     let systems: Vec<&str> = args.systems.split(',').map(str::trim).collect();

@@ -37,7 +37,7 @@ pub(crate) fn run(args: UiArgs) -> anyhow::Result<Value> {
     let pbs = args.remotes / 3;
     let _sim = Proc(
         Command::new(&bin)
-            .args(["sim", "--listen", "127.0.0.1:0", "--seed", "1"])
+            .args(["sim", "--port", "0", "--seed", "1"])
             .args(["--pve", &(args.remotes - pbs).to_string()])
             .args([
                 "--pbs",
