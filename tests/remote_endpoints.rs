@@ -182,13 +182,9 @@ async fn check_task_status<C: RemoteSource>(client: &C, now: i64) {
 #[tokio::test]
 async fn task_status_by_upid_matches_the_listing() {
     let clock = std::sync::Arc::new(ManualClock(1_750_000_000.into()));
-    let sim = fleetpoll::sim::Simulator::start_with_clock(
-        small_fleet(),
-        "127.0.0.1:0".parse().unwrap(),
-        clock,
-    )
-    .await
-    .unwrap();
+    let sim = fleetpoll::sim::Simulator::start_with_clock(small_fleet(), clock)
+        .await
+        .unwrap();
     check_task_status(&common::pve(&sim, "pve-1"), sim.now()).await;
     check_task_status(&common::pbs(&sim, "pbs-1"), sim.now()).await;
     sim.shutdown().await;

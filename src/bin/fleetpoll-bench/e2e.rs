@@ -48,6 +48,10 @@ pub(crate) struct E2eArgs {
     /// Guests per PVE cluster.
     #[arg(long, default_value_t = 10)]
     guests: usize,
+    /// After the regular cycle, how long every remote is made unreachable (the
+    /// simulator's outage, SIGUSR1 … SIGUSR2) before `recovery_s` is measured; 0 skips it.
+    #[arg(long, default_value_t = 60)]
+    outage_secs: u64,
 }
 
 pub(crate) struct Proc(pub(crate) Child);
@@ -114,7 +118,7 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir().context("a temporary directory")?;
     let config = dir.path().join("fleet.toml");
     let pbs = args.remotes / 3;
-    let _sim = Proc(
+    let sim = Proc(
         Command::new(&bin)
             .args(["sim", "--port", "0", "--seed", "1"])
             .args([
@@ -171,6 +175,18 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     let regular = measured_cycle(port, &pid)?;
     let rss_mib = process_peak_rss_mib(&pid);
     let rss_after_regular = process_rss_mib(&pid);
+    let recovery = if args.outage_secs > 0 {
+        Some(crate::recovery::measure(
+            port,
+            sim.0.id(),
+            Duration::from_secs(args.outage_secs),
+        )?)
+    } else {
+        None
+    };
+    // The bound of the issue: one collection interval (the default 600 s; the canary
+    // period does not depend on the benchmark's day-long interval) plus the cycle.
+    let recovery_target = 600.0 + regular.seconds;
     let latency = args.latency_ms as f64 / 1000.0;
     let rtt = args.rtt_ms as f64 / 1000.0;
     let concurrency = args.concurrency as usize;
@@ -207,6 +223,10 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
         "daemon_rss_mib": round(rss_mib, 1),
         "daemon_rss_after_backfill_mib": round(rss_after_backfill, 1),
         "daemon_rss_after_regular_mib": round(rss_after_regular, 1),
+        "outage_s": args.outage_secs,
+        "recovery_s": recovery.as_ref().map(|r| round(r.seconds, 2)),
+        "recovery_longest_backoff_left_s": recovery.as_ref().map(|r| r.longest_wait_s),
+        "recovery_target_s": round(recovery_target, 1),
     }))
 }
 

@@ -7,6 +7,7 @@ mod export;
 mod fleet;
 mod measure;
 mod parse;
+mod recovery;
 mod rrd_ingest;
 mod rules;
 mod scrape_peers;
