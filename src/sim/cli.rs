@@ -278,6 +278,13 @@ pub fn run(args: Vec<String>) -> i32 {
         }
     };
     runtime.block_on(async move {
+        let mut signals = match Signals::listen() {
+            Ok(signals) => signals,
+            Err(err) => {
+                eprintln!("fleetpoll sim: cannot listen for signals: {err}");
+                return 1;
+            }
+        };
         let sim = match Simulator::start(parsed.config).await {
             Ok(sim) => sim,
             Err(err) => {
@@ -297,7 +304,7 @@ pub fn run(args: Vec<String>) -> i32 {
             );
         }
         print_banner(&sim);
-        let code = wait_for_interrupt(&sim).await;
+        let code = signals.wait(&sim).await;
         sim.shutdown().await;
         code
     })
@@ -340,35 +347,46 @@ fn print_banner(sim: &Simulator) {
     let _ = out.flush();
 }
 
-/// Waits for Ctrl-C (or SIGTERM), switching the outage on at SIGUSR1 and off at SIGUSR2;
-/// returns the exit code.
-async fn wait_for_interrupt(sim: &Simulator) -> i32 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut on), Ok(mut off), Ok(mut term)) = (
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::user_defined2()),
-        signal(SignalKind::terminate()),
-    ) else {
-        eprintln!("fleetpoll sim: cannot listen for signals; stopping");
-        return 1;
-    };
-    loop {
-        tokio::select! {
-            interrupted = tokio::signal::ctrl_c() => {
-                if interrupted.is_err() {
-                    eprintln!("fleetpoll sim: cannot wait for Ctrl-C; stopping");
-                    return 1;
+/// The signals `fleetpoll sim` answers, listened for before anything announces the
+/// fleet (the config file, the banner), so a script that signals as soon as it sees
+/// either never meets the default action.
+struct Signals {
+    on: tokio::signal::unix::Signal,
+    off: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            on: signal(SignalKind::user_defined1())?,
+            off: signal(SignalKind::user_defined2())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for Ctrl-C or SIGTERM, switching the outage on at SIGUSR1 and off at
+    /// SIGUSR2; returns the exit code.
+    async fn wait(&mut self, sim: &Simulator) -> i32 {
+        loop {
+            tokio::select! {
+                interrupted = tokio::signal::ctrl_c() => {
+                    if interrupted.is_err() {
+                        eprintln!("fleetpoll sim: cannot wait for Ctrl-C; stopping");
+                        return 1;
+                    }
+                    return 0;
                 }
-                return 0;
-            }
-            _ = term.recv() => return 0,
-            _ = on.recv() => {
-                sim.set_outage(true);
-                eprintln!("fleetpoll sim: outage on (every remote refuses connections)");
-            }
-            _ = off.recv() => {
-                sim.set_outage(false);
-                eprintln!("fleetpoll sim: outage off");
+                _ = self.term.recv() => return 0,
+                _ = self.on.recv() => {
+                    sim.set_outage(true);
+                    eprintln!("fleetpoll sim: outage on (every remote refuses connections)");
+                }
+                _ = self.off.recv() => {
+                    sim.set_outage(false);
+                    eprintln!("fleetpoll sim: outage off");
+                }
             }
         }
     }
