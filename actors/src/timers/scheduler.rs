@@ -299,7 +299,8 @@ impl SchedulerState {
     /// the poll's kept-alive connection instead of each opening one.
     fn tasks_with_cycle(&mut self, interval: Duration) {
         let now = Instant::now();
-        let due_by_next_cycle = self.last_full_fetch.is_none_or(|t| {
+        // The first full fetch is the task tick's (at start); cycles take over after it.
+        let due_by_next_cycle = self.last_full_fetch.is_some_and(|t| {
             now.duration_since(t) + interval.min(self.tasks.full_interval)
                 >= self.tasks.full_interval
         });
