@@ -100,6 +100,8 @@ pub(super) struct PollJob {
     /// It follows the metric poll that just ended: no per-connection delay, and its
     /// lease request goes first in its lane, so it finds that poll's connection idle.
     pub(super) follow_up: bool,
+    /// Its fetch brings the lease back for a task fetch waiting to follow it.
+    pub(super) hand_over: bool,
 }
 
 /// The job of one kind that runs, and the one follow-up that may wait behind it.

@@ -472,6 +472,7 @@ impl PollerState {
             started: None,
             points: 0,
             follow_up,
+            hand_over: false,
         });
         if delay.is_zero() {
             if let Some(job) = &mut self.slots[idx].current {
@@ -548,6 +549,8 @@ impl PollerState {
                 }
                 job.phase = Phase::Fetching;
                 job.started = Some(Instant::now());
+                job.hand_over = kind == JobKind::Metrics && self.tasks_after_metrics.is_some();
+                let hand_over = job.hand_over;
                 // The fetch task owns the lease and returns it the moment the remote
                 // has answered, without a detour through this mailbox.
                 let request = self.request_of(kind, lease.permits());
@@ -558,7 +561,7 @@ impl PollerState {
                     seq,
                     request,
                     backlog: self.stores.backlog.clone(),
-                    hand_over: kind == JobKind::Metrics && self.tasks_after_metrics.is_some(),
+                    hand_over,
                 };
                 let fetch = spawn_fetch(myself, order, lease);
                 if let Some(job) = self.slots[idx].current.as_mut() {
@@ -571,19 +574,19 @@ impl PollerState {
             }
             Step::Fetched(fetched, mut lease) => {
                 job.fetch = None;
-                let answered = matches!(fetched, Fetched::Metrics(Ok(_)));
-                if answered && lease.is_some() && self.tasks_after_metrics.is_some() {
-                    // The task fetch asks for its lease first; the poll's comes back
-                    // after (unless storage is behind), so the limiter grants the
-                    // connection just freed to it, not to the next remote in line.
+                if job.hand_over {
+                    // The fetch brought the lease back for the waiting task fetch: that
+                    // asks for its lease first and the poll's goes back after (unless
+                    // storage is behind), so the limiter grants it the connection just
+                    // freed, not the next remote in line. A failed poll hands nothing
+                    // over (its retry makes the task fetch skip).
                     let behind = self.stores.backlog.load(Ordering::Relaxed) > BACKLOG_LIMIT;
-                    self.follow_metrics_with_tasks(myself);
+                    if matches!(fetched, Fetched::Metrics(Ok(_))) {
+                        self.follow_metrics_with_tasks(myself);
+                    }
                     if !behind {
                         lease = None;
                     }
-                } else if self.stores.backlog.load(Ordering::Relaxed) <= BACKLOG_LIMIT {
-                    // Held for a hand-over that is not wanted now.
-                    lease = None;
                 }
                 let Some(job) = self.slots[idx].current.as_mut() else {
                     return Ok(());
