@@ -69,6 +69,7 @@ impl MetricStore for RrdStore {
         for (w, r) in writes.iter().zip(&results) {
             if r.is_ok() {
                 self.shared.top.add(&w.remote, &w.batch);
+                self.shared.trend.add(&w.remote, &w.batch);
             }
         }
         if pending > MAX_PENDING_VALUES {
