@@ -668,9 +668,26 @@ fn the_trend_lines_from_memory_equal_the_hour_read_from_the_files() {
             assert!(memory.values.iter().filter(|v| v.is_some()).count() >= 40);
         }
     }
-    // A store opened again has not seen the hour: the files answer.
+    // A store opened again holds in memory only what it stores from now on: the files
+    // answer until that covers the hour.
     drop(store);
     let (store, _) = RrdStore::open(&dir).unwrap();
     assert!(store.hour_trends(&remote, T0 + 60 * 119).is_none());
+    let next = MetricBatch {
+        series: keys[..1].to_vec(),
+        points: vec![MetricPoint {
+            series: 0,
+            timestamp: T0 + 60 * 120,
+            value: 0.5,
+        }],
+        dropped_future: 0,
+    };
+    let stored = store.store_metrics(&[MetricWrite {
+        remote: remote.clone(),
+        batch: next,
+    }]);
+    assert!(stored[0].is_ok());
+    assert!(store.hour_trends(&remote, T0 + 60 * 120).is_none());
+    assert!(store.hour_trends(&remote, T0 + 60 * 179).is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,10 +7,15 @@
 //! A row covers `(end − 60 s, end]`, as a one-minute RRD row does, and holds the mean
 //! of the samples in it; a sample more than the heartbeat (120 s) after the metric's
 //! previous one counts for nothing, as the RRD makes that span unknown. For samples on
-//! the minute (as PVE and PBS report them) a row is the RRD's AVERAGE row. It holds what was stored since the store was opened (nothing
-//! is replayed into it): [`TrendAggregate::hour`] answers only once a remote's batches
-//! since then cover the whole hour, so for the first hour after a start the page reads
-//! the files as before. An entity is freed an hour after its last sample.
+//! the minute (as PVE and PBS report them) a row is the RRD's AVERAGE row.
+//!
+//! It holds what was stored since the store was opened (nothing is replayed into it).
+//! The store tells it, with a remote's first batch, the newest time already stored for
+//! the remote (its cursor); memory holds everything after that. So
+//! [`TrendAggregate::hour`] answers at once for a remote that had nothing stored before
+//! (a new remote, a new store), and for one that had, once the batches since the open
+//! cover the whole hour: in the first hour after a restart the page reads the files as
+//! before. An entity is freed an hour after its last sample.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,7 +108,8 @@ impl EntityRows {
 
 #[derive(Debug)]
 struct RemoteRows {
-    /// The oldest sample of the first batch stored since the store was opened: rows
+    /// The first time memory holds everything of (what was stored before the store
+    /// was opened is no later than the one before it); rows
     /// after it are complete in memory.
     since: i64,
     entities: HashMap<Arc<str>, EntityRows>,
@@ -125,12 +131,17 @@ pub struct TrendAggregate {
 }
 
 impl TrendAggregate {
-    /// Folds a stored batch in: one map lookup per entity, not per point.
-    pub fn add(&self, remote: &RemoteId, batch: &MetricBatch) {
-        let (Some(oldest), Some(newest)) = (
-            batch.points.iter().map(|p| p.timestamp).min(),
-            batch.points.iter().map(|p| p.timestamp).max(),
-        ) else {
+    /// Whether a batch of `remote` was folded in since the store was opened (if not,
+    /// [`TrendAggregate::add`] needs the remote's stored cursor).
+    pub fn knows(&self, remote: &RemoteId) -> bool {
+        self.remotes.lock().contains_key(remote)
+    }
+
+    /// Folds a stored batch in: one map lookup per entity, not per point. With the
+    /// remote's first batch, `stored_before` is the newest time stored for it before
+    /// this batch (its cursor; `None`: nothing); later it is not looked at.
+    pub fn add(&self, remote: &RemoteId, stored_before: Option<i64>, batch: &MetricBatch) {
+        let Some(newest) = batch.points.iter().map(|p| p.timestamp).max() else {
             return;
         };
         let mut entities: Vec<&Arc<str>> = Vec::new();
@@ -158,7 +169,7 @@ impl TrendAggregate {
         }
         let mut remotes = self.remotes.lock();
         let of_remote = remotes.entry(remote.clone()).or_insert_with(|| RemoteRows {
-            since: oldest,
+            since: stored_before.map_or(i64::MIN, |t| t.saturating_add(1)),
             entities: HashMap::new(),
         });
         for (entity, points) in entities.into_iter().zip(updates) {
@@ -182,8 +193,8 @@ impl TrendAggregate {
 
     /// The last hour before `now` (the rows ending in `(now − 1 h, now]`) of every
     /// entity of `remote` that has a sample in it, or `None` when memory does not hold
-    /// that whole hour (the store was opened less than an hour ago, or nothing of the
-    /// remote was stored since): then the files answer.
+    /// that whole hour (the remote had data stored before the store was opened less
+    /// than an hour ago, or nothing of it was stored since): then the files answer.
     pub fn hour(&self, remote: &RemoteId, now: i64) -> Option<HashMap<String, HourTrend>> {
         let last = now.div_euclid(TREND_STEP_SECS);
         let first = last - ROWS as i64 + 1;
@@ -244,23 +255,39 @@ mod tests {
     const T: i64 = 1_700_000_040; // on the minute
 
     #[test]
-    fn memory_answers_only_once_it_holds_the_whole_hour() {
+    fn memory_answers_at_once_for_a_new_remote_and_after_an_hour_for_one_stored_before() {
         let trends = TrendAggregate::default();
-        let r = RemoteId::new("pve");
-        trends.add(&r, &batch(&[("qemu/100", "cpu_current", T, 0.5)]));
-        trends.add(&r, &batch(&[("qemu/100", "cpu_current", T + 60, 0.25)]));
-        assert!(trends.hour(&r, T).is_none());
-        assert!(trends.hour(&r, T + 3599).is_none());
-        let hour = trends.hour(&r, T + 3600).unwrap();
+        let (new, old) = (RemoteId::new("new"), RemoteId::new("old"));
+        for r in [&new, &old] {
+            // `old` had samples up to T − 60 stored before the store was opened.
+            let stored_before = (r == &old).then_some(T - 60);
+            trends.add(
+                r,
+                stored_before,
+                &batch(&[("qemu/100", "cpu_current", T, 0.5)]),
+            );
+            trends.add(
+                r,
+                None,
+                &batch(&[("qemu/100", "cpu_current", T + 60, 0.25)]),
+            );
+        }
+        assert_eq!(
+            trends.hour(&new, T).unwrap()["qemu/100"].values[59],
+            Some(0.5)
+        );
+        assert!(trends.hour(&old, T).is_none());
+        // The hour's first row ends at T: memory holds (T − 60, T] whole.
+        assert!(trends.hour(&old, T + 3539).is_none());
+        let hour = trends.hour(&old, T + 3540).unwrap();
         let line = &hour["qemu/100"];
         assert_eq!(line.timestamps.len(), 60);
-        assert_eq!(line.timestamps[0], T + 60);
-        // The sample at T left the hour with its row.
-        assert_eq!(line.values[0], Some(0.25));
-        assert!(line.values[1..].iter().all(Option::is_none));
+        assert_eq!(line.timestamps[0], T);
+        assert_eq!(line.values[..2], [Some(0.5), Some(0.25)]);
+        assert!(line.values[2..].iter().all(Option::is_none));
         // An hour after its last sample, it is not listed.
-        assert!(trends.hour(&r, T + 3660).unwrap().is_empty());
-        assert!(trends.hour(&RemoteId::new("other"), T + 3600).is_none());
+        assert!(trends.hour(&old, T + 3660).unwrap().is_empty());
+        assert!(trends.hour(&RemoteId::new("other"), T).is_none());
     }
 
     #[test]
@@ -269,9 +296,8 @@ mod tests {
         let r = RemoteId::new("pve");
         trends.add(
             &r,
+            None,
             &batch(&[
-                // Stored since the hour began: memory answers for it.
-                ("qemu/9", "cpu_current", T - 3700, 0.0),
                 ("node/n1", "cpu_current", T - 90, 0.0),
                 ("node/n1", "cpu_current", T - 30, 0.25),
                 ("node/n1", "cpu_current", T, 0.75),
@@ -290,8 +316,16 @@ mod tests {
         assert_eq!(node.values[58], Some(0.0));
         // A sample after a gap longer than the heartbeat counts for nothing (the RRD's
         // row is unknown), the next one does.
-        trends.add(&r, &batch(&[("node/n1", "cpu_current", T + 300, 1.0)]));
-        trends.add(&r, &batch(&[("node/n1", "cpu_current", T + 360, 1.0)]));
+        trends.add(
+            &r,
+            None,
+            &batch(&[("node/n1", "cpu_current", T + 300, 1.0)]),
+        );
+        trends.add(
+            &r,
+            None,
+            &batch(&[("node/n1", "cpu_current", T + 360, 1.0)]),
+        );
         let node = &trends.hour(&r, T + 360).unwrap()["node/n1"];
         assert_eq!(node.values[58..], [None, Some(1.0)]);
     }
@@ -300,8 +334,12 @@ mod tests {
     fn an_entity_without_a_sample_for_an_hour_is_freed() {
         let trends = TrendAggregate::default();
         let r = RemoteId::new("pve");
-        trends.add(&r, &batch(&[("qemu/1", "cpu_current", T, 0.5)]));
-        trends.add(&r, &batch(&[("qemu/2", "cpu_current", T + 3600, 0.5)]));
+        trends.add(&r, None, &batch(&[("qemu/1", "cpu_current", T, 0.5)]));
+        trends.add(
+            &r,
+            None,
+            &batch(&[("qemu/2", "cpu_current", T + 3600, 0.5)]),
+        );
         let remotes = trends.remotes.lock();
         let names: Vec<&str> = remotes[&r].entities.keys().map(|e| &**e).collect();
         assert_eq!(names, ["qemu/2"]);

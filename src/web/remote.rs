@@ -1,7 +1,7 @@
 //! A remote's page (`ui/remote?id=`): its status and health, a "collect now" button, and
 //! its nodes, guests (with their names and running or stopped, from the resource list),
 //! storages and datastores, each with a trend line of the last hour (from the store's
-//! in-memory hour, or the files in the first hour after a start); and an
+//! in-memory hour, or the files in the first hour after a restart); and an
 //! entity's page (`ui/entity?remote=&entity=`): CPU, memory, network and disk I/O charts
 //! with the timeframe selector. `ui/charts` answers the charts alone, which the script
 //! fetches when the timeframe changes or a live sample arrives.
@@ -84,7 +84,7 @@ pub async fn render_remote(state: &ApiState, id: &str) -> Result<String, (Status
     let store = state.metrics.clone();
     let r = remote.clone();
     // One hour of each entity's headline metric, for the trend lines: from the store's
-    // memory once it holds the hour, else (the first hour after a start) from the files.
+    // memory when it holds the hour, else (the first hour after a restart) the files.
     let rows = tokio::task::spawn_blocking(move || {
         let entities = store.entities(&r).unwrap_or_default();
         if let Some(mut hour) = store.hour_trends(&r, now) {
