@@ -232,8 +232,9 @@ impl TaskCache {
     }
 
     /// Folds the journal into the active file, writes the state file, and empties the
-    /// journal; then writes the snapshot again if the active file has grown far enough
-    /// past it (see [`TaskCache::snapshot_if_behind`]).
+    /// journal; then writes the index snapshot again if the active file has grown past
+    /// it by [`SNAPSHOT_BEHIND_BYTES`] and by what it covers of the file
+    /// (`docs/task-cache.md`).
     pub fn apply(&self) -> Result<(), TaskCacheError> {
         let mut guard = lock(&self.writer);
         let Some(writer) = guard.as_mut() else {
