@@ -30,6 +30,8 @@
 //!   the HTTP API returns them.
 //! - [`top`]: the top-lists aggregate of every guest's and node's CPU and memory over
 //!   the last hour, kept up to date as batches are stored.
+//! - [`trend`]: the trend-line aggregate: the last hour of every entity's headline
+//!   metric at one row a minute, for a remote's web page.
 //! - [`cli`]: `fleetpoll rrd create|update|fetch|info`.
 
 mod cache;
@@ -52,6 +54,7 @@ mod record;
 pub mod store;
 pub mod text;
 pub mod top;
+pub mod trend;
 pub mod value;
 
 #[cfg(test)]

@@ -155,6 +155,8 @@ struct Shared {
     _lock: FileLock,
     /// Every guest's and node's CPU and memory of the last hour, for the top lists.
     top: super::top::TopAggregate,
+    /// Every entity's headline metric of the last hour, for a remote's trend lines.
+    trend: super::trend::TrendAggregate,
 }
 
 /// What opening a store found in its journal.
@@ -257,6 +259,7 @@ impl RrdStore {
                     committing: Mutex::new(()),
                     early: AtomicBool::new(false),
                     top: super::top::TopAggregate::default(),
+                    trend: super::trend::TrendAggregate::default(),
                     dir: dir.to_path_buf(),
                     sync,
                     _lock: lock,
@@ -376,6 +379,17 @@ impl RrdStore {
     /// `now`, from the aggregate kept at store time (no file is read).
     pub fn top(&self, remotes: &[RemoteId], now: i64, n: usize) -> super::top::TopLists {
         self.shared.top.top(remotes, now, n)
+    }
+
+    /// The last hour of the headline metric (CPU share, or a storage's used share) of
+    /// every entity of `remote` with a sample in it, from memory; `None` while memory
+    /// does not hold that whole hour (see [`super::trend`]): then query the files.
+    pub fn hour_trends(
+        &self,
+        remote: &RemoteId,
+        now: i64,
+    ) -> Option<std::collections::HashMap<String, super::trend::HourTrend>> {
+        self.shared.trend.hour(remote, now)
     }
 
     /// The entities stored for a remote (committed or pending), sorted; empty when

@@ -629,3 +629,106 @@ fn a_failed_syncfs_releases_no_journal_and_the_points_are_replayed_at_the_next_o
     assert_eq!(RrdFile::peek_last_update(&path).unwrap(), T0 + 240);
     drop(store);
 }
+
+#[test]
+fn the_trend_lines_from_memory_equal_the_hour_read_from_the_files() {
+    let dir = temp_dir("trend");
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    let remote = RemoteId::new("lab");
+    let keys = [
+        series("node/pve1", "cpu_current", MetricKind::Gauge),
+        series("storage/pve1/local", "disk_used", MetricKind::Gauge),
+        series("storage/pve1/local", "disk_total", MetricKind::Gauge),
+    ];
+    // Two hours, one batch a minute, a sample on each minute; a gap of five minutes.
+    for m in 0..120 {
+        if (70..75).contains(&m) {
+            continue;
+        }
+        let timestamp = T0 + 60 * m;
+        let values = [
+            f64::from((m % 17) as u8) / 16.0,
+            f64::from((m % 5) as u8),
+            8.0,
+        ];
+        let batch = MetricBatch {
+            series: keys.to_vec(),
+            points: (0..3)
+                .map(|s| MetricPoint {
+                    series: s,
+                    timestamp,
+                    value: values[s as usize],
+                })
+                .collect(),
+            dropped_future: 0,
+        };
+        let stored = store.store_metrics(&[MetricWrite {
+            remote: remote.clone(),
+            batch,
+        }]);
+        assert!(stored[0].is_ok());
+    }
+    store.commit().unwrap();
+    for now in [T0 + 60 * 119, T0 + 60 * 119 + 30, T0 + 60 * 125] {
+        let hour = store
+            .hour_trends(&remote, now)
+            .expect("memory holds the hour");
+        for (entity, metrics) in [
+            ("node/pve1", vec!["cpu_current"]),
+            ("storage/pve1/local", vec!["disk_used", "disk_total"]),
+        ] {
+            let query = super::query::Query {
+                entity: entity.into(),
+                metrics: Some(metrics.iter().map(|m| m.to_string()).collect()),
+                cf: Cf::Average,
+                window: super::query::Window::Timeframe(super::query::Timeframe::Hour),
+            };
+            let files = store.query(&remote, &query, now).unwrap().unwrap();
+            let from_files: std::collections::BTreeMap<i64, Option<f64>> = files
+                .timestamps
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| {
+                    let v = |m: usize| files.metrics[m].values[i];
+                    let value = match metrics.len() {
+                        1 => v(0),
+                        _ => v(0).zip(v(1)).map(|(u, t)| u / t),
+                    };
+                    (t, value)
+                })
+                .collect();
+            let memory = &hour[entity];
+            assert_eq!(memory.timestamps.len(), 60);
+            for (t, value) in memory.timestamps.iter().zip(&memory.values) {
+                assert_eq!(
+                    from_files.get(t),
+                    Some(value),
+                    "{entity} at {t} (now {now})"
+                );
+            }
+            assert!(memory.values.iter().filter(|v| v.is_some()).count() >= 40);
+        }
+    }
+    // A store opened again holds in memory only what it stores from now on: the files
+    // answer until that covers the hour.
+    drop(store);
+    let (store, _) = RrdStore::open(&dir).unwrap();
+    assert!(store.hour_trends(&remote, T0 + 60 * 119).is_none());
+    let next = MetricBatch {
+        series: keys[..1].to_vec(),
+        points: vec![MetricPoint {
+            series: 0,
+            timestamp: T0 + 60 * 120,
+            value: 0.5,
+        }],
+        dropped_future: 0,
+    };
+    let stored = store.store_metrics(&[MetricWrite {
+        remote: remote.clone(),
+        batch: next,
+    }]);
+    assert!(stored[0].is_ok());
+    assert!(store.hour_trends(&remote, T0 + 60 * 120).is_none());
+    assert!(store.hour_trends(&remote, T0 + 60 * 179).is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,27 +4,27 @@
 //! the journal into the active file. Merging (`merge.rs`) and the file writes
 //! (`apply.rs`, `rotation.rs`) are free functions its methods call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fleetpoll_actors::{RemoteId, StoreError, TaskQuery, TaskRef, TaskStore, TaskWrite, UnixTime};
 
 use super::apply::apply_locked;
-use super::day::{day_of, day_start};
 use super::error::TaskCacheError;
 use super::files::{
-    list_archives, lock_writer, set_aside, FileLock, LockKind, ACTIVE, IO_LOCK, JOURNAL, STATE,
-    TRACKED, WRITER_LOCK,
+    lock_writer, FileLock, LockKind, ACTIVE, IO_LOCK, JOURNAL, STATE, TRACKED, WRITER_LOCK,
 };
 use super::filter::{query, TaskFilter, TaskPage};
-use super::format::{header_line, read_data_file, ReadError};
 use super::index::{Index, Merged};
-use super::journal::{replay, JournalEntry};
+use super::journal::JournalEntry;
+use super::load::load;
 use super::merge;
 use super::rotation::housekeep;
-use super::state::{load_cutoffs, load_tracked, save_cutoffs, Cutoffs};
-use crate::durable::{sync_dir, write_atomic, Journal, Mode, Replay};
+use super::snapshot::{self, SNAPSHOT_BEHIND_BYTES};
+use super::state::{load_tracked, save_cutoffs, Cutoffs};
+use crate::durable::{sync_dir, Journal, Replay};
 
 /// First fetch of a node without a cutoff: the last 7 days.
 pub const BACKFILL_SECS: i64 = 7 * 86_400;
@@ -44,6 +44,9 @@ pub(crate) struct Writer {
     pub(crate) journal: Journal,
     /// Slots changed since the journal was last applied.
     pub(crate) pending: Vec<u32>,
+    /// The active file's bytes the snapshot on disk covers (`None`: there is no usable
+    /// one).
+    pub(crate) snapshot_covered: Option<u64>,
     _writer_lock: FileLock,
 }
 
@@ -59,6 +62,8 @@ pub struct TaskCache {
     pub(crate) writer: Mutex<Option<Writer>>,
     tracked: Mutex<Vec<TaskRef>>,
     problems: Vec<TaskCacheError>,
+    /// Whether the last load used the snapshot.
+    from_snapshot: AtomicBool,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,18 +111,29 @@ impl TaskCache {
             writer: Mutex::new(Some(Writer {
                 journal,
                 pending: loaded.pending,
+                snapshot_covered: loaded.snapshot_covered,
                 _writer_lock: writer_lock,
             })),
             tracked: Mutex::new(tracked),
             problems,
+            from_snapshot: AtomicBool::new(loaded.snapshot_covered.is_some()),
         };
-        cache.apply()?;
         {
-            let _io = FileLock::acquire(&cache.dir.join(IO_LOCK), LockKind::Exclusive)?;
-            housekeep(&cache)?;
+            let mut writer = lock(&cache.writer);
+            if let Some(writer) = writer.as_mut() {
+                apply_locked(&cache, writer)?;
+                let _io = FileLock::acquire(&cache.dir.join(IO_LOCK), LockKind::Exclusive)?;
+                if housekeep(&cache)?.changed {
+                    // Archives were compressed or expired: the snapshot names the old ones.
+                    writer.snapshot_covered = None;
+                }
+            }
         }
         if loaded.cutoffs_reset {
             cache.save_state()?;
+        }
+        if let Some(writer) = lock(&cache.writer).as_mut() {
+            cache.snapshot_if_behind(writer);
         }
         for p in &cache.problems {
             tracing::warn!(error = %p, "task cache recovered from a problem on open");
@@ -142,6 +158,7 @@ impl TaskCache {
         drop(io);
         Ok(TaskCache {
             dir,
+            from_snapshot: AtomicBool::new(loaded.snapshot_covered.is_some()),
             inner: RwLock::new(loaded.inner),
             writer: Mutex::new(None),
             tracked: Mutex::new(tracked),
@@ -163,6 +180,8 @@ impl TaskCache {
         let tracked = load_tracked(&self.dir.join(TRACKED), false, &mut problems)?;
         drop(io);
         *write(&self.inner) = loaded.inner;
+        self.from_snapshot
+            .store(loaded.snapshot_covered.is_some(), Ordering::Relaxed);
         *lock(&self.tracked) = tracked;
         Ok(problems)
     }
@@ -176,6 +195,12 @@ impl TaskCache {
     /// journal tail); each names its file and what was done.
     pub fn problems(&self) -> &[TaskCacheError] {
         &self.problems
+    }
+
+    /// Whether the last load read the index snapshot (and only the active file's lines
+    /// after it) rather than every data file.
+    pub fn loaded_from_snapshot(&self) -> bool {
+        self.from_snapshot.load(Ordering::Relaxed)
     }
 
     /// Number of cached tasks.
@@ -207,13 +232,52 @@ impl TaskCache {
     }
 
     /// Folds the journal into the active file, writes the state file, and empties the
-    /// journal.
+    /// journal; then writes the index snapshot again if the active file has grown past
+    /// it by [`SNAPSHOT_BEHIND_BYTES`] and by what it covers of the file
+    /// (`docs/task-cache.md`).
     pub fn apply(&self) -> Result<(), TaskCacheError> {
         let mut guard = lock(&self.writer);
         let Some(writer) = guard.as_mut() else {
             return Err(self.read_only());
         };
-        apply_locked(self, writer)
+        apply_locked(self, writer)?;
+        self.snapshot_if_behind(writer);
+        Ok(())
+    }
+
+    /// Writes the snapshot if there is no usable one, or if the active file has grown
+    /// past it by [`SNAPSHOT_BEHIND_BYTES`] and by at least what it covers of it (so a
+    /// backfill that fills the active file at once writes a doubling series of
+    /// snapshots, not one per 16 MiB, and an open decodes at most about half of the
+    /// active file). The caller holds the writer and has applied the journal. A failure
+    /// is logged: the snapshot only makes opening faster.
+    pub(crate) fn snapshot_if_behind(&self, writer: &mut Writer) {
+        let active = std::fs::metadata(self.dir.join(ACTIVE)).map_or(0, |m| m.len());
+        let behind = writer.snapshot_covered.is_none_or(|covered| {
+            let tail = active.saturating_sub(covered);
+            tail >= SNAPSHOT_BEHIND_BYTES && tail >= covered
+        });
+        if behind {
+            self.write_snapshot(writer);
+        }
+    }
+
+    /// Writes the snapshot of memory as it is (the caller holds the writer and has
+    /// applied the journal).
+    pub(crate) fn write_snapshot(&self, writer: &mut Writer) {
+        let started = tokio::time::Instant::now();
+        match snapshot::write(&self.dir, &read(&self.inner)) {
+            Ok(covered) => {
+                writer.snapshot_covered = Some(covered);
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "wrote the task cache snapshot"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "writing the task cache snapshot failed; the next open reads every data file");
+            }
+        }
     }
 
     /// Rotates when `now` lies in a later UTC day than the active file: the journal is
@@ -370,144 +434,4 @@ pub(crate) fn merge_entry(inner: &mut Inner, entry: &JournalEntry<'_>) -> Vec<u3
         }
     }
     changed
-}
-
-struct Loaded {
-    inner: Inner,
-    pending: Vec<u32>,
-    journal_valid_len: u64,
-    cutoffs_reset: bool,
-}
-
-/// Lowers every cutoff to at most `to`, so the range after it is fetched again.
-fn reset_cutoffs(cutoffs: &mut Cutoffs, to: UnixTime) {
-    for nodes in cutoffs.values_mut() {
-        for c in nodes.values_mut() {
-            *c = (*c).min(to);
-        }
-    }
-}
-
-/// Loads every file of `dir`, and the journal's records as `journal` holds them. `now`
-/// is `Some` for the writer, which repairs: it sets corrupt files aside and creates a
-/// missing active file.
-fn load(
-    dir: &Path,
-    now: Option<UnixTime>,
-    journal: &Replay,
-    problems: &mut Vec<TaskCacheError>,
-) -> Result<Loaded, TaskCacheError> {
-    let writable = now.is_some();
-    let cutoffs = load_cutoffs(&dir.join(STATE), writable, problems)?;
-    let mut inner = Inner {
-        index: Index::default(),
-        cutoffs,
-        active_day: now.map_or(0, day_of),
-    };
-    let mut pending = Vec::new();
-    let mut cutoffs_reset = false;
-    let archives = list_archives(dir)?;
-    let newest_archive = archives.last().map(|a| a.day);
-    let mut files: Vec<(PathBuf, bool, Option<i64>)> = archives
-        .into_iter()
-        .map(|a| (a.path, a.compressed, Some(a.day)))
-        .collect();
-    let active = dir.join(ACTIVE);
-    let have_active = active.exists();
-    if have_active {
-        files.push((active.clone(), false, None));
-    }
-    let mut active_day = None;
-    for (path, compressed, day) in files {
-        let file_day = day.unwrap_or(inner.active_day);
-        let slot = slot_day(file_day);
-        let mut new = Vec::new();
-        let mut remote_cache: HashMap<String, Option<u16>> = HashMap::new();
-        let result = read_data_file(&path, compressed, |t| {
-            let r = match remote_cache.get(t.r.as_ref()) {
-                Some(&r) => r,
-                None => {
-                    let r = inner.index.intern_remote(&t.r);
-                    if r.is_none() {
-                        tracing::warn!(remote = %t.r, file = %path.display(), "task cache holds 65,535 remotes; tasks of another one are skipped");
-                    }
-                    remote_cache.insert(t.r.to_string(), r);
-                    r
-                }
-            };
-            let Some(r) = r else { return Ok(()) };
-            if let Merged::New(i) | Merged::Finished(i) = inner.index.merge(r, t, slot) {
-                new.push(i);
-            }
-            Ok(())
-        });
-        match result {
-            Ok(header) => {
-                if day.is_none() {
-                    active_day = super::day::parse_day(&header.day);
-                    if let Some(d) = active_day {
-                        inner.active_day = d;
-                        // Slots loaded before the header's day was known carry the
-                        // provisional day; they all came from this file.
-                        for &i in &new {
-                            inner.index.slots.get_mut(i).day = slot_day(d);
-                        }
-                    }
-                }
-            }
-            Err(ReadError::Io(e)) => return Err(e),
-            Err(ReadError::Corrupt(problem)) => {
-                // An archive covers its day; the active file everything after the newest
-                // archive (or, without one, the whole backfill window).
-                let reset_to = match day {
-                    Some(d) => day_start(d),
-                    None => newest_archive
-                        .map_or(now.unwrap_or(0) - BACKFILL_SECS, |d| day_start(d + 1)),
-                };
-                if writable {
-                    let target = set_aside(&path)?;
-                    // What could be read is kept: it is rewritten into the active file.
-                    pending.extend_from_slice(&new);
-                    reset_cutoffs(&mut inner.cutoffs, reset_to);
-                    cutoffs_reset = true;
-                    problems.push(TaskCacheError::CorruptFile {
-                        path,
-                        problem,
-                        set_aside: target,
-                        reset_to,
-                    });
-                } else {
-                    problems.push(TaskCacheError::CorruptFileSkipped { path, problem });
-                }
-            }
-        }
-    }
-    if let (Some(now), true) = (now, active_day.is_none()) {
-        // No (readable) active file: start one for today, after the newest archive.
-        let newest_archive = list_archives(dir)?.last().map(|a| a.day + 1);
-        inner.active_day = newest_archive.unwrap_or(i64::MIN).max(day_of(now));
-        write_atomic(&active, &header_line(inner.active_day), Mode::WorldReadable)?;
-    }
-    for &i in &pending {
-        inner.index.slots.get_mut(i).day = slot_day(inner.active_day);
-    }
-    inner.index.shrink();
-    let replayed = replay(journal, |entry| {
-        pending.extend(merge_entry(&mut inner, &entry));
-        advance_cutoffs(&mut inner, &entry.r, &entry.c);
-    });
-    if let Some(problem) = replayed.problem {
-        problems.push(TaskCacheError::JournalTail {
-            path: dir.join(JOURNAL),
-            offset: replayed.valid_len,
-            problem,
-            dropped_bytes: replayed.file_len - replayed.valid_len,
-        });
-    }
-    Ok(Loaded {
-        inner,
-        pending,
-        journal_valid_len: replayed.valid_len,
-        cutoffs_reset,
-    })
 }

@@ -47,6 +47,14 @@ pub enum TaskCacheError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The index snapshot is damaged; the data files were read instead.
+    #[error("task cache snapshot {path} is corrupt ({problem}); every data file was read instead (slower, nothing lost), and the writer replaces the snapshot")]
+    CorruptSnapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The journal ended in a torn or corrupt record; replay stopped there.
     #[error("task cache journal {path}: replay stopped at byte {offset} ({problem}); the {dropped_bytes} bytes after it were never acknowledged complete and are dropped")]
     JournalTail {

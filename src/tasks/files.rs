@@ -17,6 +17,9 @@ pub(crate) const ACTIVE: &str = "active.jsonl";
 pub(crate) const JOURNAL: &str = "journal.bin";
 /// Per-(remote, node) cutoffs, replaced atomically and written last.
 pub(crate) const STATE: &str = "state.json";
+/// The file name of the index snapshot in a cache directory: the index as the data
+/// files make it, so that opening need not decode them all.
+pub const SNAPSHOT: &str = "index.snapshot";
 /// The tasks the manager tracks.
 pub(crate) const TRACKED: &str = "tracked.json";
 /// Shared while reading, exclusive while changing files.

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use fleetpoll_actors::{TaskRecord, UnixTime};
@@ -114,14 +114,53 @@ pub(crate) enum ReadError {
     Corrupt(String),
 }
 
+/// The header line's text, checked.
+fn parse_header(text: &str) -> Result<Header, ReadError> {
+    let h: Header = serde_json::from_str(text)
+        .map_err(|e| ReadError::Corrupt(format!("line 1 is not a task cache header: {e}")))?;
+    if h.fleetpoll_task_cache != FORMAT_VERSION {
+        return Err(ReadError::Corrupt(format!(
+            "format version {} is not {FORMAT_VERSION}",
+            h.fleetpoll_task_cache
+        )));
+    }
+    Ok(h)
+}
+
 /// Reads a data file (plain or zstd) and hands its header and every record line to
-/// `on_line`; an error of `on_line` is reported as corruption of that line.
+/// `on_line`; an error of `on_line` is reported as corruption of that line. With `skip`
+/// above 0 (a plain file whose first `skip` bytes are known, through the snapshot),
+/// only the header is read of them and the lines after them are handed on.
 pub(crate) fn read_data_file(
     path: &Path,
     compressed: bool,
+    skip: u64,
     mut on_line: impl FnMut(&DiskTask<'_>) -> Result<(), String>,
 ) -> Result<Header, ReadError> {
-    let file = File::open(path).map_err(|e| ReadError::Io(TaskCacheError::io(path, "open")(e)))?;
+    let io = |action| move |e| ReadError::Io(TaskCacheError::io(path, action)(e));
+    let mut file = File::open(path).map_err(io("open"))?;
+    let mut header = None;
+    if skip > 0 && !compressed {
+        let mut first = Vec::new();
+        BufReader::new(&file)
+            .take(skip)
+            .read_until(b'\n', &mut first)
+            .map_err(io("read"))?;
+        let Some(text) = first.strip_suffix(b"\n") else {
+            return Err(ReadError::Corrupt(format!(
+                "the header line does not end within the first {skip} bytes"
+            )));
+        };
+        let text = std::str::from_utf8(text)
+            .map_err(|_| ReadError::Corrupt("line 1 is not UTF-8".into()))?;
+        header = Some(parse_header(text)?);
+        file.seek(SeekFrom::Start(skip)).map_err(io("seek"))?;
+    }
+    // Line numbers count from the skipped bytes on.
+    let at = |number: u64| match skip {
+        0 => format!("line {number}"),
+        _ => format!("line {number} after byte {skip}"),
+    };
     let reader: Box<dyn Read> = if compressed {
         Box::new(
             zstd::stream::read::Decoder::new(file)
@@ -133,14 +172,13 @@ pub(crate) fn read_data_file(
     let mut reader = BufReader::with_capacity(256 * 1024, reader);
     let mut line = Vec::new();
     let mut number = 0u64;
-    let mut header = None;
     loop {
         line.clear();
         // Bytes, not a `String`: a line that is not UTF-8 is damage to set aside like
         // any other bad line, not a read error that stops the cache from opening.
         let n = reader.read_until(b'\n', &mut line).map_err(|e| {
             if compressed {
-                ReadError::Corrupt(format!("zstd decoding failed after line {number}: {e}"))
+                ReadError::Corrupt(format!("zstd decoding failed after {}: {e}", at(number)))
             } else {
                 ReadError::Io(TaskCacheError::io(path, "read")(e))
             }
@@ -151,31 +189,24 @@ pub(crate) fn read_data_file(
         number += 1;
         if !line.ends_with(b"\n") {
             return Err(ReadError::Corrupt(format!(
-                "line {number} is cut off (no newline at the end of the file)"
+                "{} is cut off (no newline at the end of the file)",
+                at(number)
             )));
         }
         let text = std::str::from_utf8(&line[..line.len() - 1]).map_err(|e| {
             ReadError::Corrupt(format!(
-                "line {number} is not UTF-8 (an invalid byte at column {})",
+                "{} is not UTF-8 (an invalid byte at column {})",
+                at(number),
                 e.valid_up_to() + 1
             ))
         })?;
         if header.is_none() {
-            let h: Header = serde_json::from_str(text).map_err(|e| {
-                ReadError::Corrupt(format!("line 1 is not a task cache header: {e}"))
-            })?;
-            if h.fleetpoll_task_cache != FORMAT_VERSION {
-                return Err(ReadError::Corrupt(format!(
-                    "format version {} is not {FORMAT_VERSION}",
-                    h.fleetpoll_task_cache
-                )));
-            }
-            header = Some(h);
+            header = Some(parse_header(text)?);
             continue;
         }
         let task: DiskTask<'_> = serde_json::from_str(text)
-            .map_err(|e| ReadError::Corrupt(format!("line {number}: {e}")))?;
-        on_line(&task).map_err(|e| ReadError::Corrupt(format!("line {number}: {e}")))?;
+            .map_err(|e| ReadError::Corrupt(format!("{}: {e}", at(number))))?;
+        on_line(&task).map_err(|e| ReadError::Corrupt(format!("{}: {e}", at(number))))?;
     }
     header.ok_or_else(|| ReadError::Corrupt("the file is empty (no header line)".into()))
 }

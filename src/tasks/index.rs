@@ -657,5 +657,6 @@ impl Index {
     }
 }
 
+pub(crate) mod persist;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,23 @@ impl Interner {
         id
     }
 
+    /// A table of `strings`, each getting its position as id; `None` if one is listed
+    /// twice.
+    pub(crate) fn from_strings(strings: Vec<Box<str>>) -> Option<Interner> {
+        let mut ids = HashMap::with_capacity(strings.len());
+        for (id, s) in strings.iter().enumerate() {
+            if ids.insert(s.clone(), id as u32).is_some() {
+                return None;
+            }
+        }
+        Some(Interner { strings, ids })
+    }
+
+    /// Every string, by id.
+    pub(crate) fn all(&self) -> &[Box<str>] {
+        &self.strings
+    }
+
     /// The id of `s`, if it was interned.
     pub(crate) fn lookup(&self, s: &str) -> Option<u32> {
         self.ids.get(s).copied()

@@ -60,6 +60,7 @@ pub(super) fn store(cache: &TaskCache, writes: &[TaskWrite]) -> Result<(), TaskC
     }
     if writer.journal.len() >= JOURNAL_APPLY_BYTES {
         apply_locked(cache, writer)?;
+        cache.snapshot_if_behind(writer);
     }
     Ok(())
 }

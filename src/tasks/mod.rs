@@ -5,14 +5,18 @@
 //! # Layout
 //!
 //! - `cache`: [`TaskCache`] and every method of it, the
-//!   [`fleetpoll_actors::TaskStore`] implementation; opening and loading (repairing
-//!   what a crash left).
+//!   [`fleetpoll_actors::TaskStore`] implementation; opening (repairing what a crash
+//!   left).
+//! - `load`: loading a directory into memory: from the snapshot and the active file's
+//!   newest lines, or from every data file, then the journal.
+//! - `snapshot`: the index snapshot file, checked against the data files it covers.
 //! - `merge`: the work of `store`: batches planned under the shared lock, journalled,
 //!   applied in short steps under the write lock.
 //! - `apply`: folding the journal into the active file.
 //! - `rotation`: daily archive rotation, compression and expiry.
 //! - `filter`: [`TaskFilter`] queries.
-//! - `index`: the in-memory index (deduplication, per-remote orderings, cutoffs).
+//! - `index`: the in-memory index (deduplication, per-remote orderings, cutoffs), and
+//!   its binary form in the snapshot (`index/persist.rs`).
 //! - `slots`: the 28-byte task slots in fixed-size chunks, and the shared task shapes.
 //! - `intern`: the string table behind the index.
 //! - `format`: the JSON-lines record format of the data files.
@@ -33,13 +37,17 @@ mod format;
 mod index;
 mod intern;
 mod journal;
+mod load;
 mod merge;
 mod rotation;
 mod slots;
+mod snapshot;
 mod state;
 
 pub use apply::JOURNAL_APPLY_BYTES;
 pub use cache::{TaskCache, BACKFILL_SECS};
 pub use error::TaskCacheError;
+pub use files::SNAPSHOT;
 pub use filter::{CachedTask, StatusClass, TaskFilter, TaskPage, DEFAULT_LIMIT, FUTURE_SKEW_SECS};
 pub use rotation::{ARCHIVES_KEPT, ARCHIVES_UNCOMPRESSED};
+pub use snapshot::SNAPSHOT_BEHIND_BYTES;

@@ -1,7 +1,7 @@
 //! Daily rotation of the task archive ([`TaskCache::rotate_at`]): when a UTC day has
 //! passed, the journal is applied, the active file becomes the day's archive, archives
 //! past the newest two are compressed and those past the newest seven deleted. The
-//! state file is written last.
+//! state file is written, then the index snapshot (which names the new set of files).
 
 use std::fs;
 
@@ -51,20 +51,36 @@ pub(super) fn rotate_at(cache: &TaskCache, now: UnixTime) -> Result<bool, TaskCa
     // next apply starts it with the new day's header.
     write(&cache.inner).active_day = new_day;
     write_atomic(&active, &header_line(new_day), Mode::WorldReadable)?;
-    let n = housekeep(cache)?;
-    tracing::info!(day = new_day, archives = n, "rotated task cache");
+    writer.snapshot_covered = None;
+    let kept = housekeep(cache)?;
+    tracing::info!(
+        day = new_day,
+        archives = kept.archives,
+        "rotated task cache"
+    );
     drop(io);
     cache.save_state()?;
+    cache.write_snapshot(writer);
     Ok(true)
 }
 
+/// What [`housekeep`] did.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Housekept {
+    /// Archives that remain.
+    pub(super) archives: usize,
+    /// Whether an archive was compressed or deleted.
+    pub(super) changed: bool,
+}
+
 /// Compresses archives older than the newest two and deletes those beyond the
-/// newest seven (their tasks leave memory); returns how many archives remain. The
-/// caller holds the exclusive IO lock. Rotation calls it, and so does opening, which
-/// finishes a rotation a crash interrupted.
-pub(super) fn housekeep(cache: &TaskCache) -> Result<usize, TaskCacheError> {
+/// newest seven (their tasks leave memory). The caller holds the exclusive IO lock.
+/// Rotation calls it, and so does opening, which finishes a rotation a crash
+/// interrupted.
+pub(super) fn housekeep(cache: &TaskCache) -> Result<Housekept, TaskCacheError> {
     let archives = list_archives(&cache.dir)?;
     let n = archives.len();
+    let mut changed = false;
     for (age, a) in archives.iter().rev().enumerate() {
         if age >= ARCHIVES_KEPT {
             // Both spellings: a crash between compressing and removing the plain
@@ -79,13 +95,18 @@ pub(super) fn housekeep(cache: &TaskCache) -> Result<usize, TaskCacheError> {
                 }
             }
             sync_dir(&cache.dir)?;
+            changed = true;
             let dropped = write(&cache.inner).index.drop_day(slot_day(a.day));
             tracing::info!(file = %a.path.display(), tasks = dropped, "expired task archive");
         } else if age >= ARCHIVES_UNCOMPRESSED && !a.compressed {
             compress(&a.path, &cache.dir.join(archive_name(a.day, true)))?;
+            changed = true;
         }
     }
-    Ok(n.min(ARCHIVES_KEPT))
+    Ok(Housekept {
+        archives: n.min(ARCHIVES_KEPT),
+        changed,
+    })
 }
 
 /// Writes the zstd copy of `plain` to `target` durably (mode 0644, like every file of

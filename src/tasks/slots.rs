@@ -174,6 +174,23 @@ impl Shapes {
         id
     }
 
+    /// A table of `shapes`, each getting its position as id; `None` if one is listed
+    /// twice.
+    pub(crate) fn from_shapes(shapes: Vec<Shape>) -> Option<Shapes> {
+        let mut ids = HashMap::with_capacity(shapes.len());
+        for (id, s) in shapes.iter().enumerate() {
+            if ids.insert(*s, id as u32).is_some() {
+                return None;
+            }
+        }
+        Some(Shapes { shapes, ids })
+    }
+
+    /// Every shape, by id.
+    pub(crate) fn all(&self) -> &[Shape] {
+        &self.shapes
+    }
+
     /// The id of `shape`, if it was interned.
     pub(crate) fn lookup(&self, shape: &Shape) -> Option<u32> {
         self.ids.get(shape).copied()

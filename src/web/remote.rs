@@ -1,6 +1,7 @@
 //! A remote's page (`ui/remote?id=`): its status and health, a "collect now" button, and
 //! its nodes, guests (with their names and running or stopped, from the resource list),
-//! storages and datastores, each with a trend line of the last hour; and an
+//! storages and datastores, each with a trend line of the last hour (from the store's
+//! in-memory hour, or the files in the first hour after a restart); and an
 //! entity's page (`ui/entity?remote=&entity=`): CPU, memory, network and disk I/O charts
 //! with the timeframe selector. `ui/charts` answers the charts alone, which the script
 //! fetches when the timeframe changes or a live sample arrives.
@@ -82,9 +83,19 @@ pub async fn render_remote(state: &ApiState, id: &str) -> Result<String, (Status
     let now = state.clock.now_secs();
     let store = state.metrics.clone();
     let r = remote.clone();
-    // One hour of each entity's headline metric, for the trend lines.
+    // One hour of each entity's headline metric, for the trend lines: from the store's
+    // memory when it holds the hour, else (the first hour after a restart) the files.
     let rows = tokio::task::spawn_blocking(move || {
         let entities = store.entities(&r).unwrap_or_default();
+        if let Some(mut hour) = store.hour_trends(&r, now) {
+            return entities
+                .into_iter()
+                .map(|entity| {
+                    let values = hour.remove(&entity).map(|t| t.values).unwrap_or_default();
+                    (entity, Trend::of(values))
+                })
+                .collect::<Vec<_>>();
+        }
         entities
             .into_iter()
             .map(|entity| {
@@ -215,14 +226,11 @@ fn collect_button(id: &str) -> Markup {
     }
 }
 
-/// The metrics a trend line shows, and whether it is the share of the second in the
-/// first (`used / total`).
+/// The metrics a trend line shows (the store's trend aggregate's choice), and whether
+/// it is the share of the second in the first (`used / total`).
 fn headline(entity: &str) -> (&'static [&'static str], bool) {
-    if entity.starts_with("storage/") || entity.starts_with("datastore/") {
-        (&["disk_used", "disk_total"], true)
-    } else {
-        (&["cpu_current"], false)
-    }
+    let metrics = crate::rrd::trend::headline(entity).unwrap_or(&["cpu_current"]);
+    (metrics, metrics.len() == 2)
 }
 
 #[derive(Debug, Default)]
@@ -252,11 +260,18 @@ fn trend(res: &QueryResult, share_of: bool) -> Trend {
             .map(|m| m.values.clone())
             .unwrap_or_default()
     };
-    let now = values.iter().rev().flatten().next().copied();
-    Trend {
-        values,
-        now,
-        unit: Unit::Share,
+    Trend::of(values)
+}
+
+impl Trend {
+    /// The line of `values` (shares), "now" its newest known value.
+    fn of(values: Vec<Option<f64>>) -> Trend {
+        let now = values.iter().rev().flatten().next().copied();
+        Trend {
+            values,
+            now,
+            unit: Unit::Share,
+        }
     }
 }
 

@@ -49,6 +49,18 @@ fn store_error(err: RrdError) -> StoreError {
 
 impl MetricStore for RrdStore {
     fn store_metrics(&self, writes: &[MetricWrite]) -> Vec<Result<Cursor, StoreError>> {
+        // What was stored of a remote before its first batch since the open: the trend
+        // aggregate holds everything after it.
+        let stored_before: Vec<Option<i64>> = writes
+            .iter()
+            .map(|w| {
+                if self.shared.trend.knows(&w.remote) {
+                    None
+                } else {
+                    self.cursor(&w.remote).0
+                }
+            })
+            .collect();
         let mut inner = self.lock();
         let records: Vec<Vec<u8>> = writes
             .iter()
@@ -66,9 +78,10 @@ impl MetricStore for RrdStore {
             .collect();
         let pending = inner.pending_values;
         drop(inner);
-        for (w, r) in writes.iter().zip(&results) {
+        for ((w, r), before) in writes.iter().zip(&results).zip(stored_before) {
             if r.is_ok() {
                 self.shared.top.add(&w.remote, &w.batch);
+                self.shared.trend.add(&w.remote, before, &w.batch);
             }
         }
         if pending > MAX_PENDING_VALUES {
