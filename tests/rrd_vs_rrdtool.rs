@@ -124,7 +124,8 @@ fn assert_no_mismatches(mismatches: &[String], compared: usize) {
 #[test]
 fn random_databases_fetch_exactly_like_rrdtool() {
     require_rrdtool();
-    let dir = temp_dir("rrd-diff");
+    let tmp = temp_dir("rrd-diff");
+    let dir = tmp.path();
     // FLEETPOLL_RRD_SEED and FLEETPOLL_RRD_SCENARIOS explore beyond the fixed default.
     let seed = std::env::var("FLEETPOLL_RRD_SEED")
         .ok()
@@ -212,7 +213,8 @@ fn fleetpoll(args: &[String], stdin: Option<&str>) -> Result<String, String> {
 #[test]
 fn the_fleetpoll_rrd_command_prints_what_rrdtool_prints() {
     require_rrdtool();
-    let dir = temp_dir("rrd-cli");
+    let tmp = temp_dir("rrd-cli");
+    let dir = tmp.path();
     let mut rng = Prng::new(0x5EED_0002);
     let scenarios: Vec<Scenario> = (0..40).map(|i| generate(&mut rng, i)).collect();
     let (answers, _) = run_rrdtool(&scenarios, &dir, false);

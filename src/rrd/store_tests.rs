@@ -15,10 +15,31 @@ use super::{Cf, DsType, FetchRequest, RrdFile};
 
 const T0: i64 = 1_700_000_040; // a multiple of 60
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fleetpoll-store-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A test's directory, removed when the test ends (pass or fail), so repeated runs do
+/// not fill the temp filesystem. It derefs to the path of a directory that does not
+/// exist yet: the store creates it.
+struct TestDir {
+    _parent: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TestDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+fn temp_dir(name: &str) -> TestDir {
+    let parent = tempfile::Builder::new()
+        .prefix(&format!("fleetpoll-store-{name}-"))
+        .tempdir()
+        .expect("create a temp dir");
+    let path = parent.path().join("store");
+    TestDir {
+        _parent: parent,
+        path,
+    }
 }
 
 fn series(entity: &str, metric: &str, kind: MetricKind) -> SeriesKey {
@@ -730,5 +751,4 @@ fn the_trend_lines_from_memory_equal_the_hour_read_from_the_files() {
     assert!(stored[0].is_ok());
     assert!(store.hour_trends(&remote, T0 + 60 * 120).is_none());
     assert!(store.hour_trends(&remote, T0 + 60 * 179).is_some());
-    let _ = std::fs::remove_dir_all(&dir);
 }

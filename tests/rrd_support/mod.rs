@@ -388,10 +388,11 @@ pub(crate) fn require_rrdtool() {
     );
 }
 
-/// A fresh directory under the system temp dir for one test.
-pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("fleetpoll-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh directory under the system temp dir for one test, removed when it is
+/// dropped.
+pub(crate) fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("fleetpoll-{name}-"))
+        .tempdir()
+        .expect("create temp dir")
 }
