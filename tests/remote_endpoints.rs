@@ -76,6 +76,42 @@ async fn metrics_after_a_cursor_are_strictly_newer() {
 }
 
 #[tokio::test]
+async fn a_fleet_started_behind_real_time_catches_up_by_the_whole_lag_of_metrics() {
+    let lag = 600;
+    let sim = common::start(SimConfig {
+        clock_behind: std::time::Duration::from_secs(lag as u64),
+        ..small_fleet()
+    })
+    .await;
+    let client = common::pve(&sim, "pve-1");
+    let real_now = fleetpoll_actors::system_now_secs();
+    let backfill = client.fetch_metrics(Cursor::START).await.unwrap();
+    let newest = backfill.newest().unwrap();
+    assert!(
+        (real_now - lag - 20..=real_now - lag).contains(&newest),
+        "newest {newest}, real time {real_now}: {lag} s behind"
+    );
+
+    sim.catch_up_clock();
+    assert_eq!(sim.clock_behind(), std::time::Duration::ZERO);
+    let next = client.fetch_metrics(Cursor(Some(newest))).await.unwrap();
+    let real_now = fleetpoll_actors::system_now_secs();
+    let timestamps: BTreeSet<i64> = next.points.iter().map(|p| p.timestamp).collect();
+    assert!(
+        (59..=61).contains(&timestamps.len()),
+        "a 600 s lag moves 60 generations at 10 s, got {}",
+        timestamps.len()
+    );
+    assert_eq!(timestamps.first(), Some(&(newest + 10)));
+    assert!(
+        *timestamps.last().unwrap() <= real_now,
+        "nothing in the future"
+    );
+    assert_eq!(next.dropped_future, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn pve_task_list_covers_every_node_from_its_cutoff() {
     let sim = common::start(small_fleet()).await;
     let client = common::pve(&sim, "pve-1");

@@ -180,3 +180,48 @@ async fn sigusr1_switches_an_outage_on_and_sigusr2_off() {
     }
     let _ = child.kill().await;
 }
+
+#[tokio::test]
+async fn sighup_catches_a_lagging_clock_up() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetpoll"))
+        .args([
+            "sim",
+            "--port",
+            "0",
+            "--pve",
+            "1",
+            "--pbs",
+            "0",
+            "--nodes",
+            "1",
+            "--clock-behind-secs",
+            "600",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the simulator starts")
+        .unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), errors.next_line())
+        .await
+        .expect("the simulator answers SIGHUP")
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(line, "fleetpoll sim: clock caught up (600 s)");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP must not stop it"
+    );
+    let _ = child.kill().await;
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{wait_until, Fleet, T0};
 use fleetpoll_actors::testing::CallKind;
-use fleetpoll_actors::{RemoteId, Target, TaskRecord, TaskRef, TaskState};
+use fleetpoll_actors::{CollectOutcome, RemoteId, Target, TaskRecord, TaskRef, TaskState};
 
 fn secs_past_boundary(wall: Duration, interval: u64) -> f64 {
     wall.as_secs_f64() % interval as f64
@@ -391,6 +391,8 @@ async fn a_cycle_fetches_each_remotes_task_list_right_after_its_metric_poll() {
     let mut fleet = Fleet::new(6);
     fleet.config.limits.global_connections = 2;
     fleet.config.limits.manual_reserve = 0;
+    // Each poll waits a drawn delay before asking for its connection, as in production.
+    fleet.config.collection.connection_delay_max = Duration::from_secs(1);
     let latency = Duration::from_millis(200);
     for s in fleet.sources.values() {
         s.set_latency(latency);
@@ -416,6 +418,54 @@ async fn a_cycle_fetches_each_remotes_task_list_right_after_its_metric_poll() {
         assert_eq!((metrics.len(), tasks.len()), (1, 1), "{id}");
         // Next in line for the connection the poll just gave back, though two
         // connections serve six remotes and the other polls were queued first.
+        assert_eq!(
+            tasks[0].at.duration_since(metrics[0].at),
+            latency,
+            "{id}'s task list did not follow its poll"
+        );
+    }
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cycle_with_tasks_started_by_hand_follows_each_poll_with_its_task_list() {
+    let mut fleet = Fleet::new(6);
+    fleet.config.limits.global_connections = 2;
+    fleet.config.limits.manual_reserve = 0;
+    // As in production, each poll waits a drawn delay before asking for its connection;
+    // a task fetch that did not wait for its poll would go first, on a connection of
+    // its own.
+    fleet.config.collection.connection_delay_max = Duration::from_secs(1);
+    let latency = Duration::from_millis(200);
+    for s in fleet.sources.values() {
+        s.set_latency(latency);
+    }
+    let engine = fleet.start().await;
+    // Past the start-up collection and its skip window, before the first tick.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let start = tokio::time::Instant::now();
+    let (metrics, tasks) = engine.cycle_with_tasks(true).await.unwrap();
+    assert_eq!((metrics.results.len(), tasks.results.len()), (6, 6));
+    assert!(
+        metrics
+            .results
+            .iter()
+            .chain(&tasks.results)
+            .all(|(_, r)| matches!(r, Ok(CollectOutcome::Stored { .. }))),
+        "every poll and task fetch ran: {metrics:?} {tasks:?}"
+    );
+    for i in 0..6 {
+        let id = format!("r{i}");
+        let after = |kind| {
+            fleet
+                .probe
+                .calls_to(&id, kind)
+                .into_iter()
+                .filter(|c| c.at >= start)
+                .collect::<Vec<_>>()
+        };
+        let (metrics, tasks) = (after(CallKind::Metrics), after(CallKind::Tasks));
+        assert_eq!((metrics.len(), tasks.len()), (1, 1), "{id}");
         assert_eq!(
             tasks[0].at.duration_since(metrics[0].at),
             latency,

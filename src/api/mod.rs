@@ -299,7 +299,18 @@ fn other_shard(state: &ApiState, id: &str, err: EngineError) -> ApiError {
     }
 }
 
-/// Body of `POST /api/v1/collect` and `POST /api/v1/tasks/refresh`.
+/// Body of `POST /api/v1/tasks/refresh`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    #[serde(default)]
+    remote: Option<String>,
+    #[serde(default)]
+    wait: bool,
+}
+
+/// Body of `POST /api/v1/collect`: a refresh's fields, and `cycle` for a regular cycle
+/// of every remote with its task lists.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CollectBody {
@@ -307,15 +318,20 @@ struct CollectBody {
     remote: Option<String>,
     #[serde(default)]
     wait: bool,
+    #[serde(default)]
+    cycle: bool,
 }
 
 fn target(remote: Option<String>) -> Target {
     remote.map_or(Target::All, |id| Target::Remote(RemoteId::new(id)))
 }
 
-/// What the bodies of collect and refresh look like.
-const COLLECT_EXAMPLE: &str =
+/// What the body of refresh looks like.
+const REFRESH_EXAMPLE: &str =
     r#"{"remote": "<id>" | null, "wait": true|false} ({} for every remote)"#;
+
+/// What the body of collect looks like.
+const COLLECT_EXAMPLE: &str = r#"{"remote": "<id>" | null, "wait": true|false} ({} for every remote), or {"cycle": true, "wait": true|false} for a regular cycle of every remote with its task lists"#;
 
 async fn collect(
     State(state): State<ApiState>,
@@ -324,6 +340,9 @@ async fn collect(
 ) -> ApiResult<Json<serde_json::Value>> {
     authorize(&state, &headers)?;
     let b: CollectBody = body::json_body(&headers, raw, COLLECT_EXAMPLE).await?;
+    if b.cycle {
+        return cycle(&state, b).await;
+    }
     let id = b.remote.clone().unwrap_or_default();
     let target = target(b.remote);
     let report = state
@@ -336,6 +355,24 @@ async fn collect(
         inventory.refresh(target, b.wait).await;
     }
     Ok(Json(trigger_json(report)))
+}
+
+/// `{"cycle": true}`: what a scheduler tick does when the task lists fall due — every
+/// remote in the scheduled lane (within `global_connections`, no manual burst), each
+/// remote's task lists right after its metrics over the same connection.
+async fn cycle(state: &ApiState, b: CollectBody) -> ApiResult<Json<serde_json::Value>> {
+    if let Some(remote) = b.remote {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a cycle runs every remote: leave out \"remote\" ({remote:?}), or leave out \"cycle\" to collect one remote"
+            ),
+        ));
+    }
+    let (metrics, tasks) = state.engine.cycle_with_tasks(b.wait).await?;
+    let mut json = trigger_json(metrics);
+    json["task_results"] = trigger_json(tasks)["results"].take();
+    Ok(Json(json))
 }
 
 fn trigger_json(report: fleetpoll_actors::TriggerReport) -> serde_json::Value {
@@ -356,7 +393,7 @@ async fn refresh_tasks(
     raw: Body,
 ) -> ApiResult<Json<serde_json::Value>> {
     authorize(&state, &headers)?;
-    let b: CollectBody = body::json_body(&headers, raw, COLLECT_EXAMPLE).await?;
+    let b: RefreshBody = body::json_body(&headers, raw, REFRESH_EXAMPLE).await?;
     let id = b.remote.clone().unwrap_or_default();
     let report = state
         .engine

@@ -72,6 +72,12 @@ The fleet over time (all off by default: a static fleet):
   --long-tasks SHARE       this share (0..1) of tasks runs for 1 to 5 days
   --dynamic                all three at once: --node-outages 21600+600
                            --guest-churn-secs 3600 --long-tasks 0.01 (later options win)
+  --clock-behind-secs N    the simulator's clock starts N seconds behind real time and
+                           runs at the real rate until SIGHUP, when it catches up: every
+                           remote jumps N seconds on, with the metrics and tasks of those
+                           seconds (a benchmark backfills, then moves a whole collection
+                           interval at once; no point served is ever in the future).
+                           Outage windows count on the simulator's clock.
 
 Faults:
   --fault KIND[=VALUE][@TARGET]   inject a fault (repeatable); TARGET is a remote id or a
@@ -83,7 +89,8 @@ Faults:
                            bad-resources, outage=START_S+DURATION_S (every listener refuses
                            connections from START_S after the start for DURATION_S seconds;
                            repeatable; the remotes keep running meanwhile)
-  While running, SIGUSR1 switches an outage of every remote on and SIGUSR2 off.
+  While running, SIGUSR1 switches an outage of every remote on and SIGUSR2 off, and
+  SIGHUP ends a --clock-behind-secs lag.
 
 Output:
   --write-config FILE      write a fleetpoll config for this fleet (mode 0600): every
@@ -224,6 +231,9 @@ pub fn parse_args(args: &[String]) -> Result<SimArgs, UsageError> {
                 config.churn.long_task_share = share;
             }
             "--dynamic" => config.churn = Churn::lively(),
+            "--clock-behind-secs" => {
+                config.clock_behind = std::time::Duration::from_secs(number(flag, value()?)?);
+            }
             "--seed" => config.seed = number(flag, value()?)?,
             "--pve" => config.pve_remotes = number(flag, value()?)?,
             "--pbs" => config.pbs_remotes = number(flag, value()?)?,
@@ -353,6 +363,7 @@ fn print_banner(sim: &Simulator) {
 struct Signals {
     on: tokio::signal::unix::Signal,
     off: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
 }
 
@@ -362,12 +373,13 @@ impl Signals {
         Ok(Signals {
             on: signal(SignalKind::user_defined1())?,
             off: signal(SignalKind::user_defined2())?,
+            hangup: signal(SignalKind::hangup())?,
             term: signal(SignalKind::terminate())?,
         })
     }
 
     /// Waits for Ctrl-C or SIGTERM, switching the outage on at SIGUSR1 and off at
-    /// SIGUSR2; returns the exit code.
+    /// SIGUSR2 and catching the clock up at SIGHUP; returns the exit code.
     async fn wait(&mut self, sim: &Simulator) -> i32 {
         loop {
             tokio::select! {
@@ -387,6 +399,11 @@ impl Signals {
                     sim.set_outage(false);
                     eprintln!("fleetpoll sim: outage off");
                 }
+                _ = self.hangup.recv() => {
+                    let behind = sim.clock_behind().as_secs();
+                    sim.catch_up_clock();
+                    eprintln!("fleetpoll sim: clock caught up ({behind} s)");
+                }
             }
         }
     }
@@ -404,7 +421,7 @@ mod tests {
     fn flags_set_the_fleet_and_the_layout() {
         let parsed = parse_args(&args(
             "--port 0 --seed 9 --pve 10 --pbs 4 --nodes 5 --fault hang@pve-2 \
-             --prom 7 --series 1000 --rtt-ms 50+10 --guest-churn-secs 600",
+             --prom 7 --series 1000 --rtt-ms 50+10 --guest-churn-secs 600 --clock-behind-secs 900",
         ))
         .unwrap();
         let c = &parsed.config;
@@ -417,6 +434,7 @@ mod tests {
         assert_eq!(c.faults.len(), 1);
         assert_eq!(c.rtt.to_string(), "50+10");
         assert_eq!(c.churn.guest_period_secs, 600);
+        assert_eq!(c.clock_behind, std::time::Duration::from_secs(900));
         assert_eq!(
             c.listen,
             Listen::PerNode {

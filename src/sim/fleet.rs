@@ -62,6 +62,9 @@ pub struct SimConfig {
     pub rtt: Rtt,
     /// How the fleet changes over time (nothing changes by default).
     pub churn: Churn,
+    /// How far the simulator's clock starts behind the clock it is given, until
+    /// [`crate::sim::Simulator::catch_up_clock`] (0: not behind).
+    pub clock_behind: std::time::Duration,
 }
 
 /// Where the simulated remotes listen.
@@ -139,6 +142,7 @@ impl Default for SimConfig {
             listen: Listen::default(),
             rtt: Rtt::default(),
             churn: Churn::default(),
+            clock_behind: std::time::Duration::ZERO,
         }
     }
 }

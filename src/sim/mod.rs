@@ -15,6 +15,7 @@
 //! - `exposition`: Prometheus exposition targets (node_exporter-shaped), rendered.
 //! - `routes`: the API paths, token checks and fault injection; `query` its query strings.
 //! - `certs`: the per-node (or shared) certificates, derived from the seed.
+//! - `clock`: the simulator's clock, optionally behind real time until it catches up.
 //! - `listeners`: the listeners of both layouts and each connection's TLS and HTTP.
 //! - [`server`]: [`Simulator`], the handle to a running fleet, and the clockwork that
 //!   opens and closes listeners.
@@ -27,6 +28,7 @@
 mod certs;
 pub mod churn;
 pub mod cli;
+mod clock;
 mod embed;
 mod exposition;
 pub mod faults;

@@ -167,6 +167,7 @@ enum Layout {
 pub struct Simulator {
     layout: Layout,
     state: Arc<SimState>,
+    clock: Arc<super::clock::LaggingClock>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
 }
@@ -194,12 +195,18 @@ impl Simulator {
         Self::start_with_clock(config, Arc::new(TokioClock::system())).await
     }
 
-    /// Starts the simulated fleet reading the time from `clock`.
+    /// Starts the simulated fleet reading the time from `clock` (held
+    /// `config.clock_behind` behind it until [`Simulator::catch_up_clock`]).
     pub async fn start_with_clock(
         config: SimConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Simulator, SimError> {
-        let state = Arc::new(SimState::new(Fleet::build(&config), clock, config.rtt));
+        let clock = Arc::new(super::clock::LaggingClock::new(clock, config.clock_behind));
+        let state = Arc::new(SimState::new(
+            Fleet::build(&config),
+            clock.clone(),
+            config.rtt,
+        ));
         let (stop, stopped) = watch::channel(false);
         let (layout, servers) = match config.listen {
             Listen::Shared(listen) => start_shared(&state, listen, &stopped).await?,
@@ -208,6 +215,7 @@ impl Simulator {
         Ok(Simulator {
             layout,
             state,
+            clock,
             stop,
             servers,
         })
@@ -361,6 +369,20 @@ impl Simulator {
     pub fn set_outage(&self, on: bool) {
         self.state.outage.store(on, Ordering::Relaxed);
         self.state.poke.notify_one();
+    }
+
+    /// Ends the lag of a clock started behind (`SimConfig::clock_behind`): every remote
+    /// jumps forward to the real time, its metrics and tasks of the lag included. A
+    /// benchmark backfills against a lagging fleet, then catches it up, so the next
+    /// cycle moves the whole lag's worth of data and none of it lies in the future.
+    pub fn catch_up_clock(&self) {
+        self.clock.catch_up();
+        self.state.poke.notify_one();
+    }
+
+    /// How far the simulator's clock is behind the clock it was started with.
+    pub fn clock_behind(&self) -> std::time::Duration {
+        self.clock.behind()
     }
 
     /// Whether the outage switch is on.

@@ -180,6 +180,18 @@ impl EngineHandle {
         lane: Lane,
         wait: bool,
     ) -> Result<TriggerReport, EngineError> {
+        let rx = self.send_run(target, job, lane, wait)?;
+        Self::report(rx).await
+    }
+
+    /// Hands a fan-out to the remote supervisor; its answer arrives on the receiver.
+    fn send_run(
+        &self,
+        target: Target,
+        job: FanOut,
+        lane: Lane,
+        wait: bool,
+    ) -> Result<oneshot::Receiver<Result<TriggerResults, CollectError>>, EngineError> {
         self.accepting()?;
         let remotes = self.remotes()?;
         let (tx, rx) = oneshot::channel();
@@ -192,6 +204,12 @@ impl EngineHandle {
                 reply: Some(tx),
             })
             .map_err(|_| EngineError::NotRunning("the remote supervisor stopped".into()))?;
+        Ok(rx)
+    }
+
+    async fn report(
+        rx: oneshot::Receiver<Result<TriggerResults, CollectError>>,
+    ) -> Result<TriggerReport, EngineError> {
         match rx.await {
             Ok(Ok(results)) => Ok(TriggerReport { results }),
             Ok(Err(CollectError::UnknownRemote(id))) => Err(EngineError::UnknownRemote(id)),
@@ -232,6 +250,38 @@ impl EngineHandle {
             bypass_backoff: false,
         };
         self.run_in(Target::All, job, Lane::Scheduled, wait).await
+    }
+
+    /// Start a regular cycle of every remote now in which the task lists fall due, as
+    /// the scheduler's tick does then: scheduled lane, per-connection delay, skip window
+    /// and backoff apply, and each remote's task lists are fetched right after its
+    /// metric poll, over the connection the poll kept alive. With `wait`, returns once
+    /// every remote's metrics and task lists are stored: the metrics' report, then the
+    /// task lists'.
+    pub async fn cycle_with_tasks(
+        &self,
+        wait: bool,
+    ) -> Result<(TriggerReport, TriggerReport), EngineError> {
+        let metrics = self.send_run(
+            Target::All,
+            FanOut::Metrics {
+                bypass_backoff: false,
+            },
+            Lane::Scheduled,
+            wait,
+        )?;
+        // Sent after the metric fan-out, so every poller has its poll under way and
+        // stashes the task fetch until the poll hands the connection over.
+        let tasks = self.send_run(
+            Target::All,
+            FanOut::Tasks {
+                running_only: false,
+                after_metrics: true,
+            },
+            Lane::Scheduled,
+            wait,
+        )?;
+        Ok((Self::report(metrics).await?, Self::report(tasks).await?))
     }
 
     /// Fetch the task lists of one remote or all now; with `wait`, returns once merged.

@@ -1,15 +1,22 @@
 //! Scenario `e2e`: the product as deployed. `fleetpoll sim` and `fleetpoll run` run as
-//! separate processes; the daemon's config comes from `sim --write-config`. Full cycles
-//! — metrics and task lists of every remote, stored — are started through the API and
-//! waited for, while another thread measures the API's latency for a task page and an
-//! hour of a node's metrics: first the backfill cycle on an empty store, then a regular
-//! incremental one. Reports each against the latency-bound floor of the requests a full
-//! cycle cannot avoid — `ceil(requests / concurrency) × (latency + rtt)`, where a PVE
-//! cluster needs its metric export and one task list per node, a PBS its metrics and
-//! its task list, plus `ceil(remotes / concurrency) × 2 × rtt` for the TCP and TLS
-//! handshakes of at least one new connection per remote — the daemon's CPU time and
-//! peak memory, and both latencies' p99. The simulator serves every node on its own
-//! address with its own certificate; `--rtt-ms` adds a round-trip time.
+//! separate processes; the daemon's config comes from `sim --write-config`. Two full
+//! cycles are started through the API (`{"cycle": true}`: what a scheduler tick runs
+//! when the task lists fall due — scheduled lane, each remote's task lists right after
+//! its metric poll over the same connection) and waited for, while another thread
+//! measures the API's latency for a task page and an hour of a node's metrics. The
+//! simulator's clock starts `--lag-secs` (one collection interval) behind real time:
+//! the first cycle backfills an empty store against it; then the daemon's kept-alive
+//! connections time out, the simulator catches up (SIGHUP), and the second, regular,
+//! cycle moves a whole interval's worth of generations, none of them in the future —
+//! the production cycle. Each is reported against the latency-bound floor of the
+//! requests a full cycle cannot avoid — `ceil(requests / concurrency) × (latency +
+//! rtt)`, where a PVE cluster needs its metric export, one task list per node and its
+//! node list when the one it keeps has expired (the backfill; the regular cycle comes
+//! within the list's 600 s), a PBS its metrics and its task list, plus
+//! `ceil(remotes / concurrency) × 2 × rtt` for the TCP and TLS handshakes of one new
+//! connection per remote — with the daemon's CPU time per stored point, its peak
+//! memory, and both latencies' p99. The simulator serves every node on its own address
+//! with its own certificate; `--rtt-ms` adds a round-trip time.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -48,6 +55,11 @@ pub(crate) struct E2eArgs {
     /// Guests per PVE cluster.
     #[arg(long, default_value_t = 10)]
     guests: usize,
+    /// How far the simulator's clock starts behind real time, in seconds: what the
+    /// regular cycle moves after the backfill (default: the default collection
+    /// interval, 600 s).
+    #[arg(long, default_value_t = 600)]
+    lag_secs: u64,
     /// After the regular cycle, how long every remote is made unreachable (the
     /// simulator's outage, SIGUSR1 … SIGUSR2) before `recovery_s` is measured; 0 skips it.
     #[arg(long, default_value_t = 60)]
@@ -135,6 +147,7 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
             ])
             .args(["--fault", &format!("latency={}", args.latency_ms)])
             .args(["--rtt-ms", &args.rtt_ms.to_string()])
+            .args(["--clock-behind-secs", &args.lag_secs.to_string()])
             .arg("--write-config")
             .arg(&config)
             .stdout(Stdio::null())
@@ -167,11 +180,20 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     })?;
 
     // The first cycle finds an empty store: 30 minutes of metric history and 7 days of
-    // tasks per remote (the backfill). The second is a regular incremental cycle.
+    // tasks per remote (the backfill), against the lagging simulator.
     let backfill = measured_cycle(port, &pid)?;
     let rss_after_backfill = process_rss_mib(&pid);
-    #[allow(clippy::disallowed_methods)] // reason: wait for the simulator's next 10 s generation
-    std::thread::sleep(Duration::from_secs(11));
+    // As after a real interval, no connection is still kept alive for the next cycle.
+    #[allow(clippy::disallowed_methods)] // reason: a plain thread waits out the idle timeout
+    std::thread::sleep(fleetpoll::remote::IDLE_TIMEOUT + Duration::from_secs(1));
+    // The simulator catches up: the regular cycle moves the lag's generations.
+    let sim_pid = sim.0.id().to_string();
+    let hup = Command::new("kill").args(["-HUP", &sim_pid]).status()?;
+    if !hup.success() {
+        bail!("kill -HUP {sim_pid} failed: {hup}");
+    }
+    #[allow(clippy::disallowed_methods)] // reason: let the simulator take the signal
+    std::thread::sleep(Duration::from_millis(200));
     let regular = measured_cycle(port, &pid)?;
     let rss_mib = process_peak_rss_mib(&pid);
     let rss_after_regular = process_rss_mib(&pid);
@@ -197,6 +219,16 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     let requests = (args.remotes - pbs) * (1 + args.nodes) + pbs * 2;
     let handshakes = args.remotes.div_ceil(concurrency) as f64 * 2.0 * rtt;
     let ideal = requests.div_ceil(concurrency) as f64 * (latency + rtt) + handshakes;
+    // The backfill lists each cluster's nodes too: no node list is kept yet.
+    let backfill_requests = requests + (args.remotes - pbs);
+    let backfill_ideal =
+        backfill_requests.div_ceil(concurrency) as f64 * (latency + rtt) + handshakes;
+    // The regular cycle's generations, from the backfill's 30 minutes at 10 s.
+    let generations = if backfill.points > 0 {
+        180.0 * regular.points as f64 / backfill.points as f64
+    } else {
+        0.0
+    };
     // The metrics-only floor (one request per remote), as in the `fleet` scenario.
     let ideal_metrics_only = args.remotes.div_ceil(concurrency) as f64 * (latency + 3.0 * rtt);
     Ok(json!({
@@ -205,18 +237,26 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
         "latency_ms": args.latency_ms,
         "rtt_ms": args.rtt_ms,
         "concurrency": args.concurrency,
+        "lag_s": args.lag_secs,
         "requests_min": requests,
         "ideal_s": round(ideal, 3),
         "ideal_metrics_only_s": round(ideal_metrics_only, 3),
+        "backfill_requests_min": backfill_requests,
+        "backfill_ideal_s": round(backfill_ideal, 3),
         "backfill_cycle_s": round(backfill.seconds, 3),
-        "backfill_ratio": round(backfill.seconds / ideal, 4),
+        "backfill_ratio": round(backfill.seconds / backfill_ideal, 4),
         "backfill_daemon_cpu_s": round(backfill.cpu, 2),
+        "backfill_points": backfill.points,
+        "backfill_daemon_cpu_us_per_point": round(backfill.cpu_us_per_point(), 3),
         "backfill_api_tasks_p99_ms": round(backfill.tasks_p99, 3),
         "backfill_api_rrd_p99_ms": round(backfill.rrd_p99, 3),
         "cycle_s": round(regular.seconds, 3),
         "ratio": round(regular.seconds / ideal, 4),
         "ratio_vs_metrics_only": round(regular.seconds / ideal_metrics_only, 4),
         "daemon_cpu_s": round(regular.cpu, 2),
+        "regular_points": regular.points,
+        "regular_generations": round(generations, 1),
+        "daemon_cpu_us_per_point": round(regular.cpu_us_per_point(), 3),
         "api_tasks_p99_ms": round(regular.tasks_p99, 3),
         "api_rrd_p99_ms": round(regular.rrd_p99, 3),
         "api_samples": regular.samples,
@@ -234,9 +274,20 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
 struct Cycle {
     seconds: f64,
     cpu: f64,
+    /// Metric points the cycle stored.
+    points: u64,
     tasks_p99: f64,
     rrd_p99: f64,
     samples: usize,
+}
+
+impl Cycle {
+    fn cpu_us_per_point(&self) -> f64 {
+        if self.points == 0 {
+            return 0.0;
+        }
+        self.cpu * 1e6 / self.points as f64
+    }
 }
 
 /// Runs one full cycle (metrics and task lists of every remote, waited for through the
@@ -265,37 +316,45 @@ fn measured_cycle(port: u16, pid: &str) -> anyhow::Result<Cycle> {
     });
     let cpu0 = process_cpu_secs(pid);
     let t0 = Instant::now();
-    let (metrics, tasks) = std::thread::scope(|s| {
-        let m = s.spawn(|| request(port, "POST", "/api/v1/collect", r#"{"wait":true}"#));
-        let t = s.spawn(|| request(port, "POST", "/api/v1/tasks/refresh", r#"{"wait":true}"#));
-        (m.join(), t.join())
-    });
+    let answer = request(
+        port,
+        "POST",
+        "/api/v1/collect",
+        r#"{"cycle":true,"wait":true}"#,
+    );
     let seconds = t0.elapsed().as_secs_f64();
     running.store(false, Ordering::Relaxed);
     let cpu = process_cpu_secs(pid) - cpu0;
-    let check =
-        |name: &str, r: std::thread::Result<anyhow::Result<(u16, String)>>| -> anyhow::Result<()> {
-            let (status, body) = r.map_err(|_| anyhow::anyhow!("{name} thread panicked"))??;
-            if status != 200 {
-                bail!("{name}: HTTP {status}: {body}");
-            }
-            let v: Value = serde_json::from_str(&body).context("the API's JSON")?;
-            let failed = v["results"]
-                .as_array()
-                .map_or(0, |r| r.iter().filter(|x| x["ok"] != true).count());
-            if failed > 0 {
-                bail!("{name}: {failed} remotes failed");
-            }
-            Ok(())
-        };
-    check("metrics", metrics)?;
-    check("tasks", tasks)?;
+    let (status, body) = answer?;
+    if status != 200 {
+        bail!("the cycle: HTTP {status}: {body}");
+    }
+    let v: Value = serde_json::from_str(&body).context("the API's JSON")?;
+    for part in ["results", "task_results"] {
+        let results = v[part].as_array().map(Vec::as_slice).unwrap_or_default();
+        let stored = |x: &&Value| x["ok"] == true && x["result"]["outcome"] == "stored";
+        let failed: Vec<&Value> = results.iter().filter(|x| !stored(x)).collect();
+        if results.is_empty() || !failed.is_empty() {
+            bail!(
+                "the cycle's {part}: {} of {} remotes not stored, e.g. {}",
+                failed.len(),
+                results.len(),
+                failed.first().map_or(String::new(), |x| x.to_string())
+            );
+        }
+    }
+    let points = v["results"].as_array().map_or(0, |r| {
+        r.iter()
+            .filter_map(|x| x["result"]["points"].as_u64())
+            .sum()
+    });
     let (mut tasks_ms, mut rrd_ms) = prober
         .join()
         .map_err(|_| anyhow::anyhow!("probe panicked"))??;
     Ok(Cycle {
         seconds,
         cpu,
+        points,
         samples: tasks_ms.len(),
         tasks_p99: percentile(&mut tasks_ms, 99.0),
         rrd_p99: percentile(&mut rrd_ms, 99.0),
