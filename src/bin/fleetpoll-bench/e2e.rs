@@ -223,12 +223,13 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
     let backfill_requests = requests + (args.remotes - pbs);
     let backfill_ideal =
         backfill_requests.div_ceil(concurrency) as f64 * (latency + rtt) + handshakes;
-    // The regular cycle's generations, from the backfill's 30 minutes at 10 s.
-    let generations = if backfill.points > 0 {
-        180.0 * regular.points as f64 / backfill.points as f64
-    } else {
-        0.0
-    };
+    // The regular cycle's generations: how far it moved each remote's cursor, at 10 s.
+    let mut moved: Vec<f64> = regular
+        .cursors
+        .iter()
+        .filter_map(|(remote, after)| Some((after - backfill.cursors.get(remote)?) as f64 / 10.0))
+        .collect();
+    let generations = percentile(&mut moved, 50.0);
     // The metrics-only floor (one request per remote), as in the `fleet` scenario.
     let ideal_metrics_only = args.remotes.div_ceil(concurrency) as f64 * (latency + 3.0 * rtt);
     Ok(json!({
@@ -255,7 +256,7 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
         "ratio_vs_metrics_only": round(regular.seconds / ideal_metrics_only, 4),
         "daemon_cpu_s": round(regular.cpu, 2),
         "regular_points": regular.points,
-        "regular_generations": round(generations, 1),
+        "regular_generations_median": round(generations, 1),
         "daemon_cpu_us_per_point": round(regular.cpu_us_per_point(), 3),
         "api_tasks_p99_ms": round(regular.tasks_p99, 3),
         "api_rrd_p99_ms": round(regular.rrd_p99, 3),
@@ -276,6 +277,8 @@ struct Cycle {
     cpu: f64,
     /// Metric points the cycle stored.
     points: u64,
+    /// Each remote's cursor (newest stored point) after the cycle.
+    cursors: std::collections::HashMap<String, i64>,
     tasks_p99: f64,
     rrd_p99: f64,
     samples: usize,
@@ -343,11 +346,23 @@ fn measured_cycle(port: u16, pid: &str) -> anyhow::Result<Cycle> {
             );
         }
     }
-    let points = v["results"].as_array().map_or(0, |r| {
-        r.iter()
-            .filter_map(|x| x["result"]["points"].as_u64())
-            .sum()
-    });
+    let results = v["results"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let points = results
+        .iter()
+        .filter_map(|x| x["result"]["points"].as_u64())
+        .sum();
+    let cursors = results
+        .iter()
+        .filter_map(|x| {
+            Some((
+                x["remote"].as_str()?.to_string(),
+                x["result"]["cursor"].as_i64()?,
+            ))
+        })
+        .collect();
     let (mut tasks_ms, mut rrd_ms) = prober
         .join()
         .map_err(|_| anyhow::anyhow!("probe panicked"))??;
@@ -355,6 +370,7 @@ fn measured_cycle(port: u16, pid: &str) -> anyhow::Result<Cycle> {
         seconds,
         cpu,
         points,
+        cursors,
         samples: tasks_ms.len(),
         tasks_p99: percentile(&mut tasks_ms, 99.0),
         rrd_p99: percentile(&mut rrd_ms, 99.0),
