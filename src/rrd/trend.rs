@@ -40,26 +40,39 @@ pub fn headline(entity: &str) -> Option<&'static [&'static str]> {
     }
 }
 
-/// One minute of one entity: the sum and count of each headline metric.
-#[derive(Debug, Clone, Copy, Default)]
-struct Row {
-    /// The row's end in minutes (`end / 60`); a stale one is reused.
-    minute: u32,
-    sum: [f32; 2],
-    count: [u8; 2],
-}
-
+/// One entity's last hour: a ring of one-minute rows, each the sum and count of every
+/// headline metric (one, or two for a share), ending at the newest row `head`. Kept as
+/// flat arrays without a per-row tag (≈ 300 bytes for a one-metric entity): a row
+/// belongs to the minute its place in the ring has within `(head − 60, head]`, and the
+/// rows a later `head` passes over are cleared as it moves.
 #[derive(Debug)]
 struct EntityRows {
-    /// Whether the line is the share of the first metric in the second.
-    share: bool,
-    rows: Box<[Row; ROWS]>,
+    /// Headline metrics per row: 1, or 2 when the line is the share of the first in
+    /// the second.
+    metrics: usize,
+    /// The newest row's end in minutes (`end / 60`); 0 before the first sample.
+    head: u32,
+    /// `ROWS × metrics` sums and counts, row by row.
+    sums: Box<[f32]>,
+    counts: Box<[u8]>,
     newest: i64,
     /// Each metric's newest sample.
     last: [i64; 2],
 }
 
 impl EntityRows {
+    fn new(share: bool) -> EntityRows {
+        let metrics = if share { 2 } else { 1 };
+        EntityRows {
+            metrics,
+            head: 0,
+            sums: vec![0.0; ROWS * metrics].into_boxed_slice(),
+            counts: vec![0; ROWS * metrics].into_boxed_slice(),
+            newest: i64::MIN,
+            last: [i64::MIN; 2],
+        }
+    }
+
     fn add(&mut self, metric: usize, ts: i64, value: f64) {
         let previous = self.last[metric];
         self.last[metric] = previous.max(ts);
@@ -73,29 +86,38 @@ impl EntityRows {
         ) else {
             return;
         };
-        let row = &mut self.rows[minute as usize % ROWS];
-        if row.minute != minute {
-            if row.minute > minute {
-                return; // older than the ring holds
-            }
-            *row = Row {
-                minute,
-                ..Row::default()
-            };
+        if self.head == 0 {
+            self.head = minute;
         }
-        row.sum[metric] += value as f32;
-        row.count[metric] = row.count[metric].saturating_add(1);
+        if minute > self.head {
+            // The ring moves on: the rows it passes over start empty.
+            let passed = (minute - self.head).min(ROWS as u32);
+            for m in minute + 1 - passed..=minute {
+                let at = (m as usize % ROWS) * self.metrics;
+                self.sums[at..at + self.metrics].fill(0.0);
+                self.counts[at..at + self.metrics].fill(0);
+            }
+            self.head = minute;
+        } else if self.head - minute >= ROWS as u32 {
+            return; // older than the ring holds
+        }
+        let at = (minute as usize % ROWS) * self.metrics + metric;
+        self.sums[at] += value as f32;
+        self.counts[at] = self.counts[at].saturating_add(1);
     }
 
     /// The value of the row ending at `minute`, if it has one.
     fn value(&self, minute: i64) -> Option<f64> {
-        let row = &self.rows[minute.rem_euclid(ROWS as i64) as usize];
-        if i64::from(row.minute) != minute {
+        let head = i64::from(self.head);
+        if self.head == 0 || minute > head || head - minute >= ROWS as i64 {
             return None;
         }
-        let mean =
-            |m: usize| (row.count[m] > 0).then(|| f64::from(row.sum[m]) / f64::from(row.count[m]));
-        if self.share {
+        let at = minute.rem_euclid(ROWS as i64) as usize * self.metrics;
+        let mean = |m: usize| {
+            (self.counts[at + m] > 0)
+                .then(|| f64::from(self.sums[at + m]) / f64::from(self.counts[at + m]))
+        };
+        if self.metrics == 2 {
             match (mean(0), mean(1)) {
                 (Some(used), Some(total)) if total > 0.0 => Some(used / total),
                 _ => None,
@@ -176,12 +198,7 @@ impl TrendAggregate {
             let rows = of_remote
                 .entities
                 .entry(Arc::clone(entity))
-                .or_insert_with(|| EntityRows {
-                    share: headline(entity).is_some_and(|h| h.len() == 2),
-                    rows: Box::new([Row::default(); ROWS]),
-                    newest: i64::MIN,
-                    last: [i64::MIN; 2],
-                });
+                .or_insert_with(|| EntityRows::new(headline(entity).is_some_and(|h| h.len() == 2)));
             for (metric, ts, value) in points {
                 rows.add(metric, ts, value);
             }
@@ -328,6 +345,50 @@ mod tests {
         );
         let node = &trends.hour(&r, T + 360).unwrap()["node/n1"];
         assert_eq!(node.values[58..], [None, Some(1.0)]);
+    }
+
+    #[test]
+    fn the_ring_moves_on_clearing_the_minutes_it_passes_and_keeps_late_samples_of_its_hour() {
+        let trends = TrendAggregate::default();
+        let r = RemoteId::new("pve");
+        let minute = |k: i64| T + 60 * k;
+        let points: Vec<(&str, &str, i64, f64)> = (0..=90)
+            .map(|k| ("qemu/1", "cpu_current", minute(k), k as f64))
+            .collect();
+        trends.add(&r, None, &batch(&points));
+        let line = |now: i64| trends.hour(&r, now).unwrap()["qemu/1"].clone();
+        let hour = line(minute(90));
+        let want: Vec<Option<f64>> = (31..=90).map(|k| Some(k as f64)).collect();
+        assert_eq!(
+            hour.values, want,
+            "the ring went round one and a half times"
+        );
+        // A late sample of the hour joins its row; one older than the ring is dropped.
+        trends.add(
+            &r,
+            None,
+            &batch(&[
+                ("qemu/1", "cpu_current", minute(90) - 30, 100.0),
+                ("qemu/1", "cpu_current", minute(20), 7.0),
+            ]),
+        );
+        let hour = line(minute(90));
+        assert_eq!(hour.values[59], Some(95.0));
+        assert_eq!(hour.values[..59], want[..59]);
+        // Hours later, after a gap: the rows it passed are empty, not last time's.
+        trends.add(
+            &r,
+            None,
+            &batch(&[("qemu/1", "cpu_current", minute(300), 1.0)]),
+        );
+        trends.add(
+            &r,
+            None,
+            &batch(&[("qemu/1", "cpu_current", minute(301), 3.0)]),
+        );
+        let hour = line(minute(301));
+        assert_eq!(hour.values[59], Some(3.0));
+        assert!(hour.values[..59].iter().all(Option::is_none), "{hour:?}");
     }
 
     #[test]
