@@ -73,9 +73,17 @@ impl<'de> Scanner<'de> {
         (self.next()? == want).then_some(())
     }
 
-    /// A string of printable ASCII without escapes.
+    /// A string of printable ASCII without escapes, as text.
     #[inline]
     fn string(&mut self) -> Option<&'de str> {
+        // Printable ASCII is valid UTF-8.
+        std::str::from_utf8(self.ascii()?).ok()
+    }
+
+    /// A string of printable ASCII without escapes, as its bytes (member names and the
+    /// type are only compared: no UTF-8 check needed).
+    #[inline]
+    fn ascii(&mut self) -> Option<&'de [u8]> {
         self.expect(b'"')?;
         let start = self.pos;
         let rest = &self.body[start..];
@@ -88,8 +96,7 @@ impl<'de> Scanner<'de> {
             return None;
         }
         self.pos = start + len + 1;
-        // Printable ASCII is valid UTF-8.
-        std::str::from_utf8(text).ok()
+        Some(text)
     }
 
     /// The text of a number in strict JSON syntax:
@@ -145,20 +152,20 @@ impl<'de> Scanner<'de> {
         let mut value = None;
         let mut kind = None;
         loop {
-            let key = self.string()?;
+            let key = self.ascii()?;
             self.expect(b':')?;
             let fresh = match key {
-                "timestamp" => timestamp.replace(self.number()?.parse::<i64>().ok()?),
-                "value" => value
+                b"timestamp" => timestamp.replace(self.number()?.parse::<i64>().ok()?),
+                b"value" => value
                     .replace(self.number()?.parse::<f64>().ok()?)
                     .map(|_| 0),
-                "id" => id.replace(self.string()?).map(|_| 0),
-                "metric" => metric.replace(self.string()?).map(|_| 0),
-                "type" => kind
-                    .replace(match self.string()? {
-                        "gauge" => MetricKind::Gauge,
-                        "derive" => MetricKind::Derive,
-                        "counter" => MetricKind::Counter,
+                b"id" => id.replace(self.string()?).map(|_| 0),
+                b"metric" => metric.replace(self.string()?).map(|_| 0),
+                b"type" => kind
+                    .replace(match self.ascii()? {
+                        b"gauge" => MetricKind::Gauge,
+                        b"derive" => MetricKind::Derive,
+                        b"counter" => MetricKind::Counter,
                         _ => return None,
                     })
                     .map(|_| 0),
