@@ -42,4 +42,6 @@ pub mod rrd;
 pub mod rules;
 pub mod sim;
 pub mod tasks;
+#[cfg(test)]
+mod test_batches;
 pub mod web;

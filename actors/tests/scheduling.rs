@@ -404,26 +404,9 @@ async fn a_cycle_fetches_each_remotes_task_list_right_after_its_metric_poll() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let stats = engine.scheduler().await.unwrap();
     assert_eq!(stats.task_fetches_with_cycle, 1);
-    for i in 0..6 {
-        let id = format!("r{i}");
-        let after = |kind| {
-            fleet
-                .probe
-                .calls_to(&id, kind)
-                .into_iter()
-                .filter(|c| c.at >= cycle_start)
-                .collect::<Vec<_>>()
-        };
-        let (metrics, tasks) = (after(CallKind::Metrics), after(CallKind::Tasks));
-        assert_eq!((metrics.len(), tasks.len()), (1, 1), "{id}");
-        // Next in line for the connection the poll just gave back, though two
-        // connections serve six remotes and the other polls were queued first.
-        assert_eq!(
-            tasks[0].at.duration_since(metrics[0].at),
-            latency,
-            "{id}'s task list did not follow its poll"
-        );
-    }
+    // Next in line for the connection the poll just gave back, though two connections
+    // serve six remotes and the other polls were queued first.
+    assert_each_task_list_follows_its_poll(&fleet, 6, cycle_start, latency);
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
@@ -454,14 +437,27 @@ async fn a_cycle_with_tasks_started_by_hand_follows_each_poll_with_its_task_list
             .all(|(_, r)| matches!(r, Ok(CollectOutcome::Stored { .. }))),
         "every poll and task fetch ran: {metrics:?} {tasks:?}"
     );
-    for i in 0..6 {
+    assert_each_task_list_follows_its_poll(&fleet, 6, start, latency);
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+/// Each of the first `remotes` remotes had one metric poll and one task fetch from
+/// `since` on, the fetch exactly one `latency` after the poll: it took the connection
+/// the poll gave back.
+fn assert_each_task_list_follows_its_poll(
+    fleet: &Fleet,
+    remotes: usize,
+    since: tokio::time::Instant,
+    latency: Duration,
+) {
+    for i in 0..remotes {
         let id = format!("r{i}");
         let after = |kind| {
             fleet
                 .probe
                 .calls_to(&id, kind)
                 .into_iter()
-                .filter(|c| c.at >= start)
+                .filter(|c| c.at >= since)
                 .collect::<Vec<_>>()
         };
         let (metrics, tasks) = (after(CallKind::Metrics), after(CallKind::Tasks));
@@ -472,5 +468,4 @@ async fn a_cycle_with_tasks_started_by_hand_follows_each_poll_with_its_task_list
             "{id}'s task list did not follow its poll"
         );
     }
-    engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }

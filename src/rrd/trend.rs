@@ -241,33 +241,10 @@ impl TrendAggregate {
 
 #[cfg(test)]
 mod tests {
-    use fleetpoll_actors::{MetricKind, MetricPoint, SeriesKey};
 
     use super::*;
 
-    fn batch(points: &[(&str, &str, i64, f64)]) -> MetricBatch {
-        let mut b = MetricBatch::default();
-        for (entity, metric, ts, value) in points {
-            let key = SeriesKey {
-                entity: Arc::from(*entity),
-                metric: Arc::from(*metric),
-                kind: MetricKind::Gauge,
-            };
-            let series = match b.series.iter().position(|s| *s == key) {
-                Some(i) => i,
-                None => {
-                    b.series.push(key);
-                    b.series.len() - 1
-                }
-            } as u32;
-            b.points.push(MetricPoint {
-                series,
-                timestamp: *ts,
-                value: *value,
-            });
-        }
-        b
-    }
+    use crate::test_batches::gauges as batch;
 
     const T: i64 = 1_700_000_040; // on the minute
 

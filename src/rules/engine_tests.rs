@@ -5,8 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fleetpoll_actors::{
-    HookBatch, MetricBatch, MetricKind, MetricPoint, PollState, RemoteId, RemoteKind, RemoteStatus,
-    SeriesKey, StatusChange,
+    HookBatch, MetricBatch, MetricKind, PollState, RemoteId, RemoteKind, RemoteStatus, StatusChange,
 };
 
 use super::engine::{AlertState, Change, RuleEngine, Transition};
@@ -23,23 +22,7 @@ fn batch(points: &[Point<'_>]) -> HookBatch {
     let mut b = MetricBatch::default();
     let mut rates = Vec::new();
     for &(entity, metric, kind, ts, value, rate) in points {
-        let key = SeriesKey {
-            entity: entity.into(),
-            metric: metric.into(),
-            kind,
-        };
-        let series = match b.series.iter().position(|k| *k == key) {
-            Some(i) => i,
-            None => {
-                b.series.push(key);
-                b.series.len() - 1
-            }
-        } as u32;
-        b.points.push(MetricPoint {
-            series,
-            timestamp: ts,
-            value,
-        });
+        crate::test_batches::push(&mut b, entity, metric, kind, ts, value);
         rates.push(rate);
     }
     HookBatch::with_rates(RemoteId::new("pve-1"), Arc::new(b), rates)

@@ -4,36 +4,12 @@
 //! requests for some of the remotes), plus the cases spelled out one by one.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use fleetpoll_actors::{MetricKind, MetricPoint, SeriesKey};
 use rand::{Rng, SeedableRng};
 
 use super::*;
 
-fn batch(points: &[(&str, &str, i64, f64)]) -> MetricBatch {
-    let mut b = MetricBatch::default();
-    for (entity, metric, ts, value) in points {
-        let key = SeriesKey {
-            entity: Arc::from(*entity),
-            metric: Arc::from(*metric),
-            kind: MetricKind::Gauge,
-        };
-        let series = match b.series.iter().position(|s| *s == key) {
-            Some(i) => i,
-            None => {
-                b.series.push(key);
-                b.series.len() - 1
-            }
-        } as u32;
-        b.points.push(MetricPoint {
-            series,
-            timestamp: *ts,
-            value: *value,
-        });
-    }
-    b
-}
+use crate::test_batches::gauges as batch;
 
 fn names(l: &[TopEntry]) -> Vec<String> {
     l.iter().map(|e| e.entity.clone()).collect()
