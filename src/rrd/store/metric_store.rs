@@ -62,11 +62,10 @@ impl MetricStore for RrdStore {
             })
             .collect();
         let mut inner = self.lock();
-        let records: Vec<Vec<u8>> = writes
-            .iter()
-            .map(|w| record::encode(&w.remote, &w.batch))
-            .collect();
-        if let Err(err) = inner.journal.append(&records).map_err(store_error) {
+        let appended = inner.journal.append_with(writes, |w, buf| {
+            record::encode_into(buf, &w.remote, &w.batch);
+        });
+        if let Err(err) = appended.map_err(store_error) {
             return writes.iter().map(|_| Err(err.clone())).collect();
         }
         let results: Vec<Result<Cursor, StoreError>> = writes
