@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
-use super::database::Rrd;
+use super::database::{Rrd, UpdateScratch};
 use super::error::RrdError;
 use super::fetch::{FetchRequest, FetchResult};
 use super::format::{self, Decoded, Layout, VERSION};
@@ -35,6 +35,8 @@ pub struct RrdFile {
     /// now replayed): a block that fails its checksum while it is rewritten is then
     /// taken as torn by that crash, not as damage.
     replaying: bool,
+    /// The buffers updates work in, kept between them.
+    scratch: UpdateScratch,
 }
 
 /// Appends `values` as little-endian `f64`s (as the rings store them).
@@ -104,6 +106,7 @@ impl RrdFile {
             rrd,
             block_crcs,
             replaying: false,
+            scratch: UpdateScratch::default(),
         })
     }
 
@@ -177,6 +180,7 @@ impl RrdFile {
             rrd: decoded.rrd,
             block_crcs: decoded.block_crcs,
             replaying: false,
+            scratch: UpdateScratch::default(),
         }
         .upgraded()
     }
@@ -204,6 +208,7 @@ impl RrdFile {
             rrd: decoded.rrd,
             block_crcs: decoded.block_crcs,
             replaying: false,
+            scratch: UpdateScratch::default(),
         })
     }
 
@@ -254,10 +259,38 @@ impl RrdFile {
     /// fails its old checksum is reported as [`RrdError::Corrupt`] before anything is
     /// written.
     pub fn update(&mut self, updates: &[(i64, Vec<RawValue>)]) -> Result<usize, RrdError> {
+        self.apply(
+            updates
+                .iter()
+                .map(|(time, values)| (*time, values.as_slice())),
+        )
+    }
+
+    /// Applies updates as [`RrdFile::update`], given as a table: `values` holds one
+    /// value per data source for each of `times`, row after row.
+    pub(crate) fn update_table(
+        &mut self,
+        times: &[i64],
+        values: &[RawValue],
+    ) -> Result<usize, RrdError> {
+        let width = self.rrd.ds.len().max(1);
+        if values.len() != times.len() * width {
+            return Err(RrdError::update(
+                format!("{} rows", times.len()),
+                format!("expected {} values per row", self.rrd.ds.len()),
+            ));
+        }
+        self.apply(times.iter().copied().zip(values.chunks_exact(width)))
+    }
+
+    fn apply<'a>(
+        &mut self,
+        updates: impl Iterator<Item = (i64, &'a [RawValue])>,
+    ) -> Result<usize, RrdError> {
         let mut ignored = 0;
         let mut result = Ok(());
         for (time, values) in updates {
-            match self.rrd.update(*time, values) {
+            match self.rrd.update_with(time, values, &mut self.scratch) {
                 Ok(true) => {}
                 Ok(false) => ignored += 1,
                 Err(err) => {

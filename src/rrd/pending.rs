@@ -2,8 +2,6 @@
 //! sources they need and one row of values per timestamp, kept in memory between
 //! `store_metrics` and the next commit (see `docs/rrd-format.md`, "Commit cadence").
 
-use std::collections::HashMap;
-
 use fleetpoll_actors::MetricBatch;
 
 use super::def::DsDef;
@@ -88,9 +86,9 @@ impl Pending {
         let points = &points[first..];
         // Each series' column, worked out once per batch (new data sources first, so
         // the rows below are laid out at their final width).
-        let mut column_of: HashMap<usize, usize> = HashMap::new();
+        let mut column_of = vec![usize::MAX; batch.series.len()];
         for &(_, series, _) in points {
-            if column_of.contains_key(&series) {
+            if column_of[series] != usize::MAX {
                 continue;
             }
             let key = &batch.series[series];
@@ -106,7 +104,7 @@ impl Pending {
                     self.add_column(def)
                 }
             };
-            column_of.insert(series, column);
+            column_of[series] = column;
         }
         let width = self.defs.len();
         // Exactly the rows of this batch: doubling would hold up to twice the values.
@@ -119,7 +117,7 @@ impl Pending {
             let row = self.values.len();
             self.values.resize(row + width, f64::NAN);
             for &(_, series, value) in group {
-                self.values[row + column_of[&series]] = value;
+                self.values[row + column_of[series]] = value;
             }
             self.times.push(time);
             newest = Some(time);
@@ -127,17 +125,22 @@ impl Pending {
         (newest, self.values.len() - before)
     }
 
-    /// The rows as updates for a file whose data source `c` of these rows is column
-    /// `columns[c]` of `width` columns.
-    pub(crate) fn updates(&self, columns: &[usize], width: usize) -> Vec<(i64, Vec<RawValue>)> {
-        self.rows()
-            .map(|(time, row)| {
-                let mut values = vec![RawValue::Unknown; width];
-                for (c, &value) in row.iter().enumerate() {
-                    values[columns[c]] = RawValue::from_f64(value);
-                }
-                (time, values)
-            })
-            .collect()
+    /// The rows' timestamps, oldest first.
+    pub(crate) fn times(&self) -> &[i64] {
+        &self.times
+    }
+
+    /// The rows' values as updates for a file whose data source `c` of these rows is
+    /// column `columns[c]` of `width` columns: `width` values per row of
+    /// [`Pending::times`], in one table (not one allocation per row).
+    pub(crate) fn updates(&self, columns: &[usize], width: usize) -> Vec<RawValue> {
+        let mut values = vec![RawValue::Unknown; self.times.len() * width];
+        for ((_, row), out) in self.rows().zip(values.chunks_exact_mut(width.max(1))) {
+            for (c, &value) in row.iter().enumerate() {
+                out[columns[c]] = RawValue::from_f64(value);
+            }
+        }
+        values
     }
 }
+

@@ -456,14 +456,25 @@ impl Inner {
                 })
             })
             .collect();
-        let mut by_entity: Vec<Vec<TimedPoint>> = vec![Vec::new(); entities.len()];
+        // Counted first, so each entity's points are one exact allocation (a fleet's
+        // first poll brings millions of points).
+        let mut counts = vec![0usize; entities.len()];
+        for point in &batch.points {
+            if let Some(&entity) = entity_of_series.get(point.series as usize) {
+                counts[entity] += 1;
+            }
+        }
+        let mut by_entity: Vec<Vec<TimedPoint>> =
+            counts.into_iter().map(Vec::with_capacity).collect();
         for point in &batch.points {
             if let Some(&entity) = entity_of_series.get(point.series as usize) {
                 by_entity[entity].push((point.timestamp, point.series as usize, point.value));
             }
         }
         for points in &mut by_entity {
-            points.sort_by_key(|&(time, _, _)| time);
+            if !points.is_sorted_by_key(|&(time, _, _)| time) {
+                points.sort_by_key(|&(time, _, _)| time);
+            }
         }
         let by_entity = entities.into_iter().zip(by_entity);
         let mut first_error = None;
@@ -630,9 +641,9 @@ impl Inner {
                     .expect("added above")
             })
             .collect();
-        let updates = pending.updates(&columns, names.len());
+        let values = pending.updates(&columns, names.len());
         file.set_replaying(self.replaying);
-        let result = file.update(&updates);
+        let result = file.update_table(pending.times(), &values);
         self.files.mark_dirty(path)?;
         result.map(|_ignored| ())
     }
