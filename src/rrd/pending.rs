@@ -125,6 +125,44 @@ impl Pending {
         (newest, self.values.len() - before)
     }
 
+    /// Adds the rows of `newer`, all later than these, after these rows; both are
+    /// widened to the data sources of either (unknown where a row had none).
+    pub(crate) fn append(&mut self, mut newer: Pending) {
+        if newer.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            *self = newer;
+            return;
+        }
+        for pair in std::mem::take(&mut newer.long_names) {
+            if !self.long_names.contains(&pair) {
+                self.long_names.push(pair);
+            }
+        }
+        let columns: Vec<usize> = newer
+            .defs
+            .iter()
+            .map(
+                |def| match self.defs.iter().position(|d| d.name == def.name) {
+                    Some(column) => column,
+                    None => self.add_column(def.clone()),
+                },
+            )
+            .collect();
+        let width = self.defs.len();
+        self.values.reserve_exact(newer.times.len() * width);
+        self.times.reserve_exact(newer.times.len());
+        for (time, row) in newer.rows() {
+            let start = self.values.len();
+            self.values.resize(start + width, f64::NAN);
+            for (&column, &value) in columns.iter().zip(row) {
+                self.values[start + column] = value;
+            }
+            self.times.push(time);
+        }
+    }
+
     /// The rows' timestamps, oldest first.
     pub(crate) fn times(&self) -> &[i64] {
         &self.times
@@ -144,3 +182,72 @@ impl Pending {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fleetpoll_actors::{MetricKind, SeriesKey};
+
+    use super::*;
+
+    fn pending(metrics: &[&str], times: &[i64]) -> Pending {
+        let series: Vec<SeriesKey> = metrics
+            .iter()
+            .map(|m| SeriesKey {
+                entity: Arc::from("qemu/100"),
+                metric: Arc::from(*m),
+                kind: MetricKind::Gauge,
+            })
+            .collect();
+        let batch = MetricBatch {
+            series,
+            ..MetricBatch::default()
+        };
+        let points: Vec<TimedPoint> = times
+            .iter()
+            .flat_map(|&t| (0..metrics.len()).map(move |s| (t, s, (t + s as i64) as f64)))
+            .collect();
+        let mut pending = Pending::default();
+        pending.add(&batch, &points, i64::MIN);
+        pending
+    }
+
+    fn table(p: &Pending) -> Vec<(String, i64, Option<f64>)> {
+        p.rows()
+            .flat_map(|(time, row)| {
+                p.defs
+                    .iter()
+                    .zip(row)
+                    .map(move |(d, &v)| (d.name.clone(), time, (!v.is_nan()).then_some(v)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn newer_rows_are_appended_after_older_ones_widened_to_every_column() {
+        let mut older = pending(&["cpu", "mem"], &[60, 120]);
+        let newer = pending(&["disk", "cpu"], &[180]);
+        older.append(newer);
+        assert_eq!(older.times(), &[60, 120, 180]);
+        assert_eq!(older.value_count(), 9, "3 rows × 3 columns");
+        let mut got = table(&older);
+        got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let mut want = vec![
+            ("cpu".to_string(), 60, Some(60.0)),
+            ("mem".to_string(), 60, Some(61.0)),
+            ("disk".to_string(), 60, None),
+            ("cpu".to_string(), 120, Some(120.0)),
+            ("mem".to_string(), 120, Some(121.0)),
+            ("disk".to_string(), 120, None),
+            ("cpu".to_string(), 180, Some(181.0)),
+            ("mem".to_string(), 180, None),
+            ("disk".to_string(), 180, Some(180.0)),
+        ];
+        want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(got, want);
+
+        let mut empty = Pending::default();
+        empty.append(pending(&["cpu"], &[60]));
+        assert_eq!(empty.times(), &[60]);
+    }
+}
