@@ -4,8 +4,9 @@
 //! that entity answer `RrdError::Damaged` naming it, and leaves the other 39 entities
 //! of the remote storing. An entity whose file cannot be written at all (a name too
 //! long for the file system, a directory in its place) costs only its own points too:
-//! they are quarantined, the others are committed and the journal is released. Over
-//! real files, through `RrdStore`.
+//! they are quarantined, the others are committed and the journal is released; one
+//! that fails for a reason not its own fails the commit, naming it, and the journal is
+//! kept. Over real files, through `RrdStore`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -425,4 +426,37 @@ fn an_entity_whose_file_is_a_directory_is_quarantined_while_the_others_store() {
     assert!(store.store_metrics(&batch(5, 1))[0].is_ok());
     store.commit().unwrap();
     assert_eq!(stored_minutes(&store, DAMAGED), expected(DAMAGED, 5, 5));
+}
+
+#[test]
+fn a_file_the_store_cannot_write_fails_the_commit_naming_it_and_keeps_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = stored_remote(dir.path());
+    let (store, _) = RrdStore::open(dir.path()).unwrap();
+    assert!(store.store_metrics(&batch(3, 2))[0].is_ok());
+    // A socket in the file's place: opening it fails with ENXIO, not a fault of the
+    // entity's own (nothing to quarantine), while the commit writes the others' files.
+    std::fs::remove_file(&path).unwrap();
+    let socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+
+    let err = store.commit().unwrap_err();
+    assert!(
+        err.to_string().contains(path.to_str().unwrap()),
+        "the error names the file: {err}"
+    );
+    assert!(
+        dir.path().join("journal.sealed").exists(),
+        "the journal is kept: the entity's points are in no file"
+    );
+    assert_eq!(store.quarantined_rows(), 0, "{:?}", store.quarantined());
+    for e in (0..ENTITIES).filter(|&e| e != DAMAGED) {
+        assert_eq!(stored_minutes(&store, e), expected(e, 0, 4));
+    }
+
+    // Once the place is free again, the next commit writes the points and releases.
+    drop(socket);
+    std::fs::remove_file(&path).unwrap();
+    store.commit().unwrap();
+    assert_journal_released(dir.path());
+    assert_eq!(stored_minutes(&store, DAMAGED), expected(DAMAGED, 3, 4));
 }

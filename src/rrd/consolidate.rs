@@ -115,13 +115,15 @@ pub(crate) trait RowSink {
 /// ending at `index × step`), all with the per-data-source values `pdps`, into one
 /// archive's accumulators. The first row completed is consolidated from what was
 /// accumulated; further full rows hold the PDP value itself, as rrdtool fills them,
-/// and the PDPs left over start the next row.
+/// and the PDPs left over start the next row. `row` is a buffer for the consolidated
+/// row (its contents do not matter).
 pub(crate) fn feed(
     rra: &RraDef,
     preps: &mut [CdpPrep],
     pdps: &[f64],
     first_pdp: u64,
     count: u64,
+    row: &mut Vec<f64>,
     sink: &mut dyn RowSink,
 ) {
     if count == 0 {
@@ -144,17 +146,14 @@ pub(crate) fn feed(
         return;
     }
     // The first row completed is consolidated from what was accumulated.
-    let row: Vec<f64> = preps
-        .iter_mut()
-        .zip(pdps)
-        .map(|(prep, &pdp)| {
-            if pdp.is_nan() {
-                prep.unknown_pdps += to_boundary;
-            }
-            complete(rra, prep, pdp, to_boundary)
-        })
-        .collect();
-    sink.push_rows(&row, 1);
+    row.clear();
+    row.extend(preps.iter_mut().zip(pdps).map(|(prep, &pdp)| {
+        if pdp.is_nan() {
+            prep.unknown_pdps += to_boundary;
+        }
+        complete(rra, prep, pdp, to_boundary)
+    }));
+    sink.push_rows(row, 1);
     // Further full rows repeat the PDP value.
     let left = count - to_boundary;
     sink.push_rows(pdps, left / steps);

@@ -280,6 +280,17 @@ impl Rrd {
     /// Applies one update: `values` has one raw value per data source. An update at or
     /// before the last one is ignored and `Ok(false)` returned.
     pub fn update(&mut self, time: i64, values: &[RawValue]) -> Result<bool, RrdError> {
+        self.update_with(time, values, &mut UpdateScratch::default())
+    }
+
+    /// Applies one update as [`Rrd::update`], working in `scratch` (kept by the caller
+    /// across updates, so an update allocates nothing).
+    pub(crate) fn update_with(
+        &mut self,
+        time: i64,
+        values: &[RawValue],
+        scratch: &mut UpdateScratch,
+    ) -> Result<bool, RrdError> {
         if values.len() != self.ds.len() {
             return Err(RrdError::update(
                 format!("{time}:…"),
@@ -295,22 +306,25 @@ impl Rrd {
         }
         let step = self.step as i64;
         let interval = (time - self.last_update) as f64;
-        let pdp_new: Vec<f64> = self
-            .ds
-            .iter()
-            .zip(self.pdp.iter_mut())
-            .zip(values)
-            .map(|((def, prep), &raw)| {
+        let UpdateScratch {
+            amounts: pdp_new,
+            first,
+            rest,
+            row,
+        } = scratch;
+        pdp_new.clear();
+        pdp_new.extend(self.ds.iter().zip(self.pdp.iter_mut()).zip(values).map(
+            |((def, prep), &raw)| {
                 let amount = rate_times_seconds(def, prep.last_raw, raw, interval);
                 prep.last_raw = raw;
                 amount
-            })
-            .collect();
+            },
+        ));
 
         let proc_step_start = self.last_update - self.last_update.rem_euclid(step);
         let occu_step_start = time - time.rem_euclid(step);
         if occu_step_start == proc_step_start {
-            for (prep, &amount) in self.pdp.iter_mut().zip(&pdp_new) {
+            for (prep, &amount) in self.pdp.iter_mut().zip(pdp_new.iter()) {
                 if amount.is_nan() {
                     prep.unknown_sec += interval as u64;
                 } else if prep.value.is_nan() {
@@ -339,9 +353,9 @@ impl Rrd {
             (occu_step_start, (elapsed * self.step) as f64)
         };
         let pre_int = (first_end - self.last_update) as f64;
-        let mut first = Vec::with_capacity(self.ds.len());
-        let mut rest = Vec::with_capacity(self.ds.len());
-        for ((def, prep), &amount) in self.ds.iter().zip(self.pdp.iter_mut()).zip(&pdp_new) {
+        first.clear();
+        rest.clear();
+        for ((def, prep), &amount) in self.ds.iter().zip(self.pdp.iter_mut()).zip(pdp_new.iter()) {
             // When splitting, rrdtool first applies an update of its own up to the
             // first PDP's end, carrying the share `amount × pre / interval`; the
             // order of these operations shows in its rounding, so it is kept.
@@ -401,17 +415,30 @@ impl Rrd {
             // Each part writes at most one ring's worth of rows (its first row
             // consolidated normally, later ones repeating the part's value).
             if split {
-                consolidate::feed(rra, preps, &first, first_pdp, 1, &mut sink);
+                consolidate::feed(rra, preps, first, first_pdp, 1, row, &mut sink);
                 sink.written = 0;
                 let (next, count) = (first_pdp + 1, elapsed - 1);
-                consolidate::feed(rra, preps, &rest, next, count, &mut sink);
+                consolidate::feed(rra, preps, rest, next, count, row, &mut sink);
             } else {
-                consolidate::feed(rra, preps, &first, first_pdp, elapsed, &mut sink);
+                consolidate::feed(rra, preps, first, first_pdp, elapsed, row, &mut sink);
             }
         }
         self.last_update = time;
         Ok(true)
     }
+}
+
+/// The working buffers of [`Rrd::update_with`], one value per data source each.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct UpdateScratch {
+    /// Each data source's rate × seconds of the update.
+    amounts: Vec<f64>,
+    /// The PDP values the update closes first.
+    first: Vec<f64>,
+    /// The PDP values of the rest of a split update.
+    rest: Vec<f64>,
+    /// A consolidated row being built.
+    row: Vec<f64>,
 }
 
 /// The known rate × seconds one update contributes, or NaN when unknown: the

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
-use super::database::Rrd;
+use super::database::{Rrd, UpdateScratch};
 use super::error::RrdError;
 use super::fetch::{FetchRequest, FetchResult};
 use super::format::{self, Decoded, Layout, VERSION};
@@ -16,6 +16,9 @@ use crate::durable::{crc32, replace_with, Mode};
 
 /// The size of the writes that create a file: one page.
 const WRITE_PIECE: usize = 4096;
+
+/// How much of a file is read at first to decode its head: one page.
+const HEAD_READ: u64 = 4096;
 
 /// An open RRD file with its contents in memory.
 #[derive(Debug)]
@@ -32,6 +35,16 @@ pub struct RrdFile {
     /// now replayed): a block that fails its checksum while it is rewritten is then
     /// taken as torn by that crash, not as damage.
     replaying: bool,
+    /// The buffers updates work in, kept between them.
+    scratch: UpdateScratch,
+}
+
+/// Appends `values` as little-endian `f64`s (as the rings store them).
+fn put_f64s(out: &mut Vec<u8>, values: &[f64]) {
+    out.reserve(values.len() * 8);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
 }
 
 /// [`RrdError::Corrupt`] for `path`.
@@ -93,6 +106,7 @@ impl RrdFile {
             rrd,
             block_crcs,
             replaying: false,
+            scratch: UpdateScratch::default(),
         })
     }
 
@@ -117,17 +131,23 @@ impl RrdFile {
     fn read_head(path: &Path, file: &File) -> Result<(Decoded, u64), RrdError> {
         let meta = file.metadata().map_err(io(path))?;
         let file_len = meta.len();
-        let mut fixed = vec![0u8; file_len.min(64) as usize];
-        file.read_exact_at(&mut fixed, 0).map_err(io(path))?;
-        let data_offset = format::data_offset_of(&fixed).map_err(corrupt(path))?;
+        // One read usually holds the whole head (under 4 KB for a dozen data sources).
+        let mut head = vec![0u8; file_len.min(HEAD_READ) as usize];
+        file.read_exact_at(&mut head, 0).map_err(io(path))?;
+        let data_offset =
+            format::data_offset_of(&head[..head.len().min(64)]).map_err(corrupt(path))?;
         if data_offset > file_len {
             return Err(corrupt(path)(format!(
                 "the file is truncated ({file_len} bytes, its header says the rows start at \
                  byte {data_offset})"
             )));
         }
-        let mut head = vec![0u8; data_offset as usize];
-        file.read_exact_at(&mut head, 0).map_err(io(path))?;
+        let read = head.len() as u64;
+        head.resize(data_offset as usize, 0);
+        if data_offset > read {
+            file.read_exact_at(&mut head[read as usize..], read)
+                .map_err(io(path))?;
+        }
         let decoded = format::decode_head(&head, file_len).map_err(corrupt(path))?;
         Ok((decoded, meta.dev()))
     }
@@ -160,6 +180,7 @@ impl RrdFile {
             rrd: decoded.rrd,
             block_crcs: decoded.block_crcs,
             replaying: false,
+            scratch: UpdateScratch::default(),
         }
         .upgraded()
     }
@@ -187,6 +208,7 @@ impl RrdFile {
             rrd: decoded.rrd,
             block_crcs: decoded.block_crcs,
             replaying: false,
+            scratch: UpdateScratch::default(),
         })
     }
 
@@ -237,10 +259,38 @@ impl RrdFile {
     /// fails its old checksum is reported as [`RrdError::Corrupt`] before anything is
     /// written.
     pub fn update(&mut self, updates: &[(i64, Vec<RawValue>)]) -> Result<usize, RrdError> {
+        self.apply(
+            updates
+                .iter()
+                .map(|(time, values)| (*time, values.as_slice())),
+        )
+    }
+
+    /// Applies updates as [`RrdFile::update`], given as a table: `values` holds one
+    /// value per data source for each of `times`, row after row.
+    pub(crate) fn update_table(
+        &mut self,
+        times: &[i64],
+        values: &[RawValue],
+    ) -> Result<usize, RrdError> {
+        let width = self.rrd.ds.len().max(1);
+        if values.len() != times.len() * width {
+            return Err(RrdError::update(
+                format!("{} rows", times.len()),
+                format!("expected {} values per row", self.rrd.ds.len()),
+            ));
+        }
+        self.apply(times.iter().copied().zip(values.chunks_exact(width)))
+    }
+
+    fn apply<'a>(
+        &mut self,
+        updates: impl Iterator<Item = (i64, &'a [RawValue])>,
+    ) -> Result<usize, RrdError> {
         let mut ignored = 0;
         let mut result = Ok(());
         for (time, values) in updates {
-            match self.rrd.update(*time, values) {
+            match self.rrd.update_with(time, values, &mut self.scratch) {
                 Ok(true) => {}
                 Ok(false) => ignored += 1,
                 Err(err) => {
@@ -269,8 +319,9 @@ impl RrdFile {
         self.file.sync_data().map_err(io(&self.path))
     }
 
-    /// Writes the changed rows, then their blocks' checksums, then the live block
-    /// that makes them current.
+    /// Writes the changed rows, then the live block that makes them current together
+    /// with their blocks' checksums (the table follows the live block: one write, of
+    /// the table up to the last changed entry).
     fn write_changes(&mut self) -> Result<(), RrdError> {
         let changes = self.rrd.take_changes();
         let ranges = changes.ranges();
@@ -278,20 +329,21 @@ impl RrdFile {
         // with the file as it was.
         let checksums = self.checksums_of_changed_blocks(&ranges)?;
         let ds_count = self.rrd.ds.len();
+        let mut bytes = Vec::new();
         for (rra, ranges) in ranges.into_iter().enumerate() {
             let ring = &self.rrd.rings[rra];
             for range in ranges {
-                let bytes: Vec<u8> = if ring.is_loaded() {
+                bytes.clear();
+                if ring.is_loaded() {
                     let values = &ring.values
                         [range.start as usize * ds_count..range.end as usize * ds_count];
-                    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+                    put_f64s(&mut bytes, values);
                 } else {
                     // Every changed row of an unloaded ring was kept when written.
-                    (range.start..range.end)
-                        .flat_map(|row| &ring.unloaded_rows[&row])
-                        .flat_map(|v| v.to_le_bytes())
-                        .collect()
-                };
+                    for row in range.clone() {
+                        put_f64s(&mut bytes, &ring.unloaded_rows[&row]);
+                    }
+                }
                 let offset = self.layout.row_offset(&self.rrd, rra, range.start);
                 self.file
                     .write_all_at(&bytes, offset)
@@ -301,35 +353,21 @@ impl RrdFile {
         for ring in &mut self.rrd.rings {
             ring.unloaded_rows.clear();
         }
-        let mut run: Option<(usize, Vec<u8>)> = None;
+        let mut table_end = 0;
         for (index, crc) in checksums {
             self.block_crcs[index] = crc;
-            match &mut run {
-                Some((start, bytes)) if *start + bytes.len() / 4 == index => {
-                    bytes.extend_from_slice(&crc.to_le_bytes());
-                }
-                _ => {
-                    if let Some((start, bytes)) = run.take() {
-                        self.write_checksums(start, &bytes)?;
-                    }
-                    run = Some((index, crc.to_le_bytes().to_vec()));
-                }
-            }
+            table_end = table_end.max(index + 1);
         }
-        if let Some((start, bytes)) = run {
-            self.write_checksums(start, &bytes)?;
+        let mut live = format::encode_live(&self.rrd, &self.layout);
+        debug_assert_eq!(
+            self.layout.live_offset + live.len() as u64,
+            self.layout.crc_offset
+        );
+        for crc in &self.block_crcs[..table_end] {
+            live.extend_from_slice(&crc.to_le_bytes());
         }
-        let live = format::encode_live(&self.rrd, &self.layout);
         self.file
             .write_all_at(&live, self.layout.live_offset)
-            .map_err(io(&self.path))
-    }
-
-    /// Writes consecutive entries of the checksum table from entry `start` on.
-    fn write_checksums(&self, start: usize, bytes: &[u8]) -> Result<(), RrdError> {
-        let offset = self.layout.crc_offset + 4 * start as u64;
-        self.file
-            .write_all_at(bytes, offset)
             .map_err(io(&self.path))
     }
 

@@ -157,6 +157,19 @@ impl Journal {
     pub fn append(&mut self, records: &[Vec<u8>]) -> Result<(), RrdError> {
         Ok(self.journal.append(records)?)
     }
+
+    /// Appends one record per item, its payload appended to the write buffer by
+    /// `encode`, and syncs them to disk, as [`Journal::append`].
+    pub fn append_with<T>(
+        &mut self,
+        records: impl IntoIterator<Item = T>,
+        mut encode: impl FnMut(T, &mut Vec<u8>),
+    ) -> Result<(), RrdError> {
+        Ok(self.journal.append_with(records, |record, buf| {
+            encode(record, buf);
+            Ok(())
+        })?)
+    }
 }
 
 /// Where a journal's sealed part lives.

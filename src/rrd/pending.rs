@@ -2,8 +2,6 @@
 //! sources they need and one row of values per timestamp, kept in memory between
 //! `store_metrics` and the next commit (see `docs/rrd-format.md`, "Commit cadence").
 
-use std::collections::HashMap;
-
 use fleetpoll_actors::MetricBatch;
 
 use super::def::DsDef;
@@ -88,9 +86,9 @@ impl Pending {
         let points = &points[first..];
         // Each series' column, worked out once per batch (new data sources first, so
         // the rows below are laid out at their final width).
-        let mut column_of: HashMap<usize, usize> = HashMap::new();
+        let mut column_of = vec![usize::MAX; batch.series.len()];
         for &(_, series, _) in points {
-            if column_of.contains_key(&series) {
+            if column_of[series] != usize::MAX {
                 continue;
             }
             let key = &batch.series[series];
@@ -106,7 +104,7 @@ impl Pending {
                     self.add_column(def)
                 }
             };
-            column_of.insert(series, column);
+            column_of[series] = column;
         }
         let width = self.defs.len();
         // Exactly the rows of this batch: doubling would hold up to twice the values.
@@ -119,7 +117,7 @@ impl Pending {
             let row = self.values.len();
             self.values.resize(row + width, f64::NAN);
             for &(_, series, value) in group {
-                self.values[row + column_of[&series]] = value;
+                self.values[row + column_of[series]] = value;
             }
             self.times.push(time);
             newest = Some(time);
@@ -127,17 +125,129 @@ impl Pending {
         (newest, self.values.len() - before)
     }
 
-    /// The rows as updates for a file whose data source `c` of these rows is column
-    /// `columns[c]` of `width` columns.
-    pub(crate) fn updates(&self, columns: &[usize], width: usize) -> Vec<(i64, Vec<RawValue>)> {
-        self.rows()
-            .map(|(time, row)| {
-                let mut values = vec![RawValue::Unknown; width];
-                for (c, &value) in row.iter().enumerate() {
-                    values[columns[c]] = RawValue::from_f64(value);
-                }
-                (time, values)
+    /// Adds the rows of `newer`, all later than these, after these rows; both are
+    /// widened to the data sources of either (unknown where a row had none).
+    pub(crate) fn append(&mut self, mut newer: Pending) {
+        if newer.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            *self = newer;
+            return;
+        }
+        for pair in std::mem::take(&mut newer.long_names) {
+            if !self.long_names.contains(&pair) {
+                self.long_names.push(pair);
+            }
+        }
+        let columns: Vec<usize> = newer
+            .defs
+            .iter()
+            .map(
+                |def| match self.defs.iter().position(|d| d.name == def.name) {
+                    Some(column) => column,
+                    None => self.add_column(def.clone()),
+                },
+            )
+            .collect();
+        let width = self.defs.len();
+        self.values.reserve_exact(newer.times.len() * width);
+        self.times.reserve_exact(newer.times.len());
+        for (time, row) in newer.rows() {
+            let start = self.values.len();
+            self.values.resize(start + width, f64::NAN);
+            for (&column, &value) in columns.iter().zip(row) {
+                self.values[start + column] = value;
+            }
+            self.times.push(time);
+        }
+    }
+
+    /// The rows' timestamps, oldest first.
+    pub(crate) fn times(&self) -> &[i64] {
+        &self.times
+    }
+
+    /// The rows' values as updates for a file whose data source `c` of these rows is
+    /// column `columns[c]` of `width` columns: `width` values per row of
+    /// [`Pending::times`], in one table (not one allocation per row).
+    pub(crate) fn updates(&self, columns: &[usize], width: usize) -> Vec<RawValue> {
+        let mut values = vec![RawValue::Unknown; self.times.len() * width];
+        for ((_, row), out) in self.rows().zip(values.chunks_exact_mut(width.max(1))) {
+            for (c, &value) in row.iter().enumerate() {
+                out[columns[c]] = RawValue::from_f64(value);
+            }
+        }
+        values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fleetpoll_actors::{MetricKind, SeriesKey};
+
+    use super::*;
+
+    fn pending(metrics: &[&str], times: &[i64]) -> Pending {
+        let series: Vec<SeriesKey> = metrics
+            .iter()
+            .map(|m| SeriesKey {
+                entity: Arc::from("qemu/100"),
+                metric: Arc::from(*m),
+                kind: MetricKind::Gauge,
+            })
+            .collect();
+        let batch = MetricBatch {
+            series,
+            ..MetricBatch::default()
+        };
+        let points: Vec<TimedPoint> = times
+            .iter()
+            .flat_map(|&t| (0..metrics.len()).map(move |s| (t, s, (t + s as i64) as f64)))
+            .collect();
+        let mut pending = Pending::default();
+        pending.add(&batch, &points, i64::MIN);
+        pending
+    }
+
+    fn table(p: &Pending) -> Vec<(String, i64, Option<f64>)> {
+        p.rows()
+            .flat_map(|(time, row)| {
+                p.defs
+                    .iter()
+                    .zip(row)
+                    .map(move |(d, &v)| (d.name.clone(), time, (!v.is_nan()).then_some(v)))
             })
             .collect()
+    }
+
+    #[test]
+    fn newer_rows_are_appended_after_older_ones_widened_to_every_column() {
+        let mut older = pending(&["cpu", "mem"], &[60, 120]);
+        let newer = pending(&["disk", "cpu"], &[180]);
+        older.append(newer);
+        assert_eq!(older.times(), &[60, 120, 180]);
+        assert_eq!(older.value_count(), 9, "3 rows × 3 columns");
+        let mut got = table(&older);
+        got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let mut want = vec![
+            ("cpu".to_string(), 60, Some(60.0)),
+            ("mem".to_string(), 60, Some(61.0)),
+            ("disk".to_string(), 60, None),
+            ("cpu".to_string(), 120, Some(120.0)),
+            ("mem".to_string(), 120, Some(121.0)),
+            ("disk".to_string(), 120, None),
+            ("cpu".to_string(), 180, Some(181.0)),
+            ("mem".to_string(), 180, None),
+            ("disk".to_string(), 180, Some(180.0)),
+        ];
+        want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(got, want);
+
+        let mut empty = Pending::default();
+        empty.append(pending(&["cpu"], &[60]));
+        assert_eq!(empty.times(), &[60]);
     }
 }

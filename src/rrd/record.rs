@@ -18,31 +18,39 @@ struct JsonRecord {
 }
 
 /// Encodes a remote's batch as a record payload.
+#[cfg(test)]
 pub(crate) fn encode(remote: &RemoteId, batch: &MetricBatch) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + batch.series.len() * 32 + batch.points.len() * 13);
+    let mut out = Vec::new();
+    encode_into(&mut out, remote, batch);
+    out
+}
+
+/// Appends a remote's batch to `out` as a record payload (straight into the journal's
+/// write buffer: no record is built on its own first).
+pub(crate) fn encode_into(out: &mut Vec<u8>, remote: &RemoteId, batch: &MetricBatch) {
+    out.reserve(64 + batch.series.len() * 32 + batch.points.len() * 13);
     out.push(BINARY_V1);
-    put_str(&mut out, remote.as_str());
-    put_varint(&mut out, batch.series.len() as u64);
+    put_str(out, remote.as_str());
+    put_varint(out, batch.series.len() as u64);
     for key in &batch.series {
         out.push(match key.kind {
             MetricKind::Gauge => 0,
             MetricKind::Counter => 1,
             MetricKind::Derive => 2,
         });
-        put_str(&mut out, &key.entity);
-        put_str(&mut out, &key.metric);
+        put_str(out, &key.entity);
+        put_str(out, &key.metric);
     }
-    put_varint(&mut out, batch.dropped_future);
-    put_varint(&mut out, batch.points.len() as u64);
+    put_varint(out, batch.dropped_future);
+    put_varint(out, batch.points.len() as u64);
     let mut previous = 0i64;
     for point in &batch.points {
-        put_varint(&mut out, u64::from(point.series));
+        put_varint(out, u64::from(point.series));
         let delta = point.timestamp.wrapping_sub(previous);
-        put_varint(&mut out, ((delta << 1) ^ (delta >> 63)) as u64);
+        put_varint(out, ((delta << 1) ^ (delta >> 63)) as u64);
         previous = point.timestamp;
         out.extend_from_slice(&point.value.to_le_bytes());
     }
-    out
 }
 
 /// Decodes a record payload (binary, or JSON from an earlier version).

@@ -6,7 +6,7 @@
 //! the points of an entity whose file cannot be written are quarantined (see
 //! [`super::quarantine`]), so one bad file never holds up the journal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -18,23 +18,20 @@ use super::damage::{DamageLog, DamagedFile};
 use super::error::RrdError;
 use super::file::RrdFile;
 use super::journal::{Journal, JournalDamage};
-use super::layout::{self, PVE_STEP};
 use super::names::{self, KnownNames};
 use super::pending::{Pending, TimedPoint};
 use super::quarantine::{Quarantine, QuarantinedEntity};
 use super::query::{Query, QueryResult};
 use super::record;
-use super::Rrd;
-use crate::durable::{
-    sync_dir, sync_filesystems, FileLock, KernelSyncFs, SyncFs, WrittenFilesystems,
-};
+use crate::durable::{sync_dir, FileLock, KernelSyncFs, SyncFs, WrittenFilesystems};
 
 /// The lock file held by the open store, in its directory.
 pub const LOCK_FILE: &str = "store.lock";
 
-// The tests of `src/rrd/file.rs` still import these two from here.
+mod commit;
 mod metric_store;
 
+// The tests of `src/rrd/file.rs` still import these two from here.
 #[cfg(test)]
 pub(crate) use super::layout::{data_source_for, pve_archives};
 
@@ -114,6 +111,8 @@ struct Inner {
     replaying: bool,
     /// The full names of shortened data sources, by file.
     names: KnownNames,
+    /// The entities a commit has checked out and is writing (see [`commit`]).
+    writing: HashSet<PathBuf>,
     /// How the written file systems are synced at a commit.
     sync: Arc<dyn SyncFs>,
     /// A file system sync failed since the store was opened: the kernel may have
@@ -127,9 +126,10 @@ struct Inner {
 /// `DIR/<remote>/<entity>.rrd` (names escaped) and `DIR/journal`.
 ///
 /// Durability comes from the journal: `store_metrics` appends and syncs it, then keeps
-/// the points in memory; [`MetricStore::commit`](fleetpoll_actors::MetricStore::commit) writes them into the files (only the
-/// changed rows), syncs the file system they are on (one `syncfs`, not one sync per
-/// file) and only then empties the journal. A fetch of an entity first
+/// the points in memory; [`MetricStore::commit`](fleetpoll_actors::MetricStore::commit)
+/// writes them into the files (only the changed rows, several files at once on a few
+/// threads), syncs the file system they are on (one `syncfs` after the last write, not
+/// one sync per file) and only then empties the journal. A fetch of an entity first
 /// writes that entity's pending points into its (cached) file, so queries always see
 /// every stored point.
 #[derive(Debug)]
@@ -140,9 +140,10 @@ pub struct RrdStore {
 /// What the store and its background commits share.
 #[derive(Debug)]
 struct Shared {
-    /// A fair lock: a commit hands it to a waiting query between two entities
-    /// instead of taking it straight back.
+    /// Held briefly: a commit writes files without it (see [`commit`]).
     inner: parking_lot::Mutex<Inner>,
+    /// Signalled when a commit checks an entity back in (see [`Inner::writing`]).
+    checked_in: parking_lot::Condvar,
     /// Held through a whole commit: commits run one at a time.
     committing: Mutex<()>,
     /// An early commit runs in the background.
@@ -223,6 +224,7 @@ impl RrdStore {
             quarantine: Quarantine::new(dir),
             replaying: !replay.records.is_empty(),
             names: KnownNames::default(),
+            writing: HashSet::new(),
             sync: sync.clone(),
             sync_failed: false,
         };
@@ -256,6 +258,7 @@ impl RrdStore {
             RrdStore {
                 shared: Arc::new(Shared {
                     inner: parking_lot::Mutex::new(inner),
+                    checked_in: parking_lot::Condvar::new(),
                     committing: Mutex::new(()),
                     early: AtomicBool::new(false),
                     top: super::top::TopAggregate::default(),
@@ -275,9 +278,10 @@ impl RrdStore {
             .join(format!("{}.rrd", file_component(entity)))
     }
 
-    /// Reads a stored entity's rows, as [`Rrd::fetch`]; `None` if nothing was stored.
-    /// Points not yet committed are written into the entity's file first (not synced;
-    /// the journal still holds them), so the answer includes every stored point.
+    /// Reads a stored entity's rows, as [`Rrd::fetch`](super::Rrd::fetch); `None` if
+    /// nothing was stored. Points not yet committed are written into the entity's file
+    /// first (not synced; the journal still holds them), so the answer includes every
+    /// stored point; an entity a commit is writing is answered once it is written.
     ///
     /// A file found damaged (every block of rows is verified when it is read) is set
     /// aside and the answer is [`RrdError::Damaged`], naming it; so is the answer for
@@ -289,8 +293,8 @@ impl RrdStore {
         entity: &str,
         request: &super::FetchRequest,
     ) -> Result<Option<super::FetchResult>, RrdError> {
-        let mut inner = self.lock();
-        let path = RrdStore::file_path(&inner.dir, remote, entity);
+        let path = RrdStore::file_path(&self.shared.dir, remote, entity);
+        let mut inner = self.wait_written(self.lock(), &path);
         inner.flush(&path)?;
         if !inner.files.contains(&path) && !path.exists() {
             return match inner.damage.of(&path) {
@@ -419,7 +423,8 @@ impl RrdStore {
             }
         }
         for (path, entity) in &inner.entities {
-            if !entity.pending.is_empty() && path.parent() == Some(remote_dir.as_path()) {
+            let stored = !entity.pending.is_empty() || inner.writing.contains(path);
+            if stored && path.parent() == Some(remote_dir.as_path()) {
                 let file_name = path.file_name().and_then(|n| n.to_str());
                 names.extend(file_name.and_then(entity_of_file_name));
             }
@@ -456,14 +461,25 @@ impl Inner {
                 })
             })
             .collect();
-        let mut by_entity: Vec<Vec<TimedPoint>> = vec![Vec::new(); entities.len()];
+        // Counted first, so each entity's points are one exact allocation (a fleet's
+        // first poll brings millions of points).
+        let mut counts = vec![0usize; entities.len()];
+        for point in &batch.points {
+            if let Some(&entity) = entity_of_series.get(point.series as usize) {
+                counts[entity] += 1;
+            }
+        }
+        let mut by_entity: Vec<Vec<TimedPoint>> =
+            counts.into_iter().map(Vec::with_capacity).collect();
         for point in &batch.points {
             if let Some(&entity) = entity_of_series.get(point.series as usize) {
                 by_entity[entity].push((point.timestamp, point.series as usize, point.value));
             }
         }
         for points in &mut by_entity {
-            points.sort_by_key(|&(time, _, _)| time);
+            if !points.is_sorted_by_key(|&(time, _, _)| time) {
+                points.sort_by_key(|&(time, _, _)| time);
+            }
         }
         let by_entity = entities.into_iter().zip(by_entity);
         let mut first_error = None;
@@ -529,193 +545,6 @@ impl Inner {
         drop(self.files.take(path));
         self.damage.set_aside(path, reason)
     }
-
-    /// Writes an entity's pending points into its file (created, or grown by new data
-    /// sources, as needed); the file is left dirty in the cache. A file found damaged
-    /// is set aside and the points go to a fresh one. On failure the points stay
-    /// pending.
-    fn flush(&mut self, path: &Path) -> Result<(), RrdError> {
-        let Some(state) = self.entities.get_mut(path) else {
-            return Ok(());
-        };
-        if state.pending.is_empty() {
-            return Ok(());
-        }
-        let pending = std::mem::take(&mut state.pending);
-        let mut written = self.write_pending(path, &pending);
-        let damage = match &written {
-            Err(RrdError::Corrupt {
-                path: damaged,
-                reason,
-            }) if damaged == path => Some(reason.clone()),
-            _ => None,
-        };
-        if let Some(reason) = damage {
-            written = self
-                .set_aside(path, reason)
-                .and_then(|_| self.write_pending(path, &pending));
-        }
-        match written {
-            Ok(()) => {
-                self.pending_values -= pending.value_count();
-                if let Err(err) = self.names.note(path, &pending.long_names) {
-                    tracing::warn!(file = %path.display(), error = %err,
-                        "cannot write the full metric names of a file; answers show the short ones");
-                }
-                Ok(())
-            }
-            Err(err) => {
-                if let Some(state) = self.entities.get_mut(path) {
-                    state.pending = pending;
-                }
-                Err(err)
-            }
-        }
-    }
-
-    fn write_pending(&mut self, path: &Path, pending: &Pending) -> Result<(), RrdError> {
-        if !self.files.contains(path) && !path.exists() {
-            let parent = path.parent().unwrap_or(&self.dir);
-            if !parent.exists() {
-                std::fs::create_dir_all(parent).map_err(|source| RrdError::Io {
-                    path: parent.to_path_buf(),
-                    io: source,
-                })?;
-                sync_dir(&self.dir)?;
-            }
-            // A new file starts just before its first point, so that point counts.
-            let start = pending.first_time().map_or(0, |t| (t - 1).max(0));
-            let rrd = Rrd::create(
-                PVE_STEP,
-                start,
-                pending.defs.clone(),
-                layout::pve_archives(),
-            )?;
-            self.files.insert(RrdFile::create(path, rrd)?);
-        }
-        let file = self
-            .files
-            .get_or_open(path, || RrdFile::open_for_update(path))?;
-        // Every data source the points need must be in the file: grow it (one
-        // atomic rewrite) when some are missing.
-        let missing = pending
-            .defs
-            .iter()
-            .any(|def| !file.rrd().data_sources().iter().any(|d| d.name == def.name));
-        if missing {
-            file.load()?;
-        }
-        let mut grown: Option<Rrd> = None;
-        for def in &pending.defs {
-            let current = grown.as_ref().unwrap_or(file.rrd());
-            if !current.data_sources().iter().any(|d| d.name == def.name) {
-                grown = Some(current.with_data_source(def.clone())?);
-            }
-        }
-        if let Some(grown) = grown {
-            let old = self.files.take(path).expect("opened above");
-            self.files.insert(old.replace(grown)?);
-        }
-        let file = self
-            .files
-            .get_or_open(path, || RrdFile::open_for_update(path))?;
-        let names = file.rrd().data_sources();
-        let columns: Vec<usize> = pending
-            .defs
-            .iter()
-            .map(|def| {
-                names
-                    .iter()
-                    .position(|d| d.name == def.name)
-                    .expect("added above")
-            })
-            .collect();
-        let updates = pending.updates(&columns, names.len());
-        file.set_replaying(self.replaying);
-        let result = file.update(&updates);
-        self.files.mark_dirty(path)?;
-        result.map(|_ignored| ())
-    }
-
-    /// Writes an entity's pending points for a commit, as [`Inner::flush`]; when that
-    /// fails for a fault of the entity's own ([`RrdError::is_entity_fault`]) the points
-    /// are quarantined instead, so the commit can release the journal. A failure of the
-    /// store's, or of writing the quarantine, keeps them pending and is returned.
-    fn commit_entity(&mut self, path: &Path) -> Result<(), RrdError> {
-        let err = match self.flush(path) {
-            Err(err) if err.is_entity_fault() => err,
-            other => return other,
-        };
-        let Some(state) = self.entities.get_mut(path) else {
-            return Err(err);
-        };
-        let pending = std::mem::take(&mut state.pending);
-        match self.quarantine.set_aside(path, &pending, &err) {
-            Ok(()) => {
-                self.pending_values -= pending.value_count();
-                Ok(())
-            }
-            Err(quarantine_failed) => {
-                if let Some(state) = self.entities.get_mut(path) {
-                    state.pending = pending;
-                }
-                Err(quarantine_failed)
-            }
-        }
-    }
-
-    /// The entities with points pending, sorted.
-    fn pending_paths(&self) -> Vec<PathBuf> {
-        let mut paths: Vec<PathBuf> = self
-            .entities
-            .iter()
-            .filter(|(_, e)| !e.pending.is_empty())
-            .map(|(p, _)| p.clone())
-            .collect();
-        paths.sort();
-        paths
-    }
-
-    /// Writes every pending point into the files, syncs their file system and empties
-    /// the journal, all under the caller's lock (at open, before anyone else can look).
-    fn commit(&mut self) -> Result<(), RrdError> {
-        self.journal.seal()?;
-        let mut first_error = None;
-        for path in self.pending_paths() {
-            if let Err(err) = self.commit_entity(&path) {
-                first_error.get_or_insert(err);
-            }
-        }
-        let written = self.take_written()?;
-        if let Err((failed, err)) = sync_filesystems(&*self.sync, &written, &self.dir) {
-            self.sync_not_done(failed);
-            return Err(err.into());
-        }
-        match first_error {
-            Some(err) => Err(err),
-            None => self.journal.release_sealed(),
-        }
-    }
-
-    /// Hands over the file systems written since their last sync, to be synced.
-    fn take_written(&mut self) -> Result<Vec<(u64, std::fs::File)>, RrdError> {
-        self.files
-            .filesystems()
-            .take_written()
-            .map_err(|io| RrdError::Io {
-                path: self.dir.clone(),
-                io,
-            })
-    }
-
-    /// Takes back the file systems whose sync failed: they are synced again by the
-    /// next commit, but the sealed journal is kept until the store is opened again.
-    fn sync_not_done(&mut self, failed: Vec<u64>) {
-        self.sync_failed = true;
-        for dev in failed {
-            self.files.filesystems().sync_failed(dev);
-        }
-    }
 }
 
 impl Shared {
@@ -723,54 +552,5 @@ impl Shared {
         // A panic while holding the lock leaves files consistent (each write is
         // positioned and the journal replays), so the lock has no poisoning.
         self.inner.lock()
-    }
-
-    /// Writes every pending point into the files, syncs their file system (one
-    /// `syncfs`) and drops the journal records they came from, taking the lock for one
-    /// entity at a time and syncing without it: queries and stores go on while a large
-    /// commit runs. Points stored
-    /// meanwhile go to a fresh journal (and may reach the files in this commit too:
-    /// replaying them is harmless). Entities whose files cannot be written have their
-    /// points quarantined ([`Inner::commit_entity`]); entities that fail for the
-    /// store's reasons keep their points pending and the sealed records are kept for
-    /// the next commit; the first error is returned.
-    fn commit_in_steps(&self) -> Result<(), RrdError> {
-        let _one_at_a_time = self.committing.lock().unwrap_or_else(|e| e.into_inner());
-        let paths = {
-            let mut inner = self.lock();
-            inner.journal.seal()?;
-            inner.pending_paths()
-        };
-        let mut first_error = None;
-        for path in paths {
-            let mut inner = self.lock();
-            if let Err(err) = inner.commit_entity(&path) {
-                first_error.get_or_insert(err);
-            }
-            parking_lot::MutexGuard::unlock_fair(inner);
-        }
-        // Every point of the sealed part is in the files now (written by this loop or
-        // by a query before it), and each write noted its file system.
-        let written = self.lock().take_written()?;
-        if let Err((failed, err)) = sync_filesystems(&*self.sync, &written, &self.dir) {
-            self.lock().sync_not_done(failed);
-            return Err(err.into());
-        }
-        let mut inner = self.lock();
-        match first_error {
-            Some(err) => Err(err),
-            None if inner.sync_failed => {
-                tracing::error!(
-                    "a metric file system failed to sync earlier; the journal is kept until \
-                     the store is opened again (restart fleetpoll once the disk is healthy)"
-                );
-                Ok(())
-            }
-            None => {
-                inner.journal.release_sealed()?;
-                inner.replaying = false;
-                Ok(())
-            }
-        }
     }
 }

@@ -141,10 +141,26 @@ impl RawValue {
 /// Converts an exact difference to a float the way rrdtool does: digit by digit,
 /// `value × 10 + digit` in double precision (so differences beyond 2^53 round
 /// exactly as rrdtool's do, not to the nearest float).
+///
+/// Below 2^53 every partial value is an integer a double holds exactly, so the result
+/// is `n` itself; the digits are only walked above that (without building a string:
+/// this runs for every counter of every update).
 fn decimal_to_f64(n: u128) -> f64 {
-    n.to_string()
-        .bytes()
-        .fold(0.0, |acc, digit| acc * 10.0 + f64::from(digit - b'0'))
+    if n < 1 << 53 {
+        return n as f64;
+    }
+    let mut digits = [0u8; 39];
+    let mut len = 0;
+    let mut rest = n;
+    while rest > 0 {
+        digits[len] = (rest % 10) as u8;
+        rest /= 10;
+        len += 1;
+    }
+    digits[..len]
+        .iter()
+        .rev()
+        .fold(0.0, |acc, &digit| acc * 10.0 + f64::from(digit))
 }
 
 impl fmt::Display for RawValue {
@@ -204,6 +220,21 @@ mod tests {
     fn integer_differences_are_exact_beyond_f64_precision() {
         let diff = raw("18446744073709551615").difference(raw("18446744073709551610"));
         assert_eq!(diff, 5.0);
+    }
+
+    #[test]
+    fn differences_convert_digit_by_digit_as_rrdtool_does() {
+        let by_digits = |n: u128| {
+            n.to_string()
+                .bytes()
+                .fold(0.0, |acc, d| acc * 10.0 + f64::from(d - b'0'))
+        };
+        let mut cases = vec![0, 1, 9, 10, 12_345, (1 << 53) - 1, 1 << 53, (1 << 53) + 1];
+        cases.extend([u64::MAX as u128, 123_456_789_012_345_678_901, u128::MAX]);
+        cases.extend((0..200u32).map(|i| (1u128 << 52) + u128::from(i) * 7_777_777_777));
+        for n in cases {
+            assert_eq!(decimal_to_f64(n).to_bits(), by_digits(n).to_bits(), "{n}");
+        }
     }
 
     #[test]

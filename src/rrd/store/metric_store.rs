@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering;
 
 use fleetpoll_actors::{Cursor, MetricStore, MetricWrite, RemoteId, StoreError};
 
-use super::{file_component, RrdStore, MAX_PENDING_VALUES};
+use super::{file_component, Entity, RrdStore, MAX_PENDING_VALUES};
 use crate::rrd::error::RrdError;
 use crate::rrd::file::RrdFile;
+use crate::rrd::pending::Pending;
 use crate::rrd::record;
 
 impl RrdStore {
@@ -62,11 +63,10 @@ impl MetricStore for RrdStore {
             })
             .collect();
         let mut inner = self.lock();
-        let records: Vec<Vec<u8>> = writes
-            .iter()
-            .map(|w| record::encode(&w.remote, &w.batch))
-            .collect();
-        if let Err(err) = inner.journal.append(&records).map_err(store_error) {
+        let appended = inner.journal.append_with(writes, |w, buf| {
+            record::encode_into(buf, &w.remote, &w.batch);
+        });
+        if let Err(err) = appended.map_err(store_error) {
             return writes.iter().map(|_| Err(err.clone())).collect();
         }
         let results: Vec<Result<Cursor, StoreError>> = writes
@@ -95,16 +95,27 @@ impl MetricStore for RrdStore {
         if let Some(cursor) = inner.cursors.get(remote) {
             return *cursor;
         }
-        // Not seen since start: the newest last update among the remote's files.
+        // Not seen since start: the newest last update among the remote's files. Each
+        // file's last update is kept as its entity's, so storing the remote's first
+        // batch need not read the file again.
         let dir = inner.dir.join(file_component(remote.as_str()));
-        let newest = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "rrd"))
-            .filter_map(|e| RrdFile::peek_last_update(&e.path()).ok())
-            .filter(|&t| t > 0)
-            .max();
+        let mut newest = None;
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "rrd") {
+                continue;
+            }
+            let Ok(last) = RrdFile::peek_last_update(&path) else {
+                continue;
+            };
+            inner.entities.entry(path).or_insert_with(|| Entity {
+                last: Some(last),
+                pending: Pending::default(),
+            });
+            if last > 0 {
+                newest = newest.max(Some(last));
+            }
+        }
         let cursor = Cursor(newest);
         inner.cursors.insert(remote.clone(), cursor);
         cursor
