@@ -56,6 +56,33 @@ fn reading_a_backing_off_remotes_history_starts_no_collection() {
 }
 
 #[test]
+fn a_regular_cycle_by_hand_answers_for_every_remotes_metrics_and_task_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, _daemon, port) = start_fleet(dir.path());
+    let (status, v) = json(
+        port,
+        "POST",
+        "/api/v1/collect",
+        r#"{"cycle":true,"wait":true}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    for part in ["results", "task_results"] {
+        let results = v[part].as_array().unwrap();
+        // Five remotes; their metrics were collected at start, within the skip window.
+        assert_eq!(results.len(), 5, "{v}");
+        assert!(results.iter().all(|r| r["ok"] == true), "{v}");
+    }
+    let (status, v) = json(
+        port,
+        "POST",
+        "/api/v1/collect",
+        r#"{"cycle":true,"remote":"pve-1"}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("leave out"), "{v}");
+}
+
+#[test]
 fn refused_requests_answer_json_errors_that_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let (_sim, _daemon, port) = start_fleet_with_token(dir.path(), "api-secret-123");
