@@ -34,7 +34,7 @@ fn start_node_exporter() -> Option<(Proc, u16)> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let proc = Proc(child);
+    let proc = Proc::new(child);
     wait_until(Duration::from_secs(20), "node_exporter listens", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });

@@ -12,13 +12,35 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-/// A child process, killed when dropped.
-pub struct Proc(pub Child);
+/// A child process, killed when dropped. When the test is failing, the tail of the
+/// file its stderr went to (the second field) is printed, so a daemon that exited early
+/// says why.
+pub struct Proc(pub Child, pub Option<PathBuf>);
+
+impl Proc {
+    /// A child whose stderr is not kept.
+    pub fn new(child: Child) -> Self {
+        Proc(child, None)
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let exited = self.0.try_wait().ok().flatten();
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if let (true, Some(path)) = (std::thread::panicking(), &self.1) {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!(
+                "--- {} ({}), last lines of its stderr:",
+                path.display(),
+                exited.map_or("still running".to_string(), |s| format!("exited: {s}"))
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -100,7 +122,7 @@ pub fn start_sim_with(config: &Path, extra: &[&str]) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let p = Proc(child);
+    let p = Proc::new(child);
     wait_until(
         Duration::from_secs(20),
         "the simulator wrote its config",
@@ -138,11 +160,11 @@ pub fn spawn_daemon_with_args(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    match log {
-        Some(path) => cmd.stderr(std::fs::File::create(path).unwrap()),
-        None => cmd.stderr(Stdio::null()),
-    };
-    Proc(cmd.spawn().unwrap())
+    // Without a log of its own, stderr goes beside the config, for the failure report.
+    let kept = config.with_extension("stderr");
+    let path = log.unwrap_or(&kept);
+    cmd.stderr(std::fs::File::create(path).unwrap());
+    Proc(cmd.spawn().unwrap(), Some(path.to_path_buf()))
 }
 
 /// Waits until the API answers and every remote is ok.

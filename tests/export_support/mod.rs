@@ -149,7 +149,7 @@ impl Victoria {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        self.proc = Some(Proc(child));
+        self.proc = Some(Proc::new(child));
         let port = self.http;
         wait_until(
             Duration::from_secs(30),
@@ -242,7 +242,7 @@ impl Influx {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let proc = Proc(child);
+        let proc = Proc::new(child);
         wait_until(Duration::from_secs(30), "InfluxDB answers /ping", || {
             TcpStream::connect(("127.0.0.1", http_port)).is_ok()
                 && form(http_port, "GET", "/ping", "").0 == 204
@@ -325,7 +325,7 @@ impl Prometheus {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let proc = Proc(child);
+        let proc = Proc::new(child);
         wait_until(Duration::from_secs(30), "Prometheus is ready", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
                 && form(port, "GET", "/-/ready", "").0 == 200
@@ -413,7 +413,7 @@ impl Carbon {
             .stderr(std::fs::File::create(d.join("log/stderr.log")).unwrap())
             .spawn()
             .unwrap();
-        let proc = Proc(child);
+        let proc = Proc::new(child);
         let log = d.join("log/stderr.log");
         wait_until(Duration::from_secs(30), "carbon-cache listens", || {
             TcpStream::connect(("127.0.0.1", line)).is_ok()
