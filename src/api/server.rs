@@ -2,9 +2,12 @@
 //! that every connection is bounded. A client must send a request head within the
 //! header timeout; a connection that moves no byte for the idle timeout while none of
 //! its requests is being handled is closed (a half-open socket, a reader that stopped
-//! reading); at most `max_connections` are open — at the cap the loop stops accepting,
-//! so further clients wait in the listen backlog (they are served as connections close)
-//! and hold no descriptor of the daemon. On shutdown the loop stops accepting, asks
+//! reading); at most `max_connections` are open. At the cap, a new client takes the
+//! place of the oldest connection that has not yet sent a whole request head (a silent
+//! or slow-loris client), which is closed; when every open connection has sent one, the
+//! new client waits (one held beyond the cap, the rest in the listen backlog, holding no
+//! descriptor of the daemon) until a connection closes. So connections that never ask
+//! cannot keep the API from answering. On shutdown the loop stops accepting, asks
 //! every connection to finish its request and close, and drops those still open after
 //! the drain timeout.
 
@@ -13,7 +16,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -39,7 +42,8 @@ pub struct ServerLimits {
     /// A connection without bytes moving and without a request in hand is closed after
     /// this.
     pub idle_timeout: Duration,
-    /// The most connections open at once; at the cap no further one is accepted.
+    /// The most connections open at once; at the cap a new client replaces the oldest
+    /// connection without a request, or waits.
     pub max_connections: usize,
     /// How long open connections may finish after shutdown was asked.
     pub drain_timeout: Duration,
@@ -75,19 +79,29 @@ pub async fn serve(
     let (stop, stopping) = watch::channel(false);
     let mut open = JoinSet::new();
     let cap = bounds.max_connections.max(1);
+    let mut live: Vec<Weak<Activity>> = Vec::new();
     tokio::pin!(shutdown);
     'serve: loop {
         while open.try_join_next().is_some() {}
-        while open.len() >= cap {
-            tokio::select! {
-                _ = open.join_next() => {}
-                () = &mut shutdown => break 'serve,
-            }
-        }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break 'serve,
         };
+        if open.len() >= cap {
+            // Make room: close the oldest connection that never sent a request head,
+            // or else wait until one closes (the new client is held meanwhile).
+            live.retain(|a| a.strong_count() > 0);
+            if let Some(victim) = oldest_silent(&live) {
+                tracing::debug!("the API is at its connection cap: closing a silent one");
+                victim.evict.notify_one();
+            }
+            while open.len() >= cap {
+                tokio::select! {
+                    _ = open.join_next() => {}
+                    () = &mut shutdown => break 'serve,
+                }
+            }
+        }
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -100,6 +114,7 @@ pub async fn serve(
             }
         };
         let activity = Arc::new(Activity::new());
+        live.push(Arc::downgrade(&activity));
         let conn = Connection {
             http: http.clone(),
             stream: Metered {
@@ -136,12 +151,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// When a connection last moved a byte, and how many of its requests are in hand.
+/// The open connection that was accepted first among those that have not sent a
+/// whole request head yet.
+fn oldest_silent(live: &[Weak<Activity>]) -> Option<Arc<Activity>> {
+    live.iter()
+        .filter_map(Weak::upgrade)
+        .filter(|a| a.requests.load(Ordering::Relaxed) == 0)
+        .min_by_key(|a| a.since)
+}
+
+/// When a connection last moved a byte, how many of its requests are in hand and were
+/// received, and the signal that closes it to make room for another.
 #[derive(Debug)]
 struct Activity {
     since: Instant,
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    requests: AtomicU64,
+    evict: Notify,
 }
 
 impl Activity {
@@ -150,6 +177,8 @@ impl Activity {
             since: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            evict: Notify::new(),
         }
     }
 
@@ -253,6 +282,7 @@ impl hyper::service::Service<Request<Incoming>> for Counted {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.activity.requests.fetch_add(1, Ordering::Relaxed);
         let in_hand = InHand(self.activity.clone());
         let handled = self.inner.call(request);
         Box::pin(async move {
@@ -285,6 +315,7 @@ impl Connection {
             let idle_at = self.activity.idle_at(self.idle_timeout);
             tokio::select! {
                 served = conn.as_mut() => return served,
+                () = self.activity.evict.notified() => return Ok(()),
                 () = tokio::time::sleep_until(idle_at) => {
                     if self.activity.idle_at(self.idle_timeout) <= Instant::now() {
                         tracing::debug!("closing an idle API connection");

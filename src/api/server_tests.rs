@@ -167,6 +167,33 @@ async fn at_the_connection_cap_a_client_waits_until_a_connection_closes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn at_the_connection_cap_a_silent_connection_makes_room_for_a_new_client() {
+    let bounds = ServerLimits {
+        idle_timeout: Duration::from_secs(30),
+        ..SHORT
+    };
+    let (port, _stop, _server) = start(bounds).await;
+    // The one connection allowed: half a request head, then nothing (a slow loris).
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    silent.write_all(b"GET /ok HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut second = get_request(port, "/ok").await;
+    let reply = tokio::time::timeout(
+        Duration::from_millis(500),
+        read_until_body(&mut second, b"ok"),
+    )
+    .await
+    .expect("the new client is served at once, not after the header timeout");
+    assert!(reply.starts_with(b"HTTP/1.1 200"));
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_millis(500), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the silent connection was closed to make room: {closed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_returns_within_the_drain_timeout_with_a_response_still_open() {
     let bounds = ServerLimits {
         idle_timeout: Duration::from_secs(60),
