@@ -752,3 +752,34 @@ fn the_trend_lines_from_memory_equal_the_hour_read_from_the_files() {
     assert!(store.hour_trends(&remote, T0 + 60 * 120).is_none());
     assert!(store.hour_trends(&remote, T0 + 60 * 179).is_some());
 }
+
+#[test]
+fn no_remote_or_entity_name_leads_outside_the_store_directory() {
+    use rand::{Rng as _, SeedableRng as _};
+    use std::path::Component;
+    let dir = Path::new("/data/state");
+    let pieces = ["..", ".", "/", "\\", "%2F", "%2E", "\0", "a", "é", "~", " "];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..20_000 {
+        let mut name = || -> String {
+            (0..rng.random_range(1..6))
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
+                .collect()
+        };
+        let (remote, entity) = (name(), name());
+        let path = RrdStore::file_path(dir, &RemoteId::new(remote.as_str()), &entity);
+        let below = path.strip_prefix(dir).expect("inside the directory");
+        let parts: Vec<Component> = below.components().collect();
+        assert_eq!(
+            parts.len(),
+            2,
+            "{remote:?} {entity:?} -> {}",
+            path.display()
+        );
+        assert!(
+            parts.iter().all(|c| matches!(c, Component::Normal(_))),
+            "{remote:?} {entity:?} -> {}",
+            path.display()
+        );
+    }
+}
