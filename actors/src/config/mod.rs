@@ -308,6 +308,12 @@ impl EngineConfig {
             1,
             DAY,
         )?;
+        secs_within(
+            "storage.task_journal_interval_secs",
+            self.storage.task_journal_interval,
+            1,
+            DAY,
+        )?;
 
         let mut ids = RemoteIdCheck::default();
         for (i, r) in self.remotes.iter().enumerate() {

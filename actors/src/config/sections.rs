@@ -264,8 +264,10 @@ pub struct StorageSettings {
     #[serde(rename = "metric_commit_interval_secs")]
     #[serde_as(as = "DurationSeconds<u64>")]
     pub metric_commit_interval: Duration,
-    /// Not a file key: `TASK_JOURNAL_INTERVAL`.
-    #[serde(skip)]
+    /// How often the task journal is folded into the active archive file
+    /// (`TASK_JOURNAL_INTERVAL` by default).
+    #[serde(rename = "task_journal_interval_secs")]
+    #[serde_as(as = "DurationSeconds<u64>")]
     pub task_journal_interval: Duration,
     /// Not a file key: `ROTATION_CHECK_INTERVAL`.
     #[serde(skip)]
