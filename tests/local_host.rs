@@ -72,9 +72,9 @@ fn setting(unit: &str, key: &str) -> String {
         .to_string()
 }
 
-/// Runs `fleetpoll local` with /proc mounted as `options` in private namespaces;
-/// `None` when this machine cannot make such a mount (not root, no user namespaces).
-fn local_under(options: &str) -> Option<std::process::Output> {
+/// Runs `fleetpoll local` with /proc mounted as `options` in private namespaces. The
+/// mount needs root (CI has it); without, the test fails saying so.
+fn local_under(options: &str) -> std::process::Output {
     let script = format!(
         "mount -t proc -o {options} proc /proc && exec {} local",
         bin()
@@ -82,13 +82,14 @@ fn local_under(options: &str) -> Option<std::process::Output> {
     let out = Command::new("unshare")
         .args(["--mount", "--pid", "--fork", "sh", "-c", &script])
         .output()
-        .ok()?;
+        .expect("unshare (util-linux) runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("mount:") || stderr.contains("unshare:") {
-        eprintln!("skipped: cannot mount a private /proc here: {stderr}");
-        return None;
-    }
-    Some(out)
+    assert!(
+        !stderr.contains("mount:") && !stderr.contains("unshare:"),
+        "cannot mount a private /proc here; this test needs root and unshare(1): \
+         run it as root, e.g. `sudo -E cargo test --test local_host`: {stderr}"
+    );
+    out
 }
 
 #[test]
@@ -104,9 +105,7 @@ fn the_units_proc_settings_leave_the_local_source_its_files() {
         if subset == "pid" {
             options.push_str(",subset=pid");
         }
-        let Some(out) = local_under(&options) else {
-            return;
-        };
+        let out = local_under(&options);
         assert!(
             out.status.success(),
             "{unit}: under /proc as {options}: {}",
@@ -116,8 +115,7 @@ fn the_units_proc_settings_leave_the_local_source_its_files() {
         assert!(v["host"]["mem_total"].as_f64().unwrap() > 0.0);
     }
     // The setting the unit had hides what the source reads: this test can fail.
-    if let Some(out) = local_under("hidepid=invisible,subset=pid") {
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/"));
-    }
+    let out = local_under("hidepid=invisible,subset=pid");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/"));
 }
