@@ -161,7 +161,8 @@ impl PowerLossModel {
         let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
         if !path.starts_with(&root) {
             // Outside the run (another part of the process): not modelled.
-            return Ok(());
+            drop(state);
+            return kernel(&Kernel, file);
         }
         if state.report.crashed {
             return Err(power_loss());
