@@ -26,13 +26,13 @@ pub trait SyncFs: Send + Sync + std::fmt::Debug {
     fn sync_fs(&self, handle: &File) -> std::io::Result<()>;
 }
 
-/// The kernel's `syncfs(2)`.
+/// The kernel's `syncfs(2)`, through the durability seam ([`super::seam::sync_fs`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KernelSyncFs;
 
 impl SyncFs for KernelSyncFs {
     fn sync_fs(&self, handle: &File) -> std::io::Result<()> {
-        rustix::fs::syncfs(handle).map_err(std::io::Error::from)
+        super::seam::sync_fs(handle)
     }
 }
 

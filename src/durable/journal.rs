@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::DurableError;
 use super::frame::{begin_frame, end_frame, parse_frames, BadFrame};
+use super::seam;
 
 /// Mode of a file [`open_append`] creates (less the umask): it holds nothing secret.
 const APPEND_MODE: u32 = 0o644;
@@ -79,7 +80,7 @@ impl Journal {
         if replay.discarded_bytes() > 0 {
             file.set_len(replay.intact_len)
                 .map_err(DurableError::at(path, "truncate"))?;
-            file.sync_data().map_err(DurableError::at(path, "fsync"))?;
+            seam::sync_data(&file).map_err(DurableError::at(path, "fsync"))?;
         }
         let len = replay.intact_len;
         let journal = Journal {
@@ -95,7 +96,7 @@ impl Journal {
         let file = open_append(path)?;
         file.set_len(0)
             .map_err(DurableError::at(path, "truncate"))?;
-        file.sync_data().map_err(DurableError::at(path, "fsync"))?;
+        seam::sync_data(&file).map_err(DurableError::at(path, "fsync"))?;
         Ok(Journal {
             path: path.to_path_buf(),
             file,
@@ -175,9 +176,7 @@ impl Journal {
                 buf.clear();
             }
         }
-        self.file
-            .sync_data()
-            .map_err(DurableError::at(&self.path, "fsync"))?;
+        seam::sync_data(&self.file).map_err(DurableError::at(&self.path, "fsync"))?;
         Ok(len)
     }
 
@@ -186,9 +185,7 @@ impl Journal {
         self.file
             .set_len(len)
             .map_err(DurableError::at(&self.path, "truncate"))?;
-        self.file
-            .sync_all()
-            .map_err(DurableError::at(&self.path, "fsync"))?;
+        seam::sync_all(&self.file).map_err(DurableError::at(&self.path, "fsync"))?;
         self.len = len;
         Ok(())
     }

@@ -8,6 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use super::error::DurableError;
+use super::seam;
 
 /// Who may read a file written by [`replace_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +26,29 @@ const WORLD_READABLE: u32 = 0o644;
 /// Syncs a directory, so that names created, renamed or removed in it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), DurableError> {
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| seam::sync_dir_file(&d))
         .map_err(DurableError::at(dir, "fsync directory"))
+}
+
+/// Creates `dir` and any missing parent, as `create_dir_all`, and syncs the directory
+/// each created one is named in, so the new directories survive a crash (the store's
+/// own directory on its first open, before anything acknowledged is written in it).
+pub fn create_dir_all_synced(dir: &Path) -> Result<(), DurableError> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.as_os_str().is_empty() && !at.exists() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(DurableError::at(dir, "create directory"))?;
+    // Innermost first: a directory's own entry lands in its parent, synced here.
+    for created in missing {
+        sync_parent(created)?;
+    }
+    Ok(())
 }
 
 /// Syncs the directory holding `path` (the current one for a bare file name).
@@ -74,7 +96,7 @@ pub fn replace_with(
         file.set_permissions(std::fs::Permissions::from_mode(WORLD_READABLE))
             .map_err(DurableError::at(&tmp, "chmod"))?;
     }
-    file.sync_all().map_err(DurableError::at(&tmp, "fsync"))?;
+    seam::sync_all(&file).map_err(DurableError::at(&tmp, "fsync"))?;
     std::fs::rename(&tmp, path).map_err(DurableError::at(path, "rename temp file over"))?;
     sync_parent(path)?;
     Ok(file)

@@ -316,7 +316,7 @@ impl RrdFile {
 
     /// Makes the written changes durable.
     pub fn sync(&self) -> Result<(), RrdError> {
-        self.file.sync_data().map_err(io(&self.path))
+        crate::durable::sync_data(&self.file).map_err(io(&self.path))
     }
 
     /// Writes the changed rows, then the live block that makes them current together

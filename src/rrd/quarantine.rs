@@ -89,7 +89,7 @@ impl Quarantine {
         };
         let mut out = open_append(&self.file)?;
         out.write_all(text.as_bytes()).map_err(io)?;
-        out.sync_data().map_err(io)?;
+        crate::durable::sync_data(&out).map_err(io)?;
         if created {
             sync_parent(&self.file)?;
         }

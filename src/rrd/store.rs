@@ -23,7 +23,9 @@ use super::pending::{Pending, TimedPoint};
 use super::quarantine::{Quarantine, QuarantinedEntity};
 use super::query::{Query, QueryResult};
 use super::record;
-use crate::durable::{sync_dir, FileLock, KernelSyncFs, SyncFs, WrittenFilesystems};
+use crate::durable::{
+    create_dir_all_synced, sync_dir, FileLock, KernelSyncFs, SyncFs, WrittenFilesystems,
+};
 
 /// The lock file held by the open store, in its directory.
 pub const LOCK_FILE: &str = "store.lock";
@@ -191,10 +193,8 @@ impl RrdStore {
         dir: &Path,
         sync: Arc<dyn SyncFs>,
     ) -> Result<(RrdStore, Recovery), RrdError> {
-        std::fs::create_dir_all(dir).map_err(|source| RrdError::Io {
-            path: dir.to_path_buf(),
-            io: source,
-        })?;
+        // Synced into its parent: a new store's journal is no more durable than its name.
+        create_dir_all_synced(dir)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = FileLock::try_exclusive(&lock_path)?.ok_or_else(|| RrdError::Locked {
             dir: dir.to_path_buf(),

@@ -28,7 +28,7 @@ pub use engine::{AlertState, AlertView, Change, RuleEngine, Transition, HISTORY_
 pub use file::{RuleSet, Severity};
 use webhook::{Webhook, WebhookStatus};
 
-use crate::durable::{move_aside, write_atomic, Mode};
+use crate::durable::{create_dir_all_synced, move_aside, write_atomic, Mode};
 
 /// Transitions so far of one rule and kind.
 pub type TransitionCount = (String, Change, u64);
@@ -74,7 +74,7 @@ impl Rules {
         let firing_file = match state_dir {
             Some(dir) => {
                 let dir = dir.join("alerts");
-                std::fs::create_dir_all(&dir).map_err(|e| {
+                create_dir_all_synced(&dir).map_err(|e| {
                     anyhow::anyhow!("cannot create {} for the firing alerts: {e}", dir.display())
                 })?;
                 Some(dir.join("firing.json"))

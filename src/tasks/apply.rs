@@ -47,7 +47,7 @@ pub(super) fn apply_locked(cache: &TaskCache, writer: &mut Writer) -> Result<(),
         }
         out.flush().map_err(TaskCacheError::io(&path, "append"))?;
         drop(out);
-        file.sync_data().map_err(TaskCacheError::io(&path, "fsync"))
+        crate::durable::sync_data(&file).map_err(TaskCacheError::io(&path, "fsync"))
     })();
     let written = written.and_then(|()| {
         if before == 0 {

@@ -24,7 +24,7 @@ use super::merge;
 use super::rotation::housekeep;
 use super::snapshot::{self, SNAPSHOT_BEHIND_BYTES};
 use super::state::{load_tracked, save_cutoffs, Cutoffs};
-use crate::durable::{sync_dir, Journal, Replay};
+use crate::durable::{create_dir_all_synced, sync_dir, Journal, Replay};
 
 /// First fetch of a node without a cutoff: the last 7 days.
 pub const BACKFILL_SECS: i64 = 7 * 86_400;
@@ -88,7 +88,8 @@ impl TaskCache {
     /// Fails if another process has the cache open for writing.
     pub fn open(dir: impl AsRef<Path>, now: UnixTime) -> Result<TaskCache, TaskCacheError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(TaskCacheError::io(&dir, "create directory"))?;
+        // Synced into its parent: a new cache's journal is no more durable than its name.
+        create_dir_all_synced(&dir)?;
         let writer_lock = lock_writer(&dir.join(WRITER_LOCK))?;
         let io = FileLock::acquire(&dir.join(IO_LOCK), LockKind::Exclusive)?;
         let mut problems = Vec::new();
