@@ -20,7 +20,7 @@ use super::Workload;
 /// The first minute's timestamp (a multiple of 60).
 const T0: i64 = 1_700_000_040;
 const GAUGES: usize = 2;
-const MINUTES_PER_BATCH: i64 = 5;
+pub const MINUTES_PER_BATCH: i64 = 5;
 /// A gauge that appears from this minute on: its files are grown by a rewrite. Its
 /// name is longer than a data source's, so it also has a names sidecar.
 const LATE_FROM: i64 = 10;
@@ -30,11 +30,11 @@ fn gauge(m: i64, e: usize, k: usize) -> f64 {
     ((m * 7 + e as i64 * 3 + k as i64) % 1000) as f64
 }
 
-fn remote() -> RemoteId {
+pub fn remote() -> RemoteId {
     RemoteId::new("lab")
 }
 
-fn batch(entities: usize, first: i64) -> MetricBatch {
+pub fn batch(entities: usize, first: i64) -> MetricBatch {
     let mut series = Vec::new();
     let mut points = Vec::new();
     for e in 0..entities {
@@ -193,7 +193,13 @@ impl Workload for RrdWorkload {
 }
 
 /// Every minute `from..=to` of entity `e` reads back with its values.
-fn check_entity(store: &RrdStore, dir: &Path, e: usize, from: i64, to: i64) -> Result<(), String> {
+pub fn check_entity(
+    store: &RrdStore,
+    dir: &Path,
+    e: usize,
+    from: i64,
+    to: i64,
+) -> Result<(), String> {
     let entity = format!("qemu/{}", 100 + e);
     // A fetch answers with data-source names; the sidecar holds the full ones.
     let sidecar = RrdStore::file_path(dir, &remote(), &entity).with_extension("names");

@@ -16,7 +16,7 @@ use super::Workload;
 
 const DAY: i64 = 86_400;
 /// 2025-06-16 00:00:00 UTC.
-const T0: i64 = 1_750_032_000;
+pub const T0: i64 = 1_750_032_000;
 const TASKS_PER_BATCH: u32 = 3;
 
 fn upid(pid: u32, start: i64) -> String {
@@ -24,7 +24,7 @@ fn upid(pid: u32, start: i64) -> String {
 }
 
 /// The tasks of batch `i`, on remote `r<i % 2>`, in day `i / per_day`.
-fn batch(i: u32, per_day: u32) -> TaskWrite {
+pub fn batch(i: u32, per_day: u32) -> TaskWrite {
     let day = i64::from(i / per_day);
     let tasks = (0..TASKS_PER_BATCH)
         .map(|k| {
@@ -166,7 +166,7 @@ impl Workload for TaskWorkload {
 }
 
 /// The batches in the cache, each checked to be whole.
-fn batches_present(cache: &TaskCache) -> Result<BTreeSet<u32>, String> {
+pub fn batches_present(cache: &TaskCache) -> Result<BTreeSet<u32>, String> {
     let page = cache.query(&TaskFilter {
         limit: 0,
         ..TaskFilter::default()
