@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 const INTERVAL_SECS: i64 = 10;
 const MAX_RESTARTS: u64 = 5;
-const PERIOD_SECS: u64 = 30;
+const PERIOD_SECS: u64 = 20;
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -30,10 +30,16 @@ fn unix_now() -> i64 {
 
 /// Lines of the daemon's stderr that carry an injected panic's message.
 fn injected_panics(log: &std::path::Path) -> u64 {
+    injected_at(log, "")
+}
+
+/// As [`injected_panics`], of one site (`poller`, `hook`, `exporter`).
+fn injected_at(log: &std::path::Path, site: &str) -> u64 {
+    let prefix = format!("fault injection: {site}");
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.starts_with("fault injection: "))
+        .filter(|l| l.starts_with(&prefix))
         .count() as u64
 }
 
@@ -85,7 +91,7 @@ fn a_panic_storm_is_accounted_for_and_fails_only_the_remotes_it_hits() {
     ));
     std::fs::write(&config, &text).unwrap();
     let log = dir.path().join("daemon.log");
-    let rate = "poller:0.5@prom-*,hook:0.004,exporter:0.004";
+    let rate = "poller:0.6@prom-*,hook:0.004,exporter:0.004";
     let daemon = spawn_daemon(
         &config,
         &[
@@ -180,11 +186,16 @@ fn a_panic_storm_is_accounted_for_and_fails_only_the_remotes_it_hits() {
             );
         }
     }
+    let by_site: Vec<String> = ["poller", "hook", "exporter"]
+        .iter()
+        .map(|s| format!("{s} {}", injected_at(&log, s)))
+        .collect();
     eprintln!(
-        "panic storm: {} panics in {minutes:.2} min ({rate_per_min:.0}/min), {restarts} restarts, \
-         {} failed slots ({storm_failed} storm remotes failed), 20 remotes without injected \
-         panics collected in each of {} cycles",
+        "panic storm: {} panics in {minutes:.2} min ({rate_per_min:.0}/min; since start: {}), \
+         {restarts} restarts, {} failed slots ({storm_failed} storm remotes failed), 20 remotes \
+         without injected panics collected in each of {} cycles",
         before - panics_at_start,
+        by_site.join(", "),
         failed.len(),
         last_cycle - first_cycle + 1
     );

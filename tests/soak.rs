@@ -2,7 +2,7 @@
 //! implementation, `src/bin/fleetpoll-bench/soak.rs`) with 60 remotes — half PVE, 30 %
 //! PBS, 20 % Prometheus targets; 10 % hanging, 10 % answering 500 at random, 5 %
 //! malformed or oversized, 5 % with a wrong certificate, one with its clock a day ahead,
-//! one target over its series limit — for about 90 s of 10-second cycles after a
+//! one target over its series limit — for 100 s of 10-second cycles after a
 //! fault-free baseline, rules and a statsd exporter on. It asserts the soak's targets
 //! that do not depend on the machine's load: every healthy remote collected in every
 //! cycle, no failure of a faulty remote outside its fault's error class, no escaped
@@ -16,7 +16,7 @@ use serde_json::Value;
 fn a_faulty_fleet_leaves_the_healthy_remotes_collected_and_every_fault_classified() {
     let out = Command::new(env!("CARGO_BIN_EXE_fleetpoll-bench"))
         .args(["soak", "--remotes", "60", "--interval-secs", "10"])
-        .args(["--baseline-secs", "40", "--duration-secs", "90"])
+        .args(["--baseline-secs", "40", "--duration-secs", "100"])
         .args(["--warmup-cycles", "2"])
         .output()
         .expect("fleetpoll-bench runs");

@@ -2,7 +2,8 @@
 //! phase and turns what it sees into the phase's figures — which healthy remote was
 //! collected in which cycle and how long after the cycle's tick, every failure of a
 //! faulty remote with its error class, and the daemon's RSS and descriptors after the
-//! warm-up and at the end.
+//! warm-up and at the end. The warm-up ends `warmup_cycles` cycles after every healthy
+//! remote has been collected once (the backfill done).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -78,11 +79,12 @@ pub(crate) fn watch(
 ) -> anyhow::Result<Phase> {
     let interval = expect.interval as f64;
     let start = unix_now();
-    // Cycles whose tick comes after the warm-up and which end before the watch does.
-    let first_cycle = (start / interval).ceil() as i64 + expect.warmup_cycles as i64;
+    // Measured: the cycles whose tick comes `warmup_cycles` after the first moment every
+    // remote had been collected once (the backfill done), ending before the watch does.
+    let mut first_cycle = i64::MAX;
     let end = start + length.as_secs_f64();
     let last_cycle = (end / interval).floor() as i64 - 1;
-    let warm_end = first_cycle as f64 * interval;
+    let mut warm_end = f64::INFINITY;
     let mut phase = Phase::default();
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut hits: HashMap<String, HashSet<i64>> = HashMap::new();
@@ -100,15 +102,32 @@ pub(crate) fn watch(
             anyhow::bail!("GET /api/v1/remotes: HTTP {status}: {body}");
         }
         let v: Value = serde_json::from_str(&body).context("the remotes' JSON")?;
+        let remotes = v["remotes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if warm_end.is_infinite()
+            && !remotes.is_empty()
+            && remotes.iter().all(|r| {
+                let id = r["remote"].as_str().unwrap_or("");
+                expect.faults.contains_key(id)
+                    || expect.healthy_only_of.contains(id)
+                    || r["last_success"].is_i64()
+            })
+        {
+            first_cycle = (now / interval).ceil() as i64 + expect.warmup_cycles as i64;
+            warm_end = first_cycle as f64 * interval;
+            eprintln!(
+                "soak: every healthy remote collected {:.0} s after the start; measuring from {}",
+                now - start,
+                first_cycle as f64 * interval - start
+            );
+        }
         let after_warmup = now >= warm_end;
         if after_warmup && reference.is_none() {
             reference = Some((process_rss_mib(&pid.to_string()), fd_count(pid)));
         }
-        for r in v["remotes"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        for r in remotes {
             let Some(id) = r["remote"].as_str() else {
                 continue;
             };
