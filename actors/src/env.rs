@@ -16,4 +16,7 @@ pub(crate) struct Env {
     pub(crate) rng: Arc<dyn Randomness>,
     /// Poll counters.
     pub(crate) stats: Arc<PollStats>,
+    /// Injected panics (feature `fault-injection`; none unless the builder was given rates).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) panics: Option<Arc<crate::fault::PanicRates>>,
 }

@@ -69,12 +69,16 @@
 //! - `timers/`: the Scheduler and the Housekeeping cadences.
 //! - `config`, `model`, `source`, `clock`: the config, the vocabulary, the remote seam,
 //!   the time and randomness seam.
+//! - `fault` (feature `fault-injection`): panics at random in pollers, hooks and
+//!   exporters, for the panic-storm tests.
 //! - `testing` (feature `test-util`): in-memory stores and an instrumented fake remote.
 
 mod clock;
 mod config;
 mod engine;
 mod env;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod hooks;
 mod limiter;
 mod model;
@@ -95,6 +99,8 @@ pub use config::{
     EXPOSITION_MAX_INTERVAL_SECS, MAX_REMOTE_ID_LEN,
 };
 pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, TriggerReport};
+#[cfg(feature = "fault-injection")]
+pub use fault::{PanicRateError, PanicRates, PanicSite};
 pub use hooks::{Hook, HookBatch, HookError, HookOptions, HookStatus, Sample, StatusChange};
 pub use limiter::LimiterSnapshot;
 pub use model::{

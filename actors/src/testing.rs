@@ -627,6 +627,8 @@ impl HookHarness {
                 clock,
                 rng: Arc::new(crate::clock::ThreadRandomness),
                 stats: Arc::default(),
+                #[cfg(feature = "fault-injection")]
+                panics: None,
             },
         };
         let (supervisor, _) = ractor::Actor::spawn(None, crate::hooks::HookSupervisor, args)

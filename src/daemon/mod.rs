@@ -195,6 +195,11 @@ impl Service {
             );
             Arc::new(stores::CursorsOnly::default())
         };
+        #[cfg(feature = "fault-injection")]
+        let builder = match injected_panics()? {
+            Some(rates) => builder.panic_rates(rates),
+            None => builder,
+        };
         let engine = builder
             .metric_store(engine_metrics)
             .task_store(tasks.clone())
@@ -473,4 +478,21 @@ async fn healthy(engine: &EngineHandle) -> bool {
         Ok(tree) => tree.children.iter().all(|c| c.state == "running"),
         Err(_) => false,
     }
+}
+
+/// The environment variable a `fault-injection` build reads its panic rates from.
+#[cfg(feature = "fault-injection")]
+pub const PANIC_RATE_ENV: &str = "FLEETPOLL_PANIC_RATE";
+
+/// The panic rates of `FLEETPOLL_PANIC_RATE` (feature `fault-injection`), read once at
+/// start; a spec that does not parse stops the start.
+#[cfg(feature = "fault-injection")]
+fn injected_panics() -> anyhow::Result<Option<fleetpoll_actors::PanicRates>> {
+    let Ok(spec) = std::env::var(PANIC_RATE_ENV) else {
+        return Ok(None);
+    };
+    let rates = fleetpoll_actors::PanicRates::parse(&spec)
+        .with_context(|| format!("{PANIC_RATE_ENV}={spec:?}"))?;
+    tracing::warn!(spec = %spec, "fault injection: pollers, hooks and exporters panic at random");
+    Ok(Some(rates))
 }

@@ -29,6 +29,8 @@ pub struct EngineBuilder {
     parent: Option<ActorCell>,
     hooks: Arc<HookBus>,
     hook_error: Option<String>,
+    #[cfg(feature = "fault-injection")]
+    panics: Option<Arc<crate::fault::PanicRates>>,
 }
 
 /// Stored batches kept for replay to new live subscribers, and the points they may hold
@@ -52,11 +54,21 @@ impl Engine {
             parent: None,
             hooks: Arc::default(),
             hook_error: None,
+            #[cfg(feature = "fault-injection")]
+            panics: None,
         }
     }
 }
 
 impl EngineBuilder {
+    /// Panics injected at random into pollers, hooks and exporters (feature
+    /// `fault-injection` only; see [`PanicRates`](crate::PanicRates)).
+    #[cfg(feature = "fault-injection")]
+    pub fn panic_rates(mut self, rates: crate::fault::PanicRates) -> Self {
+        self.panics = Some(Arc::new(rates));
+        self
+    }
+
     /// The metric store (required).
     pub fn metric_store(mut self, store: Arc<dyn MetricStore>) -> Self {
         self.metrics = Some(store);
@@ -127,6 +139,8 @@ impl EngineBuilder {
                 clock: self.clock,
                 rng: self.rng,
                 stats: stats.clone(),
+                #[cfg(feature = "fault-injection")]
+                panics: self.panics,
             },
             refs: refs_tx,
             live: live.clone(),

@@ -24,6 +24,9 @@ pub(crate) enum RunnerMsg {
 pub(crate) struct RunnerArgs {
     pub(crate) slot: Arc<HookSlot>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Injected panics (feature `fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) panics: Option<Arc<crate::fault::PanicRates>>,
 }
 
 /// State of a hook runner.
@@ -31,6 +34,8 @@ pub(crate) struct RunnerArgs {
 pub(crate) struct RunnerState {
     slot: Arc<HookSlot>,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "fault-injection")]
+    panics: Option<Arc<crate::fault::PanicRates>>,
     ticks: Option<JoinHandle<()>>,
 }
 
@@ -56,6 +61,8 @@ impl Actor for HookRunner {
         Ok(RunnerState {
             slot: args.slot,
             clock: args.clock,
+            #[cfg(feature = "fault-injection")]
+            panics: args.panics,
             ticks,
         })
     }
@@ -84,6 +91,12 @@ impl Actor for HookRunner {
                 let Some(event) = state.slot.pop() else {
                     return Ok(());
                 };
+                // The event is lost with the panic: a hook's queue is at most once.
+                #[cfg(feature = "fault-injection")]
+                if let Some(rates) = &state.panics {
+                    let site = crate::fault::PanicSite::of_hook(&state.slot.name);
+                    rates.maybe_panic(site, &state.slot.name);
+                }
                 let result = {
                     let mut hook = state.slot.hook.lock().await;
                     match &*event {

@@ -240,6 +240,8 @@ impl HooksState {
         let args = RunnerArgs {
             slot: entry.slot.clone(),
             clock: self.env.clock.clone(),
+            #[cfg(feature = "fault-injection")]
+            panics: self.env.panics.clone(),
         };
         let (runner, _) = Actor::spawn_linked(None, HookRunner, args, myself.get_cell()).await?;
         entry.record.started(runner.get_id());

@@ -153,7 +153,11 @@ impl Actor for Poller {
                 lane,
                 bypass_backoff,
                 waiter,
-            } => state.collect(&myself, lane, bypass_backoff, waiter),
+            } => {
+                #[cfg(feature = "fault-injection")]
+                state.maybe_panic();
+                state.collect(&myself, lane, bypass_backoff, waiter)
+            }
             PollerMsg::Freshen { waiter } => state.freshen(&myself, waiter),
             PollerMsg::FetchTasks {
                 running_only,

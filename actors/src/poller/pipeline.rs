@@ -72,6 +72,15 @@ impl fmt::Debug for PollerState {
 }
 
 impl PollerState {
+    /// Panics at the engine's injected poller rate for this remote (feature
+    /// `fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn maybe_panic(&self) {
+        if let Some(rates) = &self.env.panics {
+            rates.maybe_panic(crate::fault::PanicSite::Poller, self.id.as_str());
+        }
+    }
+
     /// The state of a new incarnation: the cursor read from the store, the status
     /// published, and a first collection queued when the data is overdue (or at once).
     pub(super) fn new(myself: &ActorRef<PollerMsg>, args: PollerArgs) -> PollerState {

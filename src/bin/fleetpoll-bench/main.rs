@@ -11,6 +11,8 @@ mod recovery;
 mod rrd_ingest;
 mod rules;
 mod scrape_peers;
+mod soak;
+mod soak_watch;
 mod task_query;
 mod top;
 mod ui;
@@ -53,6 +55,10 @@ enum Scenario {
     /// fleetpoll, vmagent and Prometheus (agent mode) scraping the same simulated
     /// exposition targets, alternating: CPU per million samples, peak RSS, cycle span.
     ScrapePeers(scrape_peers::ScrapePeersArgs),
+    /// The daemon against a simulated fleet with hanging, erroring, malformed,
+    /// oversized, wrong-certificate, clock-ahead and over-limit remotes, for many short
+    /// cycles with rules and an exporter on, against the same fleet without faults.
+    Soak(soak::SoakArgs),
     /// The top-lists aggregate at fleet size (1,000 remotes × 50 guests): the time of
     /// one hour ranking over every remote, as `GET /api/v1/top?timeframe=hour` asks it.
     Top(top::TopArgs),
@@ -72,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Ui(args) => ui::run(args)?,
         Scenario::ScrapePeers(args) => scrape_peers::run(args)?,
         Scenario::Top(args) => top::run(args)?,
+        Scenario::Soak(args) => soak::run(args)?,
     };
     println!("{result}");
     Ok(())
