@@ -17,6 +17,8 @@
 //!   background, and each remote's health.
 //! - [`durable`]: what both stores write files with: the framed, checksummed journal,
 //!   atomic replacement and directory syncs.
+//! - `fuzzing` (with the `fuzzing` feature, on by default): the bodies of the fuzz
+//!   targets in `fuzz/`, replayed over their corpora by `tests/fuzz_corpora.rs`.
 //! - [`demo`]: `fleetpoll demo`, the engine on an embedded default fleet.
 //! - [`daemon`]: `fleetpoll run`: signals, systemd notification, the API server.
 //! - [`web`]: the web status page at `/` on the API's listener (HTML, SVG charts, one
@@ -34,6 +36,8 @@ pub mod daemon;
 pub mod demo;
 pub mod durable;
 pub mod export;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod inventory;
 pub mod local;
 pub mod prom;

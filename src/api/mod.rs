@@ -20,6 +20,8 @@
 mod alerts;
 mod body;
 mod errors;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 pub mod limits;
 mod live;
 mod metrics;

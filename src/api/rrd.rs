@@ -40,6 +40,48 @@ fn parse_cf(cf: Option<&str>) -> ApiResult<Cf> {
     }
 }
 
+/// The query a history request's parameters ask for, of `entity` at `now`.
+pub(super) fn rrd_query(p: RrdParams, entity: String, now: i64) -> ApiResult<RrdQuery> {
+    let cf = parse_cf(p.cf.as_deref())?;
+    let window = match (&p.timeframe, p.start, p.end) {
+        (Some(t), None, None) => Window::Timeframe(
+            t.parse::<Timeframe>()
+                .map_err(|e| ApiError::bad_request(format!("timeframe: {e}")))?,
+        ),
+        (None, Some(start), end) => {
+            let end = end.unwrap_or(now);
+            let resolution = p.resolution.unwrap_or(60);
+            explicit_window(start, end, resolution)?
+        }
+        (None, None, None) => Window::Timeframe(Timeframe::Hour),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either timeframe or start (and end), not both",
+            ))
+        }
+    };
+    Ok(RrdQuery {
+        entity,
+        metrics: p
+            .metrics
+            .map(|m| m.split(',').map(str::to_string).collect()),
+        cf,
+        window,
+    })
+}
+
+/// The timeframe of a top list (default: a day) and its length (default 10, at most
+/// 1,000).
+pub(super) fn top_params(p: &TopParams) -> ApiResult<(Timeframe, usize)> {
+    let timeframe = p
+        .timeframe
+        .as_deref()
+        .unwrap_or("day")
+        .parse::<Timeframe>()
+        .map_err(|e| ApiError::bad_request(format!("timeframe: {e}")))?;
+    Ok((timeframe, p.n.unwrap_or(10).clamp(1, 1000)))
+}
+
 pub(super) async fn history(
     State(state): State<ApiState>,
     Path((remote, entity)): Path<(String, String)>,
@@ -53,32 +95,8 @@ pub(super) async fn history(
     })?;
     let remote_id = RemoteId::new(&remote);
     let status = state.engine.remote_status(&remote_id).await?;
-    let cf = parse_cf(p.cf.as_deref())?;
-    let window = match (&p.timeframe, p.start, p.end) {
-        (Some(t), None, None) => Window::Timeframe(
-            t.parse::<Timeframe>()
-                .map_err(|e| ApiError::bad_request(format!("timeframe: {e}")))?,
-        ),
-        (None, Some(start), end) => {
-            let end = end.unwrap_or_else(|| state.clock.now_secs());
-            let resolution = p.resolution.unwrap_or(60);
-            explicit_window(start, end, resolution)?
-        }
-        (None, None, None) => Window::Timeframe(Timeframe::Hour),
-        _ => {
-            return Err(ApiError::bad_request(
-                "give either timeframe or start (and end), not both",
-            ))
-        }
-    };
-    let query = RrdQuery {
-        entity: entity.clone(),
-        metrics: p
-            .metrics
-            .map(|m| m.split(',').map(str::to_string).collect()),
-        cf,
-        window,
-    };
+    let query = rrd_query(p, entity.clone(), state.clock.now_secs())?;
+    let query_cf = query.cf;
     if matches!(query.window, Window::Timeframe(Timeframe::Hour)) {
         freshen_if_stale(&state, &remote_id, &entity, status.newest_datapoint).await;
     }
@@ -101,7 +119,7 @@ pub(super) async fn history(
     .await
     .map_err(|e| ApiError::internal(format!("the history query failed: {e}")))??;
     match result {
-        Some(r) => Ok(Json(json!({ "remote": remote, "entity": entity, "cf": cf.to_string(), "data": r }))),
+        Some(r) => Ok(Json(json!({ "remote": remote, "entity": entity, "cf": query_cf.to_string(), "data": r }))),
         None => Err(ApiError::not_found(format!(
             "no metrics are stored for entity {entity:?} of remote {remote:?}; \
              entities look like node/<node>, qemu/<vmid>, lxc/<vmid>, storage/<node>/<id>, host, datastore/<name>"
@@ -255,13 +273,7 @@ pub(super) async fn top(
     let Query(p) = params.map_err(|e| {
         ApiError::bad_request(format!("{e}; expected timeframe=hour|day|…, n=<count>"))
     })?;
-    let timeframe = p
-        .timeframe
-        .as_deref()
-        .unwrap_or("day")
-        .parse::<Timeframe>()
-        .map_err(|e| ApiError::bad_request(format!("timeframe: {e}")))?;
-    let n = p.n.unwrap_or(10).clamp(1, 1000);
+    let (timeframe, n) = top_params(&p)?;
     let remotes: Vec<RemoteId> = state
         .engine
         .status()

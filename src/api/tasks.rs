@@ -24,7 +24,7 @@ pub(super) struct TasksQuery {
     task_type: Option<String>,
     user: Option<String>,
     errors: Option<bool>,
-    status: Option<String>,
+    pub(super) status: Option<String>,
     start: Option<usize>,
     limit: Option<usize>,
 }
@@ -33,12 +33,9 @@ const EXPECTED: &str = "remote, node, running=true|false, since, until (Unix sec
                         user, errors=true|false, status=ok|warning|error|running, start, limit \
                         (default 50, 0 = all)";
 
-pub(super) async fn tasks(
-    State(state): State<ApiState>,
-    query: Result<Query<TasksQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("{e}; expected {EXPECTED}")))?;
-    let status = match q.status.as_deref() {
+/// The `status` parameter's class, if it names one.
+pub(super) fn status_class(status: Option<&str>) -> ApiResult<Option<StatusClass>> {
+    Ok(match status {
         None => None,
         Some("ok") => Some(StatusClass::Ok),
         Some("warning") => Some(StatusClass::Warning),
@@ -49,7 +46,15 @@ pub(super) async fn tasks(
                 "status: {other:?} is not one of ok, warning, error, running"
             )))
         }
-    };
+    })
+}
+
+pub(super) async fn tasks(
+    State(state): State<ApiState>,
+    query: Result<Query<TasksQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("{e}; expected {EXPECTED}")))?;
+    let status = status_class(q.status.as_deref())?;
     if let Some(remote) = &q.remote {
         state.engine.remote_status(&RemoteId::new(remote)).await?;
     }

@@ -17,12 +17,12 @@ use super::{authorize, body, ApiError, ApiResult, ApiState};
 /// Body of `POST /api/v1/tasks/track`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TrackBody {
-    upid: String,
+pub(super) struct TrackBody {
+    pub(super) upid: String,
 }
 
 /// The manager's name of a task, parsed and its UPID checked (400 naming the problem).
-fn task_ref(text: &str) -> ApiResult<TaskRef> {
+pub(super) fn task_ref(text: &str) -> ApiResult<TaskRef> {
     let task = TaskRef::parse(text).map_err(|e| ApiError::bad_request(format!("upid: {e}")))?;
     crate::remote::Upid::parse(&task.upid)
         .map_err(|e| ApiError::bad_request(format!("upid: {e}")))?;

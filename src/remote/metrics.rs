@@ -105,7 +105,7 @@ pub(super) fn parse_with_serde(
     parse_with_serde_and_future(remote, body, request_time).map(|(batch, _)| batch)
 }
 
-fn parse_with_serde_and_future(
+pub(crate) fn parse_with_serde_and_future(
     remote: &RemoteId,
     body: &[u8],
     request_time: UnixTime,
@@ -125,7 +125,7 @@ pub(super) fn scanned(body: &[u8], request_time: UnixTime) -> Option<MetricBatch
     scanned_with_future(body, request_time).map(|(batch, _)| batch)
 }
 
-fn scanned_with_future(
+pub(crate) fn scanned_with_future(
     body: &[u8],
     request_time: UnixTime,
 ) -> Option<(MetricBatch, Option<UnixTime>)> {

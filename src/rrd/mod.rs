@@ -50,7 +50,7 @@ mod names;
 mod pending;
 pub mod quarantine;
 pub mod query;
-mod record;
+pub(crate) mod record;
 pub mod store;
 pub mod text;
 pub mod top;

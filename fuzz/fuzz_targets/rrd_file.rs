@@ -1,0 +1,6 @@
+//! RRD files: [`fleetpoll::fuzzing::rrd_file`] says what is checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fleetpoll::fuzzing::rrd_file(data));

@@ -1,0 +1,6 @@
+//! The rules file: [`fleetpoll::fuzzing::rules_file`] says what is checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fleetpoll::fuzzing::rules_file(data));

@@ -1,0 +1,6 @@
+//! UPIDs: [`fleetpoll::fuzzing::upid`] says what is checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fleetpoll::fuzzing::upid(data));

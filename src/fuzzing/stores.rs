@@ -1,0 +1,147 @@
+//! The files the stores read back: the framed journals (the RRD store's records of
+//! metric batches, the task cache's JSON merge entries), the RRD files and the task
+//! cache's data files (the active day and its archives, plain or zstd).
+
+use std::io::Write;
+
+use fleetpoll_actors::MetricBatch;
+
+use crate::durable::{encode_frame, parse_frames, Replay};
+use crate::rrd::format::{decode, decode_head, encode};
+use crate::rrd::record;
+use crate::tasks::format::{read_data_file, write_line, DiskTask};
+use crate::tasks::index::{Index, Merged};
+use crate::tasks::journal::{replay, JournalEntry};
+
+/// A journal file: the intact frames are a prefix of the bytes that encodes back to
+/// exactly those bytes, and reading stops early only with a reason. Each intact
+/// record, and the whole input as one payload (a fuzzer seldom forges a CRC), goes
+/// through both stores' record decoders: an RRD record decodes, encodes and decodes to
+/// the same batch; a task cache entry written back as JSON reads the same; replay
+/// counts no more valid bytes than the frames span.
+pub fn journal(data: &[u8]) {
+    let frames = parse_frames(data);
+    assert!(frames.intact_len <= data.len());
+    assert_eq!(frames.stop.is_none(), frames.intact_len == data.len());
+    let mut again = Vec::new();
+    for r in &frames.records {
+        encode_frame(&mut again, r).expect("an intact record is not too large");
+    }
+    assert_eq!(
+        again,
+        &data[..frames.intact_len],
+        "frames encode back differently"
+    );
+    for payload in frames.records.iter().copied().chain([data]) {
+        rrd_record(payload);
+        task_entry(payload);
+    }
+    let found = Replay {
+        records: frames.records.iter().map(|r| r.to_vec()).collect(),
+        intact_len: frames.intact_len as u64,
+        file_len: data.len() as u64,
+        stop: frames.stop.clone(),
+    };
+    let replayed = replay(&found, |_| {});
+    assert!(replayed.valid_len <= found.intact_len);
+    assert_eq!(replayed.file_len, data.len() as u64);
+}
+
+/// A batch as comparable rows (values by their bits, so `NaN` equals itself).
+fn rows(b: &MetricBatch) -> Vec<(u32, i64, u64)> {
+    b.points
+        .iter()
+        .map(|p| (p.series, p.timestamp, p.value.to_bits()))
+        .collect()
+}
+
+fn rrd_record(payload: &[u8]) {
+    let Ok((remote, batch)) = record::decode(payload) else {
+        return;
+    };
+    // A binary point takes at least 10 bytes (index, time delta, value), a JSON one more.
+    assert!(batch.points.len() * 10 <= payload.len());
+    let mut encoded = Vec::new();
+    record::encode_into(&mut encoded, &remote, &batch);
+    let (remote2, batch2) = record::decode(&encoded)
+        .unwrap_or_else(|e| panic!("an encoded record does not decode: {e}"));
+    assert_eq!(remote, remote2);
+    assert_eq!(batch.series, batch2.series);
+    assert_eq!(rows(&batch), rows(&batch2));
+    assert_eq!(batch.dropped_future, batch2.dropped_future);
+}
+
+fn task_entry(payload: &[u8]) {
+    let Ok(entry) = serde_json::from_slice::<JournalEntry<'_>>(payload) else {
+        return;
+    };
+    let written = serde_json::to_vec(&entry).expect("an entry serialises");
+    let again: JournalEntry<'_> = serde_json::from_slice(&written)
+        .unwrap_or_else(|e| panic!("a written entry does not read: {e}"));
+    assert_eq!(format!("{entry:?}"), format!("{again:?}"));
+}
+
+/// An RRD file: the whole-file and the head-only decoders agree on the head; an
+/// accepted file encodes to bytes that decode and encode again to the same bytes.
+pub fn rrd_file(data: &[u8]) {
+    let whole = decode(data);
+    let head = decode_head(data, data.len() as u64);
+    match (&whole, &head) {
+        (Ok(w), Ok(h)) => {
+            assert_eq!(w.layout.data_offset, h.layout.data_offset);
+            assert_eq!(w.block_crcs, h.block_crcs);
+        }
+        (Ok(_), Err(e)) => panic!("the file decodes but its head does not: {e}"),
+        _ => {}
+    }
+    if let Ok(decoded) = whole {
+        let encoded = encode(&decoded.rrd);
+        let again =
+            decode(&encoded).unwrap_or_else(|e| panic!("an encoded database does not decode: {e}"));
+        assert_eq!(
+            encode(&again.rrd),
+            encoded,
+            "a database encodes differently"
+        );
+    }
+}
+
+/// The zstd frame magic: an input starting with it is read as a compressed archive.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A task cache data file (plain, or zstd when it starts like a zstd frame), read as
+/// the cache loads it, also from just after its first line (as after a snapshot):
+/// every line merges into an index that gives back the line's UPID, and a line
+/// written back reads the same.
+pub fn task_archive(data: &[u8]) {
+    let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+    file.write_all(data).expect("the temporary file is written");
+    let compressed = data.starts_with(&ZSTD_MAGIC);
+    let mut skips = vec![0];
+    if !compressed {
+        if let Some(n) = data.iter().position(|&b| b == b'\n') {
+            skips.push(n as u64 + 1);
+        }
+    }
+    for skip in skips {
+        let mut index = Index::default();
+        let _ = read_data_file(file.path(), compressed, skip, |t| {
+            check_line(&mut index, t);
+            Ok(())
+        });
+    }
+}
+
+fn check_line(index: &mut Index, t: &DiskTask<'_>) {
+    let mut line = Vec::new();
+    write_line(&mut line, t).expect("a line is written");
+    let again: DiskTask<'_> = serde_json::from_slice(&line)
+        .unwrap_or_else(|e| panic!("a written line does not read: {e}"));
+    assert_eq!(format!("{t:?}"), format!("{again:?}"));
+    let Some(remote) = index.intern_remote(&t.r) else {
+        return;
+    };
+    if let Merged::New(i) | Merged::Finished(i) = index.merge(remote, t, 0) {
+        assert_eq!(index.upid(i), t.u, "the index gives back another UPID");
+    }
+}
