@@ -125,41 +125,48 @@ pub(crate) fn wait_for(
     Ok(())
 }
 
-pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
-    let bin = binary()?;
-    let dir = tempfile::tempdir().context("a temporary directory")?;
-    let config = dir.path().join("fleet.toml");
-    let pbs = args.remotes / 3;
-    let sim = Proc(
-        Command::new(&bin)
-            .args(["sim", "--port", "0", "--seed", "1"])
-            .args([
-                "--pve",
-                &(args.remotes - pbs).to_string(),
-                "--pbs",
-                &pbs.to_string(),
-            ])
-            .args([
-                "--nodes",
-                &args.nodes.to_string(),
-                "--guests",
-                &args.guests.to_string(),
-            ])
-            .args(["--fault", &format!("latency={}", args.latency_ms)])
-            .args(["--rtt-ms", &args.rtt_ms.to_string()])
-            .args(["--clock-behind-secs", &args.lag_secs.to_string()])
-            .arg("--write-config")
-            .arg(&config)
+/// Starts `sim` (a `fleetpoll sim` command with its fleet flags) writing its config to
+/// `config`, and waits up to `limit` until it has.
+pub(crate) fn sim_writing_config(
+    mut sim: Command,
+    config: &std::path::Path,
+    limit: Duration,
+) -> anyhow::Result<Proc> {
+    let proc = Proc(
+        sim.arg("--write-config")
+            .arg(config)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting fleetpoll sim")?,
     );
-    wait_for(
-        Duration::from_secs(60),
-        "the simulator wrote its config",
-        || config.exists(),
-    )?;
+    wait_for(limit, "the simulator wrote its config", || config.exists())?;
+    Ok(proc)
+}
+
+pub(crate) fn run(args: E2eArgs) -> anyhow::Result<Value> {
+    let bin = binary()?;
+    let dir = tempfile::tempdir().context("a temporary directory")?;
+    let config = dir.path().join("fleet.toml");
+    let pbs = args.remotes / 3;
+    let mut sim = Command::new(&bin);
+    sim.args(["sim", "--port", "0", "--seed", "1"])
+        .args([
+            "--pve",
+            &(args.remotes - pbs).to_string(),
+            "--pbs",
+            &pbs.to_string(),
+        ])
+        .args([
+            "--nodes",
+            &args.nodes.to_string(),
+            "--guests",
+            &args.guests.to_string(),
+        ])
+        .args(["--fault", &format!("latency={}", args.latency_ms)])
+        .args(["--rtt-ms", &args.rtt_ms.to_string()])
+        .args(["--clock-behind-secs", &args.lag_secs.to_string()]);
+    let sim = sim_writing_config(sim, &config, Duration::from_secs(60))?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();

@@ -30,7 +30,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::{json, Value};
 
-use crate::e2e::{binary, request, wait_for, Proc};
+use crate::e2e::{binary, request, sim_writing_config, wait_for, Proc};
 use crate::measure::round;
 use crate::soak_watch::{self, Expect, Phase};
 
@@ -332,19 +332,7 @@ fn run_phase(args: &SoakArgs, plan: &Plan, faults: bool, secs: u64) -> anyhow::R
             sim.args(["--fault", &spec]);
         }
     }
-    let _sim = Proc(
-        sim.arg("--write-config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting fleetpoll sim")?,
-    );
-    wait_for(
-        Duration::from_secs(120),
-        "the simulator wrote its config",
-        || config.exists(),
-    )?;
+    let _sim = sim_writing_config(sim, &config, Duration::from_secs(120))?;
     let statsd = UdpSocket::bind("127.0.0.1:0")?;
     let statsd_addr = statsd.local_addr()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?

@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::e2e::{binary, prepare_config, request, wait_for, Proc};
+use crate::e2e::{binary, prepare_config, request, sim_writing_config, wait_for, Proc};
 use crate::measure::{percentile, round};
 
 /// Flags of the `ui` scenario.
@@ -35,28 +35,16 @@ pub(crate) fn run(args: UiArgs) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir().context("a temporary directory")?;
     let config = dir.path().join("fleet.toml");
     let pbs = args.remotes / 3;
-    let _sim = Proc(
-        Command::new(&bin)
-            .args(["sim", "--port", "0", "--seed", "1"])
-            .args(["--pve", &(args.remotes - pbs).to_string()])
-            .args([
-                "--pbs",
-                &pbs.to_string(),
-                "--guests",
-                &args.guests.to_string(),
-            ])
-            .arg("--write-config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting fleetpoll sim")?,
-    );
-    wait_for(
-        Duration::from_secs(60),
-        "the simulator wrote its config",
-        || config.exists(),
-    )?;
+    let mut sim = Command::new(&bin);
+    sim.args(["sim", "--port", "0", "--seed", "1"])
+        .args(["--pve", &(args.remotes - pbs).to_string()])
+        .args([
+            "--pbs",
+            &pbs.to_string(),
+            "--guests",
+            &args.guests.to_string(),
+        ]);
+    let _sim = sim_writing_config(sim, &config, Duration::from_secs(60))?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
