@@ -114,6 +114,11 @@ pub async fn serve(
             }
         };
         let activity = Arc::new(Activity::new());
+        // Closed connections' entries are dropped once they outnumber the open ones,
+        // so the list stays within twice the cap.
+        if live.len() >= 2 * cap {
+            live.retain(|a| a.strong_count() > 0);
+        }
         live.push(Arc::downgrade(&activity));
         let conn = Connection {
             http: http.clone(),
