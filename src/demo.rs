@@ -127,10 +127,12 @@ for_secs = 60
 labels = { team = "demo" }
 "#;
 
-/// Runs the demo; returns when it was interrupted or its duration passed.
-pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+/// The simulated fleet the demo runs against: seeded, so the same options give the same
+/// remotes, names and token secrets every time (which is how the secrets test knows the
+/// tokens to look for).
+pub fn sim_config(options: &DemoOptions) -> anyhow::Result<SimConfig> {
     let pbs = options.remotes / 3;
-    let sim_config = SimConfig {
+    Ok(SimConfig {
         seed: 42,
         pve_remotes: options.remotes - pbs,
         pbs_remotes: pbs,
@@ -143,14 +145,25 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()
             .context("the demo's fault list")?,
         ..SimConfig::default()
-    };
+    })
+}
+
+/// Runs the demo; returns when it was interrupted or its duration passed.
+pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+    let sim_config = sim_config(&options)?;
+    let (pve, pbs) = (sim_config.pve_remotes, sim_config.pbs_remotes);
     let sim = Simulator::start(sim_config)
         .await
         .context("starting the simulator")?;
 
     let temp;
     let data_dir = match &options.data_dir {
-        Some(dir) => dir.clone(),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!("creating the data directory {} (--data-dir)", dir.display())
+            })?;
+            dir.clone()
+        }
         None => {
             temp = tempfile::tempdir().context("creating a temporary data directory")?;
             temp.path().to_path_buf()
@@ -194,7 +207,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     println!(
         "fleetpoll demo: simulator on {} ({} PVE clusters, {} PBS, faults: {})",
         sim.describe_listeners(),
-        options.remotes - pbs,
+        pve,
         pbs,
         DEMO_FAULTS.join(", "),
     );
@@ -208,12 +221,19 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         options.interval.as_secs(),
         data_dir.join("rules.toml").display(),
     );
+    // Ctrl-C stops the demo whether or not it was given a duration.
     let stop = async {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
         match options.duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
+            Some(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = ctrl_c => {}
+                }
             }
+            None => ctrl_c.await,
         }
     };
     tokio::pin!(stop);
