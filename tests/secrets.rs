@@ -99,6 +99,40 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
     memchr::memmem::find(&haystack, needle.to_ascii_lowercase().as_bytes()).is_some()
 }
 
+/// Every read the API and the page answer for the daemon on `port`, errors included:
+/// the fixed pages and endpoints, then each remote's status and page.
+fn read_paths(port: u16) -> Vec<String> {
+    let mut paths: Vec<String> = [
+        "/",
+        "/ui/",
+        "/ui/engine",
+        "/ui/tasks",
+        "/ui/charts",
+        "/metrics",
+        "/api/v1/remotes",
+        "/api/v1/tree",
+        "/api/v1/daemon",
+        "/api/v1/exporters",
+        "/api/v1/hooks",
+        "/api/v1/alerts",
+        "/api/v1/alerts/history",
+        "/api/v1/local",
+        "/api/v1/resources",
+        "/api/v1/tasks?limit=50",
+        "/api/v1/tasks/tracked",
+        "/api/v1/top",
+        "/api/v1/nothing",
+        "/api/v1/remotes/ghost",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (id, _) in states(port) {
+        paths.push(format!("/api/v1/remotes/{id}"));
+        paths.push(format!("/ui/remote?id={id}"));
+    }
+    paths
+}
+
 #[test]
 fn no_secret_shows_in_logs_answers_exported_data_or_files_others_can_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -200,34 +234,7 @@ fn no_secret_shows_in_logs_answers_exported_data_or_files_others_can_read() {
     });
 
     // Every read the API and the page answer, errors included.
-    let mut paths: Vec<String> = [
-        "/",
-        "/ui/",
-        "/ui/engine",
-        "/ui/tasks",
-        "/ui/charts",
-        "/metrics",
-        "/api/v1/remotes",
-        "/api/v1/tree",
-        "/api/v1/daemon",
-        "/api/v1/exporters",
-        "/api/v1/hooks",
-        "/api/v1/alerts",
-        "/api/v1/alerts/history",
-        "/api/v1/local",
-        "/api/v1/resources",
-        "/api/v1/tasks?limit=50",
-        "/api/v1/tasks/tracked",
-        "/api/v1/top",
-        "/api/v1/nothing",
-        "/api/v1/remotes/ghost",
-    ]
-    .map(String::from)
-    .to_vec();
-    for (id, _) in states(port) {
-        paths.push(format!("/api/v1/remotes/{id}"));
-        paths.push(format!("/ui/remote?id={id}"));
-    }
+    let mut paths = read_paths(port);
     paths.push(format!("/api/v1/rrd/{failing}/host?timeframe=hour"));
     for path in &paths {
         ask(path, request("GET", path, "", ""));
@@ -289,4 +296,145 @@ fn no_secret_shows_in_logs_answers_exported_data_or_files_others_can_read() {
         checked > 20,
         "the daemon wrote its data under the directory: {checked} files"
     );
+}
+
+/// The demo's fleet tokens, as the demo's simulator hands them out: the same seeded
+/// simulator started here, asked for the config it would write, then stopped.
+fn demo_tokens(options: &fleetpoll::demo::DemoOptions) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let config = fleetpoll::demo::sim_config(options).unwrap();
+        let sim = fleetpoll::sim::Simulator::start(config).await.unwrap();
+        let written = fleetpoll::sim::write_config::fleet_config(&sim, Path::new("/nowhere"));
+        sim.shutdown().await;
+        written
+            .remotes
+            .into_iter()
+            .map(|r| r.token.expect("every simulated remote has a token").0)
+            .collect()
+    })
+}
+
+/// The lines a child prints, as they come, and whether it has closed its stream.
+fn collect_lines(stream: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+#[test]
+fn the_demo_shows_none_of_its_fleet_tokens() {
+    let options = fleetpoll::demo::DemoOptions::default();
+    let tokens = demo_tokens(&options);
+    assert_eq!(tokens.len(), options.remotes, "{tokens:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(bin())
+        .args(["demo", "--interval-secs", "2", "--duration-secs", "120"])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect_lines(child.stdout.take().unwrap());
+    let stderr = collect_lines(child.stderr.take().unwrap());
+    let mut demo = Proc::new(child);
+    let line_with = |prefix: &str| -> Option<String> {
+        let lines = stdout.lock().unwrap();
+        lines
+            .iter()
+            .rev()
+            .find_map(|l| Some(l.strip_prefix(prefix)?.to_string()))
+    };
+    let mut port = 0;
+    wait_until(Duration::from_secs(30), "the demo prints its API", || {
+        port = line_with("fleetpoll demo: API on http://127.0.0.1:")
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        port != 0
+    });
+    // Most of the fleet collected and the faulty remotes failing (their errors are what
+    // could carry a header): the progress line says both.
+    wait_until(
+        Duration::from_secs(60),
+        "30 remotes ok and some failing",
+        || {
+            line_with("remotes ok").is_some_and(|rest| {
+                let count = |field: usize| -> usize {
+                    let part = rest.split('|').nth(field).unwrap_or("");
+                    let number = part.split_whitespace().last().unwrap_or("");
+                    number.parse().unwrap_or(0)
+                };
+                count(0) >= 30 && count(1) >= 1
+            })
+        },
+    );
+    let mut answers: Vec<(String, Reply)> = Vec::new();
+    let collect = request(
+        "POST",
+        "/api/v1/collect",
+        "Content-Type: application/json\r\n",
+        r#"{"wait":true}"#,
+    );
+    answers.push(("collect".into(), raw(port, &collect)));
+    let mut paths = read_paths(port);
+    let ids: Vec<String> = states(port).into_iter().map(|(id, _)| id).collect();
+    for id in &ids {
+        paths.push(format!("/api/v1/rrd/{id}/host?timeframe=hour"));
+    }
+    for path in &paths {
+        answers.push((path.clone(), raw(port, &request("GET", path, "", ""))));
+    }
+    assert!(
+        answers.iter().filter(|(_, r)| r.status == 200).count() > ids.len(),
+        "the demo's API answered: {:?}",
+        answers
+            .iter()
+            .map(|(p, r)| (p, r.status))
+            .collect::<Vec<_>>()
+    );
+    // Ctrl-C, as a user stops it; it says so and exits cleanly.
+    let pid = demo.0.id().to_string();
+    let signal = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    assert!(signal.unwrap().success());
+    wait_until(Duration::from_secs(20), "the demo stops on Ctrl-C", || {
+        demo.0.try_wait().unwrap().is_some()
+    });
+    assert!(demo.0.wait().unwrap().success());
+    wait_until(Duration::from_secs(5), "the demo's output is read", || {
+        line_with("fleetpoll demo: stopped").is_some()
+    });
+
+    let stderr = stderr.lock().unwrap().join("\n");
+    let stdout = stdout.lock().unwrap().join("\n");
+    assert!(contains(stderr.as_bytes(), "DEBUG"), "debug level logged");
+    assert!(
+        stdout.contains("remotes not ok at the end:"),
+        "the failing remotes' errors are printed: {stdout}"
+    );
+    let written = files(&data);
+    assert!(written.len() > 20, "the demo stored data: {written:?}");
+    for token in &tokens {
+        assert!(!contains(stdout.as_bytes(), token), "stdout shows {token}");
+        assert!(!contains(stderr.as_bytes(), token), "the log shows {token}");
+        for (what, reply) in &answers {
+            let text = format!("{}{}", reply.head, reply.body);
+            assert!(!contains(text.as_bytes(), token), "{what} shows {token}");
+        }
+        for path in &written {
+            let bytes = std::fs::read(path).unwrap();
+            assert!(!contains(&bytes, token), "{} holds {token}", path.display());
+        }
+    }
 }
