@@ -13,7 +13,9 @@
 //! until its last healthy remote is stored, faulty fleet against baseline),
 //! `misclassified` (failures of a faulty remote whose error class is not its fault's),
 //! `rss_growth_mib` and `fd_growth` of the faulty daemon from after the warm-up to
-//! the end, `escaped_panics` (`panicked` lines of the daemon's stderr beyond the
+//! the end (with `rss_by_cycle_mib`, its RSS once per cycle, and
+//! `rss_growth_halves_mib`, the growth in the first and second half of the measured
+//! cycles, to tell a plateau from a leak), `escaped_panics` (`panicked` lines of the daemon's stderr beyond the
 //! restarts the supervision tree accounts for, plus one if the daemon exited).
 //! `tests/soak.rs` runs this scenario small and asserts the targets.
 
@@ -233,6 +235,22 @@ fn report(args: &SoakArgs, plan: &Plan, baselines: &[Phase], faulty: &[Phase]) -
         .map(|p| p.rss_growth_mib)
         .fold(f64::MIN, f64::max);
     let fds = faulty.iter().map(|p| p.fd_growth).max().unwrap_or(0);
+    // Where the growth happened: the first and the second half of each faulty phase's
+    // measured cycles (growth that levels off lands in the first).
+    let halves: Vec<[f64; 2]> = faulty
+        .iter()
+        .map(|p| {
+            let s = &p.rss_by_cycle_mib;
+            match (s.first(), s.get(s.len() / 2), s.last()) {
+                (Some(a), Some(m), Some(z)) => [round(m - a, 2), round(z - m, 2)],
+                _ => [f64::NAN; 2],
+            }
+        })
+        .collect();
+    let series: Vec<Vec<f64>> = faulty
+        .iter()
+        .map(|p| p.rss_by_cycle_mib.iter().map(|v| round(*v, 1)).collect())
+        .collect();
     let mut failures_by_fault = serde_json::Map::new();
     for p in faulty {
         for (k, v) in &p.failures_by_fault {
@@ -292,6 +310,8 @@ fn report(args: &SoakArgs, plan: &Plan, baselines: &[Phase], faulty: &[Phase]) -
         "faulty_never_failed": faulty.iter().flat_map(|p| p.never_failed.clone()).collect::<Vec<_>>(),
         "healthy_failures": sum(|p| p.healthy_failures),
         "rss_growth_mib": round(rss, 2),
+        "rss_growth_halves_mib": halves,
+        "rss_by_cycle_mib": series,
         "fd_growth": fds,
         "escaped_panics": escaped,
         "panicked_lines": sum(|p| p.panicked_lines),

@@ -2,7 +2,7 @@
 //! phase and turns what it sees into the phase's figures — which healthy remote was
 //! collected in which cycle and how long after the cycle's tick, every failure of a
 //! faulty remote with its error class, and the daemon's RSS and descriptors after the
-//! warm-up and at the end. The warm-up ends `warmup_cycles` cycles after every healthy
+//! warm-up and at the end (the RSS also once per cycle in between). The warm-up ends `warmup_cycles` cycles after every healthy
 //! remote has been collected once (the backfill done).
 
 use std::collections::{HashMap, HashSet};
@@ -43,6 +43,10 @@ pub(crate) struct Phase {
     /// Faulty remotes never seen failing after the warm-up.
     pub(crate) never_failed: Vec<String>,
     pub(crate) rss_growth_mib: f64,
+    /// The daemon's RSS once per cycle from the end of the warm-up on (the first entry
+    /// is the reference the growth is counted from, the last the end of the phase), so
+    /// that a report can tell growth that levels off from growth that goes on.
+    pub(crate) rss_by_cycle_mib: Vec<f64>,
     pub(crate) fd_growth: i64,
     pub(crate) restarts: u64,
     pub(crate) panicked_lines: u64,
@@ -92,6 +96,7 @@ pub(crate) fn watch(
     let mut cycle_end: HashMap<i64, f64> = HashMap::new();
     let mut healthy: HashSet<String> = HashSet::new();
     let mut reference: Option<(f64, i64)> = None;
+    let mut sampled_cycle: Option<i64> = None;
     let mut previous = unix_now();
     let deadline = Instant::now() + length;
     while Instant::now() < deadline {
@@ -126,6 +131,13 @@ pub(crate) fn watch(
         let after_warmup = now >= warm_end;
         if after_warmup && reference.is_none() {
             reference = Some((process_rss_mib(&pid.to_string()), fd_count(pid)));
+        }
+        let cycle_now = (now / interval).floor() as i64;
+        if after_warmup && sampled_cycle != Some(cycle_now) {
+            sampled_cycle = Some(cycle_now);
+            phase
+                .rss_by_cycle_mib
+                .push(process_rss_mib(&pid.to_string()));
         }
         for r in remotes {
             let Some(id) = r["remote"].as_str() else {
@@ -213,7 +225,9 @@ pub(crate) fn watch(
     never.sort();
     phase.never_failed = never;
     let (rss0, fd0) = reference.unwrap_or((f64::NAN, 0));
-    phase.rss_growth_mib = process_rss_mib(&pid.to_string()) - rss0;
+    let rss_end = process_rss_mib(&pid.to_string());
+    phase.rss_growth_mib = rss_end - rss0;
+    phase.rss_by_cycle_mib.push(rss_end);
     phase.fd_growth = fd_count(pid) - fd0;
     phase.restarts = tree_restarts(port)?;
     phase.alerts_firing = alerts_firing(port);
