@@ -12,8 +12,8 @@
 //!   remotes answer.
 //! - `prom`: [`prom_parse`]: Prometheus text and OpenMetrics scrape bodies.
 //! - `files`: [`config_file`] and [`rules_file`]: the TOML files an operator writes.
-//! - `stores`: [`journal`], [`rrd_file`] and [`task_archive`]: the files the stores read
-//!   back from disk (which a crash, a full disk or another program may have damaged).
+//! - `stores`: [`journal`], [`rrd_file`], [`task_archive`] and [`task_snapshot`]: the
+//!   files the stores read back from disk (which a crash, a full disk or another program may have damaged).
 //! - [`api_request`] (in `api::fuzz`): the API's query strings, path segments and
 //!   request bodies.
 
@@ -26,7 +26,7 @@ pub use crate::api::fuzz::api_request;
 pub use files::{config_file, rules_file};
 pub use prom::{prom_parse, PromState};
 pub use remote::{remote_metrics, remote_replies, upid};
-pub use stores::{journal, rrd_file, task_archive};
+pub use stores::{journal, rrd_file, task_archive, task_snapshot};
 
 /// The fuzz targets by name, as `fuzz/Cargo.toml` names its binaries and
 /// `fuzz/corpus/` its directories.
@@ -40,6 +40,7 @@ pub const TARGETS: &[&str] = &[
     "rrd_file",
     "rules_file",
     "task_archive",
+    "task_snapshot",
     "upid",
 ];
 
@@ -69,6 +70,7 @@ impl Session {
             "rrd_file" => rrd_file(data),
             "rules_file" => rules_file(data),
             "task_archive" => task_archive(data),
+            "task_snapshot" => task_snapshot(data),
             "upid" => upid(data),
             _ => return false,
         }

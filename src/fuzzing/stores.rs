@@ -9,9 +9,12 @@ use fleetpoll_actors::MetricBatch;
 use crate::durable::{encode_frame, parse_frames, Replay};
 use crate::rrd::format::{decode, decode_head, encode};
 use crate::rrd::record;
+use crate::tasks::files::{ACTIVE, SNAPSHOT};
 use crate::tasks::format::{read_data_file, write_line, DiskTask};
+use crate::tasks::index::persist::Input;
 use crate::tasks::index::{Index, Merged};
 use crate::tasks::journal::{replay, JournalEntry};
+use crate::tasks::snapshot::{self, Outcome};
 
 /// A journal file: the intact frames are a prefix of the bytes that encodes back to
 /// exactly those bytes, and reading stops early only with a reason. Each intact
@@ -103,6 +106,69 @@ pub fn rrd_file(data: &[u8]) {
             encoded,
             "a database encodes differently"
         );
+    }
+}
+
+/// Slots of a decoded index that [`task_snapshot`] reads back one by one.
+const SNAPSHOT_SLOTS_CHECKED: u32 = 256;
+
+/// A task cache index snapshot (`index.snapshot`), read as opening the cache reads it,
+/// in a directory with an empty active file: first the bytes as the whole file, then
+/// framed as the writer frames a snapshot, with every checksum right — after the first
+/// byte, if even, the rest as the index behind a meta section that covers the
+/// directory's files (so it must be used or refused as corrupt, never called stale or
+/// missing); if odd, the rest as the meta section and no index. An index that is used
+/// answers for each of its slots (UPID, record, disk line) and remotes (cutoffs,
+/// running), encodes to bytes that decode and encode to the same bytes, and takes its
+/// own slots merged back without a panic.
+pub fn task_snapshot(data: &[u8]) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join(ACTIVE), b"").expect("the active file is written");
+    let path = dir.path().join(SNAPSHOT);
+    std::fs::write(&path, data).expect("the snapshot is written");
+    let _ = snapshot::read(dir.path());
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let meta = (mode % 2 == 1).then_some(rest);
+    let index = if meta.is_some() { &[][..] } else { rest };
+    let framed = snapshot::framed(dir.path(), meta, index).expect("the directory is read");
+    std::fs::write(&path, framed).expect("the snapshot is written");
+    match snapshot::read(dir.path()) {
+        Outcome::Used(s) => check_index(s.index),
+        Outcome::Corrupt(_) => {}
+        other if meta.is_some() => drop(other),
+        other => panic!("a snapshot of the directory's own files is {other:?}"),
+    }
+}
+
+fn check_index(mut index: Index) {
+    let n = index.len() as u32;
+    let shown = n.min(SNAPSHOT_SLOTS_CHECKED);
+    let lines: Vec<_> = (0..shown).map(|i| index.disk_line(i)).collect();
+    for i in 0..shown {
+        assert!(!index.upid(i).is_empty(), "slot {i} has an empty UPID");
+        let _ = index.cutoff_key(i);
+    }
+    for r in 0..index.remotes.len() as u16 {
+        let _ = index.cutoffs_of(r);
+        let _ = index.has_running(r);
+    }
+    let mut encoded = Vec::new();
+    index.encode(&mut encoded).expect("encoding to memory");
+    let mut input = Input::new(&encoded[..], encoded.len() as u64);
+    let again = Index::decode(&mut input)
+        .unwrap_or_else(|e| panic!("an encoded index does not decode: {e}"));
+    assert_eq!(input.left(), 0, "bytes follow an encoded index");
+    let mut twice = Vec::new();
+    again.encode(&mut twice).expect("encoding to memory");
+    assert!(encoded == twice, "an index encodes differently");
+    for (remote, record) in &lines {
+        let task = DiskTask::from_record(remote, record);
+        let Some(r) = index.remote_id(&remote.as_str().into()) else {
+            panic!("the remote {remote} of a slot is not known");
+        };
+        let _ = index.merge(r, &task, 0);
     }
 }
 

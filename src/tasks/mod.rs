@@ -31,7 +31,7 @@ mod apply;
 mod cache;
 mod day;
 mod error;
-mod files;
+pub(crate) mod files;
 mod filter;
 pub(crate) mod format;
 pub(crate) mod index;
@@ -41,7 +41,7 @@ mod load;
 mod merge;
 mod rotation;
 mod slots;
-mod snapshot;
+pub(crate) mod snapshot;
 mod state;
 
 pub use apply::JOURNAL_APPLY_BYTES;

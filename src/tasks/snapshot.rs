@@ -184,37 +184,74 @@ fn check_marks(dir: &Path, marks: &[FileMark]) -> Result<u64, String> {
     Ok(active.len)
 }
 
-/// Writes the snapshot of `inner`, built from the files of `dir` as they are now (the
-/// caller holds the writer, so they and memory agree: the journal is applied).
-/// Returns the active file's length it covers.
-pub(crate) fn write(dir: &Path, inner: &Inner) -> Result<u64, TaskCacheError> {
-    let marks = marks_now(dir)?;
-    let mut meta = inner.active_day.to_le_bytes().to_vec();
+/// The meta section: the active file's day and the data files covered.
+fn encode_meta(active_day: i64, marks: &[FileMark]) -> Vec<u8> {
+    let mut meta = active_day.to_le_bytes().to_vec();
     meta.extend_from_slice(&(marks.len() as u32).to_le_bytes());
-    for m in &marks {
+    for m in marks {
         meta.extend_from_slice(&(m.name.len() as u32).to_le_bytes());
         meta.extend_from_slice(m.name.as_bytes());
         meta.extend_from_slice(&m.len.to_le_bytes());
         meta.extend_from_slice(&m.crc.to_le_bytes());
     }
+    meta
+}
+
+/// Writes a whole snapshot to `out`: header, the body (`meta` and what `index` writes,
+/// counted and checksummed on the way) and the trailer.
+fn write_framed<W: Write>(
+    out: &mut W,
+    meta: &[u8],
+    index: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&VERSION.to_le_bytes())?;
+    let (len, crc) = {
+        let mut body = Crc::new(BufWriter::with_capacity(1 << 20, &mut *out));
+        body.write_all(&(meta.len() as u32).to_le_bytes())?;
+        body.write_all(meta)?;
+        body.write_all(&crc32fast::hash(meta).to_le_bytes())?;
+        index(&mut body)?;
+        body.flush()?;
+        (body.len, body.hasher.clone().finalize())
+    };
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&crc.to_le_bytes())?;
+    out.write_all(END)
+}
+
+/// Writes the snapshot of `inner`, built from the files of `dir` as they are now (the
+/// caller holds the writer, so they and memory agree: the journal is applied).
+/// Returns the active file's length it covers.
+pub(crate) fn write(dir: &Path, inner: &Inner) -> Result<u64, TaskCacheError> {
+    let marks = marks_now(dir)?;
+    let meta = encode_meta(inner.active_day, &marks);
     let path = dir.join(SNAPSHOT);
     replace_with(&path, Mode::WorldReadable, |file| {
-        file.write_all(MAGIC)?;
-        file.write_all(&VERSION.to_le_bytes())?;
-        let (len, crc) = {
-            let mut body = Crc::new(BufWriter::with_capacity(1 << 20, &mut *file));
-            body.write_all(&(meta.len() as u32).to_le_bytes())?;
-            body.write_all(&meta)?;
-            body.write_all(&crc32fast::hash(&meta).to_le_bytes())?;
-            inner.index.encode(&mut body)?;
-            body.flush()?;
-            (body.len, body.hasher.clone().finalize())
-        };
-        file.write_all(&len.to_le_bytes())?;
-        file.write_all(&crc.to_le_bytes())?;
-        file.write_all(END)
+        write_framed(file, &meta, |body| inner.index.encode(&mut &mut *body))
     })?;
     Ok(marks.last().map_or(0, |m| m.len))
+}
+
+/// A snapshot file as [`write`] frames one, with every checksum right, around bytes
+/// that need not be an index: `index`, after a meta section that covers the files of
+/// `dir` as they are now, or with `meta` given, those bytes as the meta section and
+/// `index` after them. The fuzz target behind it reaches the decoders the checksums
+/// guard (a fuzzer seldom forges a CRC).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn framed(
+    dir: &Path,
+    meta: Option<&[u8]>,
+    index: &[u8],
+) -> Result<Vec<u8>, TaskCacheError> {
+    let meta = match meta {
+        Some(m) => m.to_vec(),
+        None => encode_meta(0, &marks_now(dir)?),
+    };
+    let mut out = Vec::new();
+    write_framed(&mut out, &meta, |body| body.write_all(index))
+        .expect("writing to memory does not fail");
+    Ok(out)
 }
 
 /// Reads the snapshot of `dir` and checks it against the files.

@@ -276,8 +276,12 @@ impl Index {
             }
             let flags = input.u8()?;
             let bit = |b: u8| flags & (1 << b) != 0;
+            let upid = if bit(0) { Some(input.string()?) } else { None };
+            if upid.as_deref() == Some("") {
+                return Err(format!("the side table gives slot {i} an empty UPID"));
+            }
             let extra = Extra {
-                upid: if bit(0) { Some(input.string()?) } else { None },
+                upid,
                 start: if bit(1) {
                     Some(input.u64()? as i64)
                 } else {

@@ -250,3 +250,22 @@ fn binary_search_through_the_fences_finds_every_boundary() {
     index.rebuild();
     assert_eq!(index.partition(r, |s| s < 755), 150);
 }
+
+#[test]
+fn a_snapshot_index_with_an_empty_upid_text_is_refused() {
+    let mut index = Index::default();
+    let r = index.intern_remote("lab").unwrap();
+    assert!(matches!(
+        index.merge(r, &disk("not-a-upid", Some(5), Some("OK")), 1),
+        Merged::New(0)
+    ));
+    let decode = |index: &Index| {
+        let mut bytes = Vec::new();
+        index.encode(&mut bytes).unwrap();
+        Index::decode(&mut persist::Input::new(&bytes[..], bytes.len() as u64))
+    };
+    assert_eq!(decode(&index).unwrap().upid(0), "not-a-upid");
+    index.extra.get_mut(&0).unwrap().upid = Some("".into());
+    let refused = decode(&index).unwrap_err();
+    assert!(refused.contains("empty UPID"), "{refused}");
+}

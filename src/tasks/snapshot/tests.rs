@@ -352,3 +352,48 @@ fn decoding_refuses_what_the_index_cannot_have_written() {
 
     assert!(round_trip(index).is_ok());
 }
+
+/// The index bytes of a snapshot file (between its meta section and its trailer).
+fn index_bytes(file: &[u8]) -> &[u8] {
+    let at = HEADER_BYTES as usize;
+    let meta_len = u32::from_le_bytes(file[at..at + 4].try_into().unwrap()) as usize;
+    &file[at + 4 + meta_len + 4..file.len() - TRAILER_BYTES as usize]
+}
+
+/// The fuzz target's framing reaches the index decoder: a real snapshot's index framed
+/// for another directory is used there with all its slots, and so is every index seed
+/// of the target's corpus (whose first byte 0 asks for that framing).
+#[cfg(feature = "fuzzing")]
+#[test]
+fn the_fuzz_framing_of_an_index_is_used_as_the_writer_frame_is() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let written = std::fs::read(dir.path().join(SNAPSHOT)).unwrap();
+    let real = index_bytes(&written).to_vec();
+    let used = |index: &[u8]| {
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join(ACTIVE), b"").unwrap();
+        let framed = framed(other.path(), None, index).unwrap();
+        std::fs::write(other.path().join(SNAPSHOT), framed).unwrap();
+        match read(other.path()) {
+            Outcome::Used(s) => s.index.len(),
+            other => panic!("the framed index is not used: {other:?}"),
+        }
+    };
+    let Outcome::Used(own) = read(dir.path()) else {
+        panic!("the written snapshot is not used");
+    };
+    assert!(own.index.len() > 300, "{} slots", own.index.len());
+    assert_eq!(used(&real), own.index.len());
+    let mut seeded = 0;
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/task_snapshot");
+    for entry in std::fs::read_dir(corpus).unwrap() {
+        let seed = std::fs::read(entry.unwrap().path()).unwrap();
+        if seed.first() == Some(&0) {
+            used(&seed[1..]);
+            seeded += 1;
+        }
+    }
+    assert!(seeded >= 3, "{seeded} index seeds");
+    crate::fuzzing::task_snapshot(&[&[0u8][..], &real].concat());
+}
