@@ -13,7 +13,8 @@
 //! - `prom`: [`prom_parse`]: Prometheus text and OpenMetrics scrape bodies.
 //! - `files`: [`config_file`] and [`rules_file`]: the TOML files an operator writes.
 //! - `stores`: [`journal`], [`rrd_file`], [`task_archive`] and [`task_snapshot`]: the
-//!   files the stores read back from disk (which a crash, a full disk or another program may have damaged).
+//!   files the stores read back from disk (which a crash, a full disk or another
+//!   program may have damaged).
 //! - [`api_request`] (in `api::fuzz`): the API's query strings, path segments and
 //!   request bodies.
 

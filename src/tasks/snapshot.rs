@@ -202,7 +202,7 @@ fn encode_meta(active_day: i64, marks: &[FileMark]) -> Vec<u8> {
 fn write_framed<W: Write>(
     out: &mut W,
     meta: &[u8],
-    index: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    index: impl FnOnce(&mut Crc<BufWriter<&mut W>>) -> io::Result<()>,
 ) -> io::Result<()> {
     out.write_all(MAGIC)?;
     out.write_all(&VERSION.to_le_bytes())?;
@@ -228,7 +228,7 @@ pub(crate) fn write(dir: &Path, inner: &Inner) -> Result<u64, TaskCacheError> {
     let meta = encode_meta(inner.active_day, &marks);
     let path = dir.join(SNAPSHOT);
     replace_with(&path, Mode::WorldReadable, |file| {
-        write_framed(file, &meta, |body| inner.index.encode(&mut &mut *body))
+        write_framed(file, &meta, |body| inner.index.encode(body))
     })?;
     Ok(marks.last().map_or(0, |m| m.len))
 }

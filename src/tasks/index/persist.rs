@@ -337,6 +337,17 @@ impl Index {
         Ok(index)
     }
 
+    /// Decodes an index that is all of `bytes` (nothing may follow it).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn decode_all(bytes: &[u8]) -> Result<Index, Invalid> {
+        let mut input = Input::new(bytes, bytes.len() as u64);
+        let index = Index::decode(&mut input)?;
+        match input.left() {
+            0 => Ok(index),
+            n => Err(format!("{n} bytes follow the index")),
+        }
+    }
+
     /// Rebuilds what the snapshot leaves out: the fences, the running set and the table
     /// of UPIDs kept as text (which every raw slot must have).
     fn derive(&mut self) -> Result<(), Invalid> {

@@ -262,7 +262,7 @@ fn a_snapshot_index_with_an_empty_upid_text_is_refused() {
     let decode = |index: &Index| {
         let mut bytes = Vec::new();
         index.encode(&mut bytes).unwrap();
-        Index::decode(&mut persist::Input::new(&bytes[..], bytes.len() as u64))
+        Index::decode_all(&bytes)
     };
     assert_eq!(decode(&index).unwrap().upid(0), "not-a-upid");
     index.extra.get_mut(&0).unwrap().upid = Some("".into());

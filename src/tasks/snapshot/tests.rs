@@ -315,10 +315,7 @@ fn a_snapshot_of_other_files_is_not_used() {
 fn round_trip(index: &Index) -> Result<Index, String> {
     let mut bytes = Vec::new();
     index.encode(&mut bytes).unwrap();
-    let mut input = Input::new(&bytes[..], bytes.len() as u64);
-    let decoded = Index::decode(&mut input)?;
-    assert_eq!(input.left(), 0);
-    Ok(decoded)
+    Index::decode_all(&bytes)
 }
 
 #[test]
