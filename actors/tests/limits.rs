@@ -113,3 +113,59 @@ async fn failing_remotes_do_not_hold_connections_while_backing_off() {
     assert_eq!(snap.in_use, 0, "{snap:?}");
     engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_takes_a_burst_connection_only_where_its_remotes_cap_has_room() {
+    // Two connections per poll, cap 2: while the task fetch holds both, a "collect now"
+    // of the metrics must wait for them although the burst has room.
+    let mut fleet = Fleet::new(0);
+    let big = fleet.add_remote("big", 2);
+    fleet.add_remote("small", 1);
+    fleet.seed_fresh();
+    // The task fetch fills the global cap, so triggers go to the burst; it has room for
+    // both jobs, so that only the remote's cap holds the poll back.
+    fleet.config.limits.global_connections = 2;
+    fleet.config.limits.manual_burst = 4;
+    big.set_latency(Duration::from_secs(1));
+    let engine = fleet.start().await;
+    engine
+        .refresh_tasks(Target::Remote(RemoteId::new("big")), false)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = tokio::time::Instant::now();
+    let report = engine
+        .trigger(Target::Remote(RemoteId::new("big")), true)
+        .await
+        .unwrap();
+    assert!(report.results[0].1.is_ok());
+    let call = &fleet.probe.calls_to("big", CallKind::Metrics)[0];
+    assert!(
+        call.at.duration_since(asked) >= Duration::from_millis(800),
+        "the poll started before the task fetch gave its connections back"
+    );
+    assert_eq!(
+        fleet.probe.max_in_flight_of("big"),
+        2,
+        "the remote's cap held"
+    );
+    // With room under its cap, a trigger starts at once.
+    let asked = tokio::time::Instant::now();
+    engine
+        .trigger(Target::Remote(RemoteId::new("small")), true)
+        .await
+        .unwrap();
+    let call = &fleet.probe.calls_to("small", CallKind::Metrics)[0];
+    assert!(call.at.duration_since(asked) < Duration::from_millis(5));
+    // The task fetch a request joined during start-up's has its follow-up still running.
+    wait_until(
+        Duration::from_secs(5),
+        "every connection returned",
+        || async {
+            let snap = engine.limiter().await.unwrap();
+            (snap.in_use, snap.leases, snap.burst_in_use) == (0, 0, 0)
+        },
+    )
+    .await;
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
+}

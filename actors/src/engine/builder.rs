@@ -16,7 +16,7 @@ use crate::env::Env;
 use crate::hooks::{Hook, HookBus, HookOptions};
 use crate::poller::PollStats;
 use crate::storage::{LiveFeed, MetricStore, Stores, TaskStore};
-use crate::supervisor::{Refs, Supervisor, SupervisorArgs};
+use crate::supervisor::{PollerDirectory, Refs, Supervisor, SupervisorArgs};
 
 /// Builds and starts an engine.
 #[derive(Debug)]
@@ -132,6 +132,7 @@ impl EngineBuilder {
         let (refs_tx, refs_rx) = watch::channel(Refs::default());
         let live = LiveFeed::new(LIVE_REPLAY_BATCHES, LIVE_REPLAY_POINTS);
         let stats = Arc::new(PollStats::default());
+        let pollers = Arc::new(PollerDirectory::default());
         let args = SupervisorArgs {
             config: self.config.clone(),
             stores,
@@ -145,6 +146,7 @@ impl EngineBuilder {
             refs: refs_tx,
             live: live.clone(),
             hooks: self.hooks.clone(),
+            pollers: pollers.clone(),
         };
         let spawned = match self.parent {
             Some(parent) => Actor::spawn_linked(None, Supervisor, args, parent).await,
@@ -158,6 +160,7 @@ impl EngineBuilder {
                 refs: refs_rx,
                 live,
                 hooks: self.hooks,
+                pollers,
                 stats,
                 accepting: AtomicBool::new(true),
                 join: std::sync::Mutex::new(Some(join)),

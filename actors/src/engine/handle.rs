@@ -15,10 +15,11 @@ use crate::config::{ConfigError, EngineConfig};
 use crate::hooks::{Hook, HookBus, HookOptions, HookStatus, HooksMsg};
 use crate::limiter::{Lane, LimiterMsg, LimiterSnapshot};
 use crate::model::{RemoteId, TaskRef, UnixTime};
-use crate::poller::{CollectError, PollStats, PollStatsSnapshot, RemoteStatus, Target};
+use crate::poller::{CollectError, PollStats, PollStatsSnapshot, PollerMsg, RemoteStatus, Target};
 use crate::storage::{LiveFeed, StorageMsg, StorageStats, Subscription};
 use crate::supervisor::{
-    FanOut, Refs, ReloadReport, RemotesMsg, ShutdownReport, SupervisorMsg, TreeNode, TriggerResults,
+    FanOut, PollerDirectory, Refs, ReloadReport, RemotesMsg, ShutdownReport, SupervisorMsg,
+    TreeNode, TriggerResults,
 };
 use crate::timers::{SchedulerMsg, SchedulerStats};
 
@@ -66,6 +67,7 @@ pub(super) struct Inner {
     pub(super) refs: watch::Receiver<Refs>,
     pub(super) live: Arc<LiveFeed>,
     pub(super) hooks: Arc<HookBus>,
+    pub(super) pollers: Arc<PollerDirectory>,
     pub(super) stats: Arc<PollStats>,
     pub(super) accepting: AtomicBool,
     pub(super) join: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -170,6 +172,15 @@ impl EngineHandle {
         job: FanOut,
         wait: bool,
     ) -> Result<TriggerReport, EngineError> {
+        let job = match (&target, job) {
+            (Target::Remote(id), FanOut::Metrics { .. } | FanOut::Freshen) => {
+                match self.run_direct(id, job, wait).await? {
+                    Ok(report) => return Ok(report),
+                    Err(job) => job,
+                }
+            }
+            _ => job,
+        };
         self.run_in(target, job, Lane::Manual, wait).await
     }
 
@@ -227,6 +238,49 @@ impl EngineHandle {
         let bypass_backoff = matches!(target, Target::Remote(_));
         self.run(target, FanOut::Metrics { bypass_backoff }, wait)
             .await
+    }
+
+    /// A manual job of one remote handed straight to its running poller, past the
+    /// remote supervisor's mailbox (busy with every poll's status while a cycle runs):
+    /// the answer, or the job back when the remote has no running poller listed, for
+    /// the supervisor to run or explain.
+    async fn run_direct(
+        &self,
+        remote: &RemoteId,
+        job: FanOut,
+        wait: bool,
+    ) -> Result<Result<TriggerReport, FanOut>, EngineError> {
+        self.accepting()?;
+        let Some(poller) = self.inner.pollers.get(remote) else {
+            return Ok(Err(job));
+        };
+        let (tx, rx) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let msg = match job {
+            FanOut::Metrics { bypass_backoff } => PollerMsg::Collect {
+                lane: Lane::Manual,
+                bypass_backoff,
+                waiter: tx,
+            },
+            FanOut::Freshen => PollerMsg::Freshen { waiter: tx },
+            tasks @ FanOut::Tasks { .. } => return Ok(Err(tasks)),
+        };
+        if poller.send_message(msg).is_err() {
+            // Stopped just now: the supervisor knows what became of it.
+            return Ok(Err(job));
+        }
+        let results = match rx {
+            Some(rx) => vec![(
+                remote.clone(),
+                rx.await.unwrap_or(Err(CollectError::Stopped)),
+            )],
+            None => Vec::new(),
+        };
+        Ok(Ok(TriggerReport { results }))
     }
 
     /// Fresh data for a reader (the API's hour view of a stale remote): collect `remote`
@@ -366,7 +420,7 @@ impl EngineHandle {
 
     /// The rate limiter's books (permits in use, queue depths).
     pub async fn limiter(&self) -> Result<LimiterSnapshot, EngineError> {
-        let limiter = self.child(|r| r.limiter, "the rate limiter")?;
+        let limiter = self.child(|r| r.limiter.map(|l| l.actor), "the rate limiter")?;
         self.ask(async move { ractor::call!(limiter, LimiterMsg::Snapshot) })
             .await
     }

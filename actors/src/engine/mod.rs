@@ -9,3 +9,6 @@ mod handle;
 
 pub use builder::{Engine, EngineBuilder};
 pub use handle::{EngineError, EngineHandle, TriggerReport};
+
+#[cfg(test)]
+mod tests;

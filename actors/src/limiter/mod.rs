@@ -2,18 +2,27 @@
 //! leases in FIFO order with a priority lane for manual triggers.
 //!
 //! Scheduled requests share `global_connections − manual_reserve` connections. Manual
-//! requests are served first and may use `manual_burst` connections beyond the global
-//! cap, so a "collect now" does not wait for a scheduled poll to end; the total is
-//! therefore at most `global_connections + manual_burst`.
+//! requests are served first, within `global_connections`, and once that is used up may
+//! use the [`Burst`]: `manual_burst` connections beyond the global cap, so a "collect
+//! now" does not wait for a scheduled poll to end. The total is therefore at most
+//! `global_connections + manual_burst`. While the global cap is used up and no manual
+//! request waits here, a poller takes a burst permit itself, without a trip through this
+//! actor's mailbox (which a busy cycle fills), and tells the limiter afterwards so that
+//! the remote's own cap still counts it; manual requests waiting here are granted from
+//! the burst too when it has room.
 //!
 //! A lease is returned by message (the [`Lease`] guard sends it when dropped, so a
 //! poller that panics returns its leases as its state unwinds) and is reclaimed when
-//! its deadline passes or its holder is reported gone. A large request at the head of a
+//! its deadline passes or its holder is reported gone. A burst permit a poller took
+//! itself goes back to the burst the moment its lease is dropped: the poller's fetch
+//! task or job holds it, and both end with the poller. A large request at the head of a
 //! lane may be passed by smaller ones for `head_wait_limit`; after that the limiter holds
 //! capacity back until it fits, so neither large nor small requests starve.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
@@ -34,11 +43,110 @@ pub(crate) enum Lane {
 /// Callback that hands a granted lease to its requester (usually a message send).
 pub(crate) type GrantFn = Box<dyn FnOnce(Lease) + Send>;
 
+/// The manual burst of one limiter incarnation: how many permits it has and how many
+/// are out. Atomics, so that a poller can take a permit without asking the limiter.
+#[derive(Debug, Default)]
+pub(crate) struct Burst {
+    cap: AtomicU32,
+    used: AtomicU32,
+    /// Leases pollers took themselves (the limiter's books do not list them).
+    direct: AtomicU32,
+    /// Whether a poller may take permits itself: the limiter sets it after each message
+    /// when the global cap is used up and no manual request waits with it (so that
+    /// a trigger stays within the global cap while there is room, and does not pass
+    /// triggers queued before it).
+    open: AtomicBool,
+}
+
+impl Burst {
+    /// Takes `permits` if they fit under the cap.
+    fn take(&self, permits: u32) -> bool {
+        let cap = self.cap.load(Ordering::Acquire);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(permits).filter(|&n| n <= cap)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, permits: u32) {
+        self.used.fetch_sub(permits, Ordering::AcqRel);
+    }
+
+    fn used(&self) -> u32 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Permits still free.
+    fn room(&self) -> u32 {
+        self.cap.load(Ordering::Acquire).saturating_sub(self.used())
+    }
+
+    /// No more permits, for good: its limiter is gone.
+    pub(crate) fn close(&self) {
+        self.open.store(false, Ordering::Release);
+        self.cap.store(0, Ordering::Release);
+    }
+}
+
+/// What a poller holds of the limiter: its mailbox, and its burst to take from directly.
+#[derive(Debug, Clone)]
+pub(crate) struct LimiterRef {
+    /// The limiter actor.
+    pub(crate) actor: ActorRef<LimiterMsg>,
+    /// Its manual burst.
+    pub(crate) burst: Arc<Burst>,
+}
+
+impl LimiterRef {
+    /// Sends `msg` to the limiter; a limiter that is gone (shutdown, restart) is ignored.
+    pub(crate) fn send(&self, msg: LimiterMsg) {
+        let _ = self.actor.send_message(msg);
+    }
+
+    /// `permits` connections to `remote` from the burst for a manual request, granted at
+    /// once; `None` when the burst has no room or the global cap has (then ask the
+    /// limiter). The caller has
+    /// checked the remote's own cap against everything it holds or waits for.
+    pub(crate) fn take_burst(&self, remote: &RemoteId, permits: u32) -> Option<Lease> {
+        if !self.burst.open.load(Ordering::Acquire) || !self.burst.take(permits) {
+            return None;
+        }
+        self.burst.direct.fetch_add(1, Ordering::AcqRel);
+        // Counted against the remote's cap before any later request of its poller.
+        self.send(LimiterMsg::BurstTaken {
+            remote: remote.clone(),
+            permits,
+        });
+        Some(Lease {
+            permits,
+            back: Back::Burst {
+                limiter: self.clone(),
+                remote: remote.clone(),
+            },
+        })
+    }
+}
+
 /// Permits held by one poller. Dropping the lease returns the permits.
 pub(crate) struct Lease {
-    id: u64,
     permits: u32,
-    limiter: ActorRef<LimiterMsg>,
+    back: Back,
+}
+
+/// Where a lease's permits go back to.
+enum Back {
+    /// Granted by the limiter: returned by message.
+    Limiter {
+        id: u64,
+        limiter: ActorRef<LimiterMsg>,
+    },
+    /// Taken from the burst by the poller: back to the burst at once; the limiter is
+    /// told so that it counts the remote's connections and serves a waiting trigger.
+    Burst {
+        limiter: LimiterRef,
+        remote: RemoteId,
+    },
 }
 
 impl Lease {
@@ -50,19 +158,31 @@ impl Lease {
 
 impl fmt::Debug for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lease")
-            .field("id", &self.id)
-            .field("permits", &self.permits)
-            .finish()
+        let mut d = f.debug_struct("Lease");
+        match &self.back {
+            Back::Limiter { id, .. } => d.field("id", id),
+            Back::Burst { .. } => d.field("burst", &true),
+        };
+        d.field("permits", &self.permits).finish()
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         // The limiter may already be gone (shutdown); then there is nothing to return.
-        let _ = self
-            .limiter
-            .send_message(LimiterMsg::Release { lease: self.id });
+        match &self.back {
+            Back::Limiter { id, limiter } => {
+                let _ = limiter.send_message(LimiterMsg::Release { lease: *id });
+            }
+            Back::Burst { limiter, remote } => {
+                limiter.burst.give_back(self.permits);
+                limiter.burst.direct.fetch_sub(1, Ordering::AcqRel);
+                limiter.send(LimiterMsg::BurstReturned {
+                    remote: remote.clone(),
+                    permits: self.permits,
+                });
+            }
+        }
     }
 }
 
@@ -113,8 +233,10 @@ pub struct LimiterSnapshot {
     pub leases: usize,
     /// Leases reclaimed because their deadline passed or their holder died.
     pub reclaimed: u64,
-    /// Leases granted since start.
+    /// Leases granted since start (a burst permit a poller took itself included).
     pub granted: u64,
+    /// Of `in_use`, the permits taken from the manual burst, beyond the global cap.
+    pub burst_in_use: u32,
 }
 
 /// Messages of the RateLimiter.
@@ -141,6 +263,20 @@ pub(crate) enum LimiterMsg {
         /// The lease's id.
         lease: u64,
     },
+    /// A poller took burst permits itself ([`LimiterRef::take_burst`]).
+    BurstTaken {
+        /// The remote the connections go to.
+        remote: RemoteId,
+        /// How many.
+        permits: u32,
+    },
+    /// Those permits went back to the burst.
+    BurstReturned {
+        /// The remote.
+        remote: RemoteId,
+        /// How many.
+        permits: u32,
+    },
     /// The remote supervisor saw this actor die: reclaim its leases and requests now.
     HolderGone(ActorId),
     /// Self-sent on a cadence: reclaim overdue leases and leases of dead holders.
@@ -159,13 +295,25 @@ struct Pending {
 struct Active {
     remote: RemoteId,
     permits: u32,
+    /// How many of the permits came from the burst, not from the global cap.
+    burst: u32,
     holder: ActorCell,
     deadline: Instant,
+}
+
+/// Start arguments of the RateLimiter.
+#[derive(Debug)]
+pub(crate) struct LimiterArgs {
+    /// Caps and deadlines.
+    pub(crate) settings: LimitSettings,
+    /// This incarnation's burst, shared with the pollers.
+    pub(crate) burst: Arc<Burst>,
 }
 
 /// State of the RateLimiter.
 pub(crate) struct LimiterState {
     settings: LimitSettings,
+    burst: Arc<Burst>,
     manual: VecDeque<Pending>,
     scheduled: VecDeque<Pending>,
     active: HashMap<u64, Active>,
@@ -199,16 +347,18 @@ fn sweep_period(settings: &LimitSettings) -> Duration {
 impl Actor for RateLimiter {
     type Msg = LimiterMsg;
     type State = LimiterState;
-    type Arguments = LimitSettings;
+    type Arguments = LimiterArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        settings: LimitSettings,
+        LimiterArgs { settings, burst }: LimiterArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(sweep_period(&settings), || LimiterMsg::Sweep);
+        burst.cap.store(settings.manual_burst, Ordering::Release);
         Ok(LimiterState {
             settings,
+            burst,
             manual: VecDeque::new(),
             scheduled: VecDeque::new(),
             active: HashMap::new(),
@@ -267,31 +417,48 @@ impl Actor for RateLimiter {
             LimiterMsg::Release { lease } => {
                 state.release(lease);
             }
+            LimiterMsg::BurstTaken { remote, permits } => {
+                // Frees nothing: no pump.
+                *state.per_remote.entry(remote).or_default() += permits;
+                state.granted += 1;
+                return Ok(());
+            }
+            LimiterMsg::BurstReturned { remote, permits } => state.unheld(&remote, permits),
             LimiterMsg::HolderGone(holder) => {
                 state.reclaim_holder(holder);
             }
             LimiterMsg::Sweep => state.sweep(),
-            LimiterMsg::Reconfigure(settings) => state.settings = settings,
+            LimiterMsg::Reconfigure(settings) => {
+                state
+                    .burst
+                    .cap
+                    .store(settings.manual_burst, Ordering::Release);
+                state.settings = settings;
+            }
             LimiterMsg::Snapshot(reply) => {
                 let _ = reply.send(state.snapshot());
                 return Ok(());
             }
         }
         state.pump(&myself);
+        let full = state.in_use >= state.lane_cap(Lane::Manual);
+        (state.burst.open).store(full && state.manual.is_empty(), Ordering::Release);
         Ok(())
     }
 }
 
 impl LimiterState {
     fn snapshot(&self) -> LimiterSnapshot {
+        let burst = self.burst.used();
         LimiterSnapshot {
-            in_use: self.in_use,
+            in_use: self.in_use + burst,
             global_cap: self.settings.global_connections,
             queued_manual: self.manual.len(),
             queued_scheduled: self.scheduled.len(),
-            leases: self.active.len(),
+            leases: self.active.len() + self.burst.direct.load(Ordering::Acquire) as usize,
             reclaimed: self.reclaimed,
             granted: self.granted,
+            burst_in_use: burst,
         }
     }
 
@@ -300,14 +467,20 @@ impl LimiterState {
             // Already reclaimed (deadline or holder death): nothing to return twice.
             return false;
         };
-        self.in_use -= a.permits;
-        if let Some(held) = self.per_remote.get_mut(&a.remote) {
-            *held -= a.permits;
+        self.burst.give_back(a.burst);
+        self.in_use -= a.permits - a.burst;
+        self.unheld(&a.remote, a.permits);
+        true
+    }
+
+    /// `remote` holds `permits` fewer connections.
+    fn unheld(&mut self, remote: &RemoteId, permits: u32) {
+        if let Some(held) = self.per_remote.get_mut(remote) {
+            *held = held.saturating_sub(permits);
             if *held == 0 {
-                self.per_remote.remove(&a.remote);
+                self.per_remote.remove(remote);
             }
         }
-        true
     }
 
     fn reclaim_holder(&mut self, holder: ActorId) {
@@ -360,10 +533,11 @@ impl LimiterState {
         self.scheduled.retain(alive);
     }
 
-    /// Grants whatever fits, manual lane first, each lane in arrival order. A request
-    /// blocked only by its own remote's cap never holds up others; one blocked by the
-    /// global cap is passed by smaller requests until it has waited `head_wait_limit`,
-    /// then capacity is held back for it.
+    /// Grants whatever fits, manual lane first, each lane in arrival order; a manual
+    /// request takes what the global cap has no room for from the burst. A
+    /// request blocked only by its own remote's cap never holds up others; one blocked
+    /// by the cap of its lane is passed by smaller requests until it has waited
+    /// `head_wait_limit`, then capacity is held back for it.
     fn pump(&mut self, myself: &ActorRef<LimiterMsg>) {
         let now = Instant::now();
         for lane in [Lane::Manual, Lane::Scheduled] {
@@ -371,7 +545,11 @@ impl LimiterState {
             let cap = self.lane_cap(lane);
             loop {
                 let free = cap.saturating_sub(self.in_use);
-                if free == 0 {
+                let room = match lane {
+                    Lane::Manual => self.burst.room(),
+                    Lane::Scheduled => 0,
+                };
+                if free == 0 && room == 0 {
                     return;
                 }
                 let queue = match lane {
@@ -384,7 +562,9 @@ impl LimiterState {
                     i += 1;
                     continue;
                 }
-                if p.req.permits > free {
+                // What the global cap has no room for comes from the burst.
+                let from_burst = p.req.permits.saturating_sub(free);
+                if from_burst > 0 && (from_burst > room || !self.burst.take(from_burst)) {
                     if now.duration_since(p.enqueued) >= self.settings.head_wait_limit {
                         // Hold back what frees up until this request fits.
                         return;
@@ -397,40 +577,45 @@ impl LimiterState {
                     Lane::Scheduled => &mut self.scheduled,
                 };
                 let Some(p) = queue.remove(i) else { break };
-                self.grant(myself, p.req, now);
+                self.grant(myself, p.req, from_burst, now);
             }
         }
     }
 
-    /// The most connections in use after a grant in `lane`.
+    /// The most connections of the global cap in use after a grant in `lane`.
     fn lane_cap(&self, lane: Lane) -> u32 {
         let s = &self.settings;
         match lane {
-            Lane::Manual => s.global_connections.saturating_add(s.manual_burst),
+            Lane::Manual => s.global_connections,
             Lane::Scheduled => s.global_connections.saturating_sub(s.manual_reserve),
         }
     }
 
-    fn grant(&mut self, myself: &ActorRef<LimiterMsg>, req: Acquire, now: Instant) {
+    /// Grants `req`, `burst` of its permits taken from the burst already.
+    fn grant(&mut self, myself: &ActorRef<LimiterMsg>, req: Acquire, burst: u32, now: Instant) {
         let id = self.next_lease;
         self.next_lease += 1;
-        self.in_use += req.permits;
+        self.in_use += req.permits - burst;
         *self.per_remote.entry(req.remote.clone()).or_default() += req.permits;
-        debug_assert!(self.in_use <= self.lane_cap(Lane::Manual));
+        // A reload may have lowered the cap below what is in use: then all from the burst.
+        debug_assert!(burst == req.permits || self.in_use <= self.lane_cap(Lane::Manual));
         self.granted += 1;
         self.active.insert(
             id,
             Active {
                 remote: req.remote,
                 permits: req.permits,
+                burst,
                 holder: req.holder,
                 deadline: now + self.settings.lease_deadline,
             },
         );
         let lease = Lease {
-            id,
             permits: req.permits,
-            limiter: myself.clone(),
+            back: Back::Limiter {
+                id,
+                limiter: myself.clone(),
+            },
         };
         // If the holder is gone the lease is dropped with the failed message and
         // returns itself through `Release`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::{Acquire, Lane, Lease, LimiterMsg, RateLimiter};
+use super::{Acquire, Burst, Lane, Lease, LimiterArgs, LimiterMsg, LimiterRef, RateLimiter};
 use crate::config::LimitSettings;
 use crate::model::RemoteId;
 use crate::testing::wait_until;
@@ -45,6 +45,11 @@ async fn limiter_with(
     reserve: u32,
     burst: u32,
 ) -> ActorRef<LimiterMsg> {
+    limiter_ref(global, head_wait, reserve, burst).await.actor
+}
+
+/// The limiter and its burst, as a poller holds them.
+async fn limiter_ref(global: u32, head_wait: Duration, reserve: u32, burst: u32) -> LimiterRef {
     let settings = LimitSettings {
         global_connections: global,
         lease_deadline: Duration::from_secs(60),
@@ -53,7 +58,13 @@ async fn limiter_with(
         manual_burst: burst,
         ..LimitSettings::default()
     };
-    Actor::spawn(None, RateLimiter, settings).await.unwrap().0
+    let burst = Arc::new(Burst::default());
+    let args = LimiterArgs {
+        settings,
+        burst: burst.clone(),
+    };
+    let actor = Actor::spawn(None, RateLimiter, args).await.unwrap().0;
+    LimiterRef { actor, burst }
 }
 
 async fn holder() -> ActorRef<()> {
@@ -69,12 +80,25 @@ fn ask(
     lane: Lane,
     grants: &Grants,
 ) {
+    ask_capped(lim, holder, ticket, (remote, 5), permits, lane, grants);
+}
+
+/// [`ask`] for a remote whose own cap is `remote.1`.
+fn ask_capped(
+    lim: &ActorRef<LimiterMsg>,
+    holder: &ActorRef<()>,
+    ticket: u64,
+    (remote, remote_cap): (&str, u32),
+    permits: u32,
+    lane: Lane,
+    grants: &Grants,
+) {
     let grants = grants.clone();
     lim.send_message(LimiterMsg::Acquire(Acquire {
         holder: holder.get_cell(),
         ticket,
         remote: RemoteId::new(remote),
-        remote_cap: 5,
+        remote_cap,
         permits,
         lane,
         first: false,
@@ -182,6 +206,111 @@ async fn manual_requests_burst_beyond_the_global_cap_and_scheduled_ones_never_do
         granted(&grants),
         vec![2, 3],
         "scheduled polls resume at the cap"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn burst_permits_a_poller_takes_itself_count_for_its_remote_and_come_back_on_drop() {
+    let lim = limiter_ref(1, Duration::from_secs(5), 0, 2).await;
+    let h = holder().await;
+    let grants: Grants = Default::default();
+    ask(&lim.actor, &h, 1, "s1", 1, Lane::Scheduled, &grants);
+    settle().await;
+    assert_eq!(granted(&grants), vec![1], "the global cap is used up");
+    let of_a = lim
+        .take_burst(&RemoteId::new("a"), 1)
+        .expect("the burst has room");
+    let of_b = lim
+        .take_burst(&RemoteId::new("b"), 1)
+        .expect("the burst has room");
+    assert!(
+        lim.take_burst(&RemoteId::new("c"), 1).is_none(),
+        "no more than the burst"
+    );
+    let snap = ractor::call!(lim.actor, LimiterMsg::Snapshot).unwrap();
+    assert_eq!(
+        (snap.in_use, snap.burst_in_use, snap.leases),
+        (3, 2, 3),
+        "the books show the permits taken directly"
+    );
+    // "a" (cap 1) holds its one connection already; "c" may use any burst permit.
+    ask_capped(&lim.actor, &h, 100, ("a", 1), 1, Lane::Manual, &grants);
+    ask_capped(&lim.actor, &h, 101, ("c", 5), 1, Lane::Manual, &grants);
+    settle().await;
+    assert_eq!(granted(&grants), vec![1], "nothing is free");
+    drop(of_b);
+    settle().await;
+    assert_eq!(
+        granted(&grants),
+        vec![1, 101],
+        "the permit that came back goes to the waiting trigger its remote's cap allows"
+    );
+    drop(of_a);
+    settle().await;
+    assert_eq!(granted(&grants), vec![1, 101, 100]);
+    grants.lock().unwrap().clear();
+    settle().await;
+    let snap = ractor::call!(lim.actor, LimiterMsg::Snapshot).unwrap();
+    assert_eq!((snap.in_use, snap.burst_in_use, snap.leases), (0, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_lowers_the_global_cap_below_its_use_leaves_triggers_the_burst() {
+    let lim = limiter_with(2, Duration::from_secs(5), 0, 1).await;
+    let h = holder().await;
+    let grants: Grants = Default::default();
+    ask(&lim, &h, 1, "s1", 1, Lane::Scheduled, &grants);
+    ask(&lim, &h, 2, "s2", 1, Lane::Scheduled, &grants);
+    settle().await;
+    let lower = LimitSettings {
+        global_connections: 1,
+        manual_burst: 1,
+        ..LimitSettings::default()
+    };
+    lim.send_message(LimiterMsg::Reconfigure(lower)).unwrap();
+    ask(&lim, &h, 100, "m", 1, Lane::Manual, &grants);
+    ask(&lim, &h, 3, "s3", 1, Lane::Scheduled, &grants);
+    settle().await;
+    assert_eq!(
+        granted(&grants),
+        vec![1, 2, 100],
+        "the trigger takes the burst, the scheduled poll waits"
+    );
+    let snap = ractor::call!(lim, LimiterMsg::Snapshot).expect("the limiter runs on");
+    assert_eq!((snap.in_use, snap.burst_in_use), (3, 1));
+    release(&grants, 1);
+    settle().await;
+    assert_eq!(granted(&grants), vec![2, 100], "still over the lowered cap");
+    release(&grants, 2);
+    settle().await;
+    assert_eq!(granted(&grants), vec![100, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poller_takes_the_burst_itself_only_when_the_global_cap_is_used_up() {
+    let lim = limiter_ref(2, Duration::from_secs(5), 0, 2).await;
+    let h = holder().await;
+    let grants: Grants = Default::default();
+    ask(&lim.actor, &h, 1, "s1", 1, Lane::Scheduled, &grants);
+    settle().await;
+    assert!(
+        lim.take_burst(&RemoteId::new("a"), 1).is_none(),
+        "room under the global cap: the trigger asks the limiter"
+    );
+    ask(&lim.actor, &h, 2, "s2", 1, Lane::Scheduled, &grants);
+    settle().await;
+    let lease = lim.take_burst(&RemoteId::new("a"), 1);
+    assert!(lease.is_some(), "the global cap is used up");
+    // A trigger queued with the limiter is not passed by one that takes the burst.
+    ask(&lim.actor, &h, 100, "b", 2, Lane::Manual, &grants);
+    settle().await;
+    assert!(lim.take_burst(&RemoteId::new("c"), 1).is_none());
+    drop(lease);
+    settle().await;
+    assert_eq!(
+        granted(&grants),
+        vec![1, 2, 100],
+        "the queued trigger got the burst"
     );
 }
 

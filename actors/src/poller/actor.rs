@@ -12,7 +12,7 @@ use super::outcome::{TrackedResponder, Waiter};
 use super::pipeline::PollerState;
 use crate::config::{CollectionSettings, RemoteConfig};
 use crate::env::Env;
-use crate::limiter::{Lane, LimiterMsg};
+use crate::limiter::{Lane, LimiterRef};
 use crate::storage::{StorageMsg, Stores};
 use crate::supervisor::RemotesMsg;
 
@@ -112,7 +112,7 @@ pub(crate) struct PollerArgs {
     /// Clock and randomness.
     pub env: Env,
     /// The limiter to lease connections from.
-    pub limiter: ActorRef<LimiterMsg>,
+    pub limiter: LimiterRef,
     /// The storage writer.
     pub storage: ActorRef<StorageMsg>,
     /// The stores, read for the start cursor and task cutoffs.

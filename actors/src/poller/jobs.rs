@@ -102,6 +102,9 @@ pub(super) struct PollJob {
     pub(super) follow_up: bool,
     /// Its fetch brings the lease back for a task fetch waiting to follow it.
     pub(super) hand_over: bool,
+    /// The connections it asked for (0 before it asks): counted against the remote's
+    /// cap when another job of this poller would take burst permits.
+    pub(super) permits: u32,
 }
 
 /// The job of one kind that runs, and the one follow-up that may wait behind it.

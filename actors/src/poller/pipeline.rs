@@ -24,7 +24,7 @@ use super::outcome::{
 use super::status::{PollState, RemoteStatus};
 use crate::config::CollectionSettings;
 use crate::env::Env;
-use crate::limiter::{Acquire, Lane, LimiterMsg};
+use crate::limiter::{Acquire, Lane, Lease, LimiterMsg, LimiterRef};
 use crate::model::{Cursor, RemoteId};
 use crate::source::RemoteSource;
 use crate::storage::{MetricWrite, StorageMsg, Stores, TaskWrite, BACKLOG_LIMIT};
@@ -41,7 +41,7 @@ pub(crate) struct PollerState {
     connection_cap: u32,
     settings: CollectionSettings,
     env: Env,
-    limiter: ActorRef<LimiterMsg>,
+    limiter: LimiterRef,
     storage: ActorRef<StorageMsg>,
     stores: Stores,
     parent: ActorRef<RemotesMsg>,
@@ -430,10 +430,19 @@ impl PollerState {
                             job.phase = Phase::WaitingLease;
                             self.acquire(myself, kind);
                         } else {
-                            let _ = self.limiter.send_message(LimiterMsg::Promote {
-                                holder: myself.get_id(),
-                                ticket: job.seq,
-                            });
+                            let ticket = job.seq;
+                            if self.start_with_burst(myself, kind) {
+                                // A grant racing this returns itself (the job moved on).
+                                self.limiter.send(LimiterMsg::Cancel {
+                                    holder: myself.get_id(),
+                                    ticket,
+                                });
+                            } else {
+                                self.limiter.send(LimiterMsg::Promote {
+                                    holder: myself.get_id(),
+                                    ticket,
+                                });
+                            }
                         }
                     }
                 }
@@ -482,6 +491,7 @@ impl PollerState {
             points: 0,
             follow_up,
             hand_over: false,
+            permits: 0,
         });
         if delay.is_zero() {
             if let Some(job) = &mut self.slots[idx].current {
@@ -497,24 +507,43 @@ impl PollerState {
         }
     }
 
-    fn acquire(&self, myself: &ActorRef<PollerMsg>, kind: JobKind) {
-        let Some(job) = &self.slots[slot_index(kind)].current else {
-            return;
-        };
-        let permits = match kind {
+    /// The connections a job of `kind` asks for, as the limiter clamps them.
+    fn permits_for(&self, kind: JobKind, follow_up: bool) -> u32 {
+        let wanted = match kind {
             JobKind::Tracked => 1,
             JobKind::Metrics => self.source.metric_connections(),
             // A follow-up takes over the poll's connections, and no more: its node
             // lists then come one after another over the connection already open.
-            JobKind::Tasks if job.follow_up => self
+            JobKind::Tasks if follow_up => self
                 .source
                 .task_connections()
                 .min(self.source.metric_connections()),
             JobKind::Tasks => self.source.task_connections(),
         };
+        wanted.clamp(1, self.connection_cap.max(1))
+    }
+
+    /// Asks the limiter for the lease of the job of `kind` (waiting for it), or starts
+    /// the job at once on burst permits if it is manual and the burst has room.
+    fn acquire(&mut self, myself: &ActorRef<PollerMsg>, kind: JobKind) {
+        if self.start_with_burst(myself, kind) {
+            return;
+        }
+        let Some(follow_up) = self.slots[slot_index(kind)]
+            .current
+            .as_ref()
+            .map(|j| j.follow_up)
+        else {
+            return;
+        };
+        let permits = self.permits_for(kind, follow_up);
+        let Some(job) = self.slots[slot_index(kind)].current.as_mut() else {
+            return;
+        };
+        job.permits = permits;
         let seq = job.seq;
         let me = myself.clone();
-        let _ = self.limiter.send_message(LimiterMsg::Acquire(Acquire {
+        self.limiter.send(LimiterMsg::Acquire(Acquire {
             holder: myself.get_cell(),
             ticket: seq,
             remote: self.id.clone(),
@@ -530,6 +559,73 @@ impl PollerState {
                 });
             }),
         }));
+    }
+
+    /// Starts the manual job of `kind` that waits for a lease on permits of the burst,
+    /// without a trip through the limiter's mailbox (which a running cycle keeps busy):
+    /// "collect now" then reaches the remote at once. Only when the remote's own cap has
+    /// room for these permits beside every other job's of this poller, fetching or
+    /// waiting; false (nothing done) otherwise or when the burst is used up.
+    fn start_with_burst(&mut self, myself: &ActorRef<PollerMsg>, kind: JobKind) -> bool {
+        let idx = slot_index(kind);
+        let Some(job) = &self.slots[idx].current else {
+            return false;
+        };
+        if job.lane != Lane::Manual || job.phase != Phase::WaitingLease {
+            return false;
+        }
+        let permits = self.permits_for(kind, job.follow_up);
+        let others: u32 = (self.slots.iter().enumerate())
+            .filter(|(i, _)| *i != idx)
+            .filter_map(|(_, slot)| slot.current.as_ref())
+            .filter(|j| j.phase != Phase::Delaying)
+            .map(|j| j.permits)
+            .sum();
+        if others + permits > self.connection_cap.max(1) {
+            return false;
+        }
+        let Some(lease) = self.limiter.take_burst(&self.id, permits) else {
+            return false;
+        };
+        let seq = job.seq;
+        if let Some(job) = self.slots[idx].current.as_mut() {
+            job.permits = permits;
+        }
+        self.start_fetch(myself, kind, seq, lease);
+        true
+    }
+
+    /// The job of `kind` numbered `seq`, which waited for a lease, has `lease`: its
+    /// fetch starts.
+    fn start_fetch(&mut self, myself: &ActorRef<PollerMsg>, kind: JobKind, seq: u64, lease: Lease) {
+        let idx = slot_index(kind);
+        let Some(job) = self.slots[idx].current.as_mut() else {
+            return;
+        };
+        job.phase = Phase::Fetching;
+        job.started = Some(Instant::now());
+        job.hand_over = kind == JobKind::Metrics && self.tasks_after_metrics.is_some();
+        let hand_over = job.hand_over;
+        // The fetch task owns the lease and returns it the moment the remote has
+        // answered, without a detour through this mailbox.
+        let request = self.request_of(kind, lease.permits());
+        let order = FetchOrder {
+            remote: self.id.clone(),
+            source: self.source.clone(),
+            kind,
+            seq,
+            request,
+            backlog: self.stores.backlog.clone(),
+            hand_over,
+        };
+        let fetch = spawn_fetch(myself, order, lease);
+        if let Some(job) = self.slots[idx].current.as_mut() {
+            job.fetch = Some(fetch);
+        }
+        if kind == JobKind::Metrics {
+            self.status.last_attempt = Some(self.env.clock.now_secs());
+            self.publish();
+        }
     }
 
     pub(super) fn step(
@@ -553,32 +649,8 @@ impl PollerState {
                 }
             }
             Step::Granted(lease) => {
-                if job.phase != Phase::WaitingLease {
-                    return Ok(());
-                }
-                job.phase = Phase::Fetching;
-                job.started = Some(Instant::now());
-                job.hand_over = kind == JobKind::Metrics && self.tasks_after_metrics.is_some();
-                let hand_over = job.hand_over;
-                // The fetch task owns the lease and returns it the moment the remote
-                // has answered, without a detour through this mailbox.
-                let request = self.request_of(kind, lease.permits());
-                let order = FetchOrder {
-                    remote: self.id.clone(),
-                    source: self.source.clone(),
-                    kind,
-                    seq,
-                    request,
-                    backlog: self.stores.backlog.clone(),
-                    hand_over,
-                };
-                let fetch = spawn_fetch(myself, order, lease);
-                if let Some(job) = self.slots[idx].current.as_mut() {
-                    job.fetch = Some(fetch);
-                }
-                if kind == JobKind::Metrics {
-                    self.status.last_attempt = Some(self.env.clock.now_secs());
-                    self.publish();
+                if job.phase == Phase::WaitingLease {
+                    self.start_fetch(myself, kind, seq, lease);
                 }
             }
             Step::Fetched(fetched, mut lease) => {
@@ -756,7 +828,7 @@ impl PollerState {
                 .is_some_and(|j| matches!(j.phase, Phase::Delaying | Phase::WaitingLease))
             {
                 if let Some(job) = slot.current.take() {
-                    let _ = self.limiter.send_message(LimiterMsg::Cancel {
+                    self.limiter.send(LimiterMsg::Cancel {
                         holder: self.self_id,
                         ticket: job.seq,
                     });

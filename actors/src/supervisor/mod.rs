@@ -9,13 +9,17 @@
 //! - `restart`: the OTP bookkeeping both use — restart types, intensity within a period,
 //!   growing restart delays, stale events of an old incarnation.
 //! - `tree`: the tree as the engine reports it.
+//! - `directory`: the running poller of each remote, for triggers that skip the
+//!   supervisor's mailbox.
 
+mod directory;
 mod outage;
 mod remote_supervisor;
 mod restart;
 mod top;
 mod tree;
 
+pub(crate) use directory::PollerDirectory;
 pub(crate) use remote_supervisor::{FanOut, RemotesMsg};
 pub use remote_supervisor::{ReloadReport, TriggerResults};
 pub(crate) use restart::{ChildRecord, Decision, Exit, Restart};

@@ -16,13 +16,14 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::directory::PollerDirectory;
 use super::outage::{OutageWatch, Transition};
 use super::restart::{ChildRecord, Decision, Exit, Restart};
 use super::tree::TreeNode;
 use crate::config::{CollectionSettings, RemoteConfig, SupervisionSettings};
 use crate::env::Env;
 use crate::hooks::{HookBus, StatusChange};
-use crate::limiter::{Lane, LimiterMsg};
+use crate::limiter::{Lane, LimiterMsg, LimiterRef};
 use crate::model::RemoteId;
 use crate::poller::{
     CollectError, CollectResult, PollState, Poller, PollerArgs, PollerMsg, RemoteStatus,
@@ -163,13 +164,15 @@ pub(crate) struct RemotesArgs {
     /// Clock and randomness.
     pub env: Env,
     /// The rate limiter (started before this supervisor).
-    pub limiter: ActorRef<LimiterMsg>,
+    pub limiter: LimiterRef,
     /// The storage writer (started before this supervisor).
     pub storage: ActorRef<StorageMsg>,
     /// The stores (the pollers read their start cursor).
     pub stores: Stores,
     /// Where status changes are published to the hooks.
     pub hooks: Arc<HookBus>,
+    /// Where the running pollers are listed for the engine handle.
+    pub pollers: Arc<PollerDirectory>,
 }
 
 struct PollerSlot {
@@ -188,10 +191,11 @@ pub(crate) struct RemotesState {
     settings: CollectionSettings,
     supervision: SupervisionSettings,
     env: Env,
-    limiter: ActorRef<LimiterMsg>,
+    limiter: LimiterRef,
     storage: ActorRef<StorageMsg>,
     stores: Stores,
     hooks: Arc<HookBus>,
+    pollers: Arc<PollerDirectory>,
     draining: bool,
     outage: OutageWatch,
 }
@@ -230,9 +234,12 @@ impl Actor for RemoteSupervisor {
             storage: args.storage,
             stores: args.stores,
             hooks: args.hooks,
+            pollers: args.pollers,
             draining: false,
             outage: OutageWatch::default(),
         };
+        // The pollers of an incarnation before this one died with it.
+        state.pollers.clear();
         for remote in args.remotes {
             state.add(&myself, remote, StartCollect::IfOverdue).await?;
         }
@@ -461,6 +468,9 @@ impl RemotesState {
         let (poller, _) = Actor::spawn_linked(None, Poller, args, myself.get_cell()).await?;
         slot.record.started(poller.get_id());
         self.by_actor.insert(poller.get_id(), id.clone());
+        if !self.draining {
+            self.pollers.insert(id.clone(), poller.clone());
+        }
         slot.poller = Some(poller);
         Ok(())
     }
@@ -468,7 +478,7 @@ impl RemotesState {
     fn on_child_exit(&mut self, myself: &ActorRef<RemotesMsg>, cell: ActorCell, exit: Exit) {
         let actor = cell.get_id();
         // Whatever the exit, the limiter takes back what the poller held.
-        let _ = self.limiter.send_message(LimiterMsg::HolderGone(actor));
+        self.limiter.send(LimiterMsg::HolderGone(actor));
         let Some(remote) = self.by_actor.remove(&actor) else {
             tracing::debug!(actor = %actor, "exit of an unknown poller ignored");
             return;
@@ -481,6 +491,7 @@ impl RemotesState {
             return;
         }
         slot.poller = None;
+        self.pollers.remove(&remote);
         if self.draining {
             slot.record.current = None;
             return;
@@ -691,6 +702,7 @@ impl RemotesState {
         };
         // Mark the incarnation as no longer current so its exit is not restarted.
         slot.record.current = None;
+        self.pollers.remove(id);
         if let Some(poller) = slot.poller.take() {
             self.by_actor.remove(&poller.get_id());
             let timeout = self.supervision.stop_timeout;
@@ -706,6 +718,8 @@ impl RemotesState {
 
     fn drain(&mut self, grace: Duration, reply: RpcReplyPort<Vec<RemoteId>>) {
         self.draining = true;
+        // From now on every trigger hears from this supervisor that it is stopping.
+        self.pollers.clear();
         let pollers: Vec<(RemoteId, ActorRef<PollerMsg>)> = self
             .order
             .iter()

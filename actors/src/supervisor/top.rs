@@ -19,13 +19,14 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::directory::PollerDirectory;
 use super::remote_supervisor::{ReloadReport, RemoteSupervisor, RemotesArgs, RemotesMsg};
 use super::restart::{ChildRecord, Decision, Exit, Restart};
 use super::tree::TreeNode;
 use crate::config::EngineConfig;
 use crate::env::Env;
 use crate::hooks::{HookBus, HookSupervisor, HooksArgs, HooksMsg};
-use crate::limiter::{LimiterMsg, RateLimiter};
+use crate::limiter::{Burst, LimiterArgs, LimiterMsg, LimiterRef, RateLimiter};
 use crate::model::RemoteId;
 use crate::storage::{LiveFeed, Storage, StorageArgs, StorageMsg, Stores};
 use crate::timers::{
@@ -36,8 +37,8 @@ use crate::timers::{
 /// through a watch channel that only the engine handle reads.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Refs {
-    /// The rate limiter.
-    pub(crate) limiter: Option<ActorRef<LimiterMsg>>,
+    /// The rate limiter and its burst.
+    pub(crate) limiter: Option<LimiterRef>,
     /// The storage writer.
     pub(crate) storage: Option<ActorRef<StorageMsg>>,
     /// The housekeeping timer.
@@ -134,6 +135,8 @@ pub(crate) struct SupervisorArgs {
     pub(crate) live: Arc<LiveFeed>,
     /// The registered hooks (outlive the hook supervisor's restarts).
     pub(crate) hooks: Arc<HookBus>,
+    /// The running poller of each remote (outlives the remote supervisor's restarts).
+    pub(crate) pollers: Arc<PollerDirectory>,
 }
 
 struct ChildSlot {
@@ -147,6 +150,7 @@ pub(crate) struct SupervisorState {
     stores: Stores,
     live: Arc<LiveFeed>,
     hooks: Arc<HookBus>,
+    pollers: Arc<PollerDirectory>,
     env: Env,
     refs: watch::Sender<Refs>,
     running: Refs,
@@ -183,6 +187,7 @@ impl Actor for Supervisor {
             stores: args.stores,
             live: args.live,
             hooks: args.hooks,
+            pollers: args.pollers,
             env: args.env,
             refs: args.refs,
             running: Refs::default(),
@@ -307,9 +312,17 @@ impl SupervisorState {
         };
         let cell = match child {
             Child::Limiter => {
-                let (r, _) =
-                    Actor::spawn_linked(None, RateLimiter, cfg.limits.clone(), sup).await?;
-                self.running.limiter = Some(r.clone());
+                // A burst of its own: a lease of an incarnation gone returns to that one.
+                let burst = Arc::new(Burst::default());
+                let args = LimiterArgs {
+                    settings: cfg.limits.clone(),
+                    burst: burst.clone(),
+                };
+                let (r, _) = Actor::spawn_linked(None, RateLimiter, args, sup).await?;
+                self.running.limiter = Some(LimiterRef {
+                    actor: r.clone(),
+                    burst,
+                });
                 r.get_cell()
             }
             Child::Storage => {
@@ -353,6 +366,7 @@ impl SupervisorState {
                         .ok_or_else(|| sibling("storage"))?,
                     stores: self.stores.clone(),
                     hooks: self.hooks.clone(),
+                    pollers: self.pollers.clone(),
                 };
                 let (r, _) = Actor::spawn_linked(None, RemoteSupervisor, args, sup).await?;
                 self.running.remotes = Some(r.clone());
@@ -402,7 +416,13 @@ impl SupervisorState {
     fn unpublish(&mut self, child: Child) {
         let refs = &mut self.running;
         match child {
-            Child::Limiter => refs.limiter = None,
+            Child::Limiter => {
+                // Pollers that outlive it a moment must not take from a burst no live
+                // limiter counts.
+                if let Some(gone) = refs.limiter.take() {
+                    gone.burst.close();
+                }
+            }
             Child::Storage => refs.storage = None,
             Child::Housekeeping => refs.housekeeping = None,
             Child::Remotes => refs.remotes = None,
@@ -444,7 +464,7 @@ impl SupervisorState {
     async fn reload(&mut self, config: EngineConfig) -> Result<ReloadReport, ActorProcessingErr> {
         let refs = self.running.clone();
         if let Some(limiter) = &refs.limiter {
-            let _ = limiter.send_message(LimiterMsg::Reconfigure(config.limits.clone()));
+            limiter.send(LimiterMsg::Reconfigure(config.limits.clone()));
         }
         if let Some(housekeeping) = &refs.housekeeping {
             let _ = housekeeping.send_message(HousekeepingMsg::Reconfigure(config.storage.clone()));
