@@ -5,7 +5,10 @@
 //! 2. One full cycle through the shared rate limiter, against the ideal
 //!    `ceil(remotes / concurrency) × latency`, with the CPU time it used.
 //! 3. Trigger latency: while a regular (scheduled-lane) cycle runs, single-remote
-//!    triggers are issued and timed until their remote's source sees the request.
+//!    triggers are issued and timed until their remote's source sees the request. They
+//!    are issued from a task on the runtime, as the daemon's API handlers issue them,
+//!    or with `--caller outside` from the thread that blocks on the runtime (an embedder
+//!    calling in from elsewhere: its wake-ups wait in the runtime's shared queue).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,18 @@ pub(crate) struct EngineArgs {
     /// default 2, the engine's default).
     #[arg(long, default_value_t = 2)]
     manual_burst: u32,
+    /// Where the triggers are issued from.
+    #[arg(long, value_enum, default_value_t = Caller::Task)]
+    caller: Caller,
+}
+
+/// Where the timed triggers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Caller {
+    /// A task on the engine's runtime, like an API request handler of the daemon.
+    Task,
+    /// The thread blocked on the runtime, outside its worker threads.
+    Outside,
 }
 
 pub(crate) fn run(args: EngineArgs) -> anyhow::Result<serde_json::Value> {
@@ -118,28 +133,42 @@ async fn run_async(args: EngineArgs) -> anyhow::Result<serde_json::Value> {
     // of triggers is a different question). Cycles are restarted until enough samples.
     let samples = args.trigger_samples;
     let spacing = latency + Duration::from_millis(10);
-    let mut issued: Vec<(String, Instant)> = Vec::with_capacity(samples);
-    let mut cycles = 0;
-    while issued.len() < samples {
-        engine.cycle(false).await?;
-        cycles += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        // Stay in the first half of the cycle: the tail is still queued there.
-        let window_end = Instant::now() + cycle / 2;
-        let mut k = 0;
-        while issued.len() < samples && Instant::now() < window_end {
-            let pick = args.remotes / 2 + (issued.len() * 7919 + k) % (args.remotes / 2).max(1);
-            k += 1;
-            let id = &ids[pick.min(args.remotes - 1)];
-            let at = Instant::now();
-            engine
-                .trigger(Target::Remote(RemoteId::new(id)), false)
-                .await?;
-            issued.push((id.clone(), at));
-            tokio::time::sleep(spacing).await;
+    let sampling = {
+        let engine = engine.clone();
+        let ids = ids.clone();
+        async move {
+            let mut issued: Vec<(String, Instant)> = Vec::with_capacity(samples);
+            let mut cycles = 0;
+            while issued.len() < samples {
+                engine.cycle(false).await?;
+                cycles += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Stay in the first half of the cycle: the tail is still queued there.
+                let window_end = Instant::now() + cycle / 2;
+                let mut k = 0;
+                let half = (ids.len() / 2).max(1);
+                while issued.len() < samples && Instant::now() < window_end {
+                    let pick = ids.len() / 2 + (issued.len() * 7919 + k) % half;
+                    k += 1;
+                    let id = &ids[pick.min(ids.len() - 1)];
+                    let at = Instant::now();
+                    engine
+                        .trigger(Target::Remote(RemoteId::new(id)), false)
+                        .await?;
+                    issued.push((id.clone(), at));
+                    tokio::time::sleep(spacing).await;
+                }
+                wait_idle(&engine).await?;
+            }
+            anyhow::Ok((issued, cycles))
         }
-        wait_idle(&engine).await?;
-    }
+    };
+    let (issued, cycles) = match args.caller {
+        Caller::Task => tokio::spawn(sampling)
+            .await
+            .context("the trigger task panicked")??,
+        Caller::Outside => sampling.await?,
+    };
     let mut waits_ms = Vec::with_capacity(samples);
     for (id, at) in &issued {
         let reached = probe
@@ -163,6 +192,7 @@ async fn run_async(args: EngineArgs) -> anyhow::Result<serde_json::Value> {
         "concurrency": args.concurrency,
         "manual_reserve": args.manual_reserve,
         "manual_burst": args.manual_burst,
+        "caller": format!("{:?}", args.caller).to_lowercase(),
         "cycle_s": round(cycle.as_secs_f64(), 4),
         "ideal_s": round(ideal, 4),
         "ratio": round(cycle.as_secs_f64() / ideal, 4),
