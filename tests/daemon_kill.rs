@@ -13,10 +13,18 @@
 //! At the end the node series have no gap (the cursors resumed where they stopped) and,
 //! with the daemon stopped, every RRD file and the task cache open.
 //!
+//! The last kills (one in seven, 3 to 5) land around a UTC midnight of the daemon's clock, where the
+//! task cache rotates its archive: those starts set `FLEETPOLL_CLOCK_SKEW_SECS` (a
+//! `fault-injection` build's clock skew) so that the daemon's clock reaches a new
+//! midnight a few seconds after its API answers, and the kill comes from just before
+//! to just after it (the run prints whether each came before midnight, past it while the
+//! rotation had not ended, or after). The final start crosses one more midnight without a kill, and the
+//! archives the rotations wrote must be there. (The simulator's clock is not skewed:
+//! to the daemon, every remote's data then looks older, which it accepts.) The exact
+//! crash points inside a rotation are the subject of `tests/task_cache_crash.rs`.
+//!
 //! CI runs `KILLS` (20) kills; `FLEETPOLL_KILLS=100` runs the long variant, and
 //! `FLEETPOLL_KILL_SEED` replays a run (the seed is printed).
-//! Task-archive rotation happens at UTC midnight only; kills inside it are the subject
-//! of `tests/task_cache_crash.rs`.
 
 mod daemon_support;
 
@@ -31,6 +39,15 @@ use tokio::time::Instant;
 use daemon_support::*;
 
 const KILLS: usize = 20;
+/// Of the kills, how many (the last ones) land around a midnight of the daemon's clock:
+/// one in seven, 3 to 5. With the final start that moves the daemon's day on by at most
+/// 6, so that the task cache's retention (7 archives) deletes nothing the test checks.
+fn midnights(kills: usize) -> usize {
+    (kills / 7).clamp(3, 5)
+}
+/// How long before its midnight a skewed daemon starts (its API answers within this).
+const MIDNIGHT_LEAD_SECS: i64 = 8;
+const DAY: i64 = 86_400;
 /// How long a restarted daemon may take until its API answers.
 const READY_LIMIT: Duration = Duration::from_secs(15);
 
@@ -112,10 +129,55 @@ fn rows(port: u16, remote: &str, entity: &str, end: i64) -> BTreeMap<RowKey, f64
     out
 }
 
-/// Starts the daemon and waits until its API answers; returns it and the time taken.
-fn start(config: &Path, log: &Path, port: u16) -> (Proc, Duration) {
+/// The system time, in seconds since the epoch, to the microsecond.
+fn real_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The skew that puts the daemon's clock `MIDNIGHT_LEAD_SECS` before the first UTC
+/// midnight after `MIDNIGHT_LEAD_SECS` from now on a clock skewed by `previous`, so that
+/// the daemon's clock never goes back; and that midnight, in system time.
+fn midnight_skew(previous: i64) -> (i64, f64) {
+    let now = real_now().floor() as i64;
+    let midnight = (now + previous + MIDNIGHT_LEAD_SECS).div_euclid(DAY) * DAY + DAY;
+    let skew = midnight - MIDNIGHT_LEAD_SECS - now;
+    (skew, (midnight - skew) as f64)
+}
+
+/// Sleeps until the system time is `at` (seconds since the epoch), if that is ahead.
+fn pause_until(at: f64) {
+    let left = at - real_now();
+    if left > 0.0 {
+        pause(Duration::from_secs_f64(left));
+    }
+}
+
+/// The task archives the rotations wrote.
+fn archives(cache: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("archive-") && !n.contains(".corrupt"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Starts the daemon (its clock `skew` seconds ahead) and waits until its API answers;
+/// returns it and the time taken.
+fn start(config: &Path, log: &Path, port: u16, skew: i64) -> (Proc, Duration) {
     let started = Instant::now();
-    let mut daemon = spawn_daemon(config, &[], Some(log));
+    let skew_text = skew.to_string();
+    let env: Vec<(&str, &std::ffi::OsStr)> = if skew > 0 {
+        vec![("FLEETPOLL_CLOCK_SKEW_SECS", skew_text.as_ref())]
+    } else {
+        Vec::new()
+    };
+    let mut daemon = spawn_daemon(config, &env, Some(log));
     wait_until(READY_LIMIT, "the restarted daemon's API answers", || {
         let exited = daemon.0.try_wait().unwrap();
         assert!(exited.is_none(), "the daemon exited: {exited:?}");
@@ -223,10 +285,19 @@ fn acknowledged_points_and_tasks_survive_kill_9_of_the_daemon_at_random_moments(
     let (_sim, config, port) = fleet_config(dir.path(), &sim_flags, &edits);
     let mut served = Served::default();
     let mut ready = Vec::new();
+    let mut midnight_kills = Vec::new();
     let mut entities = Vec::new();
+    let cache = dir.path().join("full-data/cache");
+    let mut skew = 0;
     for round in 0..=kills {
         let log = dir.path().join(format!("daemon-{round}.log"));
-        let (daemon, took) = start(&config, &log, port);
+        // The last kills, and the final start, each cross a new midnight.
+        let midnight = (round + midnights(kills) >= kills).then(|| {
+            let (s, at) = midnight_skew(skew);
+            skew = s;
+            at
+        });
+        let (daemon, took) = start(&config, &log, port, skew);
         ready.push(took);
         if round == 0 {
             wait_all_ok(port);
@@ -235,12 +306,41 @@ fn acknowledged_points_and_tasks_survive_kill_9_of_the_daemon_at_random_moments(
         }
         check_kept(port, &served, &entities, round);
         if round == kills {
-            // The last start runs on: a few cycles, then the series must have no gap.
+            // The last start runs on past its midnight: a few cycles, then the series
+            // must have no gap, and the rotations' archives must be there.
             wait_all_ok(port);
-            pause(Duration::from_secs(8));
+            pause_until(midnight.expect("the final start crosses a midnight") + 2.0);
+            pause(Duration::from_secs(6));
             check_no_gap(port, &entities);
+            let written = archives(&cache);
+            println!("archives after the midnights: {written:?}");
+            assert!(
+                !written.is_empty(),
+                "no task archive was rotated out at the daemon's midnights"
+            );
+            check_kept(port, &served, &entities, round);
             drop(daemon);
             break;
+        }
+        if let Some(at) = midnight {
+            // Around the rotation at midnight: from 50 ms before to 100 ms after.
+            served.tasks.extend(task_ids(port));
+            let end = unix_now();
+            for (remote, entity) in &entities {
+                served.rows.extend(rows(port, remote, entity, end));
+            }
+            let kill_at = at + rng.random_range(-0.05..0.1);
+            pause_until(kill_at);
+            drop(daemon);
+            let logged = std::fs::read_to_string(&log).unwrap_or_default();
+            midnight_kills.push(if kill_at < at {
+                "before midnight"
+            } else if logged.contains("rotated task cache") {
+                "after the rotation"
+            } else {
+                "past midnight, before the rotation ended"
+            });
+            continue;
         }
         // Kill at a random moment, sometimes right after a start (replay, first polls),
         // sometimes during a cycle started by hand.
@@ -258,7 +358,6 @@ fn acknowledged_points_and_tasks_survive_kill_9_of_the_daemon_at_random_moments(
         drop(daemon);
     }
     let state = dir.path().join("full-data/state");
-    let cache = dir.path().join("full-data/cache");
     check_files(&state, &cache);
     let mut sorted = ready.clone();
     sorted.sort();
@@ -271,6 +370,7 @@ fn acknowledged_points_and_tasks_survive_kill_9_of_the_daemon_at_random_moments(
         served.tasks.len(),
         served.rows.len()
     );
+    println!("kills at the daemon's midnights: {midnight_kills:?}");
     assert!(served.tasks.len() > 20, "too few tasks to prove anything");
     assert!(served.rows.len() > 100, "too few rows to prove anything");
 }

@@ -287,7 +287,7 @@ impl Service {
 
 /// Runs the daemon until SIGTERM/SIGINT, with `overrides` winning over the file.
 pub async fn run(config_path: PathBuf, overrides: Overrides) -> Result<(), DaemonError> {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::system());
+    let clock = daemon_clock()?;
     let pools = ClientPools::default();
     let resolved =
         config::load_and_resolve_reusing(&config_path, &overrides, clock.clone(), &pools)?;
@@ -478,6 +478,27 @@ async fn healthy(engine: &EngineHandle) -> bool {
         Ok(tree) => tree.children.iter().all(|c| c.state == "running"),
         Err(_) => false,
     }
+}
+
+/// The environment variable a `fault-injection` build reads a clock skew from: the
+/// daemon's clock runs that many seconds ahead of the system's, so that a test can put
+/// a UTC midnight (and the task cache's rotation) at a moment it chooses.
+#[cfg(feature = "fault-injection")]
+pub const CLOCK_SKEW_ENV: &str = "FLEETPOLL_CLOCK_SKEW_SECS";
+
+/// The daemon's wall clock: the system's, or (feature `fault-injection`) the system's
+/// plus `FLEETPOLL_CLOCK_SKEW_SECS`; a skew that does not parse stops the start.
+fn daemon_clock() -> anyhow::Result<Arc<dyn Clock>> {
+    #[cfg(feature = "fault-injection")]
+    if let Ok(spec) = std::env::var(CLOCK_SKEW_ENV) {
+        let ahead: u64 = spec
+            .parse()
+            .with_context(|| format!("{CLOCK_SKEW_ENV}={spec:?} is not a number of seconds"))?;
+        let system = TokioClock::system().now() + Duration::from_secs(ahead);
+        eprintln!("fault injection: the daemon's clock runs {ahead} s ahead of the system's");
+        return Ok(Arc::new(TokioClock::starting_at(system)));
+    }
+    Ok(Arc::new(TokioClock::system()))
 }
 
 /// The environment variable a `fault-injection` build reads its panic rates from.
