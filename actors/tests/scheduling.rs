@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::{wait_until, Fleet, T0};
 use fleetpoll_actors::testing::CallKind;
-use fleetpoll_actors::{CollectOutcome, RemoteId, Target, TaskRecord, TaskRef, TaskState};
+use fleetpoll_actors::{
+    CollectOutcome, RemoteId, Target, TaskRecord, TaskRef, TaskState, TaskStore,
+};
 
 fn secs_past_boundary(wall: Duration, interval: u64) -> f64 {
     wall.as_secs_f64() % interval as f64
@@ -468,4 +470,41 @@ fn assert_each_task_list_follows_its_poll(
             "{id}'s task list did not follow its poll"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn saved_tracked_tasks_beyond_the_bounds_are_dropped_at_start() {
+    let mut fleet = Fleet::new(2);
+    fleet.seed_fresh();
+    fleet.config.tasks.max_tracked = 3;
+    fleet.config.tasks.max_tracked_per_remote = 2;
+    let saved: Vec<TaskRef> = (0..3)
+        .flat_map(|i| {
+            ["r0", "r1"].map(|r| {
+                TaskRef::parse(&format!(
+                    "pve:{r}!UPID:pve:00039E4D:002638B8:67B4A9D{i}:vzdump:10{i}:root@pam:"
+                ))
+                .unwrap()
+            })
+        })
+        .collect();
+    fleet.tasks.save_tracked(&saved).unwrap();
+    let engine = fleet.start().await;
+    let tracked = engine.tracked_tasks().await.unwrap();
+    assert_eq!(
+        tracked.len(),
+        3,
+        "max_tracked holds for saved tasks: {tracked:?}"
+    );
+    for r in ["r0", "r1"] {
+        let of = tracked.iter().filter(|t| t.remote.as_str() == r).count();
+        assert!(of <= 2, "{of} tasks of {r} tracked: {tracked:?}");
+    }
+    wait_until(
+        Duration::from_secs(2),
+        "the saved list says what is tracked",
+        || async { fleet.tasks.load_tracked().len() == 3 },
+    )
+    .await;
+    engine.shutdown(Duration::from_secs(1)).await.unwrap();
 }

@@ -77,6 +77,16 @@ pub enum TaskCacheError {
         /// Where it was moved.
         set_aside: PathBuf,
     },
+    /// Entries of the tracked-task file that are not task references; the others are kept.
+    #[error("task cache file {path}: {dropped} entries are not task references (a remote and a UPID), the first {first}; they are no longer tracked, the file's other entries are")]
+    TrackedDropped {
+        /// The tracked-task file.
+        path: PathBuf,
+        /// How many entries were dropped.
+        dropped: usize,
+        /// The first of them, as the file had it.
+        first: String,
+    },
     /// A batch of a new remote arrived when the cache already holds tasks of 65,535
     /// remotes, the most its index addresses.
     #[error("task cache {path} holds tasks of 65,535 remotes, the most it addresses; the batch of another remote was not stored")]

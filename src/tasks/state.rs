@@ -97,11 +97,77 @@ pub(crate) fn save_tracked(path: &Path, tracked: &[TaskRef]) -> Result<(), TaskC
     Ok(write_atomic(path, &bytes, Mode::WorldReadable)?)
 }
 
-/// Reads the tracked tasks (empty when missing or unreadable).
+/// Reads the tracked tasks (empty when missing or unreadable). An entry a track
+/// request would have been refused for (no remote, or no UPID that parses) is dropped
+/// and reported, so a damaged or hand-edited file never has a remote asked about it.
 pub(crate) fn load_tracked(
     path: &Path,
     writable: bool,
     problems: &mut Vec<TaskCacheError>,
 ) -> Result<Vec<TaskRef>, TaskCacheError> {
-    Ok(load_json(path, writable, problems)?.unwrap_or_default())
+    let mut tracked: Vec<TaskRef> = load_json(path, writable, problems)?.unwrap_or_default();
+    let (mut dropped, mut first) = (0, None);
+    tracked.retain(|t| {
+        let ok = is_task_reference(t);
+        if !ok {
+            dropped += 1;
+            first.get_or_insert_with(|| format!("{:?} of remote {:?}", t.upid, t.remote.as_str()));
+        }
+        ok
+    });
+    if let Some(first) = first {
+        problems.push(TaskCacheError::TrackedDropped {
+            path: path.to_path_buf(),
+            dropped,
+            first,
+        });
+    }
+    Ok(tracked)
+}
+
+/// Whether `task` passes the checks of a track request: a remote, and a UPID.
+pub(crate) fn is_task_reference(task: &TaskRef) -> bool {
+    !task.remote.as_str().is_empty() && crate::remote::Upid::parse(&task.upid).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_entries_that_are_not_task_references_are_dropped_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tracked.json");
+        let good = TaskRef {
+            remote: RemoteId::new("pve-1"),
+            upid: "UPID:node1:000A1B2C:0B3C4D5E:6750A000:vzdump:100:root@pam:".into(),
+        };
+        let bad = [
+            TaskRef {
+                remote: RemoteId::new(""),
+                upid: good.upid.clone(),
+            },
+            TaskRef {
+                remote: RemoteId::new("pve-1"),
+                upid: "UPID:../../etc".into(),
+            },
+        ];
+        let mut saved = vec![bad[0].clone(), good.clone()];
+        saved.push(bad[1].clone());
+        save_tracked(&path, &saved).unwrap();
+        let mut problems = Vec::new();
+        assert_eq!(
+            load_tracked(&path, true, &mut problems).unwrap(),
+            vec![good]
+        );
+        match problems.as_slice() {
+            [TaskCacheError::TrackedDropped {
+                dropped: 2, first, ..
+            }] => {
+                assert!(first.contains("of remote \"\""), "{first}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(path.exists(), "the file is not set aside");
+    }
 }

@@ -144,7 +144,7 @@ impl Actor for Scheduler {
         myself: ActorRef<Self::Msg>,
         args: SchedulerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let tracked = args.stores.tasks.load_tracked().into_iter().collect();
+        let saved = args.stores.tasks.load_tracked();
         let mut state = SchedulerState {
             collection: args.collection,
             intervals: args.intervals,
@@ -153,13 +153,14 @@ impl Actor for Scheduler {
             remotes: args.remotes,
             storage: args.storage,
             generation: 0,
-            tracked,
+            tracked: BTreeSet::new(),
             missing: BTreeMap::new(),
             last_running_check: None,
             last_full_fetch: None,
             quiet: false,
             stats: SchedulerStats::default(),
         };
+        state.track_saved(saved);
         state.arm(&myself);
         Ok(state)
     }
@@ -388,6 +389,36 @@ impl SchedulerState {
         if self.tracked.contains(&task) {
             return Ok(());
         }
+        self.admit(&task)?;
+        self.tracked.insert(task);
+        self.save_tracked();
+        Ok(())
+    }
+
+    /// Tracks the tasks saved by an earlier run as far as the bounds of `[tasks]`
+    /// allow (they may have been lowered since, or the file edited); the rest are
+    /// dropped with a warning, and the saved list then says what is tracked.
+    fn track_saved(&mut self, saved: Vec<TaskRef>) {
+        let (mut dropped, mut first) = (0usize, None);
+        for task in saved {
+            match self.admit(&task) {
+                Ok(()) => {
+                    self.tracked.insert(task);
+                }
+                Err(why) => {
+                    dropped += 1;
+                    first.get_or_insert(why);
+                }
+            }
+        }
+        if let Some(why) = first {
+            tracing::warn!(dropped, reason = %why, "saved tracked tasks beyond the [tasks] bounds are no longer tracked");
+            self.save_tracked();
+        }
+    }
+
+    /// Whether one more task of `task`'s remote stays within the bounds of `[tasks]`.
+    fn admit(&self, task: &TaskRef) -> Result<(), String> {
         let max = self.tasks.max_tracked as usize;
         if self.tracked.len() >= max {
             return Err(format!(
@@ -407,8 +438,6 @@ impl SchedulerState {
                 task.remote
             ));
         }
-        self.tracked.insert(task);
-        self.save_tracked();
         Ok(())
     }
 
