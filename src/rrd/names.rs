@@ -20,12 +20,15 @@ pub(crate) fn sidecar(rrd: &Path) -> PathBuf {
     rrd.with_extension("names")
 }
 
-/// Reads a file's map; empty when it has no sidecar (or an unreadable one).
+/// Reads a file's map; empty when it has no sidecar (or an unreadable one). A line
+/// without a space is skipped.
 pub(crate) fn read(rrd: &Path) -> NameMap {
     let Ok(text) = std::fs::read_to_string(sidecar(rrd)) else {
         return NameMap::new();
     };
-    text.lines()
+    // Split at '\n' alone, as [`KnownNames::note`] writes: a name read back is the name
+    // written, even one that ends in '\r'.
+    text.split('\n')
         .filter_map(|l| l.split_once(' '))
         .map(|(ds, full)| (ds.to_string(), full.to_string()))
         .collect()
@@ -88,5 +91,22 @@ mod tests {
         let mut fresh = KnownNames::default();
         fresh.note(&rrd, std::slice::from_ref(&pair)).unwrap();
         assert!(sidecar(&rrd).exists(), "a new process writes it again");
+    }
+
+    #[test]
+    fn a_name_reads_back_as_written_whatever_its_last_character() {
+        let dir = tempfile::tempdir().unwrap();
+        let rrd = dir.path().join("metrics.rrd");
+        let pairs = [
+            ("a_1234567".to_string(), "ends_in_cr\r".to_string()),
+            ("b_1234567".to_string(), "has a space".to_string()),
+            ("c_1234567".to_string(), String::new()),
+        ];
+        KnownNames::default().note(&rrd, &pairs).unwrap();
+        let read = read(&rrd);
+        assert_eq!(read.len(), pairs.len());
+        for (ds, full) in &pairs {
+            assert_eq!(read.get(ds), Some(full), "{ds}");
+        }
     }
 }
