@@ -134,3 +134,95 @@ fn updates_at_or_before_the_last_one_are_skipped_with_a_warning() {
     assert!(text.contains("1700000010: 1.0000000000e+00"), "{text}");
     assert!(text.contains("1700000020: 4.0000000000e+00"), "{text}");
 }
+
+#[test]
+fn shapes_times_and_windows_beyond_the_engine_are_refused_with_what_to_change() {
+    let dir = temp_file("bounds");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let huge = dir.join("huge.rrd");
+    let huge = huge.to_str().expect("UTF-8");
+    // Creation refused before anything is allocated or written, exit 64, naming the RRA.
+    for (args, says) in [
+        (
+            &["DS:a:GAUGE:20:U:U", "RRA:AVERAGE:0.5:1:200000000"][..],
+            "fewer rows or data sources",
+        ),
+        (
+            &[
+                "DS:a:GAUGE:20:U:U",
+                "RRA:AVERAGE:0.5:1:18446744073709551615",
+            ],
+            "use fewer rows",
+        ),
+        (
+            &[
+                "--step",
+                "4294967296",
+                "DS:a:GAUGE:20:U:U",
+                "RRA:AVERAGE:0.5:4294967296:2",
+            ],
+            "use fewer steps",
+        ),
+        (
+            &[
+                "--start",
+                "-9223372036854775808",
+                "DS:a:GAUGE:20:U:U",
+                "RRA:AVERAGE:0.5:1:2",
+            ],
+            "between 1970 and the end of year 9999",
+        ),
+    ] {
+        let mut full = vec!["rrd", "create", huge];
+        full.extend_from_slice(args);
+        let output = run(&full, "");
+        assert_eq!(
+            output.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(says),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(!Path::new(huge).exists(), "{args:?} wrote a file");
+    }
+
+    let path = temp_file("bounded.rrd");
+    create(&path);
+    let file = path.to_str().expect("UTF-8");
+    let output = run(&["rrd", "update", file, "253402300800:1"], "");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("end of year 9999"),
+        "{}",
+        stderr(&output)
+    );
+    let before = std::fs::read(&path).expect("read");
+    for (start, end, says) in [
+        ("0", "253402300799", "narrow the window"),
+        (
+            "-9223372036854775808",
+            "9223372036854775807",
+            "within 253402300799 seconds",
+        ),
+    ] {
+        let output = run(
+            &["rrd", "fetch", file, "AVERAGE", "-s", start, "-e", end],
+            "",
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains(says),
+            "{start}..{end}: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "left untouched"
+    );
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Explicit history windows lie between the epoch and the end of year 9999, so that no
 /// time arithmetic of a query can overflow.
-pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
+pub const MAX_TIMESTAMP: i64 = crate::rrd::database::MAX_TIME;
 
 /// What a refused stream or connection is told to wait before trying again, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 5;

@@ -69,6 +69,66 @@ impl Changes {
     }
 }
 
+/// The latest time a database takes (the last second of year 9999): its updates, its
+/// start and the ends of a fetch window lie within this many seconds of the epoch, so
+/// that no time arithmetic of an update or a fetch can overflow.
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// The most values (rows × data sources, over all archives) a database holds: 1 GiB.
+pub const MAX_VALUES: u64 = 1 << 27;
+
+/// Checks that a database of this shape stays within the engine's arithmetic and
+/// memory: a row of each archive covers at most [`MAX_TIME`] seconds and the whole
+/// archive a span a timestamp can hold, and all archives hold at most [`MAX_VALUES`].
+pub(crate) fn check_shape(step: u64, ds_count: usize, rras: &[RraDef]) -> Result<(), RrdError> {
+    if step == 0 || step > MAX_TIME as u64 {
+        return Err(RrdError::definition(
+            format!("--step {step}"),
+            format!("the step must be 1 to {MAX_TIME} seconds"),
+        ));
+    }
+    let mut values: u64 = 0;
+    for r in rras {
+        let spec = || format!("RRA:{}:{}:{}:{}", r.cf, r.xff, r.steps, r.rows);
+        let span = step
+            .checked_mul(r.steps)
+            .filter(|&span| span <= MAX_TIME as u64)
+            .ok_or_else(|| {
+                RrdError::definition(
+                    spec(),
+                    format!(
+                        "a row would cover {} steps of {step} s, more than the \
+                         {MAX_TIME} seconds a database addresses; use fewer steps",
+                        r.steps
+                    ),
+                )
+            })?;
+        span.checked_mul(r.rows)
+            .filter(|&whole| whole <= i64::MAX as u64)
+            .ok_or_else(|| {
+                RrdError::definition(
+                    spec(),
+                    "the archive would span more seconds than a timestamp holds; use fewer rows",
+                )
+            })?;
+        values = r
+            .rows
+            .checked_mul(ds_count as u64)
+            .and_then(|v| values.checked_add(v))
+            .filter(|&v| v <= MAX_VALUES)
+            .ok_or_else(|| {
+                RrdError::definition(
+                    spec(),
+                    format!(
+                        "the archives would hold more than {MAX_VALUES} values (1 GiB); \
+                         use fewer rows or data sources"
+                    ),
+                )
+            })?;
+    }
+    Ok(())
+}
+
 /// A round-robin database held in memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rrd {
@@ -97,10 +157,10 @@ impl Rrd {
                 "the step must be at least 1",
             ));
         }
-        if start < 0 {
+        if !(0..=MAX_TIME).contains(&start) {
             return Err(RrdError::definition(
                 format!("--start {start}"),
-                "the start must not be before 1970",
+                "the start must lie between 1970 and the end of year 9999",
             ));
         }
         if ds.is_empty() {
@@ -118,6 +178,7 @@ impl Rrd {
         for r in &rras {
             r.validate(r.cf.as_str())?;
         }
+        check_shape(step, ds.len(), &rras)?;
         let into_step = start as u64 % step;
         let step_start = start as u64 - into_step;
         let pdp = ds
@@ -299,6 +360,12 @@ impl Rrd {
                     self.ds.len(),
                     values.len()
                 ),
+            ));
+        }
+        if time > MAX_TIME {
+            return Err(RrdError::update(
+                format!("{time}:…"),
+                format!("the time must not be after {MAX_TIME} (the end of year 9999)"),
             ));
         }
         if time <= self.last_update {

@@ -1,9 +1,15 @@
 //! Reading rows back: the choice of archive and the time window, as `rrdtool fetch`
 //! makes them.
 
-use super::database::Rrd;
+use super::database::{Rrd, MAX_TIME};
 use super::def::Cf;
 use super::error::RrdError;
+
+/// The most rows a fetch returns.
+pub const MAX_FETCH_ROWS: u64 = 1_000_000;
+
+/// The most values (rows × data sources) a fetch returns.
+pub const MAX_FETCH_VALUES: u64 = 16_000_000;
 
 /// What a fetch asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +62,9 @@ pub(super) fn choose_archive(rrd: &Rrd, request: &FetchRequest) -> Result<usize,
                 best_full = Some((i, step_diff));
             }
         } else {
-            let covered = (request.end - request.start) - (cal_start - request.start);
+            // The part of the window from the archive's start on (`cal_start` lies
+            // after the window's start here, so this cannot overflow).
+            let covered = request.end - cal_start;
             let better = match best_part {
                 None => true,
                 Some((_, best_cover, best_diff)) => {
@@ -87,6 +95,14 @@ pub(super) fn fetch(rrd: &Rrd, request: &FetchRequest) -> Result<FetchResult, Rr
             request.start, request.end
         )));
     }
+    let time_range = -MAX_TIME..=MAX_TIME;
+    if !time_range.contains(&request.start) || !time_range.contains(&request.end) {
+        return Err(RrdError::Fetch(format!(
+            "the window {}..{} must lie within {MAX_TIME} seconds of the epoch \
+             (the end of year 9999)",
+            request.start, request.end
+        )));
+    }
     let archive = choose_archive(rrd, request)?;
     if !rrd.rings[archive].is_loaded() {
         return Err(RrdError::Fetch(
@@ -101,7 +117,15 @@ pub(super) fn fetch(rrd: &Rrd, request: &FetchRequest) -> Result<FetchResult, Rr
     let ds_count = rrd.ds.len();
     let newest = rrd.last_update - rrd.last_update.rem_euclid(step);
     let rows = rra.rows as i64;
-    let mut out = Vec::with_capacity(((end - start) / step) as usize);
+    let count = ((end - start) / step) as u64;
+    if count > MAX_FETCH_ROWS || count.saturating_mul(ds_count as u64) > MAX_FETCH_VALUES {
+        return Err(RrdError::Fetch(format!(
+            "the window from {start} to {end} holds {count} rows of {step} s, more than the \
+             {MAX_FETCH_ROWS} rows ({MAX_FETCH_VALUES} values) a fetch returns; narrow the \
+             window or ask for a coarser resolution"
+        )));
+    }
+    let mut out = Vec::with_capacity(count as usize);
     let mut ts = start + step;
     while ts <= end {
         let back = (newest - ts) / step;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::consolidate::CdpPrep;
-use super::database::{Changes, PdpPrep, Ring, Rrd};
+use super::database::{check_shape, Changes, PdpPrep, Ring, Rrd, MAX_TIME};
 use super::def::{Cf, DsDef, DsType, RraDef};
 use super::value::RawValue;
 use crate::durable::{crc32, crc32_f64s};
@@ -466,6 +466,8 @@ fn decode_parts(bytes: &[u8], file_len: u64) -> Result<Decoded, String> {
             rows: r.u64()?,
         });
     }
+    // Checked before the layout is computed from these counts.
+    check_shape(step, ds_count, &rras).map_err(|e| format!("the header is impossible: {e}"))?;
     let layout = Layout::of_version(version, ds_count, &rras);
     let expected = [
         layout.live_offset,
@@ -496,6 +498,11 @@ fn decode_parts(bytes: &[u8], file_len: u64) -> Result<Decoded, String> {
         return Err("the live-state checksum does not match (torn or corrupt write)".to_string());
     }
     let last_update = lr.u64()? as i64;
+    if !(0..=MAX_TIME).contains(&last_update) {
+        return Err(format!(
+            "the last update ({last_update}) lies before 1970 or after year 9999"
+        ));
+    }
     let mut pdp = Vec::with_capacity(ds_count);
     for _ in 0..ds_count {
         let tag = lr.u8()?;
