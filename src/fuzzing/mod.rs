@@ -11,10 +11,11 @@
 //! - `remote`: [`remote_metrics`], [`remote_replies`] and [`upid`]: what PVE and PBS
 //!   remotes answer.
 //! - `prom`: [`prom_parse`]: Prometheus text and OpenMetrics scrape bodies.
-//! - `files`: [`config_file`] and [`rules_file`]: the TOML files an operator writes.
-//! - `stores`: [`journal`], [`rrd_file`], [`task_archive`] and [`task_snapshot`]: the
-//!   files the stores read back from disk (which a crash, a full disk or another
-//!   program may have damaged).
+//! - `files`: [`config_file`], [`rules_file`] and [`rrd_args`]: what an operator
+//!   writes (the TOML files, `fleetpoll rrd` command lines).
+//! - `stores`: [`journal`], [`rrd_file`], [`rrd_names`], [`task_archive`],
+//!   [`task_snapshot`] and [`task_state`]: the files the stores read back from disk
+//!   (which a crash, a full disk or another program may have damaged).
 //! - [`api_request`] (in `api::fuzz`): the API's query strings, path segments and
 //!   request bodies.
 
@@ -24,10 +25,10 @@ mod remote;
 mod stores;
 
 pub use crate::api::fuzz::api_request;
-pub use files::{config_file, rules_file};
+pub use files::{config_file, rrd_args, rules_file};
 pub use prom::{prom_parse, PromState};
 pub use remote::{remote_metrics, remote_replies, upid};
-pub use stores::{journal, rrd_file, task_archive, task_snapshot};
+pub use stores::{journal, rrd_file, rrd_names, task_archive, task_snapshot, task_state};
 
 /// The fuzz targets by name, as `fuzz/Cargo.toml` names its binaries and
 /// `fuzz/corpus/` its directories.
@@ -38,10 +39,13 @@ pub const TARGETS: &[&str] = &[
     "prom_parse",
     "remote_metrics",
     "remote_replies",
+    "rrd_args",
     "rrd_file",
+    "rrd_names",
     "rules_file",
     "task_archive",
     "task_snapshot",
+    "task_state",
     "upid",
 ];
 
@@ -68,10 +72,13 @@ impl Session {
             "prom_parse" => prom_parse(&mut self.prom, data),
             "remote_metrics" => remote_metrics(data),
             "remote_replies" => remote_replies(data),
+            "rrd_args" => rrd_args(data),
             "rrd_file" => rrd_file(data),
+            "rrd_names" => rrd_names(data),
             "rules_file" => rules_file(data),
             "task_archive" => task_archive(data),
             "task_snapshot" => task_snapshot(data),
+            "task_state" => task_state(data),
             "upid" => upid(data),
             _ => return false,
         }

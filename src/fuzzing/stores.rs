@@ -1,6 +1,7 @@
 //! The files the stores read back: the framed journals (the RRD store's records of
-//! metric batches, the task cache's JSON merge entries), the RRD files and the task
-//! cache's data files (the active day and its archives, plain or zstd).
+//! metric batches, the task cache's JSON merge entries), the RRD files and their
+//! `.names` sidecars, the task cache's data files (the active day and its archives,
+//! plain or zstd), its index snapshot and its state and tracked-task files.
 
 use std::io::Write;
 
@@ -8,12 +9,17 @@ use fleetpoll_actors::MetricBatch;
 
 use crate::durable::{encode_frame, parse_frames, Replay};
 use crate::rrd::format::{decode, decode_head, encode};
+use crate::rrd::names::{self, KnownNames};
 use crate::rrd::record;
-use crate::tasks::files::{ACTIVE, SNAPSHOT};
+use crate::tasks::files::{ACTIVE, SNAPSHOT, STATE, TRACKED};
 use crate::tasks::format::{read_data_file, write_line, DiskTask};
 use crate::tasks::index::{Index, Merged};
 use crate::tasks::journal::{replay, JournalEntry};
 use crate::tasks::snapshot::{self, Outcome};
+use crate::tasks::state::{
+    is_task_reference, load_cutoffs, load_tracked, save_cutoffs, save_tracked,
+};
+use crate::tasks::TaskCacheError;
 
 /// A journal file: the intact frames are a prefix of the bytes that encodes back to
 /// exactly those bytes, and reading stops early only with a reason. Each intact
@@ -206,4 +212,76 @@ fn check_line(index: &mut Index, t: &DiskTask<'_>) {
     if let Merged::New(i) | Merged::Finished(i) = index.merge(remote, t, 0) {
         assert_eq!(index.upid(i), t.u, "the index gives back another UPID");
     }
+}
+
+/// The task cache's small JSON files, read as opening the cache reads them: after the
+/// first byte, the rest as `state.json` (first byte even) or as `tracked.json` (odd).
+/// A file that reads is written back and reads the same, and every tracked task it
+/// gives passes a track request's checks; one that does not read is reported as
+/// corrupt and renamed aside with every byte kept, and the next read starts empty.
+pub fn task_state(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cutoffs = mode % 2 == 0;
+    let path = dir.path().join(if cutoffs { STATE } else { TRACKED });
+    std::fs::write(&path, rest).expect("the file is written");
+    let mut problems = Vec::new();
+    if cutoffs {
+        let read = load_cutoffs(&path, true, &mut problems).expect("the file is read");
+        if problems.is_empty() {
+            save_cutoffs(&path, &read).expect("the cutoffs are written");
+            let again = load_cutoffs(&path, true, &mut problems).expect("the file is read");
+            assert!(
+                problems.is_empty(),
+                "written cutoffs do not read: {problems:?}"
+            );
+            assert_eq!(read, again, "cutoffs read back differently");
+        }
+    } else {
+        let read = load_tracked(&path, true, &mut problems).expect("the file is read");
+        assert!(read.iter().all(is_task_reference), "{read:?}");
+        if !problems
+            .iter()
+            .any(|p| matches!(p, TaskCacheError::CorruptState { .. }))
+        {
+            save_tracked(&path, &read).expect("the tracked tasks are written");
+            let mut again_problems = Vec::new();
+            let again = load_tracked(&path, true, &mut again_problems).expect("the file is read");
+            assert!(again_problems.is_empty(), "{again_problems:?}");
+            assert_eq!(read, again, "tracked tasks read back differently");
+        }
+    }
+    for p in &problems {
+        match p {
+            TaskCacheError::CorruptState { set_aside, .. } => {
+                assert!(!path.exists(), "a corrupt file is left in place");
+                let kept = std::fs::read(set_aside).expect("the set-aside file is read");
+                assert!(kept == rest, "the set-aside file lost bytes");
+            }
+            TaskCacheError::TrackedDropped { dropped, .. } => assert!(!cutoffs && *dropped > 0),
+            other => panic!("reading {} reported {other}", path.display()),
+        }
+    }
+}
+
+/// An RRD file's `.names` sidecar (data-source name → full metric name), read as a
+/// query reads it: every pair written back into a new sidecar reads back the same.
+pub fn rrd_names(data: &[u8]) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let rrd = dir.path().join("node.rrd");
+    std::fs::write(names::sidecar(&rrd), data).expect("the sidecar is written");
+    let read = names::read(&rrd);
+    assert!(read.len() <= data.len() / 2 + 1, "more pairs than lines");
+    let fresh = dir.path().join("fresh.rrd");
+    let pairs: Vec<(String, String)> = read.clone().into_iter().collect();
+    KnownNames::default()
+        .note(&fresh, &pairs)
+        .expect("the sidecar is written");
+    assert_eq!(
+        names::read(&fresh),
+        read,
+        "a sidecar reads back differently"
+    );
 }

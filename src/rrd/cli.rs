@@ -66,7 +66,9 @@ fn parse_time(text: &str, base: i64) -> anyhow::Result<i64> {
     match text {
         "N" | "now" => Ok(system_now_secs()),
         _ => match text.parse::<i64>() {
-            Ok(t) if t < 0 => Ok(base + t),
+            Ok(t) if t < 0 => base
+                .checked_add(t)
+                .ok_or_else(|| usage(format!("time {text:?} lies too far before {base}"))),
             Ok(t) => Ok(t),
             Err(_) => Err(usage(format!(
                 "time {text:?} must be seconds since the epoch, N, or -SECONDS"
@@ -122,6 +124,33 @@ fn canonical(long: &str) -> &'static str {
 }
 
 fn create(args: &[String]) -> anyhow::Result<()> {
+    let (file, rrd) = create_args(args)?;
+    RrdFile::create(Path::new(file), rrd)?;
+    Ok(())
+}
+
+/// The file and the new database a `create` command line asks for.
+pub(crate) fn create_args(args: &[String]) -> anyhow::Result<(&str, Rrd)> {
+    let (file, spec) = create_spec(args)?;
+    let rrd =
+        Rrd::create(spec.step, spec.start, spec.ds, spec.rras).map_err(|e| usage(e.to_string()))?;
+    Ok((file, rrd))
+}
+
+/// What a `create` command line defines, before the database is made.
+pub(crate) struct CreateSpec {
+    /// Seconds per primary data point.
+    pub(crate) step: u64,
+    /// The database's first last-update time.
+    pub(crate) start: i64,
+    /// The data sources.
+    pub(crate) ds: Vec<DsDef>,
+    /// The archives.
+    pub(crate) rras: Vec<RraDef>,
+}
+
+/// The file and the definitions of a `create` command line.
+pub(crate) fn create_spec(args: &[String]) -> anyhow::Result<(&str, CreateSpec)> {
     let (opts, words) = options(args, &[("--step", "-s"), ("--start", "-b")])?;
     let Some((file, defs)) = words.split_first() else {
         return Err(usage("create needs a FILE"));
@@ -151,9 +180,15 @@ fn create(args: &[String]) -> anyhow::Result<()> {
             )));
         }
     }
-    let rrd = Rrd::create(step, start, ds, rras).map_err(|e| usage(e.to_string()))?;
-    RrdFile::create(Path::new(file), rrd)?;
-    Ok(())
+    Ok((
+        file,
+        CreateSpec {
+            step,
+            start,
+            ds,
+            rras,
+        },
+    ))
 }
 
 fn update(args: &[String]) -> anyhow::Result<()> {
@@ -189,6 +224,16 @@ fn update(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn fetch(args: &[String]) -> anyhow::Result<()> {
+    let (file, request) = fetch_args(args)?;
+    let rrd = RrdFile::open(Path::new(file))?;
+    let result = rrd.fetch(&request)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text::render_fetch(&result).as_bytes())?;
+    Ok(())
+}
+
+/// The file and the fetch a `fetch` command line asks for.
+fn fetch_args(args: &[String]) -> anyhow::Result<(&str, FetchRequest)> {
     let (opts, words) = options(
         args,
         &[("--resolution", "-r"), ("--start", "-s"), ("--end", "-e")],
@@ -215,16 +260,34 @@ fn fetch(args: &[String]) -> anyhow::Result<()> {
         Some(text) => parse_time(text, end)?,
         None => end - 86_400,
     };
-    let rrd = RrdFile::open(Path::new(file))?;
-    let result = rrd.fetch(&FetchRequest {
+    let request = FetchRequest {
         cf,
         start,
         end,
         resolution,
-    })?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text::render_fetch(&result).as_bytes())?;
-    Ok(())
+    };
+    Ok((file, request))
+}
+
+/// Runs `create`, `update` and `fetch` command lines (the words after the command
+/// name) against a database held in memory, without files: what the fuzz target
+/// `rrd_args` drives. A command line that is refused gives the usage error `main`
+/// exits 64 for; an update or fetch the engine refuses, its error.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn in_memory(
+    create: &[String],
+    updates: &[String],
+    fetch: &[String],
+) -> anyhow::Result<(Rrd, super::fetch::FetchResult)> {
+    let (_, mut rrd) = create_args(create)?;
+    let ds_count = rrd.data_sources().len();
+    for word in updates {
+        let (time, values) = parse_update(word, system_now_secs(), ds_count)?;
+        rrd.update(time, &values)?;
+    }
+    let (_, request) = fetch_args(fetch)?;
+    let result = rrd.fetch(&request)?;
+    Ok((rrd, result))
 }
 
 fn info(args: &[String]) -> anyhow::Result<()> {

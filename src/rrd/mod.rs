@@ -46,7 +46,7 @@ pub mod file;
 pub mod format;
 pub mod journal;
 pub mod layout;
-mod names;
+pub(crate) mod names;
 mod pending;
 pub mod quarantine;
 pub mod query;

@@ -42,7 +42,7 @@ mod merge;
 mod rotation;
 mod slots;
 pub(crate) mod snapshot;
-mod state;
+pub(crate) mod state;
 
 pub use apply::JOURNAL_APPLY_BYTES;
 pub use cache::{TaskCache, BACKFILL_SECS};
