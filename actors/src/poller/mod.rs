@@ -2,7 +2,8 @@
 //!
 //! - `actor`: the [`Poller`] actor, its messages and start arguments.
 //! - `pipeline`: the job pipeline — per-connection delay, lease, fetch, store — and the
-//!   poller's state.
+//!   poller's state; `pipeline/permits`: how a job gets its connections (the
+//!   limiter, or the burst at once for a manual job).
 //! - `jobs`: the three kinds of job, their phases and the steps between them.
 //! - `fetch`: the spawned fetch task that owns the lease and catches a source's panic.
 //! - `outcome`: what a collection returns to its caller ([`CollectOutcome`], [`CollectError`]).
